@@ -1,0 +1,1 @@
+//! Deterministic simulation of the FEP gateway on turmoil. Filled by the simulation issue.
