@@ -192,6 +192,19 @@ pub trait Service: Sized + 'static {
     fn poll_timeout(&self) -> Option<Nanos> {
         None
     }
+
+    /// Whether the worker can serve: its upstreams are hand-shaked. A driver
+    /// announces readiness (`ready <addr>`) once every worker says so.
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Whether the worker has nothing left to do: drained after
+    /// [`Service::on_shutdown`], or a load generator's run finished. A driver
+    /// stops the worker then.
+    fn is_done(&self) -> bool {
+        false
+    }
 }
 
 /// The service's view of its worker during one input.
@@ -459,6 +472,16 @@ impl<S: Service> Worker<S> {
             }
         }
         Some(effect)
+    }
+
+    /// See [`Service::is_ready`].
+    pub fn is_ready(&self) -> bool {
+        self.service.is_ready()
+    }
+
+    /// See [`Service::is_done`].
+    pub fn is_done(&self) -> bool {
+        self.service.is_done()
     }
 
     /// The earliest deadline; call [`Worker::handle_timeout`] then.
