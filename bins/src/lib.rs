@@ -1,1 +1,3 @@
 //! Shared code of the FEP binaries.
+
+pub mod bench;

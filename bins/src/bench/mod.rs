@@ -1,0 +1,4 @@
+//! The measurement side of the binaries: `.hgrm` files, result summaries,
+//! plots and the orchestration `fepbench` does.
+
+pub mod hgrm;
