@@ -2,3 +2,4 @@
 //! plots and the orchestration `fepbench` does.
 
 pub mod hgrm;
+pub mod summary;
