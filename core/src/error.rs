@@ -140,6 +140,14 @@ pub enum Fault {
         /// The connection's state when it arrived.
         state: ConnState,
     },
+    /// A well-formed message that answers nothing we asked (a pong that is
+    /// not the oldest ping in flight, say).
+    Unsolicited {
+        /// The frame's opcode.
+        opcode: u16,
+        /// What does not match.
+        what: &'static str,
+    },
     /// A role, version or token this port refuses.
     RoleRefused {
         /// What was refused.
@@ -161,7 +169,7 @@ impl Fault {
             Fault::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             Fault::FrameTooShort { .. } | Fault::Malformed { .. } => ErrorCode::Malformed,
             Fault::UnknownOpcode { .. } => ErrorCode::UnknownOpcode,
-            Fault::Unexpected { .. } => ErrorCode::Unexpected,
+            Fault::Unexpected { .. } | Fault::Unsolicited { .. } => ErrorCode::Unexpected,
             Fault::RoleRefused { .. } => ErrorCode::RoleRefused,
             Fault::Overloaded { .. } => ErrorCode::Overloaded,
         }
@@ -191,6 +199,7 @@ impl fmt::Display for Fault {
             Fault::Unexpected { opcode, state } => {
                 write!(f, "opcode {opcode} not allowed in state {state}")
             }
+            Fault::Unsolicited { opcode, what } => write!(f, "opcode {opcode}: {what}"),
             Fault::RoleRefused { what } => write!(f, "refused: {what}"),
             Fault::Overloaded { backlog, max } => {
                 write!(f, "output backlog {backlog} bytes passed the bound {max}")

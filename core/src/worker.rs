@@ -77,7 +77,8 @@ pub enum Effect<T> {
     },
     /// Deliver `task` to worker `target` through [`Worker::handle_handoff`],
     /// in order per (source, target) pair; if it cannot be queued, give it
-    /// back with [`Worker::handle_handoff_refused`].
+    /// back with [`Worker::handle_handoff_refused`] — and, to keep the order,
+    /// give back every later handoff to the same target in the same drain.
     Handoff {
         /// The receiving worker.
         target: WorkerId,

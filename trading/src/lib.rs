@@ -1,1 +1,22 @@
-//! placeholder
+//! `fep-trading`: the FEP wire protocol and its three roles as sans-IO
+//! services on `fep-core`.
+//!
+//! - [`msg`]: every message of PROTOCOL.md, encode and decode;
+//! - [`exchange`]: answers pings with pongs stamped `t3`;
+//! - [`gateway`]: client sessions, one upstream per worker, local or
+//!   cross-worker routing, `t2`/`t4` stamps;
+//! - [`client`]: the load generator's logic: hand-shake, warm-up, measure,
+//!   hop histograms;
+//! - [`scenario`]: the benchmark scenarios and the report checks both
+//!   drivers share;
+//! - [`harness`]: a deterministic in-memory driver for tests and benches.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod exchange;
+pub mod gateway;
+pub mod hello;
+pub mod msg;
+
+pub use msg::Role;

@@ -1,0 +1,577 @@
+//! The load generator's logic: dial, hand-shake, warm up, measure, drain.
+//!
+//! # Load models
+//!
+//! - [`Load::Closed`]: one ping in flight in total, round-robin over the
+//!   connections; the next ping leaves when the previous is answered.
+//! - [`Load::Pipelined`]: `inflight` pings in flight on every connection.
+//!
+//! The first `warmup` answers are not recorded; the next `count` are. Every
+//! ping is accounted for exactly once: answered by a pong or a `Reject`, or
+//! `lost` with its connection (closed, failed, or still silent when the
+//! drain deadline passes).
+
+use std::collections::VecDeque;
+
+use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
+use fep_core::{ConnId, Context, ErrorCode, Fault, Handler, Nanos, Origin, PeerId, Service, Session, StateSet};
+use hdrhistogram::Histogram;
+
+use crate::msg::{
+    PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
+    OP_ROLE_HELLO_REQ, PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
+};
+use crate::Role;
+
+/// Longest latency a histogram records: one hour, in ns.
+pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
+
+/// How pings are offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// One ping in flight in total, round-robin over the connections.
+    Closed,
+    /// `inflight` pings in flight per connection.
+    Pipelined {
+        /// The window per connection.
+        inflight: u32,
+    },
+}
+
+/// Settings of a load run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Connections to open to peer 0.
+    pub connections: u32,
+    /// Answers not recorded before measuring.
+    pub warmup: u64,
+    /// Answers recorded.
+    pub count: u64,
+    /// The load model.
+    pub load: Load,
+    /// Whole `PerfPing` frame size in bytes (≥ 54; the rest is pad).
+    pub size: usize,
+    /// The token presented in the hand-shake.
+    pub token: String,
+    /// How long to wait for the last answers once all pings are sent.
+    pub drain_timeout: Nanos,
+    /// Round trips kept in [`Report::trace`] (the first ones).
+    pub trace_max: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connections: 10,
+            warmup: 1000,
+            count: 10_000,
+            load: Load::Closed,
+            size: 64,
+            token: String::new(),
+            drain_timeout: Nanos::from_secs(5),
+            trace_max: 0,
+        }
+    }
+}
+
+/// How a ping was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A pong.
+    Pong,
+    /// A `Reject` with this code.
+    Reject(ErrorCode),
+}
+
+/// One answered ping, as the client saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundTrip {
+    /// Connection index (`0..connections`).
+    pub conn: u32,
+    /// The ping's seq.
+    pub seq: u64,
+    /// The gateway's routing tag (0 when rejected or direct).
+    pub route: u64,
+    /// Hop timestamps (t2..t4 are 0 in a reject).
+    pub t: [Nanos; 5],
+    /// The answer.
+    pub answer: Answer,
+}
+
+/// What a load run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Round-trip times of recorded pongs, ns.
+    pub rtt: Histogram<u64>,
+    /// `t2 − t1`, `t3 − t2`, `t4 − t3`, `t5 − t4`, ns (empty without a gateway).
+    pub hops: [Histogram<u64>; 4],
+    /// Pings sent.
+    pub sent: u64,
+    /// Pongs received.
+    pub pongs: u64,
+    /// `Reject`s received.
+    pub rejects: u64,
+    /// `Error` frames received, and connections that could not be opened.
+    pub errors: u64,
+    /// Pings that got no answer at all.
+    pub lost: u64,
+    /// Connections still waiting for answers when the drain deadline passed.
+    pub drain_timeouts: u64,
+    /// Answers that were not for the oldest ping in flight on their
+    /// connection (out of order, duplicated or unsolicited).
+    pub window_violations: u64,
+    /// Pongs whose pad did not come back unchanged.
+    pub corrupt: u64,
+    /// Pongs whose stamps were not ordered `t1 ≤ … ≤ t5` (clocks not shared).
+    pub clock_skews: u64,
+    /// Pongs that went straight to an exchange (`t2 = t4 = 0`).
+    pub direct: u64,
+    /// When the first recorded answer's ping could leave (end of warm-up).
+    pub measure_start: Nanos,
+    /// When the last answer arrived.
+    pub measure_end: Nanos,
+    /// The first round trips, up to `trace_max`.
+    pub trace: Vec<RoundTrip>,
+}
+
+impl Report {
+    fn new(trace_max: usize) -> Report {
+        let histogram = || Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid");
+        Report {
+            rtt: histogram(),
+            hops: [histogram(), histogram(), histogram(), histogram()],
+            sent: 0,
+            pongs: 0,
+            rejects: 0,
+            errors: 0,
+            lost: 0,
+            drain_timeouts: 0,
+            window_violations: 0,
+            corrupt: 0,
+            clock_skews: 0,
+            direct: 0,
+            measure_start: Nanos::ZERO,
+            measure_end: Nanos::ZERO,
+            trace: Vec::with_capacity(trace_max),
+        }
+    }
+
+    /// Folds another worker's report into this one.
+    pub fn merge(&mut self, other: &Report) {
+        self.rtt.add(&other.rtt).expect("same bounds");
+        for (a, b) in self.hops.iter_mut().zip(&other.hops) {
+            a.add(b).expect("same bounds");
+        }
+        self.sent += other.sent;
+        self.pongs += other.pongs;
+        self.rejects += other.rejects;
+        self.errors += other.errors;
+        self.lost += other.lost;
+        self.drain_timeouts += other.drain_timeouts;
+        self.window_violations += other.window_violations;
+        self.corrupt += other.corrupt;
+        self.clock_skews += other.clock_skews;
+        self.direct += other.direct;
+        if self.measure_start == Nanos::ZERO || other.measure_start < self.measure_start {
+            self.measure_start = other.measure_start;
+        }
+        self.measure_end = self.measure_end.max(other.measure_end);
+        self.trace.extend_from_slice(&other.trace);
+    }
+
+    /// Answers of every kind.
+    pub fn answered(&self) -> u64 {
+        self.pongs + self.rejects
+    }
+
+    /// Seconds from the end of warm-up to the last answer.
+    pub fn elapsed_secs(&self) -> f64 {
+        (self.measure_end - self.measure_start).as_u64() as f64 / 1e9
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    Dialing,
+    Hello,
+    Ready,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Link {
+    conn: Option<ConnId>,
+    state: LinkState,
+    next_seq: u64,
+    /// (seq, t1) of pings in flight, oldest first.
+    window: VecDeque<(u64, Nanos)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Running,
+    Draining { deadline: Nanos },
+    Done,
+}
+
+/// The load generator's service (one per worker).
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    links: Vec<Link>,
+    pad: Vec<u8>,
+    phase: Phase,
+    /// Next connection of the closed loop's round robin.
+    next_link: usize,
+    answers: u64,
+    report: Report,
+}
+
+/// Per-session data of the client: the connection's index.
+#[derive(Debug, Default)]
+pub struct LinkIndex(u32);
+
+impl Client {
+    /// A client for `config`. Panics on a config a CLI must have refused
+    /// (no connection, a frame smaller than a ping).
+    pub fn new(config: ClientConfig) -> Client {
+        assert!(config.connections > 0, "a load needs a connection");
+        assert!(config.size >= PING_FRAME_LEN_MIN, "a ping is at least {PING_FRAME_LEN_MIN} bytes");
+        let window = match config.load {
+            Load::Closed => 1,
+            Load::Pipelined { inflight } => inflight.max(1) as usize,
+        };
+        let links = (0..config.connections)
+            .map(|_| Link {
+                conn: None,
+                state: LinkState::Dialing,
+                next_seq: 1,
+                window: VecDeque::with_capacity(window),
+            })
+            .collect();
+        let pad = (0..config.size - PING_FRAME_LEN_MIN).map(|i| (i % 251) as u8).collect();
+        Client {
+            report: Report::new(config.trace_max),
+            config,
+            links,
+            pad,
+            phase: Phase::Connecting,
+            next_link: 0,
+            answers: 0,
+        }
+    }
+
+    /// What was measured so far.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Takes the report out (at the end of a run).
+    pub fn into_report(self) -> Report {
+        self.report
+    }
+
+    /// Whether every connection is hand-shaked or gone and pings flow.
+    pub fn is_running(&self) -> bool {
+        !matches!(self.phase, Phase::Connecting)
+    }
+
+    fn total(&self) -> u64 {
+        self.config.warmup + self.config.count
+    }
+
+    fn link_of(&self, cx: &Context<'_, Self>, conn: ConnId) -> usize {
+        cx.session(conn).expect("live session").data.0 as usize
+    }
+
+    fn send_ping(&mut self, cx: &mut Context<'_, Self>, i: usize) {
+        let link = &mut self.links[i];
+        let conn = link.conn.expect("a ready link has a connection");
+        let seq = link.next_seq;
+        link.next_seq += 1;
+        let t1 = cx.now();
+        let ping = PerfPing {
+            seq,
+            route: 0,
+            t1,
+            t2: Nanos::ZERO,
+            t3: Nanos::ZERO,
+            t4: Nanos::ZERO,
+            pad: &self.pad,
+        };
+        link.window.push_back((seq, t1));
+        self.report.sent += 1;
+        cx.send(conn, ping.wire_len(), |out| {
+            ping.encode(OP_PERF_PING, out);
+        });
+    }
+
+    /// Offers pings as the load model allows.
+    fn pump(&mut self, cx: &mut Context<'_, Self>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        match self.config.load {
+            Load::Closed => {
+                let in_flight = self.links.iter().any(|l| !l.window.is_empty());
+                if !in_flight && self.report.sent < self.total() {
+                    if let Some(i) = self.next_ready_link() {
+                        self.send_ping(cx, i);
+                    }
+                }
+            }
+            Load::Pipelined { inflight } => {
+                for i in 0..self.links.len() {
+                    while self.links[i].state == LinkState::Ready
+                        && self.links[i].window.len() < inflight as usize
+                        && self.report.sent < self.total()
+                    {
+                        self.send_ping(cx, i);
+                    }
+                }
+            }
+        }
+        self.check_progress(cx);
+    }
+
+    fn next_ready_link(&mut self) -> Option<usize> {
+        let n = self.links.len();
+        let i = (0..n).map(|k| (self.next_link + k) % n).find(|&i| self.links[i].state == LinkState::Ready)?;
+        self.next_link = (i + 1) % n;
+        Some(i)
+    }
+
+    fn check_progress(&mut self, cx: &mut Context<'_, Self>) {
+        let all_sent = self.report.sent >= self.total();
+        let live = self.links.iter().any(|l| l.state == LinkState::Ready);
+        let waiting = self.links.iter().any(|l| !l.window.is_empty());
+        match self.phase {
+            Phase::Running if (all_sent || !live) && !waiting => self.finish(cx),
+            Phase::Running if all_sent || !live => {
+                self.phase = Phase::Draining { deadline: cx.now() + self.config.drain_timeout };
+            }
+            Phase::Draining { .. } if !waiting => self.finish(cx),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, cx: &mut Context<'_, Self>) {
+        for link in &mut self.links {
+            if !link.window.is_empty() {
+                self.report.drain_timeouts += 1;
+                self.report.lost += link.window.len() as u64;
+                link.window.clear();
+            }
+            if let Some(conn) = link.conn.take() {
+                cx.close(conn);
+            }
+            link.state = LinkState::Closed;
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// Settles the oldest ping on link `i` if it is `seq`; returns its t1.
+    fn settle(&mut self, i: usize, seq: u64) -> Option<Nanos> {
+        let window = &mut self.links[i].window;
+        match window.front() {
+            Some(&(front, t1)) if front == seq => {
+                window.pop_front();
+                Some(t1)
+            }
+            _ => {
+                self.report.window_violations += 1;
+                None
+            }
+        }
+    }
+
+    /// Counts an answer; true when it falls in the measured phase.
+    fn count_answer(&mut self, now: Nanos) -> bool {
+        self.answers += 1;
+        if self.answers == self.config.warmup {
+            self.report.measure_start = now;
+        }
+        self.report.measure_end = now;
+        self.answers > self.config.warmup
+    }
+
+    fn on_pong(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+        let pong = PerfPing::decode(OP_PERF_PONG, payload)?;
+        let i = self.link_of(cx, conn);
+        let t5 = cx.now();
+        let Some(t1) = self.settle(i, pong.seq) else { return Ok(()) };
+        self.report.pongs += 1;
+        if pong.pad != self.pad.as_slice() || pong.t1 != t1 {
+            self.report.corrupt += 1;
+        }
+        if self.count_answer(t5) {
+            self.record(t1, &pong, t5);
+        }
+        if self.report.trace.len() < self.config.trace_max {
+            let t = [t1, pong.t2, pong.t3, pong.t4, t5];
+            let rt = RoundTrip { conn: i as u32, seq: pong.seq, route: pong.route, t, answer: Answer::Pong };
+            self.report.trace.push(rt);
+        }
+        self.pump(cx);
+        Ok(())
+    }
+
+    fn record(&mut self, t1: Nanos, pong: &PerfPing<'_>, t5: Nanos) {
+        let rtt = (t5 - t1).as_u64();
+        self.report.rtt.saturating_record(rtt.max(1));
+        if pong.t2 == Nanos::ZERO && pong.t4 == Nanos::ZERO {
+            self.report.direct += 1;
+            return;
+        }
+        let stamps = [t1, pong.t2, pong.t3, pong.t4, t5];
+        if stamps.windows(2).any(|w| w[0] > w[1]) {
+            self.report.clock_skews += 1;
+            return;
+        }
+        for (h, w) in self.report.hops.iter_mut().zip(stamps.windows(2)) {
+            // A hop of 0 ns is real on a coarse clock; the histogram floor is 1.
+            h.saturating_record((w[1] - w[0]).as_u64().max(1));
+        }
+    }
+
+    fn on_reject(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+        let reject = RejectMsg::decode(payload)?;
+        let i = self.link_of(cx, conn);
+        let Some(t1) = self.settle(i, reject.seq) else { return Ok(()) };
+        self.report.rejects += 1;
+        self.count_answer(cx.now());
+        if self.report.trace.len() < self.config.trace_max {
+            let z = Nanos::ZERO;
+            let t = [t1, z, z, z, cx.now()];
+            let answer = Answer::Reject(reject.code);
+            self.report.trace.push(RoundTrip { conn: i as u32, seq: reject.seq, route: 0, t, answer });
+        }
+        self.pump(cx);
+        Ok(())
+    }
+
+    fn on_error(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+        ErrorMsg::decode(payload)?;
+        self.report.errors += 1;
+        cx.close(conn);
+        Ok(())
+    }
+
+    fn on_ack(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+        let ack = RoleHelloAck::decode(payload)?;
+        if !matches!(Role::from_u8(ack.role), Some(Role::Gateway | Role::Exchange)) {
+            return Err(Fault::RoleRefused { what: "peer is neither a gateway nor an exchange" });
+        }
+        if ack.version != PROTOCOL_VERSION {
+            return Err(Fault::RoleRefused { what: "peer speaks another protocol version" });
+        }
+        cx.set_handshaked(conn);
+        let i = self.link_of(cx, conn);
+        self.links[i].state = LinkState::Ready;
+        self.maybe_start(cx);
+        Ok(())
+    }
+
+    fn maybe_start(&mut self, cx: &mut Context<'_, Self>) {
+        let pending = self.links.iter().any(|l| matches!(l.state, LinkState::Dialing | LinkState::Hello));
+        if self.phase == Phase::Connecting && !pending {
+            self.phase = Phase::Running;
+            self.report.measure_start = cx.now();
+            self.pump(cx);
+        }
+    }
+
+    fn lose_link(&mut self, cx: &mut Context<'_, Self>, i: usize) {
+        let link = &mut self.links[i];
+        link.state = LinkState::Closed;
+        link.conn = None;
+        self.report.lost += link.window.len() as u64;
+        link.window.clear();
+        self.maybe_start(cx);
+        self.pump(cx);
+    }
+}
+
+impl Service for Client {
+    type Data = LinkIndex;
+    type Task = std::convert::Infallible;
+
+    const HANDLERS: &'static [Handler<Self>] = &[
+        Handler { opcode: OP_ERROR, allowed: StateSet::LIVE, handle: Client::on_error },
+        Handler { opcode: OP_REJECT, allowed: StateSet::UPSTREAM, handle: Client::on_reject },
+        Handler { opcode: OP_ROLE_HELLO_REQ, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
+        Handler { opcode: OP_ROLE_HELLO_ACK, allowed: StateSet::DIALING, handle: Client::on_ack },
+        Handler { opcode: OP_PERF_PING, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
+        Handler { opcode: OP_PERF_PONG, allowed: StateSet::UPSTREAM, handle: Client::on_pong },
+    ];
+
+    fn on_start(&mut self, cx: &mut Context<'_, Self>) {
+        for _ in &self.links {
+            cx.connect(PeerId(0));
+        }
+    }
+
+    fn on_open(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, origin: Origin) {
+        if origin == Origin::Accepted {
+            cx.close(conn);
+            return;
+        }
+        let Some(i) = self.links.iter().position(|l| l.state == LinkState::Dialing) else {
+            cx.close(conn);
+            return;
+        };
+        self.links[i].conn = Some(conn);
+        self.links[i].state = LinkState::Hello;
+        if let Some(data) = cx.data_mut(conn) {
+            *data = LinkIndex(i as u32);
+        }
+        let hello = RoleHelloReq { role: Role::Client.to_u8(), version: PROTOCOL_VERSION, token: &self.config.token };
+        cx.send(conn, 7 + hello.token.len(), |out| {
+            hello.encode(out);
+        });
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, session: Session<LinkIndex>) {
+        let i = session.data.0 as usize;
+        if self.links.get(i).is_some_and(|l| l.conn == Some(conn)) {
+            self.lose_link(cx, i);
+        }
+    }
+
+    fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, _: PeerId) {
+        self.report.errors += 1;
+        if let Some(i) = self.links.iter().position(|l| l.state == LinkState::Dialing) {
+            self.lose_link(cx, i);
+        }
+    }
+
+    fn on_timeout(&mut self, cx: &mut Context<'_, Self>) {
+        if let Phase::Draining { deadline } = self.phase {
+            if cx.now() >= deadline {
+                self.finish(cx);
+            }
+        }
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Context<'_, Self>) {
+        if self.phase != Phase::Done {
+            self.finish(cx);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Nanos> {
+        match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.is_running()
+    }
+
+    fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
