@@ -14,7 +14,9 @@
 use std::collections::VecDeque;
 
 use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
-use fep_core::{ConnId, Context, ErrorCode, Fault, Handler, Nanos, Origin, PeerId, Service, Session, StateSet};
+use fep_core::{
+    ConnId, Context, ErrorCode, Fault, Handler, Nanos, Origin, PeerId, Service, Session, StateSet,
+};
 use hdrhistogram::Histogram;
 
 use crate::msg::{
@@ -136,7 +138,8 @@ pub struct Report {
 
 impl Report {
     fn new(trace_max: usize) -> Report {
-        let histogram = || Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid");
+        let histogram =
+            || Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid");
         Report {
             rtt: histogram(),
             hops: [histogram(), histogram(), histogram(), histogram()],
@@ -237,7 +240,10 @@ impl Client {
     /// (no connection, a frame smaller than a ping).
     pub fn new(config: ClientConfig) -> Client {
         assert!(config.connections > 0, "a load needs a connection");
-        assert!(config.size >= PING_FRAME_LEN_MIN, "a ping is at least {PING_FRAME_LEN_MIN} bytes");
+        assert!(
+            config.size >= PING_FRAME_LEN_MIN,
+            "a ping is at least {PING_FRAME_LEN_MIN} bytes"
+        );
         let window = match config.load {
             Load::Closed => 1,
             Load::Pipelined { inflight } => inflight.max(1) as usize,
@@ -250,7 +256,9 @@ impl Client {
                 window: VecDeque::with_capacity(window),
             })
             .collect();
-        let pad = (0..config.size - PING_FRAME_LEN_MIN).map(|i| (i % 251) as u8).collect();
+        let pad = (0..config.size - PING_FRAME_LEN_MIN)
+            .map(|i| (i % 251) as u8)
+            .collect();
         Client {
             report: Report::new(config.trace_max),
             config,
@@ -337,7 +345,9 @@ impl Client {
 
     fn next_ready_link(&mut self) -> Option<usize> {
         let n = self.links.len();
-        let i = (0..n).map(|k| (self.next_link + k) % n).find(|&i| self.links[i].state == LinkState::Ready)?;
+        let i = (0..n)
+            .map(|k| (self.next_link + k) % n)
+            .find(|&i| self.links[i].state == LinkState::Ready)?;
         self.next_link = (i + 1) % n;
         Some(i)
     }
@@ -349,7 +359,9 @@ impl Client {
         match self.phase {
             Phase::Running if (all_sent || !live) && !waiting => self.finish(cx),
             Phase::Running if all_sent || !live => {
-                self.phase = Phase::Draining { deadline: cx.now() + self.config.drain_timeout };
+                self.phase = Phase::Draining {
+                    deadline: cx.now() + self.config.drain_timeout,
+                };
             }
             Phase::Draining { .. } if !waiting => self.finish(cx),
             _ => {}
@@ -396,11 +408,18 @@ impl Client {
         self.answers > self.config.warmup
     }
 
-    fn on_pong(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_pong(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let pong = PerfPing::decode(OP_PERF_PONG, payload)?;
         let i = self.link_of(cx, conn);
         let t5 = cx.now();
-        let Some(t1) = self.settle(i, pong.seq) else { return Ok(()) };
+        let Some(t1) = self.settle(i, pong.seq) else {
+            return Ok(());
+        };
         self.report.pongs += 1;
         if pong.pad != self.pad.as_slice() || pong.t1 != t1 {
             self.report.corrupt += 1;
@@ -410,7 +429,13 @@ impl Client {
         }
         if self.report.trace.len() < self.config.trace_max {
             let t = [t1, pong.t2, pong.t3, pong.t4, t5];
-            let rt = RoundTrip { conn: i as u32, seq: pong.seq, route: pong.route, t, answer: Answer::Pong };
+            let rt = RoundTrip {
+                conn: i as u32,
+                seq: pong.seq,
+                route: pong.route,
+                t,
+                answer: Answer::Pong,
+            };
             self.report.trace.push(rt);
         }
         self.pump(cx);
@@ -435,36 +460,66 @@ impl Client {
         }
     }
 
-    fn on_reject(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_reject(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(payload)?;
         let i = self.link_of(cx, conn);
-        let Some(t1) = self.settle(i, reject.seq) else { return Ok(()) };
+        let Some(t1) = self.settle(i, reject.seq) else {
+            return Ok(());
+        };
         self.report.rejects += 1;
         self.count_answer(cx.now());
         if self.report.trace.len() < self.config.trace_max {
             let z = Nanos::ZERO;
             let t = [t1, z, z, z, cx.now()];
             let answer = Answer::Reject(reject.code);
-            self.report.trace.push(RoundTrip { conn: i as u32, seq: reject.seq, route: 0, t, answer });
+            self.report.trace.push(RoundTrip {
+                conn: i as u32,
+                seq: reject.seq,
+                route: 0,
+                t,
+                answer,
+            });
         }
         self.pump(cx);
         Ok(())
     }
 
-    fn on_error(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_error(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         ErrorMsg::decode(payload)?;
         self.report.errors += 1;
         cx.close(conn);
         Ok(())
     }
 
-    fn on_ack(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_ack(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let ack = RoleHelloAck::decode(payload)?;
-        if !matches!(Role::from_u8(ack.role), Some(Role::Gateway | Role::Exchange)) {
-            return Err(Fault::RoleRefused { what: "peer is neither a gateway nor an exchange" });
+        if !matches!(
+            Role::from_u8(ack.role),
+            Some(Role::Gateway | Role::Exchange)
+        ) {
+            return Err(Fault::RoleRefused {
+                what: "peer is neither a gateway nor an exchange",
+            });
         }
         if ack.version != PROTOCOL_VERSION {
-            return Err(Fault::RoleRefused { what: "peer speaks another protocol version" });
+            return Err(Fault::RoleRefused {
+                what: "peer speaks another protocol version",
+            });
         }
         cx.set_handshaked(conn);
         let i = self.link_of(cx, conn);
@@ -474,7 +529,10 @@ impl Client {
     }
 
     fn maybe_start(&mut self, cx: &mut Context<'_, Self>) {
-        let pending = self.links.iter().any(|l| matches!(l.state, LinkState::Dialing | LinkState::Hello));
+        let pending = self
+            .links
+            .iter()
+            .any(|l| matches!(l.state, LinkState::Dialing | LinkState::Hello));
         if self.phase == Phase::Connecting && !pending {
             self.phase = Phase::Running;
             self.report.measure_start = cx.now();
@@ -498,12 +556,36 @@ impl Service for Client {
     type Task = std::convert::Infallible;
 
     const HANDLERS: &'static [Handler<Self>] = &[
-        Handler { opcode: OP_ERROR, allowed: StateSet::LIVE, handle: Client::on_error },
-        Handler { opcode: OP_REJECT, allowed: StateSet::UPSTREAM, handle: Client::on_reject },
-        Handler { opcode: OP_ROLE_HELLO_REQ, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
-        Handler { opcode: OP_ROLE_HELLO_ACK, allowed: StateSet::DIALING, handle: Client::on_ack },
-        Handler { opcode: OP_PERF_PING, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
-        Handler { opcode: OP_PERF_PONG, allowed: StateSet::UPSTREAM, handle: Client::on_pong },
+        Handler {
+            opcode: OP_ERROR,
+            allowed: StateSet::LIVE,
+            handle: Client::on_error,
+        },
+        Handler {
+            opcode: OP_REJECT,
+            allowed: StateSet::UPSTREAM,
+            handle: Client::on_reject,
+        },
+        Handler {
+            opcode: OP_ROLE_HELLO_REQ,
+            allowed: StateSet::NONE,
+            handle: |_, _, _, _| Ok(()),
+        },
+        Handler {
+            opcode: OP_ROLE_HELLO_ACK,
+            allowed: StateSet::DIALING,
+            handle: Client::on_ack,
+        },
+        Handler {
+            opcode: OP_PERF_PING,
+            allowed: StateSet::NONE,
+            handle: |_, _, _, _| Ok(()),
+        },
+        Handler {
+            opcode: OP_PERF_PONG,
+            allowed: StateSet::UPSTREAM,
+            handle: Client::on_pong,
+        },
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
@@ -517,7 +599,11 @@ impl Service for Client {
             cx.close(conn);
             return;
         }
-        let Some(i) = self.links.iter().position(|l| l.state == LinkState::Dialing) else {
+        let Some(i) = self
+            .links
+            .iter()
+            .position(|l| l.state == LinkState::Dialing)
+        else {
             cx.close(conn);
             return;
         };
@@ -526,7 +612,11 @@ impl Service for Client {
         if let Some(data) = cx.data_mut(conn) {
             *data = LinkIndex(i as u32);
         }
-        let hello = RoleHelloReq { role: Role::Client.to_u8(), version: PROTOCOL_VERSION, token: &self.config.token };
+        let hello = RoleHelloReq {
+            role: Role::Client.to_u8(),
+            version: PROTOCOL_VERSION,
+            token: &self.config.token,
+        };
         cx.send(conn, 7 + hello.token.len(), |out| {
             hello.encode(out);
         });
@@ -541,7 +631,11 @@ impl Service for Client {
 
     fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, _: PeerId) {
         self.report.errors += 1;
-        if let Some(i) = self.links.iter().position(|l| l.state == LinkState::Dialing) {
+        if let Some(i) = self
+            .links
+            .iter()
+            .position(|l| l.state == LinkState::Dialing)
+        {
             self.lose_link(cx, i);
         }
     }

@@ -42,8 +42,15 @@ pub struct Exchange {
 impl Exchange {
     /// An exchange accepting roles `gateway` and `client`.
     pub fn new(config: ExchangeConfig) -> Exchange {
-        let admission = Admission { roles: vec![Role::Gateway, Role::Client], token: config.token };
-        Exchange { admission, draining: false, stats: ExchangeStats::default() }
+        let admission = Admission {
+            roles: vec![Role::Gateway, Role::Client],
+            token: config.token,
+        };
+        Exchange {
+            admission,
+            draining: false,
+            stats: ExchangeStats::default(),
+        }
     }
 
     /// The counters.
@@ -51,15 +58,30 @@ impl Exchange {
         self.stats
     }
 
-    fn on_hello(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_hello(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         self.admission.accept(cx, conn, payload, Role::Exchange)
     }
 
-    fn on_ping(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_ping(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let ping = PerfPing::decode(OP_PERF_PING, payload)?;
         if self.draining {
             self.stats.rejects += 1;
-            cx.reject(conn, ErrorCode::ShuttingDown, ping.seq, "exchange is draining");
+            cx.reject(
+                conn,
+                ErrorCode::ShuttingDown,
+                ping.seq,
+                "exchange is draining",
+            );
             return Ok(());
         }
         let t3 = cx.now().as_u64();
@@ -72,7 +94,12 @@ impl Exchange {
         Ok(())
     }
 
-    fn on_error(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, _: &[u8]) -> Result<(), Fault> {
+    fn on_error(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &[u8],
+    ) -> Result<(), Fault> {
         cx.close(conn);
         Ok(())
     }
@@ -83,12 +110,36 @@ impl Service for Exchange {
     type Task = Infallible;
 
     const HANDLERS: &'static [Handler<Self>] = &[
-        Handler { opcode: OP_ERROR, allowed: StateSet::LIVE, handle: Exchange::on_error },
-        Handler { opcode: OP_REJECT, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
-        Handler { opcode: OP_ROLE_HELLO_REQ, allowed: StateSet::ACCEPTED, handle: Exchange::on_hello },
-        Handler { opcode: OP_ROLE_HELLO_ACK, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
-        Handler { opcode: OP_PERF_PING, allowed: StateSet::SERVING, handle: Exchange::on_ping },
-        Handler { opcode: OP_PERF_PONG, allowed: StateSet::NONE, handle: |_, _, _, _| Ok(()) },
+        Handler {
+            opcode: OP_ERROR,
+            allowed: StateSet::LIVE,
+            handle: Exchange::on_error,
+        },
+        Handler {
+            opcode: OP_REJECT,
+            allowed: StateSet::NONE,
+            handle: |_, _, _, _| Ok(()),
+        },
+        Handler {
+            opcode: OP_ROLE_HELLO_REQ,
+            allowed: StateSet::ACCEPTED,
+            handle: Exchange::on_hello,
+        },
+        Handler {
+            opcode: OP_ROLE_HELLO_ACK,
+            allowed: StateSet::NONE,
+            handle: |_, _, _, _| Ok(()),
+        },
+        Handler {
+            opcode: OP_PERF_PING,
+            allowed: StateSet::SERVING,
+            handle: Exchange::on_ping,
+        },
+        Handler {
+            opcode: OP_PERF_PONG,
+            allowed: StateSet::NONE,
+            handle: |_, _, _, _| Ok(()),
+        },
     ];
 
     fn on_close(&mut self, _: &mut Context<'_, Self>, _: ConnId, _: Session<()>) {

@@ -25,8 +25,8 @@ use fep_core::frame::encode_frame;
 use fep_core::limits::WORKERS_MAX;
 use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{
-    ConnId, Context, ErrorCode, Fault, Handler, Nanos, Origin, PeerId, Phase, Service, Session, Side,
-    StateSet, WorkerId,
+    ConnId, Context, ErrorCode, Fault, Handler, Nanos, Origin, PeerId, Phase, Service, Session,
+    Side, StateSet, WorkerId,
 };
 
 use crate::hello::Admission;
@@ -199,8 +199,15 @@ impl Gateway {
     /// Worker `worker`'s gateway.
     pub fn new(worker: WorkerId, config: GatewayConfig) -> Gateway {
         assert!(config.workers >= 1 && usize::from(config.workers) <= WORKERS_MAX);
-        assert!(worker.0 < config.workers, "worker {worker:?} of {} workers", config.workers);
-        let admission = Admission { roles: vec![Role::Client], token: config.token.clone() };
+        assert!(
+            worker.0 < config.workers,
+            "worker {worker:?} of {} workers",
+            config.workers
+        );
+        let admission = Admission {
+            roles: vec![Role::Client],
+            token: config.token.clone(),
+        };
         Gateway {
             worker,
             admission,
@@ -262,11 +269,21 @@ impl Gateway {
         }
     }
 
-    fn on_client_hello(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, p: &[u8]) -> Result<(), Fault> {
+    fn on_client_hello(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        p: &[u8],
+    ) -> Result<(), Fault> {
         self.admission.accept(cx, conn, p, Role::Gateway)
     }
 
-    fn on_ping(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_ping(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let seq = PerfPing::decode(OP_PERF_PING, payload)?.seq;
         if self.draining {
             self.stats.rejects += 1;
@@ -278,13 +295,23 @@ impl Gateway {
         let peer = cx.data_mut(conn).expect("handler runs on a live session");
         if peer.inflight >= self.config.inflight_per_session_max {
             self.stats.rejects += 1;
-            cx.reject(conn, ErrorCode::Overloaded, seq, "too many pings in flight on this session");
+            cx.reject(
+                conn,
+                ErrorCode::Overloaded,
+                seq,
+                "too many pings in flight on this session",
+            );
             return Ok(());
         }
         peer.inflight += 1;
         self.inflight_total += 1;
         self.stats.pings += 1;
-        let route = RouteTag { origin: self.worker, target, conn }.to_bits();
+        let route = RouteTag {
+            origin: self.worker,
+            target,
+            conn,
+        }
+        .to_bits();
         if target == self.worker {
             self.forward(cx, route, seq, payload);
         } else {
@@ -348,7 +375,13 @@ impl Gateway {
         }
     }
 
-    fn deliver_reject(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, seq: u64, code: ErrorCode) {
+    fn deliver_reject(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        seq: u64,
+        code: ErrorCode,
+    ) {
         if self.settle(cx, conn) {
             self.stats.rejects += 1;
             let reason = match code {
@@ -373,11 +406,19 @@ impl Gateway {
         }
     }
 
-    fn on_pong(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_pong(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let pong = PerfPing::decode(OP_PERF_PONG, payload)?;
         let oldest = self.pop_oldest(OP_PERF_PONG, pong.seq)?;
         if oldest.route != pong.route {
-            return Err(Fault::Unsolicited { opcode: OP_PERF_PONG, what: "pong route was altered" });
+            return Err(Fault::Unsolicited {
+                opcode: OP_PERF_PONG,
+                what: "pong route was altered",
+            });
         }
         debug_assert!(matches!(self.link, Link::Up(up) if up == conn));
         let tag = RouteTag::from_bits(pong.route);
@@ -393,28 +434,46 @@ impl Gateway {
 
     fn pop_oldest(&mut self, opcode: u16, seq: u64) -> Result<Pending, Fault> {
         match self.upstream_fifo.front() {
-            None => Err(Fault::Unsolicited { opcode, what: "answer with no ping in flight" }),
-            Some(p) if p.seq != seq => {
-                Err(Fault::Unsolicited { opcode, what: "answer is not for the oldest ping in flight" })
-            }
+            None => Err(Fault::Unsolicited {
+                opcode,
+                what: "answer with no ping in flight",
+            }),
+            Some(p) if p.seq != seq => Err(Fault::Unsolicited {
+                opcode,
+                what: "answer is not for the oldest ping in flight",
+            }),
             Some(_) => Ok(self.upstream_fifo.pop_front().expect("front exists")),
         }
     }
 
-    fn on_upstream_reject(&mut self, cx: &mut Context<'_, Self>, _: ConnId, p: &[u8]) -> Result<(), Fault> {
+    fn on_upstream_reject(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        _: ConnId,
+        p: &[u8],
+    ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(p)?;
         let oldest = self.pop_oldest(OP_REJECT, reject.seq)?;
         self.answer_reject(cx, oldest.route, oldest.seq, reject.code);
         Ok(())
     }
 
-    fn on_ack(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) -> Result<(), Fault> {
+    fn on_ack(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
         let ack = RoleHelloAck::decode(payload)?;
         if Role::from_u8(ack.role) != Some(Role::Exchange) {
-            return Err(Fault::RoleRefused { what: "upstream is not an exchange" });
+            return Err(Fault::RoleRefused {
+                what: "upstream is not an exchange",
+            });
         }
         if ack.version != PROTOCOL_VERSION {
-            return Err(Fault::RoleRefused { what: "upstream speaks another protocol version" });
+            return Err(Fault::RoleRefused {
+                what: "upstream speaks another protocol version",
+            });
         }
         cx.set_handshaked(conn);
         self.link = Link::Up(conn);
@@ -423,13 +482,20 @@ impl Gateway {
         Ok(())
     }
 
-    fn on_error(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, _: &[u8]) -> Result<(), Fault> {
+    fn on_error(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &[u8],
+    ) -> Result<(), Fault> {
         cx.close(conn);
         Ok(())
     }
 
     fn schedule_reconnect(&mut self, now: Nanos) {
-        self.link = Link::Down { retry_at: now + self.backoff };
+        self.link = Link::Down {
+            retry_at: now + self.backoff,
+        };
         self.backoff = (self.backoff + self.backoff).min(self.config.reconnect_backoff_max);
     }
 }
@@ -439,12 +505,36 @@ impl Service for Gateway {
     type Task = Handoff;
 
     const HANDLERS: &'static [Handler<Self>] = &[
-        Handler { opcode: OP_ERROR, allowed: StateSet::LIVE, handle: Gateway::on_error },
-        Handler { opcode: OP_REJECT, allowed: StateSet::UPSTREAM, handle: Gateway::on_upstream_reject },
-        Handler { opcode: OP_ROLE_HELLO_REQ, allowed: StateSet::ACCEPTED, handle: Gateway::on_client_hello },
-        Handler { opcode: OP_ROLE_HELLO_ACK, allowed: StateSet::DIALING, handle: Gateway::on_ack },
-        Handler { opcode: OP_PERF_PING, allowed: StateSet::SERVING, handle: Gateway::on_ping },
-        Handler { opcode: OP_PERF_PONG, allowed: StateSet::UPSTREAM, handle: Gateway::on_pong },
+        Handler {
+            opcode: OP_ERROR,
+            allowed: StateSet::LIVE,
+            handle: Gateway::on_error,
+        },
+        Handler {
+            opcode: OP_REJECT,
+            allowed: StateSet::UPSTREAM,
+            handle: Gateway::on_upstream_reject,
+        },
+        Handler {
+            opcode: OP_ROLE_HELLO_REQ,
+            allowed: StateSet::ACCEPTED,
+            handle: Gateway::on_client_hello,
+        },
+        Handler {
+            opcode: OP_ROLE_HELLO_ACK,
+            allowed: StateSet::DIALING,
+            handle: Gateway::on_ack,
+        },
+        Handler {
+            opcode: OP_PERF_PING,
+            allowed: StateSet::SERVING,
+            handle: Gateway::on_ping,
+        },
+        Handler {
+            opcode: OP_PERF_PONG,
+            allowed: StateSet::UPSTREAM,
+            handle: Gateway::on_pong,
+        },
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
@@ -515,7 +605,8 @@ impl Service for Gateway {
             // An answer must not be lost: offer it again, in order.
             answer => {
                 self.refused.push_back((target, answer));
-                self.retry_at.get_or_insert(cx.now() + self.config.handoff_retry);
+                self.retry_at
+                    .get_or_insert(cx.now() + self.config.handoff_retry);
             }
         }
     }
@@ -556,6 +647,9 @@ impl Service for Gateway {
     }
 
     fn is_done(&self) -> bool {
-        self.draining && self.inflight_total == 0 && self.upstream_fifo.is_empty() && self.refused.is_empty()
+        self.draining
+            && self.inflight_total == 0
+            && self.upstream_fifo.is_empty()
+            && self.refused.is_empty()
     }
 }

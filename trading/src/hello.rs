@@ -20,13 +20,19 @@ impl Admission {
     pub fn check(&self, hello: &RoleHelloReq<'_>) -> Result<(), Fault> {
         let role = Role::from_u8(hello.role);
         if !role.is_some_and(|r| self.roles.contains(&r)) {
-            return Err(Fault::RoleRefused { what: "role not accepted on this port" });
+            return Err(Fault::RoleRefused {
+                what: "role not accepted on this port",
+            });
         }
         if hello.version != PROTOCOL_VERSION {
-            return Err(Fault::RoleRefused { what: "unsupported protocol version" });
+            return Err(Fault::RoleRefused {
+                what: "unsupported protocol version",
+            });
         }
         if self.token.as_deref().is_some_and(|t| t != hello.token) {
-            return Err(Fault::RoleRefused { what: "wrong token" });
+            return Err(Fault::RoleRefused {
+                what: "wrong token",
+            });
         }
         Ok(())
     }
@@ -43,7 +49,10 @@ impl Admission {
         let hello = RoleHelloReq::decode(payload)?;
         self.check(&hello)?;
         cx.set_handshaked(conn);
-        let ack = RoleHelloAck { role: me.to_u8(), version: PROTOCOL_VERSION };
+        let ack = RoleHelloAck {
+            role: me.to_u8(),
+            version: PROTOCOL_VERSION,
+        };
         cx.send(conn, 7, |out| {
             ack.encode(out);
         });

@@ -16,7 +16,9 @@
 pub mod client;
 pub mod exchange;
 pub mod gateway;
+pub mod harness;
 pub mod hello;
 pub mod msg;
+pub mod scenario;
 
 pub use msg::Role;

@@ -152,20 +152,29 @@ impl<'a> RoleHelloReq<'a> {
     /// Decodes the payload.
     pub fn decode(payload: &'a [u8]) -> Result<RoleHelloReq<'a>, Fault> {
         let Some((head, token)) = payload.split_first_chunk::<3>() else {
-            return Err(malformed(OP_ROLE_HELLO_REQ, "RoleHelloReq shorter than 3 bytes"));
+            return Err(malformed(
+                OP_ROLE_HELLO_REQ,
+                "RoleHelloReq shorter than 3 bytes",
+            ));
         };
         if token.len() > TOKEN_LEN_MAX {
             return Err(malformed(OP_ROLE_HELLO_REQ, "token longer than 64 bytes"));
         }
         let token = std::str::from_utf8(token)
             .map_err(|_| malformed(OP_ROLE_HELLO_REQ, "token is not UTF-8"))?;
-        Ok(RoleHelloReq { role: head[0], version: u16::from_be_bytes([head[1], head[2]]), token })
+        Ok(RoleHelloReq {
+            role: head[0],
+            version: u16::from_be_bytes([head[1], head[2]]),
+            token,
+        })
     }
 
     /// Appends the frame.
     pub fn encode(&self, out: &mut Vec<u8>) -> usize {
         let mut w = FrameWriter::new(out, OP_ROLE_HELLO_REQ);
-        w.put_u8(self.role).put_u16(self.version).put_slice(self.token.as_bytes());
+        w.put_u8(self.role)
+            .put_u16(self.version)
+            .put_slice(self.token.as_bytes());
         w.finish()
     }
 }
@@ -174,7 +183,10 @@ impl RoleHelloAck {
     /// Decodes the payload.
     pub fn decode(payload: &[u8]) -> Result<RoleHelloAck, Fault> {
         match payload {
-            [role, v0, v1] => Ok(RoleHelloAck { role: *role, version: u16::from_be_bytes([*v0, *v1]) }),
+            [role, v0, v1] => Ok(RoleHelloAck {
+                role: *role,
+                version: u16::from_be_bytes([*v0, *v1]),
+            }),
             _ => Err(malformed(OP_ROLE_HELLO_ACK, "RoleHelloAck is not 3 bytes")),
         }
     }
@@ -193,7 +205,8 @@ impl<'a> PerfPing<'a> {
         let Some((fixed, pad)) = payload.split_first_chunk::<PING_FIXED_LEN>() else {
             return Err(malformed(opcode, "PerfPing shorter than 48 bytes"));
         };
-        let field = |i: usize| u64::from_be_bytes(fixed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let field =
+            |i: usize| u64::from_be_bytes(fixed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         Ok(PerfPing {
             seq: field(0),
             route: field(1),
@@ -267,8 +280,18 @@ mod tests {
         };
         let mut out = Vec::new();
         assert_eq!(ping.encode(OP_PERF_PING, &mut out), PING_FRAME_LEN_MIN + 10);
-        assert_eq!(u16::from_be_bytes([out[offset::OPCODE], out[offset::OPCODE + 1]]), OP_PERF_PING);
-        let fields = [offset::SEQ, offset::ROUTE, offset::T1, offset::T2, offset::T3, offset::T4];
+        assert_eq!(
+            u16::from_be_bytes([out[offset::OPCODE], out[offset::OPCODE + 1]]),
+            OP_PERF_PING
+        );
+        let fields = [
+            offset::SEQ,
+            offset::ROUTE,
+            offset::T1,
+            offset::T2,
+            offset::T3,
+            offset::T4,
+        ];
         for (i, at) in fields.into_iter().enumerate() {
             assert_eq!(read_u64(&out, at), i as u64 + 1);
         }
@@ -278,8 +301,14 @@ mod tests {
     fn hello_checks_are_typed() {
         assert!(RoleHelloReq::decode(&[1, 0]).is_err());
         let long = [[1u8, 0, 1].as_slice(), &[b'a'; 65]].concat();
-        assert!(matches!(RoleHelloReq::decode(&long), Err(Fault::Malformed { .. })));
-        assert!(matches!(RoleHelloReq::decode(&[1, 0, 1, 0xC3]), Err(Fault::Malformed { .. })));
+        assert!(matches!(
+            RoleHelloReq::decode(&long),
+            Err(Fault::Malformed { .. })
+        ));
+        assert!(matches!(
+            RoleHelloReq::decode(&[1, 0, 1, 0xC3]),
+            Err(Fault::Malformed { .. })
+        ));
         assert_eq!(RoleHelloReq::decode(&[9, 0, 2]).unwrap().role, 9);
         assert!(RoleHelloAck::decode(&[3, 0, 1, 0]).is_err());
     }

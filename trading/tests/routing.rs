@@ -1,0 +1,155 @@
+//! The roles wired together in memory run s1, s2 and s3: routing, the
+//! cross-worker handoff, per-session order, and hops that sum to the rtt.
+
+use fep_core::WorkerId;
+use fep_trading::client::{Answer, ClientConfig, Load};
+use fep_trading::gateway::{GatewayConfig, RouteTag};
+use fep_trading::harness::{Harness, HarnessConfig};
+use fep_trading::scenario::{check, Expect, Scenario};
+
+fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
+    let client = ClientConfig {
+        connections: 4,
+        warmup: 20,
+        count: 400,
+        load,
+        trace_max: 10_000,
+        ..Default::default()
+    };
+    let gateway = GatewayConfig {
+        workers: scenario.workers(),
+        routing: scenario.routing(),
+        ..Default::default()
+    };
+    let mut h = Harness::new(HarnessConfig {
+        gateway: Some(gateway),
+        client,
+        read_chunk,
+        ..Default::default()
+    });
+    h.run();
+    let expect = Expect {
+        pings: 420,
+        rejects_allowed: false,
+        losses_allowed: false,
+        through_gateway: true,
+    };
+    let violations = check(h.client().service().report(), &expect);
+    assert!(violations.is_empty(), "{scenario}: {violations:?}");
+    h
+}
+
+fn tags(h: &Harness) -> Vec<(u32, RouteTag)> {
+    let trace = &h.client().service().report().trace;
+    trace
+        .iter()
+        .filter(|rt| rt.answer == Answer::Pong)
+        .map(|rt| (rt.conn, RouteTag::from_bits(rt.route)))
+        .collect()
+}
+
+#[test]
+fn s1_routes_every_ping_through_the_single_worker() {
+    let h = run(Scenario::S1, Load::Closed, usize::MAX);
+    assert!(tags(&h)
+        .iter()
+        .all(|(_, t)| t.origin == WorkerId(0) && t.target == WorkerId(0)));
+    assert!(h.handoff_count.is_empty());
+    assert_eq!(h.gateway(0).service().stats().forwarded, 420);
+}
+
+#[test]
+fn s2_keeps_every_ping_on_the_worker_that_owns_its_client() {
+    let h = run(Scenario::S2, Load::Pipelined { inflight: 8 }, usize::MAX);
+    let tags = tags(&h);
+    assert!(
+        tags.iter().all(|(_, t)| t.origin == t.target),
+        "local routing never crosses workers"
+    );
+    assert!(tags.iter().any(|(_, t)| t.origin == WorkerId(0)));
+    assert!(tags.iter().any(|(_, t)| t.origin == WorkerId(1)));
+    assert!(h.handoff_count.is_empty());
+}
+
+#[test]
+fn s3_hands_pings_to_the_worker_of_session_id_mod_workers_and_back() {
+    let h = run(Scenario::S3, Load::Pipelined { inflight: 8 }, usize::MAX);
+    let tags = tags(&h);
+    let crossed = tags.iter().filter(|(_, t)| t.origin != t.target).count();
+    assert!(crossed > 0, "some sessions cross workers");
+    assert!(crossed < tags.len(), "some stay local");
+    // Forward and return both cross: every crossing ping is two handoffs.
+    let handoffs: u64 = h.handoff_count.values().sum();
+    assert_eq!(handoffs, 2 * crossed as u64);
+    assert!(h.handoff_count.contains_key(&(0, 1)) && h.handoff_count.contains_key(&(1, 0)));
+    // One connection always takes the same path.
+    for (conn, tag) in &tags {
+        let first = tags.iter().find(|(c, _)| c == conn).unwrap().1;
+        assert_eq!((first.origin, first.target), (tag.origin, tag.target));
+    }
+}
+
+#[test]
+fn pongs_come_back_in_send_order_per_connection_even_from_split_reads() {
+    for scenario in Scenario::ALL {
+        let h = run(scenario, Load::Pipelined { inflight: 16 }, 7);
+        let trace = &h.client().service().report().trace;
+        for conn in 0..4 {
+            let seqs: Vec<u64> = trace
+                .iter()
+                .filter(|rt| rt.conn == conn)
+                .map(|rt| rt.seq)
+                .collect();
+            assert!(!seqs.is_empty());
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "{scenario} conn {conn}: {seqs:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hops_sum_to_the_rtt_for_every_round_trip() {
+    let h = run(Scenario::S3, Load::Closed, usize::MAX);
+    let trace = &h.client().service().report().trace;
+    for rt in trace {
+        let [t1, t2, t3, t4, t5] = rt.t.map(|t| t.as_u64());
+        assert!(t1 < t2 && t2 < t3 && t3 < t4 && t4 < t5, "{rt:?}");
+        assert_eq!((t2 - t1) + (t3 - t2) + (t4 - t3) + (t5 - t4), t5 - t1);
+    }
+}
+
+#[test]
+fn the_closed_loop_keeps_one_ping_in_flight_round_robin() {
+    let h = run(Scenario::S1, Load::Closed, usize::MAX);
+    let trace = &h.client().service().report().trace;
+    let conns: Vec<u32> = trace.iter().map(|rt| rt.conn).collect();
+    assert!(
+        conns.windows(2).all(|w| w[1] == (w[0] + 1) % 4),
+        "round robin"
+    );
+    // One in flight: each ping leaves after the previous answer arrived.
+    assert!(trace.windows(2).all(|w| w[1].t[0] >= w[0].t[4]));
+}
+
+#[test]
+fn a_direct_run_has_an_rtt_and_no_hops() {
+    let client = ClientConfig {
+        connections: 2,
+        warmup: 0,
+        count: 50,
+        ..Default::default()
+    };
+    let mut h = Harness::new(HarnessConfig {
+        gateway: None,
+        client,
+        ..Default::default()
+    });
+    h.run();
+    let report = h.client().service().report();
+    assert_eq!(report.pongs, 50);
+    assert_eq!(report.direct, 50);
+    assert!(report.hops.iter().all(|h| h.is_empty()));
+    assert_eq!(report.rtt.len(), 50);
+}
