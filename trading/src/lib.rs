@@ -20,5 +20,6 @@ pub mod harness;
 pub mod hello;
 pub mod msg;
 pub mod scenario;
+pub mod schedule;
 
 pub use msg::Role;

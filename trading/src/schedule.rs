@@ -100,7 +100,9 @@ impl FromStr for Shape {
             "constant" => Ok(Shape::Constant),
             "poisson" => Ok(Shape::Poisson),
             "spiky" => Ok(Shape::Spiky(SpikyConfig::default())),
-            other => Err(ScheduleError::UnknownShape { name: other.to_string() }),
+            other => Err(ScheduleError::UnknownShape {
+                name: other.to_string(),
+            }),
         }
     }
 }
@@ -164,7 +166,12 @@ pub struct ScheduleConfig {
 impl ScheduleConfig {
     /// A fixed `rate_per_s` with the given shape, seed 0, no ramp-up.
     pub fn fixed(rate_per_s: f64, shape: Shape) -> ScheduleConfig {
-        ScheduleConfig { rate: BaseRate::Fixed(rate_per_s), shape, seed: 0, ramp_up: Nanos::ZERO }
+        ScheduleConfig {
+            rate: BaseRate::Fixed(rate_per_s),
+            shape,
+            seed: 0,
+            ramp_up: Nanos::ZERO,
+        }
     }
 }
 
@@ -197,7 +204,10 @@ impl Profile {
             return Err(ScheduleError::ProfileMustStartAtZero);
         }
         if points.len() > PROFILE_POINTS_MAX {
-            return Err(ScheduleError::ProfileTooLong { points: points.len(), max: PROFILE_POINTS_MAX });
+            return Err(ScheduleError::ProfileTooLong {
+                points: points.len(),
+                max: PROFILE_POINTS_MAX,
+            });
         }
         for (index, point) in points.iter().enumerate() {
             check_rate(point.rate_per_s)?;
@@ -208,7 +218,9 @@ impl Profile {
         if let Some(end) = end {
             let last = points[points.len() - 1].at;
             if end <= last {
-                return Err(ScheduleError::ProfileNotIncreasing { index: points.len() });
+                return Err(ScheduleError::ProfileNotIncreasing {
+                    index: points.len(),
+                });
             }
         }
         Ok(Profile { points, end })
@@ -261,7 +273,10 @@ impl FromStr for Profile {
         let mut points = Vec::new();
         let mut end = None;
         for (index, item) in text.split(',').map(str::trim).enumerate() {
-            let bad = || ScheduleError::BadProfilePoint { index, text: item.to_string() };
+            let bad = || ScheduleError::BadProfilePoint {
+                index,
+                text: item.to_string(),
+            };
             if item.is_empty() {
                 return Err(bad());
             }
@@ -278,11 +293,14 @@ impl FromStr for Profile {
                 None => (false, item),
             };
             let (at, rate) = rest.split_once(':').ok_or_else(bad)?;
-            let rate_per_s: f64 = rate
-                .trim()
-                .parse()
-                .map_err(|_| ScheduleError::BadRate { text: rate.trim().to_string() })?;
-            points.push(ProfilePoint { at: parse_duration(at.trim())?, rate_per_s, ramp });
+            let rate_per_s: f64 = rate.trim().parse().map_err(|_| ScheduleError::BadRate {
+                text: rate.trim().to_string(),
+            })?;
+            points.push(ProfilePoint {
+                at: parse_duration(at.trim())?,
+                rate_per_s,
+                ramp,
+            });
         }
         Profile::new(points, end)
     }
@@ -290,8 +308,12 @@ impl FromStr for Profile {
 
 /// Parses a duration with a unit: `250us`, `1.5s`, `2m`, `100ms`, `10ns`.
 pub fn parse_duration(text: &str) -> Result<Nanos, ScheduleError> {
-    let bad = || ScheduleError::BadDuration { text: text.to_string() };
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?;
+    let bad = || ScheduleError::BadDuration {
+        text: text.to_string(),
+    };
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     let number: f64 = number.trim().parse().map_err(|_| bad())?;
     let scale = match unit {
@@ -313,7 +335,10 @@ fn check_rate(rate_per_s: f64) -> Result<(), ScheduleError> {
     if rate_per_s.is_finite() && (0.0..=RATE_PER_S_MAX).contains(&rate_per_s) {
         Ok(())
     } else {
-        Err(ScheduleError::RateOutOfRange { rate_per_s, max: RATE_PER_S_MAX })
+        Err(ScheduleError::RateOutOfRange {
+            rate_per_s,
+            max: RATE_PER_S_MAX,
+        })
     }
 }
 
@@ -441,13 +466,19 @@ const NOISE_RETARGET_P: f64 = 0.1;
 impl SpikyState {
     fn new(config: SpikyConfig, seed: u64) -> Result<SpikyState, ScheduleError> {
         if !(config.spikes_per_s.is_finite() && config.spikes_per_s > 0.0) {
-            return Err(ScheduleError::BadSpiky { what: "spikes_per_s must be > 0" });
+            return Err(ScheduleError::BadSpiky {
+                what: "spikes_per_s must be > 0",
+            });
         }
         if !(config.factor.is_finite() && config.factor > 1.0) {
-            return Err(ScheduleError::BadSpiky { what: "factor must be > 1" });
+            return Err(ScheduleError::BadSpiky {
+                what: "factor must be > 1",
+            });
         }
         if !(0.0..1.0).contains(&config.noise_amplitude) {
-            return Err(ScheduleError::BadSpiky { what: "noise_amplitude must be in [0, 1)" });
+            return Err(ScheduleError::BadSpiky {
+                what: "noise_amplitude must be in [0, 1)",
+            });
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(STREAM_SHAPE);
@@ -667,7 +698,10 @@ mod tests {
 
     fn arrivals(config: ScheduleConfig, n: usize) -> Vec<u64> {
         let mut schedule = Schedule::new(config).unwrap();
-        (0..n).map_while(|_| schedule.next_arrival()).map(Nanos::as_u64).collect()
+        (0..n)
+            .map_while(|_| schedule.next_arrival())
+            .map(Nanos::as_u64)
+            .collect()
     }
 
     fn achieved_rate_per_s(times: &[u64]) -> f64 {
@@ -675,7 +709,12 @@ mod tests {
     }
 
     fn seeded(rate: BaseRate, shape: Shape, seed: u64) -> ScheduleConfig {
-        ScheduleConfig { rate, shape, seed, ramp_up: Nanos::ZERO }
+        ScheduleConfig {
+            rate,
+            shape,
+            seed,
+            ramp_up: Nanos::ZERO,
+        }
     }
 
     #[test]
@@ -693,16 +732,23 @@ mod tests {
         let rate = achieved_rate_per_s(&times);
         assert!((rate - 3_333.0).abs() < 0.01, "rate = {rate}");
         let gap = NANOS_PER_S / 3_333.0;
-        assert!(times.windows(2).all(|w| ((w[1] - w[0]) as f64 - gap).abs() <= 1.0));
+        assert!(times
+            .windows(2)
+            .all(|w| ((w[1] - w[0]) as f64 - gap).abs() <= 1.0));
     }
 
     #[test]
     fn poisson_rate_is_within_two_percent_over_100k_arrivals() {
         for seed in [1, 2, 3] {
-            let times =
-                arrivals(seeded(BaseRate::Fixed(20_000.0), Shape::Poisson, seed), 100_000);
+            let times = arrivals(
+                seeded(BaseRate::Fixed(20_000.0), Shape::Poisson, seed),
+                100_000,
+            );
             let rate = achieved_rate_per_s(&times);
-            assert!((rate / 20_000.0 - 1.0).abs() < 0.02, "seed {seed}: rate = {rate}");
+            assert!(
+                (rate / 20_000.0 - 1.0).abs() < 0.02,
+                "seed {seed}: rate = {rate}"
+            );
         }
     }
 
@@ -710,11 +756,18 @@ mod tests {
     fn poisson_gaps_look_exponential() {
         // For Exp, the standard deviation equals the mean, and about
         // 1 − e⁻¹ ≈ 63.2% of gaps are below the mean.
-        let times = arrivals(seeded(BaseRate::Fixed(10_000.0), Shape::Poisson, 7), 100_001);
+        let times = arrivals(
+            seeded(BaseRate::Fixed(10_000.0), Shape::Poisson, 7),
+            100_001,
+        );
         let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
-        assert!((var.sqrt() / mean - 1.0).abs() < 0.03, "cv = {}", var.sqrt() / mean);
+        assert!(
+            (var.sqrt() / mean - 1.0).abs() < 0.03,
+            "cv = {}",
+            var.sqrt() / mean
+        );
         let below = gaps.iter().filter(|&&g| g < mean).count() as f64 / gaps.len() as f64;
         assert!((below - 0.632).abs() < 0.01, "below = {below}");
     }
@@ -733,7 +786,11 @@ mod tests {
     #[test]
     fn arrivals_never_go_backwards() {
         let profile: Profile = "0s:100, 1s:50000, ramp 2s:0, 3s:2000".parse().unwrap();
-        for shape in [Shape::Constant, Shape::Poisson, Shape::Spiky(SpikyConfig::default())] {
+        for shape in [
+            Shape::Constant,
+            Shape::Poisson,
+            Shape::Spiky(SpikyConfig::default()),
+        ] {
             let times = arrivals(seeded(BaseRate::Profile(profile.clone()), shape, 5), 60_000);
             assert!(times.windows(2).all(|w| w[0] <= w[1]), "{}", shape.name());
         }
@@ -754,7 +811,11 @@ mod tests {
 
     #[test]
     fn spiky_has_spikes_well_above_a_noisy_base_rate() {
-        let config = seeded(BaseRate::Fixed(2_000.0), Shape::Spiky(SpikyConfig::default()), 9);
+        let config = seeded(
+            BaseRate::Fixed(2_000.0),
+            Shape::Spiky(SpikyConfig::default()),
+            9,
+        );
         let mut schedule = Schedule::new(config).unwrap();
         let mut times = Vec::new();
         while let Some(t) = schedule.next_arrival() {
@@ -764,7 +825,11 @@ mod tests {
             times.push(t.as_u64());
         }
         // About 60 s × 0.2/s = 12 spikes; seeded, so the exact count is fixed.
-        assert!((5..=25).contains(&schedule.spikes()), "spikes = {}", schedule.spikes());
+        assert!(
+            (5..=25).contains(&schedule.spikes()),
+            "spikes = {}",
+            schedule.spikes()
+        );
         let mut rates = per_window(&times, Nanos::from_millis(100), Nanos::from_secs(60));
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
@@ -788,31 +853,61 @@ mod tests {
         let times = arrivals(config, 40_000);
         // Over the ramp Λ(t) = R t² / 2D: half the rate's arrivals in 2 s.
         let in_ramp = times.iter().filter(|&&t| t < 2_000_000_000).count();
-        assert!((in_ramp as f64 - 10_000.0).abs() < 5.0, "in_ramp = {in_ramp}");
+        assert!(
+            (in_ramp as f64 - 10_000.0).abs() < 5.0,
+            "in_ramp = {in_ramp}"
+        );
         let first_half = times.iter().filter(|&&t| t < 1_000_000_000).count();
-        assert!((first_half as f64 - 2_500.0).abs() < 5.0, "first_half = {first_half}");
-        let after: Vec<u64> = times.iter().copied().filter(|&t| t >= 2_000_000_000).collect();
+        assert!(
+            (first_half as f64 - 2_500.0).abs() < 5.0,
+            "first_half = {first_half}"
+        );
+        let after: Vec<u64> = times
+            .iter()
+            .copied()
+            .filter(|&t| t >= 2_000_000_000)
+            .collect();
         assert!((achieved_rate_per_s(&after) - 10_000.0).abs() < 1.0);
     }
 
     #[test]
     fn profile_steps_ramps_and_ends() {
         let profile: Profile = "0s:1000, 1s:4000, ramp 2s:0, end 3s".parse().unwrap();
-        let times = arrivals(seeded(BaseRate::Profile(profile), Shape::Constant, 0), 1_000_000);
-        let in_range =
-            |a: u64, b: u64| times.iter().filter(|&&t| t >= a * 1_000_000 && t < b * 1_000_000).count();
-        assert!(in_range(0, 1_000).abs_diff(1_000) <= 1, "{}", in_range(0, 1_000));
+        let times = arrivals(
+            seeded(BaseRate::Profile(profile), Shape::Constant, 0),
+            1_000_000,
+        );
+        let in_range = |a: u64, b: u64| {
+            times
+                .iter()
+                .filter(|&&t| t >= a * 1_000_000 && t < b * 1_000_000)
+                .count()
+        };
+        assert!(
+            in_range(0, 1_000).abs_diff(1_000) <= 1,
+            "{}",
+            in_range(0, 1_000)
+        );
         // The ramp from 4000/s to 0 over 1 s carries 2000 arrivals.
-        assert!(in_range(1_000, 2_000).abs_diff(2_000) <= 2, "{}", in_range(1_000, 2_000));
-        // Rate 0 from 2 s to the end at 3 s: nothing, then the schedule ends.
-        assert_eq!(in_range(2_000, 10_000), 0);
+        assert!(
+            in_range(1_000, 2_000).abs_diff(2_000) <= 2,
+            "{}",
+            in_range(1_000, 2_000)
+        );
+        // Rate 0 from 2 s to the end at 3 s: nothing (the arrival that
+        // completes the ramp's integral may land on 2 s itself), then the
+        // schedule ends.
+        assert_eq!(in_range(2_001, 10_000), 0);
         assert!(times.len() < 1_000_000);
     }
 
     #[test]
     fn profile_ending_at_rate_zero_ends_the_schedule() {
         let profile: Profile = "0s:1000, 1s:0".parse().unwrap();
-        let times = arrivals(seeded(BaseRate::Profile(profile), Shape::Poisson, 3), 1_000_000);
+        let times = arrivals(
+            seeded(BaseRate::Profile(profile), Shape::Poisson, 3),
+            1_000_000,
+        );
         assert!(times.len() < 1_500, "{}", times.len());
         assert!(times.iter().all(|&t| t < 1_000_000_000));
     }
@@ -820,17 +915,58 @@ mod tests {
     #[test]
     fn profile_parse_errors_are_typed() {
         let err = |s: &str| s.parse::<Profile>().unwrap_err();
-        assert_eq!(err(""), ScheduleError::BadProfilePoint { index: 0, text: String::new() });
+        assert_eq!(
+            err(""),
+            ScheduleError::BadProfilePoint {
+                index: 0,
+                text: String::new()
+            }
+        );
         assert_eq!(err("1s:100"), ScheduleError::ProfileMustStartAtZero);
         assert_eq!(err("ramp 0s:100"), ScheduleError::ProfileMustStartAtZero);
-        assert_eq!(err("0s:100, 5s:10, 5s:20"), ScheduleError::ProfileNotIncreasing { index: 2 });
-        assert_eq!(err("0s:100, end 0s"), ScheduleError::ProfileNotIncreasing { index: 1 });
-        assert_eq!(err("0s:fast"), ScheduleError::BadRate { text: "fast".into() });
-        assert_eq!(err("0s:-5"), ScheduleError::RateOutOfRange { rate_per_s: -5.0, max: RATE_PER_S_MAX });
-        assert_eq!(err("0:100"), ScheduleError::BadDuration { text: "0".into() });
-        assert_eq!(err("0s:100, 1h:5"), ScheduleError::BadDuration { text: "1h".into() });
-        assert_eq!(err("0s:100, end 2s, 3s:4"), ScheduleError::BadProfilePoint { index: 2, text: "3s:4".into() });
-        assert_eq!(err("0s 100"), ScheduleError::BadProfilePoint { index: 0, text: "0s 100".into() });
+        assert_eq!(
+            err("0s:100, 5s:10, 5s:20"),
+            ScheduleError::ProfileNotIncreasing { index: 2 }
+        );
+        assert_eq!(
+            err("0s:100, end 0s"),
+            ScheduleError::ProfileNotIncreasing { index: 1 }
+        );
+        assert_eq!(
+            err("0s:fast"),
+            ScheduleError::BadRate {
+                text: "fast".into()
+            }
+        );
+        assert_eq!(
+            err("0s:-5"),
+            ScheduleError::RateOutOfRange {
+                rate_per_s: -5.0,
+                max: RATE_PER_S_MAX
+            }
+        );
+        assert_eq!(
+            err("0:100"),
+            ScheduleError::BadDuration { text: "0".into() }
+        );
+        assert_eq!(
+            err("0s:100, 1h:5"),
+            ScheduleError::BadDuration { text: "1h".into() }
+        );
+        assert_eq!(
+            err("0s:100, end 2s, 3s:4"),
+            ScheduleError::BadProfilePoint {
+                index: 2,
+                text: "3s:4".into()
+            }
+        );
+        assert_eq!(
+            err("0s 100"),
+            ScheduleError::BadProfilePoint {
+                index: 0,
+                text: "0s 100".into()
+            }
+        );
     }
 
     #[test]
@@ -846,16 +982,27 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused() {
-        assert_eq!(Schedule::new(ScheduleConfig::fixed(0.0, Shape::Constant)).unwrap_err(), ScheduleError::ZeroRate);
+        assert_eq!(
+            Schedule::new(ScheduleConfig::fixed(0.0, Shape::Constant)).unwrap_err(),
+            ScheduleError::ZeroRate
+        );
         assert!(matches!(
             Schedule::new(ScheduleConfig::fixed(f64::NAN, Shape::Poisson)),
             Err(ScheduleError::RateOutOfRange { .. })
         ));
-        let spiky = SpikyConfig { factor: 1.0, ..SpikyConfig::default() };
+        let spiky = SpikyConfig {
+            factor: 1.0,
+            ..SpikyConfig::default()
+        };
         assert!(matches!(
             Schedule::new(ScheduleConfig::fixed(10.0, Shape::Spiky(spiky))),
             Err(ScheduleError::BadSpiky { .. })
         ));
-        assert_eq!("sawtooth".parse::<Shape>(), Err(ScheduleError::UnknownShape { name: "sawtooth".into() }));
+        assert_eq!(
+            "sawtooth".parse::<Shape>(),
+            Err(ScheduleError::UnknownShape {
+                name: "sawtooth".into()
+            })
+        );
     }
 }
