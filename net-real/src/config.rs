@@ -1,0 +1,171 @@
+//! How a driver is set up: addresses, workers, placement, write policy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fep_core::WorkerConfig;
+
+use crate::limits::{
+    CLOSE_LINGER_DEFAULT, CONNECT_TIMEOUT_DEFAULT, DRAIN_TIMEOUT_DEFAULT,
+    HANDOFF_QUEUE_CAPACITY_DEFAULT,
+};
+
+/// When bytes the engine produced are written to the socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Write at once; wait for `WRITABLE` only after `WouldBlock`.
+    #[default]
+    Speculative,
+    /// Always wait for `WRITABLE` first: one more poll round per write. The
+    /// comparison point for what speculative writing buys.
+    Deferred,
+}
+
+/// The settings of one driver (one process). Built with chained setters:
+///
+/// ```
+/// use fep_net::{Config, WriteMode};
+/// let config = Config::new()
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .workers(2)
+///     .write_mode(WriteMode::Deferred);
+/// assert_eq!(config.worker_count(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) peers: Vec<SocketAddr>,
+    pub(crate) workers: usize,
+    pub(crate) cpus: Option<Vec<usize>>,
+    pub(crate) write_mode: WriteMode,
+    pub(crate) busy_poll: bool,
+    pub(crate) worker: WorkerConfig,
+    pub(crate) handoff_capacity: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) close_linger: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) handle_signals: bool,
+    pub(crate) send_buffer: Option<usize>,
+    pub(crate) recv_buffer: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// One unpinned worker, no listener, no peers, speculative writes.
+    pub fn new() -> Config {
+        Config {
+            listen: None,
+            peers: Vec::new(),
+            workers: 1,
+            cpus: None,
+            write_mode: WriteMode::Speculative,
+            busy_poll: false,
+            worker: WorkerConfig::default(),
+            handoff_capacity: HANDOFF_QUEUE_CAPACITY_DEFAULT,
+            drain_timeout: DRAIN_TIMEOUT_DEFAULT,
+            close_linger: CLOSE_LINGER_DEFAULT,
+            connect_timeout: CONNECT_TIMEOUT_DEFAULT,
+            handle_signals: false,
+            send_buffer: None,
+            recv_buffer: None,
+        }
+    }
+
+    /// Accept connections on `addr`: every worker binds its own listener
+    /// there with `SO_REUSEPORT`. Port 0 picks one free port for all.
+    pub fn listen(mut self, addr: SocketAddr) -> Config {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// The peers the service dials: `PeerId(i)` is `peers[i]`.
+    pub fn peers(mut self, peers: Vec<SocketAddr>) -> Config {
+        self.peers = peers;
+        self
+    }
+
+    /// Worker threads (at least 1).
+    pub fn workers(mut self, workers: usize) -> Config {
+        self.workers = workers;
+        self
+    }
+
+    /// Pin worker `i` to `cpus[i % cpus.len()]`; `None` leaves them unpinned.
+    pub fn cpus(mut self, cpus: Option<Vec<usize>>) -> Config {
+        self.cpus = cpus;
+        self
+    }
+
+    /// When produced bytes are written.
+    pub fn write_mode(mut self, mode: WriteMode) -> Config {
+        self.write_mode = mode;
+        self
+    }
+
+    /// Spin on a zero-timeout poll instead of sleeping: lower wake-up latency
+    /// for a whole core per worker.
+    pub fn busy_poll(mut self, on: bool) -> Config {
+        self.busy_poll = on;
+        self
+    }
+
+    /// The engine's bounds for every worker.
+    pub fn worker_config(mut self, worker: WorkerConfig) -> Config {
+        self.worker = worker;
+        self
+    }
+
+    /// Slots of each (source, target) handoff queue.
+    pub fn handoff_capacity(mut self, slots: usize) -> Config {
+        self.handoff_capacity = slots;
+        self
+    }
+
+    /// How long a worker drains after a shutdown (or after its service says
+    /// it is done) before it closes what is left.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Config {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long a closing connection may take to flush its last bytes.
+    pub fn close_linger(mut self, linger: Duration) -> Config {
+        self.close_linger = linger;
+        self
+    }
+
+    /// How long a dial may take before it is reported failed.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Config {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Turn SIGINT/SIGTERM into a shutdown (a second signal skips the
+    /// drain). Off by default so tests and embedders keep their handlers.
+    pub fn handle_signals(mut self, on: bool) -> Config {
+        self.handle_signals = on;
+        self
+    }
+
+    /// `SO_SNDBUF` of every socket, in bytes (the kernel doubles it).
+    pub fn send_buffer(mut self, bytes: Option<usize>) -> Config {
+        self.send_buffer = bytes;
+        self
+    }
+
+    /// `SO_RCVBUF` of every socket, in bytes (the kernel doubles it).
+    pub fn recv_buffer(mut self, bytes: Option<usize>) -> Config {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// The number of workers configured.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+    }
+}

@@ -1,0 +1,178 @@
+//! What the workers of one process share: the shutdown flag, readiness, the
+//! wakers, and the handoff queues.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use mio::Waker;
+
+/// Whether every worker became ready, as seen by [`crate::Running::wait_ready`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every worker's service said [`fep_core::Service::is_ready`].
+    Ready,
+    /// The timeout passed first.
+    TimedOut,
+    /// A worker stopped before all were ready (shutdown, done, or a panic).
+    Stopped,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    ready: usize,
+    exited: usize,
+}
+
+/// Process-wide control, one per driver.
+#[derive(Debug)]
+pub(crate) struct Control {
+    workers: usize,
+    shutdown: AtomicBool,
+    /// A second signal: skip the drain.
+    force: AtomicBool,
+    /// `alive[i]`: worker `i` still takes handoffs.
+    alive: Vec<AtomicBool>,
+    wakers: Vec<Waker>,
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl Control {
+    /// `wakers[i]` wakes worker `i`'s poll.
+    pub(crate) fn new(wakers: Vec<Waker>) -> Control {
+        let workers = wakers.len();
+        Control {
+            workers,
+            shutdown: AtomicBool::new(false),
+            force: AtomicBool::new(false),
+            alive: (0..workers).map(|_| AtomicBool::new(true)).collect(),
+            wakers,
+            progress: Mutex::new(Progress::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Wakes worker `worker` from its poll.
+    pub(crate) fn wake(&self, worker: usize) {
+        // A failed wake (eventfd full) means a wake-up is already pending.
+        let _ = self.wakers[worker].wake();
+    }
+
+    /// Asks every worker to drain; a second call skips the drain.
+    pub(crate) fn shutdown(&self) {
+        if self.shutdown.swap(true, Ordering::SeqCst) {
+            self.force.store(true, Ordering::SeqCst);
+        }
+        self.wake_all();
+    }
+
+    /// Asks every worker to stop at once, without a drain.
+    pub(crate) fn abort(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.force.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for worker in 0..self.workers {
+            self.wake(worker);
+        }
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_forced(&self) -> bool {
+        self.force.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_alive(&self, worker: usize) -> bool {
+        self.alive[worker].load(Ordering::Acquire)
+    }
+
+    pub(crate) fn report_ready(&self) {
+        let mut p = self.progress.lock().expect("progress lock");
+        p.ready += 1;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn report_exited(&self, worker: usize) {
+        self.alive[worker].store(false, Ordering::Release);
+        let mut p = self.progress.lock().expect("progress lock");
+        p.exited += 1;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn wait_ready(&self, timeout: Option<Duration>) -> Readiness {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut p = self.progress.lock().expect("progress lock");
+        loop {
+            if p.ready >= self.workers {
+                return Readiness::Ready;
+            }
+            if p.exited > 0 {
+                return Readiness::Stopped;
+            }
+            p = match deadline {
+                None => self.changed.wait(p).expect("progress lock"),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Readiness::TimedOut;
+                    }
+                    self.changed
+                        .wait_timeout(p, deadline - now)
+                        .expect("progress lock")
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// A cloneable trigger for a driver's shutdown, for signal handlers, tests
+/// and embedders.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    pub(crate) control: Arc<Control>,
+}
+
+impl ShutdownHandle {
+    /// Asks every worker to drain and stop; a second call skips the drain.
+    pub fn shutdown(&self) {
+        self.control.shutdown();
+    }
+}
+
+/// The handoff queues of one process: one bounded lock-free queue per
+/// (source, target) pair, so each pair keeps its order and no producer
+/// contends with another.
+#[derive(Debug)]
+pub(crate) struct Handoffs<T> {
+    workers: usize,
+    queues: Box<[ArrayQueue<T>]>,
+}
+
+impl<T> Handoffs<T> {
+    pub(crate) fn new(workers: usize, capacity: usize) -> Handoffs<T> {
+        assert!(capacity > 0, "a handoff queue needs a slot");
+        Handoffs {
+            workers,
+            queues: (0..workers * workers)
+                .map(|_| ArrayQueue::new(capacity))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn queue(&self, source: usize, target: usize) -> &ArrayQueue<T> {
+        assert!(source < self.workers && target < self.workers);
+        &self.queues[source * self.workers + target]
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.workers
+    }
+}

@@ -1,0 +1,28 @@
+//! Every bound of the real backend in one place.
+
+use std::time::Duration;
+
+/// Bytes of the one read buffer each worker reuses for every socket.
+pub const READ_BUF_LEN: usize = 64 * 1024;
+/// Readiness events taken from the kernel per poll.
+pub const EVENTS_PER_POLL_MAX: usize = 1024;
+/// Pending connections the kernel queues per listening socket.
+pub const LISTEN_BACKLOG: i32 = 1024;
+/// Dials in progress per worker; past it a dial fails at once.
+pub const DIALS_PER_WORKER_MAX: usize = 256;
+/// Default slots of one (source, target) handoff queue.
+pub const HANDOFF_QUEUE_CAPACITY_DEFAULT: usize = 4096;
+/// Default time a worker drains after a shutdown before it closes the rest.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default time a closing connection gets to flush its last bytes (an
+/// `Error` frame queued behind a backlog) before it is cut.
+pub const CLOSE_LINGER_DEFAULT: Duration = Duration::from_secs(2);
+/// Default time a dial may take before it is reported failed.
+pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+/// Reads of input discarded before a close, so the kernel sends FIN rather
+/// than RST (which could destroy our last frame at the peer).
+pub const CLOSE_DISCARD_READS_MAX: usize = 16;
+
+const _: () = assert!(READ_BUF_LEN >= 4096);
+const _: () = assert!(EVENTS_PER_POLL_MAX > 0);
+const _: () = assert!(HANDOFF_QUEUE_CAPACITY_DEFAULT > 0);
