@@ -2,4 +2,8 @@
 //! plots and the orchestration `fepbench` does.
 
 pub mod hgrm;
+pub mod machine;
+pub mod pin;
+pub mod plot;
+pub mod report;
 pub mod summary;
