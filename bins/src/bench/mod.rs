@@ -5,5 +5,7 @@ pub mod hgrm;
 pub mod machine;
 pub mod pin;
 pub mod plot;
+pub mod procs;
 pub mod report;
+pub mod run;
 pub mod summary;

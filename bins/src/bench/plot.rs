@@ -79,6 +79,7 @@ pub fn plot_percentiles(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
+        .margin_right(48)
         .x_label_area_size(44)
         .y_label_area_size(64)
         .build_cartesian_2d((1.0..INVERSE_TAIL_MAX).log_scale(), 0.0..y_max)

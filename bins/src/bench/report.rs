@@ -262,6 +262,7 @@ mod tests {
             started_utc: "2026-11-05T10:00:00Z".into(),
             partial,
             partial_reason: None,
+            warnings: Vec::new(),
             settings: Settings {
                 scenario: scenario.into(),
                 workers: 1,

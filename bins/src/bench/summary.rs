@@ -219,6 +219,10 @@ pub struct RunSummary {
     pub partial: bool,
     /// Why the run is partial, when it is.
     pub partial_reason: Option<String>,
+    /// Things that went wrong without spoiling the figures (a server that
+    /// did not exit 0 on SIGTERM, a missing `.hgrm`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// What was run.
     pub settings: Settings,
     /// Where it ran.
@@ -246,6 +250,7 @@ mod tests {
             started_utc: "2026-11-05T10:00:00Z".into(),
             partial: loadgen.is_none(),
             partial_reason: loadgen.is_none().then(|| "interrupted".into()),
+            warnings: vec!["fep_gateway exited with 1".into()],
             settings: Settings {
                 scenario: "s1".into(),
                 workers: 1,

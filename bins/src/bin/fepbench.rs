@@ -1,0 +1,570 @@
+//! `fepbench`: runs the FEP scenarios end to end and keeps the results.
+//!
+//! - `fepbench run s1|s2|s3`: one measured run into `results/<s>/<UTC>/`;
+//! - `fepbench sweep [--runs K] [s1 s2 s3]`: scenarios interleaved K times,
+//!   then summarised;
+//! - `fepbench summarize DIR`: `summary.md` over every run below DIR;
+//! - `fepbench baseline`: direct, tokio proxy, gateway and deferred-write
+//!   gateway in one placement, plus a pipelined throughput comparison.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use fep_bins::bench::machine::{describe_machine, UtcTime};
+use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, PinMode};
+use fep_bins::bench::report::{find_runs, render_markdown, Spread};
+use fep_bins::bench::run::{fresh_run_dir, Bench, Leg, Load, Routing, RunOutcome, Target};
+use fep_bins::bench::summary::{LatencySummary, Percentile, RunSummary};
+
+/// Runs the FEP gateway scenarios end to end and stores the results.
+#[derive(Debug, Parser)]
+#[command(name = "fepbench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One measured run of a scenario: s1 (1 worker, local), s2 (2 workers,
+    /// local) or s3 (2 workers, handoff).
+    Run {
+        /// s1, s2 or s3.
+        scenario: String,
+        #[command(flatten)]
+        opts: CommonOpts,
+    },
+    /// Repeats scenarios interleaved (s1 s2 s3 s1 s2 s3 …) so drift hits
+    /// all alike, then writes summary.md.
+    Sweep {
+        /// Rounds.
+        #[arg(long, default_value_t = 5, env = "FEP_RUNS")]
+        runs: u32,
+        /// Scenarios, in round order.
+        #[arg(default_values_t = ["s1".to_string(), "s2".to_string(), "s3".to_string()])]
+        scenarios: Vec<String>,
+        #[command(flatten)]
+        opts: CommonOpts,
+    },
+    /// Prints and writes DIR/summary.md over every summary.json below DIR.
+    Summarize {
+        /// A results directory (a sweep's, or all of results/).
+        dir: PathBuf,
+    },
+    /// The floor and the alternatives in one placement: loadgen direct to
+    /// the exchange, through tokio_proxy, through fep_gateway (speculative
+    /// and deferred writes), then pipelined throughput gateway vs tokio.
+    Baseline {
+        /// Rounds of all legs, interleaved; figures are medians.
+        #[arg(long, default_value_t = 1, env = "FEP_RUNS")]
+        runs: u32,
+        /// Connections of the pipelined legs.
+        #[arg(long, default_value_t = 100)]
+        pipelined_connections: u64,
+        /// Pings in flight per connection in the pipelined legs.
+        #[arg(long, default_value_t = 30)]
+        pipelined_inflight: u64,
+        /// Frame size of the pipelined legs.
+        #[arg(long, default_value_t = 1024)]
+        pipelined_size: u64,
+        /// Measured pings of the pipelined legs.
+        #[arg(long, default_value_t = 300_000)]
+        pipelined_count: u64,
+        #[command(flatten)]
+        opts: CommonOpts,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct CommonOpts {
+    /// Pings before measuring.
+    #[arg(long, default_value_t = 1_000, env = "FEP_WARMUP")]
+    warmup: u64,
+    /// Measured pings.
+    #[arg(long, default_value_t = 10_000, env = "FEP_COUNT")]
+    count: u64,
+    /// Client connections.
+    #[arg(long, default_value_t = 10, env = "FEP_CONNECTIONS")]
+    connections: u64,
+    /// Pings in flight per connection (1 with one connection in use at a
+    /// time is loadgen's closed loop).
+    #[arg(long, default_value_t = 1, env = "FEP_INFLIGHT")]
+    inflight: u64,
+    /// PerfPing frame size in bytes.
+    #[arg(long, default_value_t = 64, env = "FEP_SIZE")]
+    size: u64,
+    /// CPUs the pinning plan may use, e.g. `0,1` or `2-5` (default: all).
+    #[arg(long, env = "FEP_CPUS")]
+    cpus: Option<String>,
+    /// Placement: auto (co-locate below 4 CPUs, spread above), none,
+    /// colocate, spread.
+    #[arg(long, default_value = "auto", env = "FEP_PIN")]
+    pin: PinMode,
+    /// Where results go.
+    #[arg(long, default_value = "results", env = "FEP_RESULTS")]
+    results: PathBuf,
+    /// mock_exchange worker threads.
+    #[arg(long, default_value_t = 1, env = "FEP_EXCHANGE_WORKERS")]
+    exchange_workers: u32,
+    /// Where the binaries are (default: next to fepbench).
+    #[arg(long, env = "FEP_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Seconds a server may take to print `ready <addr>`.
+    #[arg(long, default_value_t = 10)]
+    ready_timeout: u64,
+    /// Seconds loadgen may run in all before it is stopped.
+    #[arg(long, default_value_t = 1_800)]
+    timeout: u64,
+    /// No spinner on stderr.
+    #[arg(long)]
+    no_progress: bool,
+    /// loadgen `--rate` (open loop).
+    #[arg(long)]
+    rate: Option<String>,
+    /// loadgen `--shape`.
+    #[arg(long)]
+    shape: Option<String>,
+    /// loadgen `--seed`.
+    #[arg(long)]
+    seed: Option<String>,
+    /// loadgen `--ramp-up`.
+    #[arg(long)]
+    ramp_up: Option<String>,
+    /// loadgen `--profile`.
+    #[arg(long)]
+    profile: Option<String>,
+    /// loadgen `--interval`.
+    #[arg(long)]
+    interval: Option<String>,
+}
+
+impl CommonOpts {
+    fn load(&self) -> Load {
+        let mut extra_args = Vec::new();
+        let passthrough = [
+            ("--rate", &self.rate),
+            ("--shape", &self.shape),
+            ("--seed", &self.seed),
+            ("--ramp-up", &self.ramp_up),
+            ("--profile", &self.profile),
+            ("--interval", &self.interval),
+        ];
+        for (flag, value) in passthrough {
+            if let Some(value) = value {
+                extra_args.push(flag.to_string());
+                extra_args.push(value.clone());
+            }
+        }
+        Load {
+            connections: self.connections,
+            inflight: self.inflight,
+            size: self.size,
+            warmup: self.warmup,
+            count: self.count,
+            extra_args,
+        }
+    }
+
+    fn bench(&self, interrupted: Arc<AtomicBool>) -> Result<Bench, String> {
+        let cpus = match &self.cpus {
+            Some(list) => parse_cpu_list(list)?,
+            None => allowed_cpus(),
+        };
+        let bin_dir = match &self.bin_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find my own executable: {e}"))?
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or("my executable has no directory")?,
+        };
+        Ok(Bench {
+            bin_dir,
+            cpus,
+            pin: self.pin,
+            exchange_workers: self.exchange_workers,
+            ready_timeout: Duration::from_secs(self.ready_timeout),
+            run_timeout: Duration::from_secs(self.timeout),
+            stop_grace: Duration::from_secs(5),
+            interrupted,
+            progress: !self.no_progress,
+            machine: describe_machine(Path::new(".")),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second Ctrl-C while stopping exits at once.
+        let registered =
+            signal_hook::flag::register_conditional_shutdown(signal, 130, interrupted.clone())
+                .and_then(|_| signal_hook::flag::register(signal, interrupted.clone()));
+        if let Err(e) = registered {
+            eprintln!("fepbench: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match cli.command {
+        Command::Run { scenario, opts } => cmd_run(&scenario, &opts, interrupted),
+        Command::Sweep {
+            runs,
+            scenarios,
+            opts,
+        } => cmd_sweep(runs, &scenarios, &opts, interrupted),
+        Command::Summarize { dir } => cmd_summarize(&dir),
+        Command::Baseline {
+            runs,
+            pipelined_connections,
+            pipelined_inflight,
+            pipelined_size,
+            pipelined_count,
+            opts,
+        } => {
+            let pipelined = Load {
+                connections: pipelined_connections,
+                inflight: pipelined_inflight,
+                size: pipelined_size,
+                warmup: pipelined_count / 10,
+                count: pipelined_count,
+                extra_args: Vec::new(),
+            };
+            cmd_baseline(runs, pipelined, &opts, interrupted)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("fepbench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn scenario_target(name: &str) -> Result<Target, String> {
+    Target::scenario(name).ok_or_else(|| format!("unknown scenario {name:?}: use s1, s2 or s3"))
+}
+
+/// The exit code of a finished leg: 0 complete, 130 interrupted, 1 failed.
+fn exit_code(outcome: &RunOutcome) -> ExitCode {
+    match (&outcome.summary.partial_reason, outcome.interrupted()) {
+        (None, _) => ExitCode::SUCCESS,
+        (Some(_), true) => ExitCode::from(130),
+        (Some(_), false) => ExitCode::FAILURE,
+    }
+}
+
+fn cmd_run(
+    scenario: &str,
+    opts: &CommonOpts,
+    interrupted: Arc<AtomicBool>,
+) -> Result<ExitCode, String> {
+    let target = scenario_target(scenario)?;
+    let bench = opts.bench(interrupted)?;
+    let dir = fresh_run_dir(&opts.results.join(scenario), UtcTime::now()).map_err(|e| {
+        format!(
+            "cannot create a run directory under {}: {e}",
+            opts.results.display()
+        )
+    })?;
+    let leg = Leg {
+        name: scenario.to_string(),
+        target,
+        load: opts.load(),
+    };
+    let outcome = bench.run_leg(&leg, &dir, scenario);
+    print_run(&outcome);
+    Ok(exit_code(&outcome))
+}
+
+fn cmd_sweep(
+    runs: u32,
+    scenarios: &[String],
+    opts: &CommonOpts,
+    interrupted: Arc<AtomicBool>,
+) -> Result<ExitCode, String> {
+    let targets = scenarios
+        .iter()
+        .map(|s| scenario_target(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bench = opts.bench(interrupted.clone())?;
+    let sweep_dir = fresh_run_dir(&opts.results.join("sweeps"), UtcTime::now())
+        .map_err(|e| format!("cannot create the sweep directory: {e}"))?;
+    println!(
+        "sweep: {runs} round(s) of {} into {}",
+        scenarios.join(" "),
+        sweep_dir.display()
+    );
+    let mut failed = 0;
+    'rounds: for round in 1..=runs {
+        for (name, target) in scenarios.iter().zip(&targets) {
+            let dir = fresh_run_dir(&sweep_dir.join(name), UtcTime::now())
+                .map_err(|e| format!("cannot create a run directory: {e}"))?;
+            let leg = Leg {
+                name: name.clone(),
+                target: target.clone(),
+                load: opts.load(),
+            };
+            let label = format!("{name} round {round}/{runs}");
+            let outcome = bench.run_leg(&leg, &dir, &label);
+            println!("{label}: {}", one_line(&outcome.summary));
+            if outcome.interrupted() {
+                break 'rounds;
+            }
+            if outcome.summary.partial {
+                failed += 1;
+                println!(
+                    "  {}",
+                    outcome.summary.partial_reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    cmd_summarize(&sweep_dir)?;
+    Ok(match (interrupted.load(Ordering::Relaxed), failed) {
+        (true, _) => ExitCode::from(130),
+        (false, 0) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn cmd_summarize(dir: &Path) -> Result<ExitCode, String> {
+    let (runs, errors) = find_runs(dir);
+    for e in &errors {
+        eprintln!("fepbench: skipped {e}");
+    }
+    if runs.is_empty() {
+        return Err(format!("no summary.json below {}", dir.display()));
+    }
+    let md = render_markdown(&runs);
+    let path = dir.join("summary.md");
+    std::fs::write(&path, &md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("{md}");
+    println!("written to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The baseline legs, in the order they run each round.
+fn baseline_legs(load: &Load, pipelined: &Load) -> Vec<Leg> {
+    let gateway = |write_mode: &str| Target::Gateway {
+        workers: 1,
+        routing: Routing::Local,
+        write_mode: write_mode.into(),
+    };
+    let leg = |name: &str, target: Target, load: &Load| Leg {
+        name: name.into(),
+        target,
+        load: load.clone(),
+    };
+    vec![
+        leg("direct", Target::Exchange, load),
+        leg("tokio", Target::TokioProxy, load),
+        leg("gateway", gateway("speculative"), load),
+        leg("deferred", gateway("deferred"), load),
+        leg("tokio-pipelined", Target::TokioProxy, pipelined),
+        leg("gateway-pipelined", gateway("speculative"), pipelined),
+    ]
+}
+
+fn cmd_baseline(
+    runs: u32,
+    pipelined: Load,
+    opts: &CommonOpts,
+    interrupted: Arc<AtomicBool>,
+) -> Result<ExitCode, String> {
+    let bench = opts.bench(interrupted.clone())?;
+    let base_dir = fresh_run_dir(&opts.results.join("baseline"), UtcTime::now())
+        .map_err(|e| format!("cannot create the baseline directory: {e}"))?;
+    let legs = baseline_legs(&opts.load(), &pipelined);
+    println!("baseline: {runs} round(s) into {}", base_dir.display());
+    let mut done: Vec<RunSummary> = Vec::new();
+    let mut failed = 0;
+    'rounds: for round in 1..=runs {
+        for leg in &legs {
+            let dir = fresh_run_dir(&base_dir.join(&leg.name), UtcTime::now())
+                .map_err(|e| format!("cannot create a run directory: {e}"))?;
+            let label = format!("{} round {round}/{runs}", leg.name);
+            let outcome = bench.run_leg(leg, &dir, &label);
+            println!("{label}: {}", one_line(&outcome.summary));
+            if outcome.interrupted() {
+                break 'rounds;
+            }
+            if outcome.summary.partial {
+                failed += 1;
+                println!(
+                    "  {}",
+                    outcome.summary.partial_reason.as_deref().unwrap_or("")
+                );
+            } else {
+                done.push(outcome.summary);
+            }
+        }
+    }
+    let md = baseline_markdown(&legs, &done);
+    let path = base_dir.join("baseline.md");
+    std::fs::write(&path, &md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("\n{md}\nwritten to {}", path.display());
+    Ok(match (interrupted.load(Ordering::Relaxed), failed) {
+        (true, _) => ExitCode::from(130),
+        (false, 0) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// Median across rounds of one figure of one leg.
+fn leg_median(
+    done: &[RunSummary],
+    leg: &str,
+    figure: impl Fn(&RunSummary) -> Option<f64>,
+) -> Option<f64> {
+    let values: Vec<f64> = done
+        .iter()
+        .filter(|s| s.settings.scenario == leg)
+        .filter_map(figure)
+        .collect();
+    Spread::of(&values).map(|s| s.median)
+}
+
+fn rtt_at(p: Percentile) -> impl Fn(&RunSummary) -> Option<f64> {
+    move |s| s.loadgen.as_ref().map(|l| l.rtt.at(p))
+}
+
+fn throughput(s: &RunSummary) -> Option<f64> {
+    s.loadgen.as_ref().map(|l| l.throughput_msgs_per_s)
+}
+
+fn baseline_markdown(legs: &[Leg], done: &[RunSummary]) -> String {
+    use std::fmt::Write as _;
+    let mut md = String::from("# fepbench baseline\n\n");
+    if let Some(first) = done.first() {
+        let _ = writeln!(
+            md,
+            "Pinning: {} ({}); machine: {} × {}.\n",
+            first.pinning.plan, first.pinning.reason, first.machine.cores, first.machine.cpu_model
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| leg | conns × inflight × size | rtt p50 | p99 | p99.9 | msgs/s |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+    for leg in legs {
+        let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
+        let _ = writeln!(
+            md,
+            "| {} | {} × {} × {} | {} | {} | {} | {} |",
+            leg.name,
+            leg.load.connections,
+            leg.load.inflight,
+            leg.load.size,
+            cell(leg_median(done, &leg.name, rtt_at(Percentile::P50))),
+            cell(leg_median(done, &leg.name, rtt_at(Percentile::P99))),
+            cell(leg_median(done, &leg.name, rtt_at(Percentile::P999))),
+            leg_median(done, &leg.name, throughput)
+                .map_or("–".to_string(), |v| format!("{v:.0}")),
+        );
+    }
+    let ratio = |a: &str, b: &str, figure: &dyn Fn(&RunSummary) -> Option<f64>| match (
+        leg_median(done, a, figure),
+        leg_median(done, b, figure),
+    ) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}", x / y),
+        _ => "–".to_string(),
+    };
+    let p50 = rtt_at(Percentile::P50);
+    let p99 = rtt_at(Percentile::P99);
+    let _ = writeln!(md, "\n| ratio | p50 | p99 |");
+    let _ = writeln!(md, "|---|---:|---:|");
+    for (a, b) in [
+        ("gateway", "direct"),
+        ("gateway", "tokio"),
+        ("deferred", "gateway"),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {a}/{b} | {} | {} |",
+            ratio(a, b, &p50),
+            ratio(a, b, &p99)
+        );
+    }
+    if let (Some(spec), Some(deferred)) = (
+        leg_median(done, "gateway", &p99),
+        leg_median(done, "deferred", &p99),
+    ) {
+        let _ = writeln!(
+            md,
+            "\nSpeculative writes change the p99 by {:+.0}% against deferred (the claim: −30% or better).",
+            (spec / deferred - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nPipelined throughput gateway/tokio: {} (target ≥ 1.5).",
+        ratio("gateway-pipelined", "tokio-pipelined", &throughput)
+    );
+    md
+}
+
+/// `rtt p50 … p99 …` in one line, or why the run is partial.
+fn one_line(s: &RunSummary) -> String {
+    match (&s.loadgen, &s.partial_reason) {
+        (Some(l), reason) => format!(
+            "rtt p50 {:.1} p99 {:.1} p99.9 {:.1} µs, {:.0} msgs/s{}",
+            l.rtt.p50_us,
+            l.rtt.p99_us,
+            l.rtt.p999_us,
+            l.throughput_msgs_per_s,
+            if reason.is_some() { " (partial)" } else { "" }
+        ),
+        (None, Some(reason)) => format!("no result: {}", reason.lines().next().unwrap_or("")),
+        (None, None) => "no result".to_string(),
+    }
+}
+
+/// The short table at the end of `fepbench run`.
+fn print_run(outcome: &RunOutcome) {
+    let s = &outcome.summary;
+    let pin = &s.pinning;
+    println!(
+        "{} → {}  (pin {}: exchange {:?}, gateway {:?}, loadgen {:?})",
+        s.settings.scenario,
+        outcome.dir.display(),
+        pin.plan,
+        pin.exchange_cpu,
+        pin.gateway_cpus,
+        pin.loadgen_cpu
+    );
+    if let Some(l) = &s.loadgen {
+        println!(
+            "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   (µs)",
+            "", "p50", "p90", "p99", "p99.9", "max", "mean"
+        );
+        let row = |name: &str, v: &LatencySummary| {
+            println!(
+                "{name:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                v.p50_us, v.p90_us, v.p99_us, v.p999_us, v.max_us, v.mean_us
+            );
+        };
+        row("rtt", &l.rtt);
+        for (i, hop) in l.hops().into_iter().enumerate() {
+            if let Some(hop) = hop {
+                row(&format!("hop{}", i + 1), hop);
+            }
+        }
+        println!(
+            "count {}  errors {}  rejects {}  lost {}  drain_timeouts {}  window_violations {}  {:.0} msgs/s in {:.2} s",
+            l.count, l.errors, l.rejects, l.lost, l.drain_timeouts, l.window_violations, l.throughput_msgs_per_s, l.elapsed_s
+        );
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+    if let Some(reason) = &s.partial_reason {
+        println!("PARTIAL: {reason}");
+    }
+}

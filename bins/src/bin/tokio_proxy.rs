@@ -1,0 +1,114 @@
+//! `tokio_proxy`: the baseline `fepbench baseline` measures fep_gateway
+//! against: what a typical Rust user would write instead of a gateway, a
+//! TCP relay with `tokio::io::copy_bidirectional` per client connection.
+//!
+//! One upstream connection per client (it relays bytes; it does not speak
+//! the protocol), `TCP_NODELAY` on both sides, a current-thread runtime (the
+//! same one-thread budget as a one-worker gateway). Prints `ready <addr>`
+//! once it listens; SIGINT/SIGTERM end it with exit code 0.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A copy_bidirectional TCP relay, the baseline for fep_gateway.
+#[derive(Debug, Parser)]
+#[command(name = "tokio_proxy", version, about)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free one; see the `ready` line).
+    #[arg(long, default_value = "127.0.0.1:9000", env = "FEP_LISTEN")]
+    listen: SocketAddr,
+    /// Address to relay each client connection to.
+    #[arg(long, default_value = "127.0.0.1:10000", env = "FEP_UPSTREAM")]
+    upstream: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio_proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = match stop_flag() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("tokio_proxy: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::bind(cli.listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("tokio_proxy: cannot bind {}: {e}", cli.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("ready {addr}"),
+            Err(e) => {
+                eprintln!("tokio_proxy: no local address: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop => ExitCode::SUCCESS,
+            code = accept_loop(listener, cli.upstream) => code,
+        }
+    })
+}
+
+async fn accept_loop(listener: TcpListener, upstream: SocketAddr) -> ExitCode {
+    loop {
+        match listener.accept().await {
+            Ok((client, _)) => {
+                tokio::spawn(relay(client, upstream));
+            }
+            Err(e) => {
+                eprintln!("tokio_proxy: accept: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+}
+
+async fn relay(mut client: TcpStream, upstream: SocketAddr) {
+    let mut server = match TcpStream::connect(upstream).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("tokio_proxy: cannot connect to {upstream}: {e}");
+            return;
+        }
+    };
+    // Latency is the point: never wait to coalesce small frames.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    // A peer closing or resetting ends the relay; nothing to report.
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// Resolves when SIGINT or SIGTERM arrives. The runtime has no signal
+/// driver (tokio's `signal` feature is not enabled), so a small thread
+/// waits on signal-hook and completes a oneshot.
+fn stop_flag() -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(());
+            }
+        })?;
+    Ok(rx)
+}
