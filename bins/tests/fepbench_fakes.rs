@@ -1,0 +1,455 @@
+//! fepbench's orchestration against stand-in binaries (`--bin-dir`): the
+//! order and flags it starts processes with, what it writes, and how it
+//! reports a process that dies, and Ctrl-C. The real binaries are covered
+//! by `fepbench_run.rs`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fep_bins::bench::hgrm::{read_hgrm, write_hgrm};
+use fep_bins::bench::summary::RunSummary;
+use hdrhistogram::Histogram;
+
+/// One script plays every binary, by the name it is called as.
+const FAKE: &str = r#"#!/bin/sh
+name=$(basename "$0")
+echo "$name $*" >> "$FAKE_ARGS_LOG"
+case "$name" in
+  mock_exchange|fep_gateway|tokio_proxy)
+    if [ "$name" = "$FAKE_DIE" ]; then
+      echo "fake $name: cannot bind 127.0.0.1:0 (address in use)" >&2
+      exit 2
+    fi
+    case "$name" in
+      mock_exchange) port=10001 ;;
+      fep_gateway) port=9001 ;;
+      *) port=9002 ;;
+    esac
+    trap 'exit 0' TERM INT
+    echo "ready 127.0.0.1:$port"
+    while :; do sleep 0.05; done
+    ;;
+  loadgen)
+    out=""; prev=""
+    for a in "$@"; do
+      if [ "$prev" = "--out" ]; then out="$a"; fi
+      prev="$a"
+    done
+    for f in rtt hop1 hop2 hop3 hop4; do cp "$FAKE_HGRM" "$out/$f.hgrm"; done
+    if [ -n "$FAKE_LOADGEN_WAIT" ]; then
+      trap 'echo "$FAKE_JSON"; exit 0' INT
+      echo "measuring"
+      while :; do sleep 0.05; done
+    fi
+    echo "interval 1s rate=5000"
+    echo "$FAKE_JSON"
+    ;;
+esac
+"#;
+
+const JSON: &str = r#"{"scenario":"s1","connections":10,"inflight":1,"size":64,"count":500,"errors":0,"rejects":0,"lost":0,"drain_timeouts":0,"window_violations":0,"elapsed_s":0.1,"throughput_msgs_per_s":5000.0,"rtt":{"p50_us":31.2,"p90_us":35.0,"p99_us":48.1,"p999_us":90.5,"max_us":410.0,"mean_us":32.0},"hop1":{"p50_us":8,"p90_us":9,"p99_us":12,"p999_us":20,"max_us":100,"mean_us":8},"hop2":null,"hop3":null,"hop4":null}"#;
+
+struct Fakes {
+    root: tempfile::TempDir,
+}
+
+impl Fakes {
+    fn new() -> Fakes {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for name in ["mock_exchange", "fep_gateway", "tokio_proxy", "loadgen"] {
+            let path = bin.join(name);
+            std::fs::write(&path, FAKE).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for i in 0..500u64 {
+            hist.record(25_000 + i * 17).unwrap();
+        }
+        let mut file = std::fs::File::create(root.path().join("fixture.hgrm")).unwrap();
+        write_hgrm(&hist, &mut file).unwrap();
+        Fakes { root }
+    }
+
+    fn results(&self) -> PathBuf {
+        self.root.path().join("results")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fepbench"));
+        cmd.args(args)
+            .arg("--bin-dir")
+            .arg(self.root.path().join("bin"))
+            .arg("--results")
+            .arg(self.results())
+            .arg("--no-progress")
+            .env("FAKE_ARGS_LOG", self.root.path().join("args.log"))
+            .env("FAKE_HGRM", self.root.path().join("fixture.hgrm"))
+            .env("FAKE_JSON", JSON)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        cmd.output().unwrap()
+    }
+
+    fn args_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root.path().join("args.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The run directories below `dir` (those holding a summary.json).
+fn run_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "summary.json") {
+                found.push(d.clone());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn summary_in(dir: &Path) -> RunSummary {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn run_s3_starts_exchange_gateway_loadgen_in_order_and_writes_every_file() {
+    let fakes = Fakes::new();
+    let out = fakes.run(
+        &[
+            "run", "s3", "--count", "500", "--warmup", "100", "--pin", "none",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let log = fakes.args_log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log[0].starts_with("mock_exchange --listen 127.0.0.1:0"),
+        "{}",
+        log[0]
+    );
+    assert!(
+        log[1].starts_with("fep_gateway --listen 127.0.0.1:0 --upstream 127.0.0.1:10001 --workers 2 --routing handoff"),
+        "{}",
+        log[1]
+    );
+    assert!(
+        log[2].starts_with("loadgen --connect 127.0.0.1:9001"),
+        "{}",
+        log[2]
+    );
+    assert!(
+        log[2].contains("--warmup 100 --count 500 --scenario s3 --json --out "),
+        "{}",
+        log[2]
+    );
+
+    let dirs = run_dirs(&fakes.results().join("s3"));
+    assert_eq!(dirs.len(), 1);
+    let dir = &dirs[0];
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.len() == 16 && name.ends_with('Z') && name.as_bytes()[8] == b'T',
+        "{name}"
+    );
+    for file in [
+        "summary.json",
+        "rtt.hgrm",
+        "hop1.hgrm",
+        "hop4.hgrm",
+        "plot.svg",
+        "mock_exchange.log",
+        "fep_gateway.log",
+        "loadgen.log",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
+    }
+    let summary = summary_in(dir);
+    assert!(!summary.partial, "{:?}", summary.partial_reason);
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    assert_eq!(
+        (
+            summary.settings.workers,
+            summary.settings.routing.as_deref()
+        ),
+        (2, Some("handoff"))
+    );
+    assert_eq!(summary.settings.commands.len(), 3);
+    assert_eq!(summary.pinning.plan, "none");
+    assert!(summary.machine.cores >= 1);
+    assert_eq!(summary.loadgen.as_ref().unwrap().rtt.p50_us, 31.2);
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        raw["rtt"]["p99_us"], 48.1,
+        "loadgen's keys at the top level"
+    );
+    let rtt = read_hgrm(std::fs::read(dir.join("rtt.hgrm")).unwrap().as_slice()).unwrap();
+    assert_eq!(rtt.total_count, 500);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rtt") && stdout.contains("31.2") && stdout.contains("hop1"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn auto_pinning_is_recorded_with_its_reason_and_cpus_are_passed_on() {
+    let fakes = Fakes::new();
+    let out = fakes.run(&["run", "s2", "--count", "500", "--cpus", "0"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary = summary_in(&run_dirs(&fakes.results())[0]);
+    assert_eq!(summary.pinning.plan, "colocate");
+    assert!(
+        summary.pinning.reason.starts_with("auto: 1 CPU"),
+        "{}",
+        summary.pinning.reason
+    );
+    assert_eq!(summary.pinning.gateway_cpus, vec![0, 0]);
+    let log = fakes.args_log();
+    assert!(log[0].ends_with("--cpus 0"), "{}", log[0]);
+    assert!(log[1].ends_with("--cpus 0,0"), "{}", log[1]);
+}
+
+#[test]
+fn a_gateway_that_dies_before_ready_is_reported_with_its_stderr() {
+    let fakes = Fakes::new();
+    let started = Instant::now();
+    let out = fakes.run(
+        &["run", "s1", "--pin", "none"],
+        &[("FAKE_DIE", "fep_gateway")],
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "no hang");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PARTIAL") && stdout.contains("cannot bind"),
+        "{stdout}"
+    );
+    let summary = summary_in(&run_dirs(&fakes.results())[0]);
+    assert!(summary.partial);
+    let reason = summary.partial_reason.unwrap();
+    assert!(
+        reason.contains("fep_gateway exited before it was ready")
+            && reason.contains("address in use"),
+        "{reason}"
+    );
+    assert!(summary.loadgen.is_none());
+    assert_eq!(fakes.args_log().len(), 2, "loadgen never started");
+}
+
+#[test]
+fn a_missing_binary_is_a_clear_failure() {
+    let fakes = Fakes::new();
+    std::fs::remove_file(fakes.root.path().join("bin/loadgen")).unwrap();
+    let out = fakes.run(&["run", "s1", "--pin", "none"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("loadgen: cannot start"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_what_loadgen_measured_marked_partial() {
+    let fakes = Fakes::new();
+    let child = fakes
+        .command(&["run", "s1", "--pin", "none"])
+        .env("FAKE_LOADGEN_WAIT", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fakes.args_log().iter().any(|l| l.starts_with("loadgen")) {
+        assert!(Instant::now() < deadline, "loadgen never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let summary = summary_in(&run_dirs(&fakes.results())[0]);
+    assert!(summary.partial);
+    assert_eq!(
+        summary.partial_reason.as_deref(),
+        Some("interrupted (Ctrl-C)")
+    );
+    assert_eq!(
+        summary.loadgen.unwrap().count,
+        500,
+        "loadgen's answer to SIGINT is kept"
+    );
+    assert!(
+        summary.warnings.is_empty(),
+        "servers stopped cleanly: {:?}",
+        summary.warnings
+    );
+}
+
+#[test]
+fn sweep_interleaves_scenarios_and_summarizes() {
+    let fakes = Fakes::new();
+    let out = fakes.run(
+        &["sweep", "--runs", "2", "--count", "500", "--pin", "none"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let order: Vec<String> = fakes
+        .args_log()
+        .iter()
+        .filter(|l| l.starts_with("loadgen"))
+        .map(|l| {
+            l.split("--scenario ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(order, ["s1", "s2", "s3", "s1", "s2", "s3"]);
+    let sweeps: Vec<PathBuf> = std::fs::read_dir(fakes.results().join("sweeps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sweeps.len(), 1);
+    assert_eq!(run_dirs(&sweeps[0]).len(), 6);
+    let md = std::fs::read_to_string(sweeps[0].join("summary.md")).unwrap();
+    assert!(md.contains("| s1 | 2 | rtt | 31.2 (31.2–31.2)"), "{md}");
+    assert!(
+        md.contains("| s2/s1 | 1.00 |") && md.contains("| s3/s1 | 1.00 |"),
+        "{md}"
+    );
+
+    // summarize on its own over the same directory gives the same table.
+    std::fs::remove_file(sweeps[0].join("summary.md")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
+        .arg("summarize")
+        .arg(&sweeps[0])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(sweeps[0].join("summary.md")).unwrap(),
+        md
+    );
+}
+
+#[test]
+fn summarize_of_an_empty_dir_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
+        .arg("summarize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("fepbench: no summary.json below"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
+    let fakes = Fakes::new();
+    let out = fakes.run(
+        &[
+            "baseline",
+            "--count",
+            "500",
+            "--pipelined-count",
+            "1000",
+            "--pin",
+            "none",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let log = fakes.args_log();
+    let loadgens: Vec<&String> = log.iter().filter(|l| l.starts_with("loadgen")).collect();
+    assert_eq!(loadgens.len(), 6);
+    assert!(
+        loadgens[0].starts_with("loadgen --connect 127.0.0.1:10001"),
+        "direct: {}",
+        loadgens[0]
+    );
+    assert!(
+        loadgens[1].starts_with("loadgen --connect 127.0.0.1:9002"),
+        "tokio: {}",
+        loadgens[1]
+    );
+    assert!(log.iter().any(|l| l.contains("--write-mode deferred")));
+    assert!(
+        loadgens[5].contains("--connections 100 --inflight 30 --size 1024"),
+        "{}",
+        loadgens[5]
+    );
+    let base: Vec<PathBuf> = std::fs::read_dir(fakes.results().join("baseline"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let md = std::fs::read_to_string(base[0].join("baseline.md")).unwrap();
+    for needle in [
+        "| gateway/direct | 1.00 |",
+        "| gateway/tokio | 1.00 |",
+        "| deferred/gateway |",
+        "gateway/tokio: 1.00",
+    ] {
+        assert!(md.contains(needle), "{needle} in\n{md}");
+    }
+}
+
+#[test]
+fn bad_flags_exit_non_zero_with_one_clear_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
+        .args(["run", "s9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "fepbench: unknown scenario \"s9\": use s1, s2 or s3"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
+        .args(["run", "s1", "--pin", "sideways"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sideways"));
+}
