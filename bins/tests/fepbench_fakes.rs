@@ -276,7 +276,7 @@ fn a_missing_binary_is_a_clear_failure() {
     let out = fakes.run(&["run", "s1", "--pin", "none"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("loadgen: cannot start"),
+        String::from_utf8_lossy(&out.stdout).contains("loadgen: cannot start /"),
         "{}",
         text(&out)
     );

@@ -82,6 +82,8 @@ pub enum StartError {
     Spawn {
         /// Which child.
         name: String,
+        /// The executable.
+        program: PathBuf,
         /// The OS error.
         error: io::Error,
     },
@@ -117,7 +119,13 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Spawn { name, error } => write!(f, "{name}: cannot start: {error}"),
+            StartError::Spawn {
+                name,
+                program,
+                error,
+            } => {
+                write!(f, "{name}: cannot start {}: {error}", program.display())
+            }
             StartError::Died {
                 name,
                 status,
@@ -161,6 +169,7 @@ impl Proc {
     pub fn start(spec: &ProcSpec, log_dir: &Path) -> Result<Proc, StartError> {
         let spawn_err = |error| StartError::Spawn {
             name: spec.name.clone(),
+            program: spec.program.clone(),
             error,
         };
         let log = log_dir.join(format!("{}.log", spec.name));

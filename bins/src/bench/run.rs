@@ -254,7 +254,7 @@ impl Bench {
             Ok(loadgen) => (Some(loadgen), None),
             Err(Failure { loadgen, reason }) => (loadgen.map(|l| *l), Some(reason)),
         };
-        self.write_plot(dir, &leg.name, &mut warnings);
+        self.write_plot(dir, &leg.name, loadgen.is_some(), &mut warnings);
         let summary = RunSummary {
             started_utc,
             partial: partial_reason.is_some(),
@@ -480,7 +480,9 @@ impl Bench {
         bar
     }
 
-    fn write_plot(&self, dir: &Path, title: &str, warnings: &mut Vec<String>) {
+    /// Plots the `.hgrm` files loadgen left; a missing `rtt.hgrm` is worth
+    /// a warning only when loadgen got as far as a summary.
+    fn write_plot(&self, dir: &Path, title: &str, measured: bool, warnings: &mut Vec<String>) {
         let mut series: Vec<(&str, Hgrm)> = Vec::new();
         for name in HGRM_FILES {
             let path = dir.join(format!("{name}.hgrm"));
@@ -489,7 +491,9 @@ impl Bench {
                     Ok(hgrm) => series.push((name, hgrm)),
                     Err(e) => warnings.push(format!("{}: {e}", path.display())),
                 },
-                Err(_) if name == "rtt" => warnings.push(format!("loadgen wrote no {name}.hgrm")),
+                Err(_) if name == "rtt" && measured => {
+                    warnings.push(format!("loadgen wrote no {name}.hgrm"))
+                }
                 // Hop files are absent without a gateway.
                 Err(_) => {}
             }
