@@ -41,13 +41,27 @@ pub struct ProcSpec {
 }
 
 impl ProcSpec {
-    /// The command line as a list, for the record in `summary.json`.
-    pub fn command_line(&self) -> Vec<String> {
-        let mut line = vec![self.program.file_name().map_or_else(
+    /// The command line as one string, for the record in `summary.json`
+    /// (arguments a shell would split or expand are single-quoted).
+    pub fn command_line(&self) -> String {
+        let mut line = self.program.file_name().map_or_else(
             || self.program.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
-        )];
-        line.extend(self.args.iter().cloned());
+        );
+        for arg in &self.args {
+            line.push(' ');
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.,:/=@+%".contains(c));
+            if plain {
+                line.push_str(arg);
+            } else {
+                line.push('\'');
+                line.push_str(&arg.replace('\'', r"'\''"));
+                line.push('\'');
+            }
+        }
         line
     }
 }
@@ -372,6 +386,18 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             cpu: None,
         }
+    }
+
+    #[test]
+    fn command_lines_quote_what_a_shell_would_split() {
+        let mut spec = sh("x", "echo 'hi'");
+        spec.program = "/usr/bin/loadgen".into();
+        spec.args
+            .extend(["--profile".into(), "0s:100,ramp 2s:5".into()]);
+        assert_eq!(
+            spec.command_line(),
+            r"loadgen -c 'echo '\''hi'\''' --profile '0s:100,ramp 2s:5'"
+        );
     }
 
     #[test]

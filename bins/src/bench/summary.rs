@@ -176,8 +176,8 @@ pub struct Settings {
     pub warmup: u64,
     /// loadgen `--count`.
     pub count: u64,
-    /// The exact argument lists the processes were started with.
-    pub commands: Vec<Vec<String>>,
+    /// The command lines the processes were started with, in order.
+    pub commands: Vec<String>,
 }
 
 /// Where each process was allowed to run, and why.
@@ -262,7 +262,7 @@ mod tests {
                 size: 64,
                 warmup: 100,
                 count: 500,
-                commands: vec![vec!["mock_exchange".into(), "--workers".into(), "1".into()]],
+                commands: vec!["mock_exchange --workers 1".into()],
             },
             pinning: PinningReport {
                 plan: "colocate".into(),

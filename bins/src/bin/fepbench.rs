@@ -530,14 +530,21 @@ fn one_line(s: &RunSummary) -> String {
 fn print_run(outcome: &RunOutcome) {
     let s = &outcome.summary;
     let pin = &s.pinning;
+    let cpu = |c: Option<usize>| c.map_or("any".to_string(), |c| c.to_string());
+    let gateway_cpus: Vec<String> = pin.gateway_cpus.iter().map(usize::to_string).collect();
     println!(
-        "{} → {}  (pin {}: exchange {:?}, gateway {:?}, loadgen {:?})",
+        "{} → {}\npinning {}: exchange on CPU {}, gateway/proxy on {}, loadgen on {} ({})",
         s.settings.scenario,
         outcome.dir.display(),
         pin.plan,
-        pin.exchange_cpu,
-        pin.gateway_cpus,
-        pin.loadgen_cpu
+        cpu(pin.exchange_cpu),
+        if gateway_cpus.is_empty() {
+            "any".to_string()
+        } else {
+            gateway_cpus.join(",")
+        },
+        cpu(pin.loadgen_cpu),
+        pin.reason
     );
     if let Some(l) = &s.loadgen {
         println!(
