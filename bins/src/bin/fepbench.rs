@@ -201,10 +201,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second Ctrl-C while stopping exits at once.
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(signal, 130, interrupted.clone())
-                .and_then(|_| signal_hook::flag::register(signal, interrupted.clone()));
+        // Ctrl-C only raises the flag: fepbench then stops its children
+        // itself (they are in their own process groups and never see it),
+        // each within its grace period, so none is left running.
+        let registered = signal_hook::flag::register(signal, interrupted.clone());
         if let Err(e) = registered {
             eprintln!("fepbench: cannot handle signals: {e}");
             return ExitCode::FAILURE;
