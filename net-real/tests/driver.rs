@@ -1,0 +1,351 @@
+//! The real driver running the real services in one process: exchange,
+//! gateway and client each on their own `fep_net::start`, on loopback.
+//! The checks are `fep_trading::scenario::check`, the body every driver
+//! shares.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use fep_core::{Nanos, WorkerId};
+use fep_net::{Config, NetError, Readiness, Running, WriteMode};
+use fep_trading::client::{Client, ClientConfig, Load, Report};
+use fep_trading::exchange::{Exchange, ExchangeConfig};
+use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
+use fep_trading::scenario::{check, Expect};
+
+const READY_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn exchange(config: Config) -> Running<Exchange> {
+    let running = fep_net::start(config.listen(loopback()), |_| {
+        Exchange::new(ExchangeConfig::default())
+    })
+    .expect("exchange starts");
+    assert_eq!(running.wait_ready(READY_TIMEOUT), Readiness::Ready);
+    running
+}
+
+fn gateway(
+    upstream: SocketAddr,
+    workers: u16,
+    routing: Routing,
+    mode: WriteMode,
+) -> Running<Gateway> {
+    let config = Config::new()
+        .listen(loopback())
+        .peers(vec![upstream])
+        .workers(usize::from(workers))
+        .write_mode(mode);
+    let gw = GatewayConfig {
+        workers,
+        routing,
+        ..GatewayConfig::default()
+    };
+    let running =
+        fep_net::start(config, move |id| Gateway::new(id, gw.clone())).expect("gateway starts");
+    assert_eq!(running.wait_ready(READY_TIMEOUT), Readiness::Ready);
+    running
+}
+
+fn load(target: SocketAddr, client: ClientConfig) -> Report {
+    let config = Config::new().peers(vec![target]);
+    let workers = fep_net::run(config, move |_| Client::new(client.clone())).expect("client runs");
+    let mut report = workers[0].service().report().clone();
+    for w in &workers[1..] {
+        report.merge(w.service().report());
+    }
+    report
+}
+
+fn pings(connections: u32, count: u64) -> ClientConfig {
+    ClientConfig {
+        connections,
+        warmup: 100,
+        count,
+        trace_max: 1000,
+        ..ClientConfig::default()
+    }
+}
+
+fn assert_healthy(report: &Report, pings: u64, through_gateway: bool) {
+    let expect = Expect {
+        pings,
+        rejects_allowed: false,
+        losses_allowed: false,
+        through_gateway,
+    };
+    let violations = check(report, &expect);
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(report.pongs, pings);
+}
+
+fn stop<S: fep_core::Service + Send>(running: Running<S>) -> Vec<fep_core::Worker<S>>
+where
+    S::Task: Send,
+    S::Data: Send,
+{
+    running.shutdown();
+    running.join().expect("workers stop cleanly")
+}
+
+#[test]
+fn a_client_pings_the_exchange_directly() {
+    let ex = exchange(Config::new());
+    let report = load(ex.local_addr().unwrap(), pings(3, 2000));
+    assert_healthy(&report, 2100, false);
+    assert_eq!(report.direct, 2000);
+    let workers = stop(ex);
+    assert_eq!(workers[0].service().stats().pongs, 2100);
+}
+
+#[test]
+fn every_scenario_keeps_order_and_loses_nothing_through_the_gateway() {
+    let ex = exchange(Config::new().workers(2));
+    for (workers, routing) in [
+        (1, Routing::Local),
+        (2, Routing::Local),
+        (2, Routing::Handoff),
+    ] {
+        for mode in [WriteMode::Speculative, WriteMode::Deferred] {
+            let gw = gateway(ex.local_addr().unwrap(), workers, routing, mode);
+            let report = load(gw.local_addr().unwrap(), pings(10, 1000));
+            assert_healthy(&report, 1100, true);
+            let stats: Vec<_> = stop(gw).iter().map(|w| w.service().stats()).collect();
+            let handoffs: u64 = stats.iter().map(|s| s.handoffs).sum();
+            assert_eq!(handoffs > 0, routing == Routing::Handoff, "{stats:?}");
+        }
+    }
+    stop(ex);
+}
+
+#[test]
+fn pipelined_pings_cross_workers_in_order() {
+    let ex = exchange(Config::new());
+    let gw = gateway(
+        ex.local_addr().unwrap(),
+        2,
+        Routing::Handoff,
+        WriteMode::Speculative,
+    );
+    let client = ClientConfig {
+        load: Load::Pipelined { inflight: 32 },
+        size: 512,
+        ..pings(4, 20_000)
+    };
+    let report = load(gw.local_addr().unwrap(), client);
+    assert_healthy(&report, 20_100, true);
+    stop(gw);
+    stop(ex);
+}
+
+#[test]
+fn small_socket_buffers_force_partial_writes_without_loss() {
+    // 4 KiB buffers everywhere and 16 KiB of pings in flight per connection:
+    // writes hit WouldBlock and resume on WRITABLE, mid-frame.
+    let small = Some(4096);
+    let ex = exchange(Config::new().send_buffer(small).recv_buffer(small));
+    let client = ClientConfig {
+        load: Load::Pipelined { inflight: 16 },
+        size: 1024,
+        ..pings(2, 5_000)
+    };
+    let config = Config::new()
+        .peers(vec![ex.local_addr().unwrap()])
+        .send_buffer(small)
+        .recv_buffer(small);
+    let workers = fep_net::run(config, move |_| Client::new(client.clone())).unwrap();
+    assert_healthy(workers[0].service().report(), 5_100, false);
+    stop(ex);
+}
+
+#[test]
+fn every_worker_listens_on_the_one_resolved_port() {
+    let ex = exchange(Config::new().workers(2));
+    let addr = ex.local_addr().unwrap();
+    assert_ne!(addr.port(), 0);
+    // Enough connections that both workers' listeners take some.
+    let report = load(addr, pings(16, 500));
+    assert_healthy(&report, 600, false);
+    let accepted: Vec<u64> = stop(ex)
+        .iter()
+        .map(|w| w.service().stats().closed)
+        .collect();
+    assert_eq!(accepted.iter().sum::<u64>(), 16, "{accepted:?}");
+}
+
+#[test]
+fn an_address_in_use_is_a_bind_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = fep_net::start(Config::new().listen(addr), |_| {
+        Exchange::new(ExchangeConfig::default())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, NetError::Bind { addr: a, .. } if a == addr),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with(&format!("cannot listen on {addr}: ")));
+}
+
+#[test]
+fn a_cpu_that_does_not_exist_is_a_pin_error() {
+    let config = Config::new().cpus(Some(vec![0, 4096]));
+    let err = fep_net::start(config, |_| Exchange::new(ExchangeConfig::default())).unwrap_err();
+    assert!(matches!(err, NetError::Pin { core: 4096, .. }), "{err}");
+}
+
+#[test]
+fn zero_workers_is_a_config_error() {
+    let err = fep_net::start(Config::new().workers(0), |_| {
+        Exchange::new(ExchangeConfig::default())
+    })
+    .unwrap_err();
+    assert!(matches!(err, NetError::Config { .. }), "{err}");
+}
+
+#[test]
+fn pinned_workers_serve() {
+    let ex = exchange(Config::new().workers(2).cpus(Some(vec![0])));
+    let report = load(ex.local_addr().unwrap(), pings(2, 200));
+    assert_healthy(&report, 300, false);
+    stop(ex);
+}
+
+#[test]
+fn a_refused_dial_reaches_the_service_and_the_run_ends() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let report = load(closed, pings(3, 10));
+    assert_eq!(report.errors, 3);
+    assert_eq!(report.sent, 0);
+}
+
+#[test]
+fn a_gateway_without_its_exchange_is_not_ready_and_still_shuts_down() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = Config::new()
+        .listen(loopback())
+        .peers(vec![closed])
+        .drain_timeout(Duration::from_millis(200));
+    let running = fep_net::start(config, |id| Gateway::new(id, GatewayConfig::default())).unwrap();
+    assert_eq!(
+        running.wait_ready(Some(Duration::from_millis(100))),
+        Readiness::TimedOut
+    );
+    let workers = stop(running);
+    assert!(!workers[0].service().upstream_up());
+}
+
+#[test]
+fn busy_polling_serves_like_sleeping() {
+    let ex = exchange(Config::new().busy_poll(true));
+    let report = load(ex.local_addr().unwrap(), pings(1, 500));
+    assert_healthy(&report, 600, false);
+    stop(ex);
+}
+
+#[test]
+fn a_finished_client_stops_without_a_signal() {
+    // `run` returns only because the client's service said it is done.
+    let ex = exchange(Config::new());
+    let report = load(ex.local_addr().unwrap(), pings(1, 1));
+    assert_eq!(report.pongs, 101);
+    stop(ex);
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off_with_overloaded() {
+    use std::io::{Read, Write};
+    let ex = exchange(Config::new());
+    // A 256 KiB output bound and 4 KiB send buffers: the kernel hides little
+    // of a stalled reader's backlog, so the bound is reached quickly.
+    let worker = fep_core::WorkerConfig {
+        output_backlog_max: 256 * 1024,
+        ..fep_core::WorkerConfig::default()
+    };
+    let config = Config::new()
+        .listen(loopback())
+        .peers(vec![ex.local_addr().unwrap()])
+        .worker_config(worker)
+        .send_buffer(Some(4096));
+    let gw = fep_net::start(config, |id| Gateway::new(id, GatewayConfig::default())).unwrap();
+    assert_eq!(gw.wait_ready(READY_TIMEOUT), Readiness::Ready);
+    // A raw client that hand-shakes and sends 2 MiB of pings, paced so the
+    // upstream keeps up, and reads nothing until it has sent them all.
+    let mut sock = std::net::TcpStream::connect(gw.local_addr().unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    let hello = fep_trading::msg::RoleHelloReq {
+        role: 1,
+        version: 1,
+        token: "",
+    };
+    hello.encode(&mut bytes);
+    sock.write_all(&bytes).unwrap();
+    let pad = vec![7u8; 1024];
+    for burst in 0..64u64 {
+        bytes.clear();
+        for seq in 1..=32u64 {
+            let ping = fep_trading::msg::PerfPing {
+                seq: burst * 32 + seq,
+                route: 0,
+                t1: Nanos(1),
+                t2: Nanos::ZERO,
+                t3: Nanos::ZERO,
+                t4: Nanos::ZERO,
+                pad: &pad,
+            };
+            ping.encode(fep_trading::msg::OP_PERF_PING, &mut bytes);
+        }
+        sock.write_all(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Meanwhile the gateway still serves a client that reads.
+    let report = load(gw.local_addr().unwrap(), pings(2, 500));
+    assert_healthy(&report, 600, true);
+    // Now read: pongs, then Error{OVERLOADED}, then the end.
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).unwrap();
+    let mut decoder = fep_core::Decoder::new(1 << 20);
+    let mut frames = decoder.frames(&got);
+    let mut pongs = 0;
+    let mut last = None;
+    while let Some(frame) = frames.next() {
+        let frame = frame.unwrap();
+        pongs += u64::from(frame.opcode == fep_trading::msg::OP_PERF_PONG);
+        last = Some((frame.opcode, frame.payload.to_vec()));
+    }
+    let (opcode, payload) = last.expect("some frame came back");
+    assert_eq!(opcode, fep_core::wire::OP_ERROR);
+    let error = fep_core::wire::ErrorMsg::decode(&payload).unwrap();
+    assert_eq!(
+        error.code,
+        fep_core::ErrorCode::Overloaded,
+        "{}",
+        error.reason
+    );
+    assert!(pongs > 0 && pongs < 2048, "{pongs} pongs before the cut");
+    stop(gw);
+    stop(ex);
+}
+
+#[test]
+fn deadlines_are_nanos_on_the_monotonic_clock() {
+    let a = fep_net::monotonic_now();
+    std::thread::sleep(Duration::from_millis(2));
+    let b = fep_net::monotonic_now();
+    assert!(b - a >= Nanos::from_millis(2));
+    let _ = WorkerId(0);
+}
