@@ -416,7 +416,9 @@ impl Bench {
             }
             match proc.next_line(Duration::from_millis(100)) {
                 LineEvent::Line(line) => {
-                    if !line.trim_start().starts_with('{') {
+                    if let Some(progress) = parse_progress(&line) {
+                        show_progress(&bar, &progress);
+                    } else if !line.trim_start().starts_with('{') {
                         bar.set_message(line.trim().to_string());
                     }
                     if !line.trim().is_empty() {
@@ -508,6 +510,49 @@ impl Bench {
     }
 }
 
+/// A `progress <phase> <done>/<total>` line from loadgen.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// `warmup` or `measure` (or whatever loadgen names its phase).
+    pub phase: &'a str,
+    /// Pings answered in the phase so far.
+    pub done: u64,
+    /// Pings the phase needs.
+    pub total: u64,
+}
+
+/// Parses loadgen's optional progress line, `progress measure 2000/10000`;
+/// any other line is `None` (and is shown as it is).
+pub fn parse_progress(line: &str) -> Option<Progress<'_>> {
+    let mut words = line.split_whitespace();
+    if words.next()? != "progress" {
+        return None;
+    }
+    let phase = words.next()?;
+    let (done, total) = words.next()?.split_once('/')?;
+    if words.next().is_some() {
+        return None;
+    }
+    Some(Progress {
+        phase,
+        done: done.parse().ok()?,
+        total: total.parse().ok()?,
+    })
+}
+
+/// Turns the spinner into a bar for the phase loadgen reports.
+fn show_progress(bar: &ProgressBar, progress: &Progress<'_>) {
+    if bar.length() != Some(progress.total) {
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed}] {msg:8} {wide_bar} {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_length(progress.total);
+    }
+    bar.set_message(progress.phase.to_string());
+    bar.set_position(progress.done);
+}
+
 /// A leg that did not finish: why, and loadgen's summary if it printed one.
 struct Failure {
     loadgen: Option<Box<LoadgenSummary>>,
@@ -575,6 +620,21 @@ mod tests {
             })
         ));
         assert_eq!(Target::scenario("s4"), None);
+    }
+
+    #[test]
+    fn progress_lines_parse_and_others_do_not() {
+        assert_eq!(
+            parse_progress("progress measure 2000/10000"),
+            Some(Progress {
+                phase: "measure",
+                done: 2000,
+                total: 10_000
+            })
+        );
+        assert_eq!(parse_progress("progress warmup 1/2 extra"), None);
+        assert_eq!(parse_progress("progress warmup half"), None);
+        assert_eq!(parse_progress("interval 1s rate=5000 p50=31us"), None);
     }
 
     #[test]
