@@ -22,7 +22,7 @@ use fep_bins::bench::summary::{LatencySummary, Percentile, RunSummary};
 
 /// Runs the FEP gateway scenarios end to end and stores the results.
 #[derive(Debug, Parser)]
-#[command(name = "fepbench", version, about)]
+#[command(name = "fepbench", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

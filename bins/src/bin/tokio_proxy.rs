@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A copy_bidirectional TCP relay, the baseline for fep_gateway.
 #[derive(Debug, Parser)]
-#[command(name = "tokio_proxy", version, about)]
+#[command(name = "tokio_proxy", version)]
 struct Cli {
     /// Address to listen on (port 0 picks a free one; see the `ready` line).
     #[arg(long, default_value = "127.0.0.1:9000", env = "FEP_LISTEN")]
