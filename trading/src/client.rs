@@ -318,6 +318,9 @@ impl Client {
     /// Offers pings as the load model allows.
     fn pump(&mut self, cx: &mut Context<'_, Self>) {
         if self.phase != Phase::Running {
+            // A draining client finishes on its last answer, not at the
+            // drain deadline.
+            self.check_progress(cx);
             return;
         }
         match self.config.load {
