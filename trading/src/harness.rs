@@ -15,6 +15,9 @@ use crate::client::{Client, ClientConfig};
 use crate::exchange::{Exchange, ExchangeConfig};
 use crate::gateway::{Gateway, GatewayConfig, Handoff};
 
+/// Steps one run may take before the harness calls it a livelock.
+const STEPS_MAX: u64 = 50_000_000;
+
 /// One endpoint of the wiring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NodeRef {
@@ -82,6 +85,8 @@ pub struct RawPeer {
     pub received: Vec<u8>,
     /// The other side closed the connection.
     pub closed: bool,
+    /// The peer does not read: bytes stay in the worker's output.
+    pub stalled: bool,
     pipe: usize,
 }
 
@@ -99,6 +104,7 @@ pub struct Harness {
     events: VecDeque<Event>,
     handoffs: VecDeque<(WorkerId, WorkerId, Handoff)>,
     next_accept: usize,
+    exchange_down: bool,
     /// Handoffs delivered, per (source, target) worker.
     pub handoff_count: BTreeMap<(u16, u16), u64>,
 }
@@ -145,6 +151,7 @@ impl Harness {
             events: VecDeque::new(),
             handoffs: VecDeque::new(),
             next_accept: 0,
+            exchange_down: false,
             handoff_count: BTreeMap::new(),
             config,
         };
@@ -196,9 +203,10 @@ impl Harness {
         self.run_until(|h| h.client.is_done());
     }
 
-    /// Runs until `done` holds or nothing is left to happen.
+    /// Runs until `done` holds or nothing is left to happen, firing timers
+    /// when no event is pending. Panics past a step bound: a livelock.
     pub fn run_until(&mut self, done: impl Fn(&Harness) -> bool) {
-        loop {
+        for _ in 0..STEPS_MAX {
             self.drain();
             if done(self) {
                 return;
@@ -207,11 +215,18 @@ impl Harness {
                 return;
             }
         }
+        panic!("harness: no end after {STEPS_MAX} steps");
     }
 
-    /// Runs until no event and no timer is left.
+    /// Delivers every pending event, without firing timers.
     pub fn settle(&mut self) {
-        self.run_until(|_| false);
+        for _ in 0..STEPS_MAX {
+            self.drain();
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("harness: no end after {STEPS_MAX} steps");
     }
 
     /// Opens a raw connection to `target` (a gateway worker or the
@@ -231,6 +246,7 @@ impl Harness {
         self.raws.push(RawPeer {
             received: Vec::new(),
             closed: false,
+            stalled: false,
             pipe,
         });
         self.drain();
@@ -250,6 +266,32 @@ impl Harness {
     pub fn close_raw(&mut self, i: u16) {
         let pipe = self.raws[usize::from(i)].pipe;
         self.close_pipe(pipe);
+    }
+
+    /// Raw peer `i` stops (or resumes) reading.
+    pub fn stall_raw(&mut self, i: u16, stalled: bool) {
+        self.raws[usize::from(i)].stalled = stalled;
+    }
+
+    /// The exchange goes away (every connection to it is cut and dials are
+    /// refused) or comes back.
+    pub fn set_exchange_down(&mut self, down: bool) {
+        self.exchange_down = down;
+        if down {
+            let cut: Vec<usize> = (0..self.pipes.len())
+                .filter(|&p| self.pipes[p].open && self.pipes[p].ends[1].0 == NodeRef::Exchange)
+                .collect();
+            for pipe in cut {
+                self.close_pipe(pipe);
+            }
+        }
+    }
+
+    /// `node` is asked to drain (SIGTERM).
+    pub fn shutdown(&mut self, node: NodeRef) {
+        let now = self.now;
+        on_node!(self, node, |w| w.handle_shutdown(now));
+        self.drain();
     }
 
     fn push_bytes(&mut self, pipe: usize, to: usize, bytes: &[u8]) {
@@ -301,6 +343,11 @@ impl Harness {
                 let Some(&(pipe, side)) = self.index.get(&(node, conn)) else {
                     return;
                 };
+                if let NodeRef::Raw(i) = self.pipes[pipe].ends[1 - side].0 {
+                    if self.raws[usize::from(i)].stalled {
+                        return;
+                    }
+                }
                 let n = on_node!(self, node, |w| {
                     let bytes = w.transmit_buf(conn);
                     let inbox = &mut self.pipes[pipe].inbox[1 - side];
@@ -314,7 +361,14 @@ impl Harness {
                 on_node!(self, node, |w| w.handle_written(conn, n));
             }
             Effect::Close { conn } => {
-                if let Some(&(pipe, _)) = self.index.get(&(node, conn)) {
+                if let Some(&(pipe, side)) = self.index.get(&(node, conn)) {
+                    // The driver flushes what is pending before it closes.
+                    let n = on_node!(self, node, |w| {
+                        let bytes = w.transmit_buf(conn);
+                        self.pipes[pipe].inbox[1 - side].extend_from_slice(bytes);
+                        bytes.len()
+                    });
+                    on_node!(self, node, |w| w.handle_written(conn, n));
                     self.close_pipe(pipe);
                 }
             }
@@ -340,6 +394,10 @@ impl Harness {
             _ => NodeRef::Exchange,
         };
         let now = self.now;
+        if target == NodeRef::Exchange && self.exchange_down {
+            on_node!(self, dialer, |w| w.handle_connect_failed(now, peer));
+            return;
+        }
         let Some(accepted) = on_node!(self, target, |w| w.handle_accepted(now)) else {
             on_node!(self, dialer, |w| w.handle_connect_failed(now, peer));
             return;
