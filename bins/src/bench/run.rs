@@ -386,7 +386,11 @@ impl Bench {
         settings.commands.push(spec.command_line());
         let mut proc = Proc::start(spec, dir).map_err(Failure::start)?;
         let ready = proc.wait_ready(self.ready_timeout, &self.interrupted);
-        running.procs.push(proc);
+        // A child that died or timed out is already reported (and reaped or
+        // killed); one interrupted while starting still has to be stopped.
+        if matches!(ready, Ok(_) | Err(StartError::Interrupted)) {
+            running.procs.push(proc);
+        }
         ready.map_err(Failure::start)
     }
 
