@@ -1,0 +1,262 @@
+//! `fepsim`: the deterministic simulation of the FEP gateway.
+//!
+//! - `fepsim run s3 --seed 42 --pings 1000 [--faults PLAN]`: one run; prints
+//!   the trace digest, the hops in simulated time and the invariants.
+//! - `fepsim sweep s3 --seeds 0..1000 [--faults all]`: many seeds on every
+//!   core; prints the command reproducing each failure.
+//! - `fepsim shrink s3 --seed 7 --faults all`: the smallest fault plan and
+//!   ping count that still fail the same way.
+//!
+//! Exit status: 0 when every invariant held, 1 when one broke, 2 on usage
+//! errors.
+
+use std::ops::Range;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fep_sim::faults::FaultPlan;
+use fep_sim::run::{run, Outcome, RunConfig};
+use fep_sim::sweep::{default_threads, shrink, sweep};
+use fep_trading::client::Report;
+use fep_trading::scenario::Scenario;
+use hdrhistogram::Histogram;
+
+#[derive(Parser, Debug)]
+#[command(name = "fepsim", about = "Deterministic simulation of the FEP gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One seeded run: digest, hops in simulated time, invariants.
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the whole trace.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Many seeds in parallel; prints the command reproducing each failure.
+    Sweep {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Seeds, `A..B` (B excluded).
+        #[arg(long, value_parser = parse_seeds, default_value = "0..100")]
+        seeds: Range<u64>,
+        /// Threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Reduces a failing run's fault plan and ping count.
+    Shrink {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The scenario: s1, s2 or s3.
+    scenario: Scenario,
+    /// Pings over all clients.
+    #[arg(long, default_value_t = 1000)]
+    pings: u64,
+    /// Fault plan: `all`, `none`, or kinds and pinned faults, e.g.
+    /// `crash,hold` or `cut@40+25` (see `fep_sim::faults`).
+    #[arg(long, default_value = "none")]
+    faults: FaultPlan,
+    /// Client hosts.
+    #[arg(long, default_value_t = 2)]
+    clients: u16,
+    /// Connections per client.
+    #[arg(long, default_value_t = 2)]
+    connections: u32,
+    /// Pings in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    inflight: u32,
+}
+
+impl RunArgs {
+    fn config(&self, seed: u64) -> RunConfig {
+        RunConfig {
+            pings: self.pings,
+            faults: self.faults.clone(),
+            clients: self.clients,
+            connections: self.connections,
+            inflight: self.inflight,
+            ..RunConfig::new(self.scenario, seed)
+        }
+    }
+}
+
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected A..B"))?;
+    let a: u64 = a.parse().map_err(|_| format!("{a:?} is not a seed"))?;
+    let b: u64 = b.parse().map_err(|_| format!("{b:?} is not a seed"))?;
+    if a >= b {
+        return Err(format!("{s:?} is empty"));
+    }
+    Ok(a..b)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = check_args(&cli.command) {
+        eprintln!("fepsim: {e}");
+        return ExitCode::from(2);
+    }
+    match cli.command {
+        Command::Run {
+            run: args,
+            seed,
+            trace,
+        } => {
+            let config = RunConfig {
+                keep_trace: trace,
+                ..args.config(seed)
+            };
+            let started = std::time::Instant::now();
+            let outcome = run(&config);
+            let wall = started.elapsed();
+            if let Some(text) = &outcome.trace {
+                print!("{text}");
+            }
+            print_outcome(&outcome, wall);
+            exit(outcome.passed())
+        }
+        Command::Sweep {
+            run: args,
+            seeds,
+            threads,
+        } => {
+            let threads = threads.unwrap_or_else(default_threads);
+            let base = args.config(seeds.start);
+            let result = sweep(&base, seeds.clone(), threads);
+            let failures: Vec<_> = result.failures().collect();
+            let secs = result.wall.as_secs_f64();
+            println!(
+                "{} {} seeds {}..{} on {threads} threads: {} failed, {:.2} s wall, {} round trips ({:.0}/s)",
+                args.scenario,
+                result.results.len(),
+                seeds.start,
+                seeds.end,
+                failures.len(),
+                secs,
+                result.round_trips(),
+                result.round_trips() as f64 / secs.max(1e-9),
+            );
+            for f in &failures {
+                println!(
+                    "FAIL seed {}: {}",
+                    f.seed,
+                    f.failure.as_deref().unwrap_or("")
+                );
+                println!("  reproduce: {}", args.config(f.seed).command());
+            }
+            exit(failures.is_empty())
+        }
+        Command::Shrink { run: args, seed } => {
+            let config = args.config(seed);
+            match shrink(&config) {
+                None => {
+                    println!("seed {seed} passes: nothing to shrink");
+                    ExitCode::SUCCESS
+                }
+                Some(small) => {
+                    let outcome = run(&small);
+                    println!("smallest failing run: {}", small.command());
+                    for v in outcome.verdicts.iter().filter(|v| !v.passed()) {
+                        println!("{v}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check_args(command: &Command) -> Result<(), String> {
+    let args = match command {
+        Command::Run { run, .. } | Command::Sweep { run, .. } | Command::Shrink { run, .. } => run,
+    };
+    if args.pings == 0 || args.clients == 0 || args.connections == 0 || args.inflight == 0 {
+        return Err("--pings, --clients, --connections and --inflight must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn exit(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
+    let c = &outcome.config;
+    println!("run      {}", c.command());
+    println!(
+        "digest   {:016x} ({} trace lines)",
+        outcome.digest, outcome.trace_lines
+    );
+    let faults: Vec<String> = outcome.faults.iter().map(ToString::to_string).collect();
+    println!(
+        "faults   {}",
+        if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(",")
+        }
+    );
+    let answered = outcome.report.as_ref().map_or(0, Report::answered);
+    println!(
+        "time     {:.3} s simulated, {:.3} s wall, {:.0} round trips per wall-second",
+        outcome.sim_elapsed.as_u64() as f64 / 1e9,
+        wall.as_secs_f64(),
+        answered as f64 / wall.as_secs_f64().max(1e-9)
+    );
+    if let Some(r) = &outcome.report {
+        println!(
+            "pings    sent {} pongs {} rejects {} lost {}",
+            r.sent, r.pongs, r.rejects, r.lost
+        );
+        println!(
+            "hops (simulated ns)  {:>10} {:>10} {:>10} {:>10}",
+            "p50", "p99", "max", "mean"
+        );
+        print_hist("rtt  t5-t1", &r.rtt);
+        let names = ["hop1 t2-t1", "hop2 t3-t2", "hop3 t4-t3", "hop4 t5-t4"];
+        for (name, h) in names.iter().zip(&r.hops) {
+            print_hist(name, h);
+        }
+    }
+    for v in &outcome.verdicts {
+        println!("{v}");
+    }
+    println!("{}", if outcome.passed() { "PASS" } else { "FAIL" });
+}
+
+fn print_hist(name: &str, h: &Histogram<u64>) {
+    if h.is_empty() {
+        println!("  {name:<18} (none)");
+        return;
+    }
+    println!(
+        "  {name:<18} {:>10} {:>10} {:>10} {:>10.0}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.max(),
+        h.mean()
+    );
+}

@@ -1,0 +1,536 @@
+//! One simulated run of a scenario: hosts `exchange`, `gateway` and
+//! `client-0…N` on turmoil, the fault plan applied between steps, then the
+//! invariants checked.
+//!
+//! # Phases
+//!
+//! 1. The exchange and the gateway start; the run steps until every gateway
+//!    worker is ready (its upstream hand-shaked). The clients start then,
+//!    as a load generator starts after `ready`.
+//! 2. The clients run their pings while the faults strike and heal.
+//! 3. When every client that is still there is done (or the liveness
+//!    deadline passes), every fault still in force heals and the run goes on
+//!    for [`QUIESCE_MS`] so that closes reach the other side.
+//! 4. The checker looks at the wire, the hosts and the clients' reports.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use fep_core::{Nanos, WorkerConfig};
+use fep_trading::client::{Client, ClientConfig, Load, Report, RoundTrip};
+use fep_trading::exchange::{Exchange, ExchangeConfig};
+use fep_trading::gateway::{Gateway, GatewayConfig};
+use fep_trading::scenario::Scenario;
+
+use crate::check::{self, Verdict};
+use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
+use crate::faults::{Fault, FaultKind, FaultPlan};
+use crate::trace::{Recorder, SharedRecorder};
+
+/// The exchange's port.
+pub const EXCHANGE_PORT: u16 = 10_000;
+/// The gateway's client port.
+pub const GATEWAY_PORT: u16 = 9_000;
+/// The simulation's fixed epoch: 2026-01-01T00:00:00Z (turmoil's default is
+/// the wall clock, which would leak into the run).
+pub const EPOCH_SECS: u64 = 1_767_225_600;
+/// Steps allowed for the gateway to become ready.
+pub const STARTUP_MS_MAX: u64 = 1_000;
+/// Simulated time a run may take beyond its last fault's healing.
+pub const LIVENESS_GRACE_MS: u64 = 3_000;
+/// Simulated time after the clients finish, for closes to propagate.
+pub const QUIESCE_MS: u64 = 30;
+/// How long a client waits for the last answers.
+pub const CLIENT_DRAIN_MS: u64 = 1_000;
+/// A dial that has not completed by then has failed.
+pub const CONNECT_TIMEOUT_MS: u64 = 20;
+/// Base latency of every link: 0 or 1 ms (turmoil draws within the range).
+pub const LINK_LATENCY_MS_MAX: u64 = 2;
+
+/// Everything a run is a function of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    /// The scenario (gateway workers and routing).
+    pub scenario: Scenario,
+    /// The seed.
+    pub seed: u64,
+    /// Pings over all clients.
+    pub pings: u64,
+    /// The fault plan.
+    pub faults: FaultPlan,
+    /// Client hosts.
+    pub clients: u16,
+    /// Connections per client.
+    pub connections: u32,
+    /// Pings in flight per connection.
+    pub inflight: u32,
+    /// Round trips of client-0 kept in [`Outcome::round_trips`].
+    pub round_trips: usize,
+    /// Keep the trace text in [`Outcome::trace`].
+    pub keep_trace: bool,
+    /// A deliberately broken driver, for the checker's own tests.
+    pub sabotage: Sabotage,
+}
+
+impl RunConfig {
+    /// `scenario` with `seed`: 1000 pings from 2 clients of 2 connections,
+    /// 4 in flight each, no faults.
+    pub fn new(scenario: Scenario, seed: u64) -> RunConfig {
+        RunConfig {
+            scenario,
+            seed,
+            pings: 1000,
+            faults: FaultPlan::none(),
+            clients: 2,
+            connections: 2,
+            inflight: 4,
+            round_trips: 0,
+            keep_trace: false,
+            sabotage: Sabotage::None,
+        }
+    }
+
+    /// About how long the run lasts without faults, in simulated ms (a
+    /// round trip takes about 3 ms: four 1 ms hops, some of them 0 or 2
+    /// ms): the window in which seeded faults strike.
+    pub fn horizon_ms(&self) -> u64 {
+        let window =
+            u64::from(self.clients) * u64::from(self.connections) * u64::from(self.inflight);
+        5 + self.pings.div_ceil(window.max(1)) * 3
+    }
+
+    /// The command line that repeats this run.
+    pub fn command(&self) -> String {
+        format!(
+            "fepsim run {} --seed {} --pings {} --faults {} --clients {} --connections {} --inflight {}",
+            self.scenario, self.seed, self.pings, self.faults, self.clients, self.connections, self.inflight
+        )
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The run.
+    pub config: RunConfig,
+    /// The faults as they were scheduled.
+    pub faults: Vec<Fault>,
+    /// FNV-1a of the trace text.
+    pub digest: u64,
+    /// Lines in the trace.
+    pub trace_lines: u64,
+    /// The trace text, if kept.
+    pub trace: Option<String>,
+    /// Simulated time the run took.
+    pub sim_elapsed: Nanos,
+    /// The clients' reports merged (clients that left are not in it).
+    pub report: Option<Report>,
+    /// The first round trips of client-0.
+    pub round_trips: Vec<RoundTrip>,
+    /// The invariants, safety first.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Outcome {
+    /// Whether every invariant held.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(Verdict::passed)
+    }
+
+    /// The first broken invariant.
+    pub fn first_failure(&self) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| !v.passed())
+    }
+}
+
+/// The hosts of one run.
+pub(crate) struct Hosts {
+    pub(crate) exchange: Host<Exchange>,
+    pub(crate) gateway: Host<Gateway>,
+    pub(crate) clients: Vec<Host<Client>>,
+}
+
+fn base_knobs(sabotage: Sabotage) -> Knobs {
+    Knobs {
+        sabotage,
+        ..Knobs::default()
+    }
+}
+
+const BUGGIFY_ON: Buggify = Buggify {
+    short_read: 0.2,
+    spurious_wake: 0.1,
+    delayed_write: 0.1,
+    delayed_write_ms_max: 3,
+};
+
+fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
+    let seed = config.seed;
+    let knobs = base_knobs(Sabotage::None);
+    let exchange = Host::new(
+        HostSpec {
+            name: "exchange".into(),
+            listen_port: Some(EXCHANGE_PORT),
+            workers: 1,
+            peers: Vec::new(),
+            worker_config: WorkerConfig::default(),
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+            service: Rc::new(|_| Exchange::new(ExchangeConfig::default())),
+        },
+        seed,
+        knobs,
+        recorder.clone(),
+    );
+    let workers = config.scenario.workers();
+    let gateway_config = GatewayConfig {
+        workers,
+        routing: config.scenario.routing(),
+        ..GatewayConfig::default()
+    };
+    let gateway = Host::new(
+        HostSpec {
+            name: "gateway".into(),
+            listen_port: Some(GATEWAY_PORT),
+            workers,
+            peers: vec![("exchange".into(), EXCHANGE_PORT)],
+            worker_config: WorkerConfig::default(),
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+            service: Rc::new(move |id| Gateway::new(id, gateway_config.clone())),
+        },
+        seed,
+        base_knobs(config.sabotage),
+        recorder.clone(),
+    );
+    let clients = (0..config.clients)
+        .map(|k| {
+            let client_config = ClientConfig {
+                connections: config.connections,
+                warmup: 0,
+                count: pings_of(config, k),
+                load: Load::Pipelined {
+                    inflight: config.inflight,
+                },
+                size: 64,
+                token: String::new(),
+                drain_timeout: Nanos::from_millis(CLIENT_DRAIN_MS),
+                trace_max: if k == 0 { config.round_trips } else { 0 },
+            };
+            Host::new(
+                HostSpec {
+                    name: format!("client-{k}"),
+                    listen_port: None,
+                    workers: 1,
+                    peers: vec![("gateway".into(), GATEWAY_PORT)],
+                    worker_config: WorkerConfig::default(),
+                    connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+                    service: Rc::new(move |_| Client::new(client_config.clone())),
+                },
+                seed,
+                knobs,
+                recorder.clone(),
+            )
+        })
+        .collect();
+    Hosts {
+        exchange,
+        gateway,
+        clients,
+    }
+}
+
+/// Pings client `k` sends: an even share, the remainder to the first ones.
+pub fn pings_of(config: &RunConfig, k: u16) -> u64 {
+    let n = u64::from(config.clients.max(1));
+    config.pings / n + u64::from(u64::from(k) < config.pings % n)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Begin(usize),
+    End(usize),
+}
+
+/// Runs `config` to the end and checks it.
+pub fn run(config: &RunConfig) -> Outcome {
+    assert!(config.clients >= 1 && config.connections >= 1 && config.inflight >= 1);
+    let recorder: SharedRecorder = Rc::new(RefCell::new(Recorder::new(config.keep_trace)));
+    let hosts = build_hosts(config, &recorder);
+    let faults = config
+        .faults
+        .resolve(config.seed, config.horizon_ms(), config.clients);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(config.seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(Duration::from_millis(LINK_LATENCY_MS_MAX))
+        .simulation_duration(Duration::from_secs(24 * 3600))
+        .build();
+    hosts.exchange.install(&mut sim);
+    hosts.gateway.install(&mut sim);
+
+    let mut failures = Vec::new();
+    let mut ready = false;
+    for _ in 0..STARTUP_MS_MAX {
+        if let Err(e) = sim.step() {
+            failures.push(format!("host software failed during start-up: {e}"));
+            break;
+        }
+        let workers = hosts.gateway.workers();
+        if !workers.is_empty() && workers.iter().all(|w| w.borrow().is_ready()) {
+            ready = true;
+            break;
+        }
+    }
+    if !ready && failures.is_empty() {
+        failures.push(format!("gateway not ready after {STARTUP_MS_MAX} ms"));
+    }
+    let start_ms = millis(sim.elapsed());
+    for client in &hosts.clients {
+        client.install(&mut sim);
+    }
+
+    let mut schedule: Vec<(u64, Action)> = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        schedule.push((start_ms + f.at_ms, Action::Begin(i)));
+        if f.kind != FaultKind::Leave {
+            schedule.push((start_ms + f.end_ms(), Action::End(i)));
+        }
+    }
+    schedule.sort();
+    let last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
+    let deadline_ms = last_heal.max(start_ms + config.horizon_ms()) + LIVENESS_GRACE_MS;
+    let mut next = 0;
+    let mut begun = vec![false; faults.len()];
+    let mut ended = vec![false; faults.len()];
+    let mut gone = vec![false; hosts.clients.len()];
+    while ready && failures.is_empty() {
+        let now_ms = millis(sim.elapsed());
+        while next < schedule.len() && schedule[next].0 <= now_ms {
+            let (_, action) = schedule[next];
+            next += 1;
+            match action {
+                Action::Begin(i) => {
+                    begun[i] = true;
+                    begin(&mut sim, &hosts, &recorder, &faults[i], &mut gone);
+                }
+                Action::End(i) if begun[i] => {
+                    ended[i] = true;
+                    end(&mut sim, &hosts, &recorder, &faults[i], config.sabotage);
+                }
+                Action::End(_) => {}
+            }
+        }
+        let all_done = hosts
+            .clients
+            .iter()
+            .zip(&gone)
+            .all(|(c, gone)| *gone || c.is_done());
+        if all_done {
+            break;
+        }
+        if now_ms > deadline_ms {
+            failures.push(format!(
+                "clients not done {} ms after the last fault healed (at {now_ms} ms)",
+                now_ms - last_heal
+            ));
+            break;
+        }
+        if let Err(e) = sim.step() {
+            failures.push(format!("host software failed: {e}"));
+            break;
+        }
+    }
+    for (i, f) in faults.iter().enumerate() {
+        if begun[i] && !ended[i] && f.kind != FaultKind::Leave {
+            end(&mut sim, &hosts, &recorder, f, config.sabotage);
+        }
+    }
+    for _ in 0..QUIESCE_MS {
+        if let Err(e) = sim.step() {
+            failures.push(format!("host software failed while quiescing: {e}"));
+            break;
+        }
+    }
+    let sim_elapsed = Nanos(u64::try_from(sim.elapsed().as_nanos()).expect("short run"));
+
+    let reports: Vec<Option<Report>> = hosts
+        .clients
+        .iter()
+        .zip(&gone)
+        .map(|(c, gone)| {
+            (!gone).then(|| {
+                let workers = c.workers();
+                let mut report = workers[0].borrow().service().report().clone();
+                for w in &workers[1..] {
+                    report.merge(w.borrow().service().report());
+                }
+                report
+            })
+        })
+        .collect();
+    let round_trips = reports
+        .first()
+        .and_then(Option::as_ref)
+        .map(|r| r.trace.clone())
+        .unwrap_or_default();
+    let verdicts = check::check_run(
+        config,
+        &faults,
+        &hosts,
+        &recorder.borrow(),
+        &reports,
+        failures,
+    );
+    drop(sim);
+    let merged = reports
+        .iter()
+        .flatten()
+        .fold(None, |acc: Option<Report>, r| {
+            Some(match acc {
+                None => r.clone(),
+                Some(mut acc) => {
+                    acc.merge(r);
+                    acc
+                }
+            })
+        });
+    let recorder = recorder.borrow();
+    Outcome {
+        config: config.clone(),
+        faults,
+        digest: recorder.digest(),
+        trace_lines: recorder.lines(),
+        trace: recorder.text().map(str::to_string),
+        sim_elapsed,
+        report: merged,
+        round_trips,
+        verdicts,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).expect("short run")
+}
+
+fn fault_line(recorder: &SharedRecorder, sim: &turmoil::Sim<'_>, what: std::fmt::Arguments<'_>) {
+    let at = Nanos(u64::try_from(sim.elapsed().as_nanos()).expect("short run"));
+    recorder
+        .borrow_mut()
+        .line(at, format_args!("harness"), what);
+}
+
+/// The two ends of fault target `target`: 0 is gateway–exchange, `k ≥ 1`
+/// is client-(k-1)–gateway.
+fn link(target: u16, clients: u16) -> (String, String) {
+    if target == 0 || clients == 0 {
+        ("gateway".into(), "exchange".into())
+    } else {
+        (
+            format!("client-{}", (target - 1) % clients),
+            "gateway".into(),
+        )
+    }
+}
+
+fn begin(
+    sim: &mut turmoil::Sim<'_>,
+    hosts: &Hosts,
+    recorder: &SharedRecorder,
+    fault: &Fault,
+    gone: &mut [bool],
+) {
+    fault_line(recorder, sim, format_args!("fault begin {fault}"));
+    let clients = u16::try_from(hosts.clients.len()).expect("few clients");
+    match fault.kind {
+        FaultKind::Latency => {
+            let (a, b) = link(fault.target, clients);
+            let min = 1 + fault.at_ms % 5;
+            let max = min + fault.for_ms % 25;
+            sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(min));
+            sim.set_link_max_message_latency(a.as_str(), b.as_str(), Duration::from_millis(max));
+        }
+        FaultKind::Hold => {
+            let (a, b) = link(fault.target, clients);
+            sim.hold(a.as_str(), b.as_str());
+        }
+        FaultKind::Crash => {
+            sim.crash("exchange");
+            recorder.borrow_mut().host_crashed(hosts.exchange.ix());
+        }
+        FaultKind::Cut => {
+            sim.partition("gateway", "exchange");
+            let gateway_ip = sim.lookup("gateway");
+            let exchange_ip = sim.lookup("exchange");
+            hosts.gateway.control(Control::AbortPeer(exchange_ip));
+            hosts.exchange.control(Control::AbortPeer(gateway_ip));
+        }
+        FaultKind::Leave => {
+            let k = usize::from(fault.target) % hosts.clients.len();
+            if !gone[k] {
+                gone[k] = true;
+                let host = &hosts.clients[k];
+                sim.crash(host.name());
+                recorder.borrow_mut().host_crashed(host.ix());
+            }
+        }
+        FaultKind::SlowHandoff => {
+            let knobs = hosts.gateway.knobs();
+            hosts.gateway.set_knobs(Knobs {
+                handoff_delay_ms_max: 2 + fault.for_ms % 19,
+                handoff_queue_max: 2 + u32::from(fault.target % 7),
+                ..knobs
+            });
+        }
+        FaultKind::Buggify => {
+            set_buggify(hosts, BUGGIFY_ON);
+        }
+    }
+}
+
+fn end(
+    sim: &mut turmoil::Sim<'_>,
+    hosts: &Hosts,
+    recorder: &SharedRecorder,
+    fault: &Fault,
+    sabotage: Sabotage,
+) {
+    fault_line(recorder, sim, format_args!("fault end {fault}"));
+    let clients = u16::try_from(hosts.clients.len()).expect("few clients");
+    match fault.kind {
+        FaultKind::Latency => {
+            let (a, b) = link(fault.target, clients);
+            sim.set_link_latency(a.as_str(), b.as_str(), Duration::ZERO);
+            sim.set_link_max_message_latency(
+                a.as_str(),
+                b.as_str(),
+                Duration::from_millis(LINK_LATENCY_MS_MAX),
+            );
+        }
+        FaultKind::Hold => {
+            let (a, b) = link(fault.target, clients);
+            sim.release(a.as_str(), b.as_str());
+        }
+        FaultKind::Crash => sim.bounce("exchange"),
+        FaultKind::Cut => sim.repair("gateway", "exchange"),
+        FaultKind::Leave => {}
+        FaultKind::SlowHandoff => {
+            let buggify = hosts.gateway.knobs().buggify;
+            hosts.gateway.set_knobs(Knobs {
+                buggify,
+                ..base_knobs(sabotage)
+            });
+        }
+        FaultKind::Buggify => set_buggify(hosts, Buggify::OFF),
+    }
+}
+
+fn set_buggify(hosts: &Hosts, buggify: Buggify) {
+    let set = |knobs: Knobs| Knobs { buggify, ..knobs };
+    hosts.exchange.set_knobs(set(hosts.exchange.knobs()));
+    hosts.gateway.set_knobs(set(hosts.gateway.knobs()));
+    for c in &hosts.clients {
+        c.set_knobs(set(c.knobs()));
+    }
+}

@@ -1,0 +1,215 @@
+//! The record of a run: a text trace with its digest, what went over the
+//! wire frame by frame, and which connections are open.
+//!
+//! Every host of a simulation writes into one [`Recorder`] (the simulation
+//! runs on one thread, so it is shared as `Rc<RefCell<_>>`). The digest is
+//! FNV-1a (64 bit, fixed basis) over the trace text, so equal digests mean
+//! byte-identical traces, whatever the process, build or machine.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use fep_core::{ConnId, Nanos};
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a, 64 bit, of `bytes`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    fnv1a64_extend(FNV_OFFSET, bytes)
+}
+
+fn fnv1a64_extend(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// Index of a host in [`Recorder::hosts`].
+pub type HostIx = u16;
+
+/// Which way a frame went, seen from the host that observed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Written by this host.
+    Out,
+    /// Read by this host.
+    In,
+}
+
+/// One frame seen on a connection, at the moment the driver wrote or read
+/// it. Fields that the opcode does not carry are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireEvent {
+    /// Simulated time of the write or read.
+    pub at: Nanos,
+    /// The observing host.
+    pub host: HostIx,
+    /// The observing worker.
+    pub worker: u16,
+    /// The connection on the observing host.
+    pub conn: ConnId,
+    /// Our end of the connection.
+    pub local: SocketAddr,
+    /// The other end.
+    pub peer: SocketAddr,
+    /// Direction.
+    pub dir: Dir,
+    /// The frame's opcode.
+    pub opcode: u16,
+    /// `seq` of a ping, pong or `Reject`.
+    pub seq: u64,
+    /// `route` of a ping or pong.
+    pub route: u64,
+    /// `t1..t4` of a ping or pong.
+    pub t: [u64; 4],
+    /// FNV-1a of a ping's or pong's pad.
+    pub pad: u64,
+    /// The code of an `Error` or `Reject`.
+    pub code: u16,
+}
+
+/// A connection open on some host, as its driver registered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenConn {
+    /// The host.
+    pub host: HostIx,
+    /// The host's incarnation (restarts count up).
+    pub incarnation: u32,
+    /// The worker owning it.
+    pub worker: u16,
+    /// The worker's handle.
+    pub conn: ConnId,
+    /// Our end.
+    pub local: SocketAddr,
+    /// The other end.
+    pub peer: SocketAddr,
+}
+
+/// The trace, its digest, the wire events and the open connections of a run.
+#[derive(Debug)]
+pub struct Recorder {
+    hosts: Vec<String>,
+    digest: u64,
+    lines: u64,
+    line: String,
+    text: Option<String>,
+    /// Every frame written or read, in the order the drivers saw them.
+    pub wire: Vec<WireEvent>,
+    /// Connections open now.
+    pub open: Vec<OpenConn>,
+}
+
+/// A recorder shared by the hosts of one simulation.
+pub type SharedRecorder = Rc<RefCell<Recorder>>;
+
+impl Recorder {
+    /// An empty recorder; `keep_text` keeps the trace text (for printing),
+    /// otherwise only its digest.
+    pub fn new(keep_text: bool) -> Recorder {
+        Recorder {
+            hosts: Vec::new(),
+            digest: FNV_OFFSET,
+            lines: 0,
+            line: String::with_capacity(160),
+            text: keep_text.then(String::new),
+            wire: Vec::new(),
+            open: Vec::new(),
+        }
+    }
+
+    /// Registers host `name`; returns its index.
+    pub fn add_host(&mut self, name: &str) -> HostIx {
+        if let Some(i) = self.hosts.iter().position(|h| h == name) {
+            return HostIx::try_from(i).expect("few hosts");
+        }
+        self.hosts.push(name.to_string());
+        HostIx::try_from(self.hosts.len() - 1).expect("few hosts")
+    }
+
+    /// The name of host `ix`.
+    pub fn host_name(&self, ix: HostIx) -> &str {
+        &self.hosts[usize::from(ix)]
+    }
+
+    /// The index of host `name`, if registered.
+    pub fn host_ix(&self, name: &str) -> Option<HostIx> {
+        self.hosts
+            .iter()
+            .position(|h| h == name)
+            .map(|i| HostIx::try_from(i).expect("few hosts"))
+    }
+
+    /// Appends one line `<ns> <who> <what>` to the trace.
+    pub fn line(&mut self, at: Nanos, who: fmt::Arguments<'_>, what: fmt::Arguments<'_>) {
+        self.line.clear();
+        let _ = writeln!(self.line, "{:>12} {who} {what}", at.as_u64());
+        self.digest = fnv1a64_extend(self.digest, self.line.as_bytes());
+        self.lines += 1;
+        if let Some(text) = &mut self.text {
+            text.push_str(&self.line);
+        }
+    }
+
+    /// The digest of the trace so far.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Lines in the trace so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// The trace text, if kept.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// A connection opened.
+    pub fn opened(&mut self, conn: OpenConn) {
+        self.open.push(conn);
+    }
+
+    /// A connection closed (no-op if it was not open).
+    pub fn closed(&mut self, host: HostIx, worker: u16, conn: ConnId) {
+        self.open
+            .retain(|c| !(c.host == host && c.worker == worker && c.conn == conn));
+    }
+
+    /// Host `host` crashed: its connections are gone with it.
+    pub fn host_crashed(&mut self, host: HostIx) {
+        self.open.retain(|c| c.host != host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a64_matches_the_published_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn the_digest_covers_every_line_in_order() {
+        let digest = |lines: &[&str]| {
+            let mut r = Recorder::new(true);
+            for l in lines {
+                r.line(Nanos(1), format_args!("h"), format_args!("{l}"));
+            }
+            (r.digest(), r.text().unwrap().to_string())
+        };
+        let (ab, text) = digest(&["a", "b"]);
+        assert_eq!(text, "           1 h a\n           1 h b\n");
+        assert_eq!(ab, fnv1a64(text.as_bytes()));
+        assert_ne!(ab, digest(&["b", "a"]).0);
+    }
+}
