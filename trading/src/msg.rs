@@ -169,8 +169,14 @@ impl<'a> RoleHelloReq<'a> {
         })
     }
 
-    /// Appends the frame.
+    /// Appends the frame. A token over 64 bytes is the caller's bug (a CLI
+    /// refuses it): it would be a frame every acceptor rejects.
     pub fn encode(&self, out: &mut Vec<u8>) -> usize {
+        assert!(
+            self.token.len() <= TOKEN_LEN_MAX,
+            "token of {} bytes",
+            self.token.len()
+        );
         let mut w = FrameWriter::new(out, OP_ROLE_HELLO_REQ);
         w.put_u8(self.role)
             .put_u16(self.version)
