@@ -313,6 +313,9 @@ fn cmd_sweep(
             let label = format!("{name} round {round}/{runs}");
             let outcome = bench.run_leg(&leg, &dir, &label);
             println!("{label}: {}", one_line(&outcome.summary));
+            for w in &outcome.summary.warnings {
+                println!("  warning: {w}");
+            }
             if outcome.interrupted() {
                 break 'rounds;
             }
@@ -391,6 +394,9 @@ fn cmd_baseline(
             let label = format!("{} round {round}/{runs}", leg.name);
             let outcome = bench.run_leg(leg, &dir, &label);
             println!("{label}: {}", one_line(&outcome.summary));
+            for w in &outcome.summary.warnings {
+                println!("  warning: {w}");
+            }
             if outcome.interrupted() {
                 break 'rounds;
             }
