@@ -150,8 +150,9 @@ struct Sent {
     pad: u64,
 }
 
-/// On every client connection: each answer is for the oldest ping still
-/// unanswered (FIFO, exactly once), a pong carries its own ping's `t1` and
+/// On every client connection: each answer is for a ping in flight
+/// (exactly once), a pong is for the oldest ping still in flight (FIFO; a
+/// `Reject` may overtake, as PROTOCOL.md orders pongs only), a pong carries its own ping's `t1` and
 /// pad (it came back on the connection that sent it), and its stamps are
 /// ordered `t1 ≤ t2 ≤ t3 ≤ t4 ≤ t5`, `t5` being when it was read.
 fn client_answers(recorder: &Recorder, clients: &[HostIx]) -> [Verdict; 4] {
@@ -182,12 +183,13 @@ fn client_answers(recorder: &Recorder, clients: &[HostIx]) -> [Verdict; 4] {
                     once.fail(format!("{}: answer for no ping in flight", here()));
                     continue;
                 };
-                if pos != 0 {
-                    fifo.fail(format!("{}: answered before {} older pings", here(), pos));
-                }
                 let sent = window.remove(pos).expect("position is in range");
                 if e.opcode == OP_REJECT {
+                    // PROTOCOL.md orders pongs; a Reject may overtake.
                     continue;
+                }
+                if pos != 0 {
+                    fifo.fail(format!("{}: pong before {pos} older pings", here()));
                 }
                 if e.t[0] != sent.t1 || e.pad != sent.pad {
                     same.fail(format!(

@@ -18,11 +18,13 @@
 //! | `crash` | the exchange crashes and restarts | `crash`/`bounce`; the gateway reconnects and rejects in-flight pings |
 //! | `cut` | the gateway–exchange link is cut, then repaired | `partition` plus both TCP stacks giving up the connection, then `repair` |
 //! | `leave` | a client host disappears mid-run | `crash`, never restarted |
-//! | `slowhandoff` | handoffs wait 2–20 ms and queues hold 2–8 tasks | driver knobs of the gateway |
+//! | `slowhandoff` | handoffs wait 2–20 ms | driver knobs of the gateway |
+//! | `refusehandoff` | handoff queues hold 2–8 tasks, refusing the rest | driver knobs of the gateway |
 //! | `buggify` | short reads, spurious wake-ups, delayed writes | driver knobs of every host |
 //!
 //! Targets: for `latency` and `hold`, 0 is the gateway–exchange link and
-//! `k ≥ 1` the link of `client-(k-1)`; for `leave`, the client index.
+//! `k ≥ 1` the link of `client-(k-1)`; for `leave`, the client index; for
+//! `refusehandoff`, the queue bound.
 
 use std::fmt;
 use std::str::FromStr;
@@ -44,21 +46,24 @@ pub enum FaultKind {
     Cut,
     /// A client leaves mid-run.
     Leave,
-    /// The gateway's handoff queues are slow and short.
+    /// The gateway's handoff queues are slow.
     SlowHandoff,
+    /// The gateway's handoff queues are short: handoffs are refused.
+    RefuseHandoff,
     /// The drivers' buggify points fire.
     Buggify,
 }
 
 impl FaultKind {
     /// Every kind, in plan order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Latency,
         FaultKind::Hold,
         FaultKind::Crash,
         FaultKind::Cut,
         FaultKind::Leave,
         FaultKind::SlowHandoff,
+        FaultKind::RefuseHandoff,
         FaultKind::Buggify,
     ];
 
@@ -71,6 +76,7 @@ impl FaultKind {
             FaultKind::Cut => "cut",
             FaultKind::Leave => "leave",
             FaultKind::SlowHandoff => "slowhandoff",
+            FaultKind::RefuseHandoff => "refusehandoff",
             FaultKind::Buggify => "buggify",
         }
     }
@@ -278,6 +284,10 @@ impl FaultPlan {
                     FaultKind::Crash | FaultKind::Cut => (rng.random_range(1..=horizon_ms / 3), 0),
                     FaultKind::Leave => (0, rng.random_range(0..clients.max(1))),
                     FaultKind::SlowHandoff => (rng.random_range(5..=horizon_ms / 2), 0),
+                    FaultKind::RefuseHandoff => (
+                        rng.random_range(5..=horizon_ms / 2),
+                        rng.random_range(2..=8),
+                    ),
                     FaultKind::Buggify => (rng.random_range(horizon_ms / 2..=horizon_ms * 4), 0),
                 };
                 Fault {

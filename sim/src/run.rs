@@ -215,6 +215,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
                 token: String::new(),
                 drain_timeout: Nanos::from_millis(CLIENT_DRAIN_MS),
                 trace_max: if k == 0 { config.round_trips } else { 0 },
+                ..ClientConfig::default()
             };
             Host::new(
                 HostSpec {
@@ -479,7 +480,13 @@ fn begin(
             let knobs = hosts.gateway.knobs();
             hosts.gateway.set_knobs(Knobs {
                 handoff_delay_ms_max: 2 + fault.for_ms % 19,
-                handoff_queue_max: 2 + u32::from(fault.target % 7),
+                ..knobs
+            });
+        }
+        FaultKind::RefuseHandoff => {
+            let knobs = hosts.gateway.knobs();
+            hosts.gateway.set_knobs(Knobs {
+                handoff_queue_max: u32::from(fault.target.max(1)),
                 ..knobs
             });
         }
@@ -516,10 +523,17 @@ fn end(
         FaultKind::Cut => sim.repair("gateway", "exchange"),
         FaultKind::Leave => {}
         FaultKind::SlowHandoff => {
-            let buggify = hosts.gateway.knobs().buggify;
+            let knobs = hosts.gateway.knobs();
             hosts.gateway.set_knobs(Knobs {
-                buggify,
-                ..base_knobs(sabotage)
+                handoff_delay_ms_max: base_knobs(sabotage).handoff_delay_ms_max,
+                ..knobs
+            });
+        }
+        FaultKind::RefuseHandoff => {
+            let knobs = hosts.gateway.knobs();
+            hosts.gateway.set_knobs(Knobs {
+                handoff_queue_max: base_knobs(sabotage).handoff_queue_max,
+                ..knobs
             });
         }
         FaultKind::Buggify => set_buggify(hosts, Buggify::OFF),

@@ -1,0 +1,68 @@
+//! The checker can fail: deliberately broken drivers are caught by a sweep.
+
+use fep_sim::driver::Sabotage;
+use fep_sim::run::{run, RunConfig};
+use fep_sim::sweep::{default_threads, sweep};
+use fep_trading::scenario::Scenario;
+
+fn broken(scenario: Scenario, sabotage: Sabotage) -> RunConfig {
+    RunConfig {
+        sabotage,
+        pings: 400,
+        ..RunConfig::new(scenario, 0)
+    }
+}
+
+fn failed_invariants(config: &RunConfig) -> Vec<&'static str> {
+    run(config)
+        .verdicts
+        .iter()
+        .filter(|v| !v.passed())
+        .map(|v| v.name)
+        .collect()
+}
+
+#[test]
+fn a_gateway_whose_handoff_queues_swap_tasks_is_caught_by_a_sweep() {
+    let base = broken(Scenario::S3, Sabotage::SwapHandoffs);
+    let result = sweep(&base, 0..20, default_threads());
+    // A seed whose accept spread leaves every session on its own upstream
+    // hands nothing off, and has nothing to swap.
+    let caught = result.failures().count();
+    assert!(caught >= 10, "only {caught} of 20 seeds caught it");
+    let seed = result.failures().next().expect("caught").seed;
+    let names = failed_invariants(&RunConfig { seed, ..base });
+    assert!(names.contains(&"per-connection FIFO"), "{names:?}");
+}
+
+#[test]
+fn a_gateway_that_writes_pongs_to_another_client_is_caught_by_a_sweep() {
+    let base = broken(Scenario::S1, Sabotage::CrossWrites);
+    let result = sweep(&base, 0..20, default_threads());
+    let caught = result.failures().count();
+    assert_eq!(caught, 20, "only {caught} of 20 seeds caught it");
+    let names = failed_invariants(&RunConfig { seed: 3, ..base });
+    // The client side sees a pong for a seq it never sent on that
+    // connection (or one carrying another ping's t1); the gateway side sees
+    // a pong leave on a connection its tag does not name.
+    assert!(names.contains(&"gateway routes by the tag"), "{names:?}");
+    assert!(
+        names.contains(&"every ping answered exactly once")
+            || names.contains(&"pong on the connection that sent the ping"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn the_same_runs_pass_without_the_sabotage() {
+    for scenario in [Scenario::S1, Scenario::S3] {
+        let base = broken(scenario, Sabotage::None);
+        let result = sweep(&base, 0..20, default_threads());
+        assert_eq!(
+            result.failures().count(),
+            0,
+            "{scenario}: {:?}",
+            result.failures().next()
+        );
+    }
+}
