@@ -5,6 +5,12 @@
 //! - [`Load::Closed`]: one ping in flight in total, round-robin over the
 //!   connections; the next ping leaves when the previous is answered.
 //! - [`Load::Pipelined`]: `inflight` pings in flight on every connection.
+//! - [`Load::Open`]: arrivals on a [`Schedule`], round-robin over the
+//!   connections, whatever is in flight. Latency counts from each ping's
+//!   *intended* send time (coordinated omission corrected, as wrk2 does): a
+//!   ping due while its connection's window is full leaves late, and the
+//!   wait shows in `rtt`. The hop stamps stay those of the actual send, so
+//!   in open loop `rtt` can exceed the sum of the hops by that wait.
 //!
 //! The first `warmup` answers are not recorded; the next `count` are. Every
 //! ping is accounted for exactly once: answered by a pong or a `Reject`, or
@@ -23,13 +29,14 @@ use crate::msg::{
     PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
     OP_ROLE_HELLO_REQ, PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
 };
+use crate::schedule::Schedule;
 use crate::Role;
 
 /// Longest latency a histogram records: one hour, in ns.
 pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 
 /// How pings are offered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Load {
     /// One ping in flight in total, round-robin over the connections.
     Closed,
@@ -38,10 +45,17 @@ pub enum Load {
         /// The window per connection.
         inflight: u32,
     },
+    /// Open loop: arrivals on a schedule.
+    Open {
+        /// The arrival schedule (built, so already validated).
+        schedule: Schedule,
+        /// Pings one connection may have in flight; a due ping waits for room.
+        window: u32,
+    },
 }
 
 /// Settings of a load run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// Connections to open to peer 0.
     pub connections: u32,
@@ -59,6 +73,8 @@ pub struct ClientConfig {
     pub drain_timeout: Nanos,
     /// Round trips kept in [`Report::trace`] (the first ones).
     pub trace_max: usize,
+    /// Length of the live intervals of [`Report::intervals`]; `None` for none.
+    pub interval: Option<Nanos>,
 }
 
 impl Default for ClientConfig {
@@ -72,6 +88,7 @@ impl Default for ClientConfig {
             token: String::new(),
             drain_timeout: Nanos::from_secs(5),
             trace_max: 0,
+            interval: None,
         }
     }
 }
@@ -98,6 +115,23 @@ pub struct RoundTrip {
     pub t: [Nanos; 5],
     /// The answer.
     pub answer: Answer,
+}
+
+/// One live interval of a long run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IntervalSample {
+    /// End of the interval, from the start of the run.
+    pub at: Nanos,
+    /// Answers (pongs and rejects) in the interval.
+    pub answers: u64,
+    /// Answers per second over the interval.
+    pub rate_per_s: f64,
+    /// Median rtt of the interval's pongs, ns (0 when none).
+    pub p50_ns: u64,
+    /// 99th percentile rtt, ns (0 when none).
+    pub p99_ns: u64,
+    /// Errors, rejects and losses in the interval.
+    pub errors: u64,
 }
 
 /// What a load run measured.
@@ -134,6 +168,10 @@ pub struct Report {
     pub measure_end: Nanos,
     /// The first round trips, up to `trace_max`.
     pub trace: Vec<RoundTrip>,
+    /// Live intervals, when configured.
+    pub intervals: Vec<IntervalSample>,
+    /// Intended send time of the first and the last ping (open loop).
+    pub intended: Option<(Nanos, Nanos)>,
 }
 
 impl Report {
@@ -156,6 +194,8 @@ impl Report {
             measure_start: Nanos::ZERO,
             measure_end: Nanos::ZERO,
             trace: Vec::with_capacity(trace_max),
+            intervals: Vec::new(),
+            intended: None,
         }
     }
 
@@ -180,6 +220,19 @@ impl Report {
         }
         self.measure_end = self.measure_end.max(other.measure_end);
         self.trace.extend_from_slice(&other.trace);
+        self.intervals.extend_from_slice(&other.intervals);
+        self.intended = match (self.intended, other.intended) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The rate the schedule intended (open loop): pings over the span of
+    /// their intended send times.
+    pub fn intended_rate_per_s(&self) -> Option<f64> {
+        let (first, last) = self.intended?;
+        let span = (last - first).as_u64() as f64 / 1e9;
+        (span > 0.0).then(|| self.sent.saturating_sub(1) as f64 / span)
     }
 
     /// Answers of every kind.
@@ -206,8 +259,52 @@ struct Link {
     conn: Option<ConnId>,
     state: LinkState,
     next_seq: u64,
-    /// (seq, t1) of pings in flight, oldest first.
-    window: VecDeque<(u64, Nanos)>,
+    /// Pings in flight, oldest first.
+    window: VecDeque<InFlight>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    seq: u64,
+    t1: Nanos,
+    /// When the ping was due: t1 in closed loop, the schedule's time in open.
+    intended: Nanos,
+}
+
+/// Live-interval bookkeeping.
+#[derive(Debug)]
+struct Intervals {
+    every: Nanos,
+    next: Nanos,
+    rtt: Histogram<u64>,
+    answers: u64,
+    errors: u64,
+}
+
+impl Intervals {
+    /// The sample of the interval ending at `at` and lasting `length`;
+    /// starts the next one.
+    fn take(&mut self, at: Nanos, length: Nanos) -> IntervalSample {
+        let quantile = |q| {
+            if self.rtt.is_empty() {
+                0
+            } else {
+                self.rtt.value_at_quantile(q)
+            }
+        };
+        let sample = IntervalSample {
+            at,
+            answers: self.answers,
+            rate_per_s: self.answers as f64 / (length.as_u64().max(1) as f64 / 1e9),
+            p50_ns: quantile(0.5),
+            p99_ns: quantile(0.99),
+            errors: self.errors,
+        };
+        self.rtt.reset();
+        self.answers = 0;
+        self.errors = 0;
+        sample
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +325,11 @@ pub struct Client {
     /// Next connection of the closed loop's round robin.
     next_link: usize,
     answers: u64,
+    /// When the run started (open-loop arrivals are offsets from it).
+    origin: Nanos,
+    /// The earliest arrival not sent yet (it may be in the past).
+    next_due: Option<Nanos>,
+    intervals: Option<Intervals>,
     report: Report,
 }
 
@@ -246,8 +348,18 @@ impl Client {
         );
         let window = match config.load {
             Load::Closed => 1,
-            Load::Pipelined { inflight } => inflight.max(1) as usize,
+            Load::Pipelined { inflight }
+            | Load::Open {
+                window: inflight, ..
+            } => inflight.max(1) as usize,
         };
+        let intervals = config.interval.map(|every| Intervals {
+            every,
+            next: Nanos::ZERO,
+            rtt: Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid"),
+            answers: 0,
+            errors: 0,
+        });
         let links = (0..config.connections)
             .map(|_| Link {
                 conn: None,
@@ -267,6 +379,9 @@ impl Client {
             phase: Phase::Connecting,
             next_link: 0,
             answers: 0,
+            origin: Nanos::ZERO,
+            next_due: None,
+            intervals,
         }
     }
 
@@ -293,7 +408,7 @@ impl Client {
         cx.session(conn).expect("live session").data.0 as usize
     }
 
-    fn send_ping(&mut self, cx: &mut Context<'_, Self>, i: usize) {
+    fn send_ping(&mut self, cx: &mut Context<'_, Self>, i: usize, intended: Option<Nanos>) {
         let link = &mut self.links[i];
         let conn = link.conn.expect("a ready link has a connection");
         let seq = link.next_seq;
@@ -308,7 +423,11 @@ impl Client {
             t4: Nanos::ZERO,
             pad: &self.pad,
         };
-        link.window.push_back((seq, t1));
+        link.window.push_back(InFlight {
+            seq,
+            t1,
+            intended: intended.unwrap_or(t1),
+        });
         self.report.sent += 1;
         cx.send(conn, ping.wire_len(), |out| {
             ping.encode(OP_PERF_PING, out);
@@ -323,40 +442,68 @@ impl Client {
             self.check_progress(cx);
             return;
         }
-        match self.config.load {
+        match &self.config.load {
             Load::Closed => {
                 let in_flight = self.links.iter().any(|l| !l.window.is_empty());
                 if !in_flight && self.report.sent < self.total() {
-                    if let Some(i) = self.next_ready_link() {
-                        self.send_ping(cx, i);
+                    if let Some(i) = self.next_link_with_room(1) {
+                        self.send_ping(cx, i, None);
                     }
                 }
             }
-            Load::Pipelined { inflight } => {
+            &Load::Pipelined { inflight } => {
                 for i in 0..self.links.len() {
                     while self.links[i].state == LinkState::Ready
                         && self.links[i].window.len() < inflight as usize
                         && self.report.sent < self.total()
                     {
-                        self.send_ping(cx, i);
+                        self.send_ping(cx, i, None);
                     }
                 }
             }
+            &Load::Open { window, .. } => self.pump_open(cx, window as usize),
         }
         self.check_progress(cx);
     }
 
-    fn next_ready_link(&mut self) -> Option<usize> {
+    /// Sends every arrival that is due, as far as the windows allow.
+    fn pump_open(&mut self, cx: &mut Context<'_, Self>, window: usize) {
+        while let Some(due) = self.next_due {
+            if due > cx.now() || self.report.sent >= self.total() {
+                return;
+            }
+            let Some(i) = self.next_link_with_room(window) else {
+                return;
+            };
+            self.send_ping(cx, i, Some(due));
+            let first = self.report.intended.map_or(due, |(first, _)| first);
+            self.report.intended = Some((first, due));
+            self.next_due = self.next_arrival();
+        }
+    }
+
+    fn next_arrival(&mut self) -> Option<Nanos> {
+        let Load::Open { schedule, .. } = &mut self.config.load else {
+            return None;
+        };
+        schedule.next_arrival().map(|at| self.origin + at)
+    }
+
+    /// The next ready connection, round robin, with fewer than `window`
+    /// pings in flight.
+    fn next_link_with_room(&mut self, window: usize) -> Option<usize> {
         let n = self.links.len();
-        let i = (0..n)
-            .map(|k| (self.next_link + k) % n)
-            .find(|&i| self.links[i].state == LinkState::Ready)?;
+        let i = (0..n).map(|k| (self.next_link + k) % n).find(|&i| {
+            self.links[i].state == LinkState::Ready && self.links[i].window.len() < window
+        })?;
         self.next_link = (i + 1) % n;
         Some(i)
     }
 
     fn check_progress(&mut self, cx: &mut Context<'_, Self>) {
-        let all_sent = self.report.sent >= self.total();
+        let open = matches!(self.config.load, Load::Open { .. });
+        let schedule_ended = open && self.next_due.is_none() && self.phase != Phase::Connecting;
+        let all_sent = self.report.sent >= self.total() || schedule_ended;
         let live = self.links.iter().any(|l| l.state == LinkState::Ready);
         let waiting = self.links.iter().any(|l| !l.window.is_empty());
         match self.phase {
@@ -372,6 +519,8 @@ impl Client {
     }
 
     fn finish(&mut self, cx: &mut Context<'_, Self>) {
+        self.sample_intervals(cx.now());
+        self.sample_last_interval(cx.now());
         for link in &mut self.links {
             if !link.window.is_empty() {
                 self.report.drain_timeouts += 1;
@@ -386,13 +535,13 @@ impl Client {
         self.phase = Phase::Done;
     }
 
-    /// Settles the oldest ping on link `i` if it is `seq`; returns its t1.
-    fn settle(&mut self, i: usize, seq: u64) -> Option<Nanos> {
+    /// Settles the oldest ping on link `i` if it is `seq`.
+    fn settle(&mut self, i: usize, seq: u64) -> Option<InFlight> {
         let window = &mut self.links[i].window;
         match window.front() {
-            Some(&(front, t1)) if front == seq => {
+            Some(&ping) if ping.seq == seq => {
                 window.pop_front();
-                Some(t1)
+                Some(ping)
             }
             _ => {
                 self.report.window_violations += 1;
@@ -420,15 +569,21 @@ impl Client {
         let pong = PerfPing::decode(OP_PERF_PONG, payload)?;
         let i = self.link_of(cx, conn);
         let t5 = cx.now();
-        let Some(t1) = self.settle(i, pong.seq) else {
+        let Some(ping) = self.settle(i, pong.seq) else {
             return Ok(());
         };
+        let t1 = ping.t1;
         self.report.pongs += 1;
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.answers += 1;
+            iv.rtt
+                .saturating_record((t5 - ping.intended).as_u64().max(1));
+        }
         if pong.pad != self.pad.as_slice() || pong.t1 != t1 {
             self.report.corrupt += 1;
         }
         if self.count_answer(t5) {
-            self.record(t1, &pong, t5);
+            self.record(ping, &pong, t5);
         }
         if self.report.trace.len() < self.config.trace_max {
             let t = [t1, pong.t2, pong.t3, pong.t4, t5];
@@ -445,8 +600,9 @@ impl Client {
         Ok(())
     }
 
-    fn record(&mut self, t1: Nanos, pong: &PerfPing<'_>, t5: Nanos) {
-        let rtt = (t5 - t1).as_u64();
+    fn record(&mut self, ping: InFlight, pong: &PerfPing<'_>, t5: Nanos) {
+        let t1 = ping.t1;
+        let rtt = (t5 - ping.intended).as_u64();
         self.report.rtt.saturating_record(rtt.max(1));
         if pong.t2 == Nanos::ZERO && pong.t4 == Nanos::ZERO {
             self.report.direct += 1;
@@ -471,10 +627,14 @@ impl Client {
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(payload)?;
         let i = self.link_of(cx, conn);
-        let Some(t1) = self.settle(i, reject.seq) else {
+        let Some(InFlight { t1, .. }) = self.settle(i, reject.seq) else {
             return Ok(());
         };
         self.report.rejects += 1;
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.answers += 1;
+            iv.errors += 1;
+        }
         self.count_answer(cx.now());
         if self.report.trace.len() < self.config.trace_max {
             let z = Nanos::ZERO;
@@ -500,6 +660,9 @@ impl Client {
     ) -> Result<(), Fault> {
         ErrorMsg::decode(payload)?;
         self.report.errors += 1;
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.errors += 1;
+        }
         cx.close(conn);
         Ok(())
     }
@@ -538,9 +701,44 @@ impl Client {
             .any(|l| matches!(l.state, LinkState::Dialing | LinkState::Hello));
         if self.phase == Phase::Connecting && !pending {
             self.phase = Phase::Running;
-            self.report.measure_start = cx.now();
+            let now = cx.now();
+            self.report.measure_start = now;
+            self.origin = now;
+            if let Some(iv) = self.intervals.as_mut() {
+                iv.next = now + iv.every;
+            }
+            self.next_due = self.next_arrival();
             self.pump(cx);
         }
+    }
+
+    /// Closes every live interval that ended by `now`.
+    fn sample_intervals(&mut self, now: Nanos) {
+        if !matches!(self.phase, Phase::Running | Phase::Draining { .. }) {
+            return;
+        }
+        let Some(iv) = self.intervals.as_mut() else {
+            return;
+        };
+        while now >= iv.next {
+            let sample = iv.take(iv.next - self.origin, iv.every);
+            self.report.intervals.push(sample);
+            iv.next = iv.next + iv.every;
+        }
+    }
+
+    /// Closes the interval under way at the end of the run, over its
+    /// actual length.
+    fn sample_last_interval(&mut self, now: Nanos) {
+        let Some(iv) = self.intervals.as_mut() else {
+            return;
+        };
+        let start = iv.next - iv.every;
+        if iv.answers + iv.errors == 0 || now <= start {
+            return;
+        }
+        let sample = iv.take(now - self.origin, now - start);
+        self.report.intervals.push(sample);
     }
 
     fn lose_link(&mut self, cx: &mut Context<'_, Self>, i: usize) {
@@ -548,6 +746,9 @@ impl Client {
         link.state = LinkState::Closed;
         link.conn = None;
         self.report.lost += link.window.len() as u64;
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.errors += link.window.len() as u64;
+        }
         link.window.clear();
         self.maybe_start(cx);
         self.pump(cx);
@@ -644,10 +845,11 @@ impl Service for Client {
     }
 
     fn on_timeout(&mut self, cx: &mut Context<'_, Self>) {
-        if let Phase::Draining { deadline } = self.phase {
-            if cx.now() >= deadline {
-                self.finish(cx);
-            }
+        self.sample_intervals(cx.now());
+        match self.phase {
+            Phase::Draining { deadline } if cx.now() >= deadline => self.finish(cx),
+            Phase::Running => self.pump(cx),
+            _ => {}
         }
     }
 
@@ -658,9 +860,18 @@ impl Service for Client {
     }
 
     fn poll_timeout(&self) -> Option<Nanos> {
-        match self.phase {
+        let phase = match self.phase {
             Phase::Draining { deadline } => Some(deadline),
+            Phase::Running if self.report.sent < self.total() => self.next_due,
             _ => None,
+        };
+        let interval = match self.phase {
+            Phase::Running | Phase::Draining { .. } => self.intervals.as_ref().map(|iv| iv.next),
+            _ => None,
+        };
+        match (phase, interval) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

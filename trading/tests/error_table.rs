@@ -151,13 +151,10 @@ fn malformed_covers_short_lengths_short_payloads_and_bad_utf8() {
     let mut bad_token = Vec::new();
     encode_frame(&mut bad_token, OP_ROLE_HELLO_REQ, &[1, 0, 1, 0xff, 0xfe]);
     expect_error(&mut h, GATEWAY, &[&bad_token], ErrorCode::Malformed);
-    let long_token = "x".repeat(65);
-    expect_error(
-        &mut h,
-        GATEWAY,
-        &[&hello(1, 1, &long_token)],
-        ErrorCode::Malformed,
-    );
+    let mut long_token = Vec::new();
+    let payload = [[1u8, 0, 1].as_slice(), &[b'x'; 65]].concat();
+    encode_frame(&mut long_token, OP_ROLE_HELLO_REQ, &payload);
+    expect_error(&mut h, GATEWAY, &[&long_token], ErrorCode::Malformed);
     let mut short_ping = Vec::new();
     encode_frame(&mut short_ping, OP_PERF_PING, &[0; 47]);
     expect_error(

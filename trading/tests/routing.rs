@@ -153,3 +153,58 @@ fn a_direct_run_has_an_rtt_and_no_hops() {
     assert!(report.hops.iter().all(|h| h.is_empty()));
     assert_eq!(report.rtt.len(), 50);
 }
+
+fn open_loop(rate_per_s: f64, window: u32) -> Harness {
+    use fep_trading::schedule::{Schedule, ScheduleConfig, Shape};
+    let schedule = Schedule::new(ScheduleConfig::fixed(rate_per_s, Shape::Constant)).unwrap();
+    let client = ClientConfig {
+        connections: 2,
+        warmup: 0,
+        count: 2_000,
+        load: Load::Open { schedule, window },
+        interval: Some(fep_core::Nanos::from_millis(1)),
+        ..Default::default()
+    };
+    let mut h = Harness::new(HarnessConfig {
+        client,
+        ..Default::default()
+    });
+    h.run();
+    h
+}
+
+#[test]
+fn open_loop_sends_on_schedule_and_reports_the_intended_rate() {
+    // 20k/s is one arrival per 50 µs; a round trip takes a few 1 µs steps.
+    let h = open_loop(20_000.0, 8);
+    let report = h.client().service().report();
+    assert_eq!((report.sent, report.pongs, report.lost), (2_000, 2_000, 0));
+    let intended = report.intended_rate_per_s().unwrap();
+    assert!((intended - 20_000.0).abs() < 20.0, "intended {intended}");
+    let elapsed = report.elapsed_secs();
+    assert!(
+        (elapsed - 0.1).abs() < 0.001,
+        "2,000 arrivals at 20k/s take 100 ms, took {elapsed}"
+    );
+    // Keeping up: latency from the intended time is the path's own.
+    assert!(report.rtt.max() < 20_000, "max rtt {} ns", report.rtt.max());
+    let answers: u64 = report.intervals.iter().map(|i| i.answers).sum();
+    assert!(report.intervals.len() >= 99, "one sample per ms");
+    assert_eq!(answers, 2_000, "the intervals saw every answer");
+}
+
+#[test]
+fn open_loop_latency_counts_from_the_intended_time_when_the_path_falls_behind() {
+    // 2M/s is one arrival per 0.5 µs, faster than a round trip: pings queue
+    // at the client and wait for window room; rtt must show that wait.
+    let h = open_loop(2_000_000.0, 1);
+    let report = h.client().service().report();
+    assert_eq!(report.pongs, 2_000);
+    let hops: f64 = report.hops.iter().map(|h| h.mean()).sum();
+    assert!(
+        report.rtt.mean() > 20.0 * hops,
+        "rtt mean {} vs hops {hops}",
+        report.rtt.mean()
+    );
+    assert!(report.rtt.max() > report.rtt.min() * 100);
+}
