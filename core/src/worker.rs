@@ -113,6 +113,9 @@ impl Default for WorkerConfig {
     }
 }
 
+/// A handler: the service, its context, the connection and one payload.
+pub type HandlerFn<S> = fn(&mut S, &mut Context<'_, S>, ConnId, &[u8]) -> Result<(), Fault>;
+
 /// One row of a service's dispatch table: an opcode, the states it is
 /// allowed in, and its handler. A frame in any other state is answered with
 /// `Error{UNEXPECTED}`; an opcode missing from the table with
@@ -123,7 +126,7 @@ pub struct Handler<S: Service> {
     /// Where it is allowed.
     pub allowed: StateSet,
     /// The handler: the payload of one frame on `conn`.
-    pub handle: fn(&mut S, &mut Context<'_, S>, ConnId, &[u8]) -> Result<(), Fault>,
+    pub handle: HandlerFn<S>,
 }
 
 impl<S: Service> fmt::Debug for Handler<S> {

@@ -60,7 +60,7 @@ fn exchange(c: &mut Criterion) {
     }
     .encode(&mut hello);
     worker.handle_read(now, conn, &hello);
-    let mut flush = |w: &mut Worker<Exchange>| {
+    let flush = |w: &mut Worker<Exchange>| {
         let mut n = 0;
         while let Some(e) = w.poll_effect() {
             if let Effect::Transmit { conn } = e {

@@ -47,8 +47,9 @@ pub enum Load {
     },
     /// Open loop: arrivals on a schedule.
     Open {
-        /// The arrival schedule (built, so already validated).
-        schedule: Schedule,
+        /// The arrival schedule (built, so already validated; boxed, it
+        /// is large).
+        schedule: Box<Schedule>,
         /// Pings one connection may have in flight; a due ping waits for room.
         window: u32,
     },

@@ -156,7 +156,8 @@ fn a_direct_run_has_an_rtt_and_no_hops() {
 
 fn open_loop(rate_per_s: f64, window: u32) -> Harness {
     use fep_trading::schedule::{Schedule, ScheduleConfig, Shape};
-    let schedule = Schedule::new(ScheduleConfig::fixed(rate_per_s, Shape::Constant)).unwrap();
+    let schedule =
+        Box::new(Schedule::new(ScheduleConfig::fixed(rate_per_s, Shape::Constant)).unwrap());
     let client = ClientConfig {
         connections: 2,
         warmup: 0,
