@@ -3,19 +3,41 @@
 //!
 //! The roles are the `fep-trading` services the real backend runs; only the
 //! driver differs. One `u64` seed decides everything: turmoil's network
-//! randomness, the accept spread over workers, handoff delays, the fault
-//! schedule and the buggify points. A run leaves a trace whose digest is
-//! equal for equal seeds, in any process, and a verdict of the invariant
-//! checker.
+//! randomness (`rng_seed`), the accept spread over workers, handoff delays,
+//! the fault schedule and the buggify points (ChaCha streams named by host
+//! and purpose, [`seed`]). The epoch is fixed and the tick is 1 ms. A run
+//! leaves a trace whose digest is equal for equal seeds, in any process,
+//! and a verdict per invariant.
 //!
-//! - [`run`]: one run of a scenario: hosts, fault schedule, checks;
-//! - [`faults`]: fault plans;
-//! - [`check`]: the invariants;
-//! - [`driver`]: the generic turmoil driver of a `fep-core` worker;
+//! - [`run`]: one run of a scenario: hosts `exchange`, `gateway` and
+//!   `client-0…N`, the fault schedule, the checks;
+//! - [`faults`]: fault plans (`all`, kinds, pinned `KIND@AT+FOR/TARGET`);
+//! - [`check`]: the invariants, safety then liveness;
+//! - [`driver`]: the turmoil driver of a `fep-core` worker, generic over
+//!   the service;
+//! - [`sweep`]: many seeds on every core, and shrinking a failing one;
 //! - [`seed`]: seed derivation;
-//! - [`sweep`]: many seeds in parallel, and shrinking;
 //! - [`trace`]: the trace, its digest, and wire events;
 //! - [`observe`]: decodes the wire apart from the roles.
+//!
+//! # Modelling choices
+//!
+//! - Time is turmoil's: `now` is `sim_elapsed`, which moves in 1 ms ticks,
+//!   and a message is delivered no earlier than the tick after it was sent.
+//!   Hop stamps are therefore whole milliseconds.
+//! - Links draw 0–1 ms latency; the `latency` fault uses turmoil's link
+//!   latency (1 ms resolution, jitter within `min..max`); `hold` uses
+//!   turmoil's `hold`/`release`, which delays and keeps per-stream order.
+//! - A partition kills a turmoil TCP stream for good, so a `cut` is a
+//!   partition plus both drivers dropping their connections to the other
+//!   side (a TCP stack giving up), and dials time out while it lasts.
+//! - A crashed exchange is `crash` then `bounce`: a new incarnation with
+//!   fresh workers and fresh RNG streams.
+//!
+//! # Reproducing
+//!
+//! Every failure is printed with the one `fepsim run …` command that
+//! repeats it bit for bit; `fepsim shrink` makes it small.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -17,16 +17,18 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use fep_core::wire::OP_REJECT;
 use fep_core::{Nanos, WorkerConfig};
 use fep_trading::client::{Client, ClientConfig, Load, Report, RoundTrip};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::{Gateway, GatewayConfig};
+use fep_trading::msg::OP_PERF_PONG;
 use fep_trading::scenario::Scenario;
 
 use crate::check::{self, Verdict};
 use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
 use crate::faults::{Fault, FaultKind, FaultPlan};
-use crate::trace::{Recorder, SharedRecorder};
+use crate::trace::{Dir, Recorder, SharedRecorder};
 
 /// The exchange's port.
 pub const EXCHANGE_PORT: u16 = 10_000;
@@ -128,6 +130,9 @@ pub struct Outcome {
     pub report: Option<Report>,
     /// The first round trips of client-0.
     pub round_trips: Vec<RoundTrip>,
+    /// Pongs and `Reject`s the clients read off the wire, those of clients
+    /// that left included.
+    pub answered: u64,
     /// The invariants, safety first.
     pub verdicts: Vec<Verdict>,
 }
@@ -398,7 +403,18 @@ pub fn run(config: &RunConfig) -> Outcome {
             })
         });
     let recorder = recorder.borrow();
+    let client_ixs: Vec<_> = hosts.clients.iter().map(Host::ix).collect();
+    let answered = recorder
+        .wire
+        .iter()
+        .filter(|e| {
+            e.dir == Dir::In
+                && client_ixs.contains(&e.host)
+                && matches!(e.opcode, OP_PERF_PONG | OP_REJECT)
+        })
+        .count() as u64;
     Outcome {
+        answered,
         config: config.clone(),
         faults,
         digest: recorder.digest(),

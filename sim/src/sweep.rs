@@ -20,7 +20,7 @@ pub struct SeedResult {
     pub seed: u64,
     /// The trace digest.
     pub digest: u64,
-    /// Round trips answered (pongs and rejects).
+    /// Round trips answered (pongs and rejects read by the clients).
     pub answered: u64,
     /// The first broken invariant and its first violation, if any.
     pub failure: Option<String>,
@@ -55,7 +55,7 @@ fn summarize(outcome: &Outcome) -> SeedResult {
     SeedResult {
         seed: outcome.config.seed,
         digest: outcome.digest,
-        answered: outcome.report.as_ref().map_or(0, |r| r.answered()),
+        answered: outcome.answered,
         failure,
     }
 }

@@ -29,7 +29,7 @@ fn fnv1a64_extend(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-/// Index of a host in [`Recorder::hosts`].
+/// Index of a host, as [`Recorder::add_host`] numbered it.
 pub type HostIx = u16;
 
 /// Which way a frame went, seen from the host that observed it.

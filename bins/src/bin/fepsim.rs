@@ -17,7 +17,6 @@ use clap::{Args, Parser, Subcommand};
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, Outcome, RunConfig};
 use fep_sim::sweep::{default_threads, shrink, sweep};
-use fep_trading::client::Report;
 use fep_trading::scenario::Scenario;
 use hdrhistogram::Histogram;
 
@@ -219,7 +218,7 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
             faults.join(",")
         }
     );
-    let answered = outcome.report.as_ref().map_or(0, Report::answered);
+    let answered = outcome.answered;
     println!(
         "time     {:.3} s simulated, {:.3} s wall, {:.0} round trips per wall-second",
         outcome.sim_elapsed.as_u64() as f64 / 1e9,
