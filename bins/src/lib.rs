@@ -1,3 +1,5 @@
 //! Shared code of the FEP binaries.
 
 pub mod bench;
+pub mod cli;
+pub mod loadgen;

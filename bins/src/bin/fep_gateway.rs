@@ -1,0 +1,84 @@
+//! `fep_gateway`: the FEP gateway. Clients connect to `--listen`; every
+//! worker keeps one upstream connection to the exchange at `--upstream` and
+//! forwards pings there (`--routing local`: its own; `handoff`: the one of
+//! worker `session_id % workers`). Prints `ready <addr>` once it listens and
+//! every upstream is hand-shaked; SIGINT/SIGTERM drain and exit 0.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use fep_bins::cli::{fail, parse_or_exit, print_ready, DriverArgs};
+use fep_net::Readiness;
+use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
+
+/// `--routing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RoutingArg {
+    /// The upstream of the worker that owns the client (scenario s2).
+    Local,
+    /// Upstream `session_id % workers`, maybe another worker's (s3).
+    Handoff,
+}
+
+/// The FEP gateway.
+#[derive(Debug, Parser)]
+#[command(name = "fep_gateway", version)]
+struct Cli {
+    /// Address clients connect to (port 0 picks a free one; see `ready`).
+    #[arg(long, env = "FEP_LISTEN", default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// The exchange.
+    #[arg(long, env = "FEP_UPSTREAM", default_value = "127.0.0.1:10000")]
+    upstream: SocketAddr,
+    /// Which upstream a client's pings take.
+    #[arg(long, env = "FEP_ROUTING", value_enum, default_value = "local")]
+    routing: RoutingArg,
+    /// Token clients must present (none: any).
+    #[arg(long, env = "FEP_TOKEN")]
+    token: Option<String>,
+    /// Token this gateway presents to the exchange.
+    #[arg(long, env = "FEP_UPSTREAM_TOKEN", default_value = "")]
+    upstream_token: String,
+    /// Pings one client may have in flight; past it Reject{OVERLOADED}.
+    #[arg(long, env = "FEP_INFLIGHT_PER_SESSION_MAX", default_value_t = 1024)]
+    inflight_per_session_max: u32,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = parse_or_exit();
+    let config = cli
+        .driver
+        .config()
+        .listen(cli.listen)
+        .peers(vec![cli.upstream]);
+    let gateway = GatewayConfig {
+        workers: cli.driver.workers,
+        routing: match cli.routing {
+            RoutingArg::Local => Routing::Local,
+            RoutingArg::Handoff => Routing::Handoff,
+        },
+        token: cli.token,
+        upstream_token: cli.upstream_token,
+        inflight_per_session_max: cli.inflight_per_session_max,
+        ..GatewayConfig::default()
+    };
+    let running = match fep_net::start(config, move |id| Gateway::new(id, gateway.clone())) {
+        Ok(running) => running,
+        Err(e) => return fail(e),
+    };
+    // Waits for every upstream hand-shake; a signal meanwhile stops it.
+    if running.wait_ready(None) == Readiness::Ready {
+        print_ready(
+            running
+                .local_addr()
+                .expect("a listening driver has an address"),
+        );
+    }
+    match running.join() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,198 @@
+//! `loadgen`: opens `--connections` to a gateway (or an exchange), hand-
+//! shakes, sends `--warmup` pings unrecorded and `--count` recorded, and
+//! reports round-trip and hop latencies. `--json` prints CLI.md's summary
+//! object as the last stdout line; `--out DIR` writes the `.hgrm` files.
+//! SIGINT/SIGTERM stop the run early and still print what was measured.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use fep_bins::cli::{fail, parse_cpus, parse_or_exit, CpuList};
+use fep_bins::loadgen::{describe, summary, write_histograms, LoadShape};
+use fep_core::Nanos;
+use fep_net::Config;
+use fep_trading::client::{Client, ClientConfig, Load};
+use fep_trading::msg::PING_FRAME_LEN_MIN;
+use fep_trading::schedule::{parse_duration, BaseRate, Profile, Schedule, ScheduleConfig, Shape};
+
+fn parse_shape(text: &str) -> Result<Shape, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_profile(text: &str) -> Result<Profile, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_nanos(text: &str) -> Result<Nanos, String> {
+    parse_duration(text).map_err(|e| format!("{e}"))
+}
+
+/// The load model the flags ask for: open loop with --rate or --profile,
+/// pipelined with --inflight above 1, else the closed loop.
+fn load(cli: &Cli) -> Result<Load, String> {
+    let rate = match (cli.rate, &cli.profile) {
+        (Some(_), Some(_)) => return Err("--rate and --profile exclude each other".into()),
+        (Some(rate), None) => BaseRate::Fixed(rate),
+        (None, Some(profile)) => BaseRate::Profile(profile.clone()),
+        (None, None) => {
+            return Ok(match cli.inflight {
+                1 => Load::Closed,
+                inflight => Load::Pipelined { inflight },
+            })
+        }
+    };
+    let config = ScheduleConfig {
+        rate,
+        shape: cli.shape,
+        seed: cli.seed,
+        ramp_up: cli.ramp_up.unwrap_or(Nanos::ZERO),
+    };
+    let schedule = Schedule::new(config).map_err(|e| format!("{e}"))?;
+    Ok(Load::Open {
+        schedule: Box::new(schedule),
+        window: cli.window,
+    })
+}
+
+/// The FEP load generator.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Cli {
+    /// The gateway (or exchange) to load.
+    #[arg(long, env = "FEP_CONNECT", default_value = "127.0.0.1:9000")]
+    connect: SocketAddr,
+    /// Connections to open.
+    #[arg(long, env = "FEP_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    connections: u32,
+    /// Answers not recorded before measuring.
+    #[arg(long, env = "FEP_WARMUP", default_value_t = 1000)]
+    warmup: u64,
+    /// Answers recorded.
+    #[arg(long, env = "FEP_COUNT", default_value_t = 10_000)]
+    count: u64,
+    /// Pings in flight per connection. 1 (the default) is the closed loop:
+    /// one ping in flight in total, round robin over the connections.
+    #[arg(long, env = "FEP_INFLIGHT", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    inflight: u32,
+    /// Open loop: this many pings per second, latency measured from the
+    /// intended send time (coordinated-omission corrected).
+    #[arg(long, env = "FEP_RATE")]
+    rate: Option<f64>,
+    /// Open loop: arrival shape.
+    #[arg(long, env = "FEP_SHAPE", default_value = "constant", value_parser = parse_shape)]
+    shape: Shape,
+    /// Open loop: a rate profile instead of --rate, e.g.
+    /// "0s:1000, 10s:5000, ramp 20s:1000, end 30s".
+    #[arg(long, env = "FEP_PROFILE", value_parser = parse_profile)]
+    profile: Option<Profile>,
+    /// Open loop: a linear rise from 0 to the rate first, e.g. 2s.
+    #[arg(long, env = "FEP_RAMP_UP", value_parser = parse_nanos)]
+    ramp_up: Option<Nanos>,
+    /// Open loop: seed of the arrival gaps and spikes.
+    #[arg(long, env = "FEP_SEED", default_value_t = 0)]
+    seed: u64,
+    /// Open loop: pings one connection may have in flight; a due ping waits
+    /// for room.
+    #[arg(long, env = "FEP_WINDOW", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    window: u32,
+    /// Live intervals of this length in the report, e.g. 1s.
+    #[arg(long, env = "FEP_INTERVAL", value_parser = parse_nanos)]
+    interval: Option<Nanos>,
+    /// Whole PerfPing frame size in bytes (at least 54; the rest is pad).
+    #[arg(long, env = "FEP_SIZE", default_value_t = 64)]
+    size: usize,
+    /// Scenario name repeated in the JSON summary.
+    #[arg(long, env = "FEP_SCENARIO")]
+    scenario: Option<String>,
+    /// Token presented in the hand-shake.
+    #[arg(long, env = "FEP_TOKEN", default_value = "")]
+    token: String,
+    /// Pin the load generator's thread to this CPU.
+    #[arg(long, env = "FEP_CPUS", value_parser = parse_cpus)]
+    cpus: Option<CpuList>,
+    /// How long to wait for the last answers once all pings are sent, in ms.
+    #[arg(long, env = "FEP_DRAIN_MS", default_value_t = 5000)]
+    drain_ms: u64,
+    /// Print the summary as one JSON object on the last stdout line.
+    #[arg(long, env = "FEP_JSON")]
+    json: bool,
+    /// Write rtt.hgrm and hop1.hgrm … hop4.hgrm into this directory.
+    #[arg(long, env = "FEP_OUT")]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = parse_or_exit();
+    if cli.size < PING_FRAME_LEN_MIN {
+        return fail(format!(
+            "--size {} is below the smallest ping, {PING_FRAME_LEN_MIN} bytes",
+            cli.size
+        ));
+    }
+    let load = match load(&cli) {
+        Ok(load) => load,
+        Err(e) => return fail(e),
+    };
+    let client = ClientConfig {
+        connections: cli.connections,
+        warmup: cli.warmup,
+        count: cli.count,
+        load,
+        size: cli.size,
+        token: cli.token.clone(),
+        drain_timeout: Nanos::from_millis(cli.drain_ms),
+        trace_max: 0,
+        interval: cli.interval,
+    };
+    // The pongs must fit the client's frame bound, pad included.
+    let mut worker = fep_core::WorkerConfig::default();
+    let frame_len = u32::try_from(cli.size).unwrap_or(u32::MAX);
+    worker.max_frame = worker.max_frame.max(frame_len);
+    worker.output_backlog_max = worker.output_backlog_max.max(2 * cli.size);
+    let config = Config::new()
+        .peers(vec![cli.connect])
+        .cpus(cli.cpus.clone().map(|c| c.0))
+        .worker_config(worker)
+        .handle_signals(true);
+    let workers = match fep_net::run(config, move |_| Client::new(client.clone())) {
+        Ok(workers) => workers,
+        Err(e) => return fail(e),
+    };
+    let mut report = workers[0].service().report().clone();
+    for w in &workers[1..] {
+        report.merge(w.service().report());
+    }
+    let shape = LoadShape {
+        scenario: cli.scenario.clone(),
+        connections: u64::from(cli.connections),
+        inflight: u64::from(cli.inflight),
+        size: cli.size as u64,
+        warmup: cli.warmup,
+        count: cli.count,
+    };
+    let summary = summary(&report, &shape);
+    if let Some(dir) = &cli.out {
+        if let Err(e) = write_histograms(&report, dir) {
+            return fail(format!("cannot write histograms to {}: {e}", dir.display()));
+        }
+    }
+    print!("{}", describe(&summary));
+    if cli.json {
+        match serde_json::to_string(&summary) {
+            Ok(line) => println!("{line}"),
+            Err(e) => return fail(format!("cannot encode the summary: {e}")),
+        }
+    }
+    if report.sent == 0 && cli.warmup + cli.count > 0 {
+        return fail(format!(
+            "no ping could be sent to {} ({} connection errors)",
+            cli.connect, report.errors
+        ));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,181 @@
+//! What the three protocol binaries (mock_exchange, fep_gateway, loadgen)
+//! share: one-line flag errors, the flags common to every driver, and the
+//! `ready <addr>` line.
+
+use std::fmt::Display;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, ValueEnum};
+use fep_core::limits::{FRAME_LENGTH_MAX_CEILING, OUTPUT_BACKLOG_MAX_DEFAULT};
+use fep_core::WorkerConfig;
+use fep_net::{Config, WriteMode};
+
+/// Parses the command line; a bad flag is one line on stderr and exit code
+/// 2 (`--help` and `--version` print as usual).
+pub fn parse_or_exit<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{}: {first}", program());
+            std::process::exit(2);
+        }
+    }
+}
+
+/// One line on stderr, prefixed with the program's name; exit code 1.
+pub fn fail(error: impl Display) -> ExitCode {
+    eprintln!("{}: {error}", program());
+    ExitCode::FAILURE
+}
+
+fn program() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "fep".to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Prints `ready <addr>` and flushes, so a script reading a pipe sees it now.
+pub fn print_ready(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not stop a server: the line is a courtesy.
+    let _ = writeln!(out, "ready {addr}");
+    let _ = out.flush();
+}
+
+/// `--write-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WriteModeArg {
+    /// Write at once, wait for WRITABLE only after WouldBlock.
+    Speculative,
+    /// Always wait for WRITABLE first.
+    Deferred,
+}
+
+impl From<WriteModeArg> for WriteMode {
+    fn from(mode: WriteModeArg) -> WriteMode {
+        match mode {
+            WriteModeArg::Speculative => WriteMode::Speculative,
+            WriteModeArg::Deferred => WriteMode::Deferred,
+        }
+    }
+}
+
+/// A `--cpus` list, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses `--cpus 0,1` or `0-3`.
+pub fn parse_cpus(text: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let bad = || format!("{part:?} is not a CPU id or a range like 2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().map_err(|_| bad())?;
+                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+fn parse_max_frame(text: &str) -> Result<u32, String> {
+    let n: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !(64..=FRAME_LENGTH_MAX_CEILING).contains(&n) {
+        return Err(format!("{n} is outside 64..={FRAME_LENGTH_MAX_CEILING}"));
+    }
+    Ok(n)
+}
+
+/// The driver flags every protocol binary takes.
+#[derive(Clone, Debug, Args)]
+pub struct DriverArgs {
+    /// Worker threads.
+    #[arg(long, env = "FEP_WORKERS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// Pin worker i to the i-th CPU of this list (round robin), e.g. 0,1.
+    #[arg(long, env = "FEP_CPUS", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
+    /// Largest frame length field accepted (PROTOCOL.md max_frame).
+    #[arg(long, env = "FEP_MAX_FRAME", default_value = "65536", value_parser = parse_max_frame)]
+    pub max_frame: u32,
+    /// Unsent bytes one connection may hold before it is cut with
+    /// Error{OVERLOADED}.
+    #[arg(long, env = "FEP_OUTPUT_BACKLOG_MAX", default_value_t = OUTPUT_BACKLOG_MAX_DEFAULT)]
+    pub output_backlog_max: usize,
+    /// speculative: write at once; deferred: always wait for WRITABLE.
+    #[arg(
+        long,
+        env = "FEP_WRITE_MODE",
+        value_enum,
+        default_value = "speculative"
+    )]
+    pub write_mode: WriteModeArg,
+    /// Spin on the poll instead of sleeping (a core per worker).
+    #[arg(long, env = "FEP_BUSY_POLL")]
+    pub busy_poll: bool,
+    /// SO_SNDBUF of every socket in bytes (tests: force partial writes).
+    #[arg(long, env = "FEP_SNDBUF")]
+    pub sndbuf: Option<usize>,
+    /// SO_RCVBUF of every socket in bytes.
+    #[arg(long, env = "FEP_RCVBUF")]
+    pub rcvbuf: Option<usize>,
+}
+
+impl DriverArgs {
+    /// The driver configuration these flags describe.
+    pub fn config(&self) -> Config {
+        let worker = WorkerConfig {
+            max_frame: self.max_frame,
+            // The bound must hold at least one whole frame.
+            output_backlog_max: self.output_backlog_max.max(self.max_frame as usize),
+            ..WorkerConfig::default()
+        };
+        Config::new()
+            .workers(usize::from(self.workers))
+            .cpus(self.cpus.clone().map(|c| c.0))
+            .worker_config(worker)
+            .write_mode(self.write_mode.into())
+            .busy_poll(self.busy_poll)
+            .send_buffer(self.sndbuf)
+            .recv_buffer(self.rcvbuf)
+            .handle_signals(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_take_ids_and_ranges() {
+        assert_eq!(parse_cpus("0,1"), Ok(CpuList(vec![0, 1])));
+        assert_eq!(parse_cpus("1-3,0"), Ok(CpuList(vec![1, 2, 3, 0])));
+        assert!(parse_cpus("a").is_err());
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("").is_err());
+    }
+
+    #[test]
+    fn max_frame_is_bounded() {
+        assert_eq!(parse_max_frame("65536"), Ok(65536));
+        assert!(parse_max_frame("10").is_err());
+        assert!(parse_max_frame("x").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! loadgen's results: the `--json` summary line and the `--out DIR` files.
+
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::Path;
+
+use fep_trading::client::Report;
+use serde_json::Map;
+
+use crate::bench::hgrm::write_hgrm;
+use crate::bench::run::HGRM_FILES;
+use crate::bench::summary::{LatencySummary, LoadgenSummary};
+
+/// The load's settings as the summary repeats them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadShape {
+    /// `--scenario`, if given.
+    pub scenario: Option<String>,
+    /// `--connections`.
+    pub connections: u64,
+    /// `--inflight`.
+    pub inflight: u64,
+    /// `--size`.
+    pub size: u64,
+    /// `--warmup`.
+    pub warmup: u64,
+    /// `--count`.
+    pub count: u64,
+}
+
+/// The CLI.md summary object of a finished run.
+pub fn summary(report: &Report, shape: &LoadShape) -> LoadgenSummary {
+    let elapsed_s = report.elapsed_secs();
+    let measured = report.answered().saturating_sub(shape.warmup);
+    let throughput = if elapsed_s > 0.0 {
+        measured as f64 / elapsed_s
+    } else {
+        0.0
+    };
+    let mut extra = extra(report);
+    extra.insert("achieved_rate".into(), throughput.into());
+    // Hops exist only on a path through a gateway with a shared clock.
+    let hop = |i: usize| {
+        let h = &report.hops[i];
+        (!h.is_empty()).then(|| LatencySummary::from_histogram(h))
+    };
+    LoadgenSummary {
+        scenario: shape.scenario.clone(),
+        connections: shape.connections,
+        inflight: shape.inflight,
+        size: shape.size,
+        count: shape.count,
+        errors: report.errors,
+        rejects: report.rejects,
+        lost: report.lost,
+        drain_timeouts: report.drain_timeouts,
+        window_violations: report.window_violations,
+        elapsed_s,
+        throughput_msgs_per_s: throughput,
+        rtt: LatencySummary::from_histogram(&report.rtt),
+        hop1: hop(0),
+        hop2: hop(1),
+        hop3: hop(2),
+        hop4: hop(3),
+        extra,
+    }
+}
+
+fn extra(report: &Report) -> Map<String, serde_json::Value> {
+    let mut extra = Map::new();
+    extra.insert("sent".into(), report.sent.into());
+    extra.insert("pongs".into(), report.pongs.into());
+    extra.insert("corrupt".into(), report.corrupt.into());
+    extra.insert("clock_skews".into(), report.clock_skews.into());
+    if let Some(rate) = report.intended_rate_per_s() {
+        extra.insert("intended_rate".into(), rate.into());
+    }
+    if !report.intervals.is_empty() {
+        let intervals = report
+            .intervals
+            .iter()
+            .map(|iv| {
+                serde_json::json!({
+                    "at_s": iv.at.as_u64() as f64 / 1e9,
+                    "answers": iv.answers,
+                    "rate_per_s": iv.rate_per_s,
+                    "p50_us": iv.p50_ns as f64 / 1e3,
+                    "p99_us": iv.p99_ns as f64 / 1e3,
+                    "errors": iv.errors,
+                })
+            })
+            .collect();
+        extra.insert("intervals".into(), serde_json::Value::Array(intervals));
+    }
+    extra
+}
+
+/// Writes `rtt.hgrm` and `hop1.hgrm` … `hop4.hgrm` into `dir`.
+pub fn write_histograms(report: &Report, dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let hists = [
+        &report.rtt,
+        &report.hops[0],
+        &report.hops[1],
+        &report.hops[2],
+        &report.hops[3],
+    ];
+    for (name, hist) in HGRM_FILES.iter().zip(hists) {
+        let file = File::create(dir.join(format!("{name}.hgrm")))?;
+        write_hgrm(hist, BufWriter::new(file))?;
+    }
+    Ok(())
+}
+
+/// The human-readable lines printed before (or instead of) the JSON.
+pub fn describe(summary: &LoadgenSummary) -> String {
+    let line = |name: &str, l: &LatencySummary| {
+        format!(
+            "{name:>4}  p50 {:>8.1} us  p90 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1}  max {:>9.1}  mean {:>8.1}\n",
+            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.mean_us
+        )
+    };
+    let mut out = format!(
+        "{} pings over {} connections in {:.3} s ({:.0}/s): errors {} rejects {} lost {} drain_timeouts {} window_violations {}\n",
+        summary.count,
+        summary.connections,
+        summary.elapsed_s,
+        summary.throughput_msgs_per_s,
+        summary.errors,
+        summary.rejects,
+        summary.lost,
+        summary.drain_timeouts,
+        summary.window_violations
+    );
+    out.push_str(&line("rtt", &summary.rtt));
+    for (i, hop) in summary.hops().iter().enumerate() {
+        if let Some(hop) = hop {
+            out.push_str(&line(&format!("hop{}", i + 1), hop));
+        }
+    }
+    out
+}
