@@ -144,6 +144,8 @@ impl<S: Service> Driver<S> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL_MAX);
         let mut ready_reported = false;
         let mut stop_at: Option<Nanos> = None;
+        // The last poll looked without waiting and found nothing.
+        let mut quiet = false;
         let now = monotonic_now();
         self.worker.start(now);
         self.drain(now);
@@ -159,13 +161,23 @@ impl<S: Service> Driver<S> {
                 ready_reported = true;
                 self.control.report_ready();
             }
+            let mut timeout = None;
             if self.draining || self.worker.is_done() {
                 let at = *stop_at.get_or_insert(now + nanos(self.config.drain_timeout));
-                if (self.worker.is_done() && self.is_flushed()) || now >= at {
+                if now >= at {
                     break;
                 }
+                if self.worker.is_done() && self.is_flushed() {
+                    // Done, but input may already wait in the sockets (a
+                    // ping that crossed our last answer): look once more
+                    // without sleeping, and stop only when nothing came.
+                    if quiet {
+                        break;
+                    }
+                    timeout = Some(Duration::ZERO);
+                }
             }
-            let timeout = self.poll_timeout(now, stop_at);
+            let timeout = timeout.or_else(|| self.poll_timeout(now, stop_at));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -173,10 +185,13 @@ impl<S: Service> Driver<S> {
                 eprintln!("worker {}: poll failed, stopping: {e}", self.id.0);
                 break;
             }
+            quiet = timeout == Some(Duration::ZERO) && events.is_empty();
             for event in events.iter() {
                 self.handle_event(event);
             }
-            self.take_handoffs();
+            if self.take_handoffs() > 0 {
+                quiet = false;
+            }
             self.fire_deadlines(monotonic_now());
             self.send_wakes();
         }
@@ -406,8 +421,11 @@ impl<S: Service> Driver<S> {
         self.drain(now);
     }
 
-    fn take_handoffs(&mut self) {
+    /// Delivers the tasks other workers queued for this one; returns how
+    /// many.
+    fn take_handoffs(&mut self) -> usize {
         let me = self.id.index();
+        let mut taken = 0;
         for source in 0..self.handoffs.workers() {
             if source == me {
                 continue;
@@ -416,8 +434,10 @@ impl<S: Service> Driver<S> {
                 let now = monotonic_now();
                 self.worker.handle_handoff(now, task);
                 self.drain(now);
+                taken += 1;
             }
         }
+        taken
     }
 
     fn fire_deadlines(&mut self, now: Nanos) {
