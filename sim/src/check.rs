@@ -12,13 +12,13 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use fep_core::wire::{OP_ERROR, OP_REJECT};
-use fep_core::WorkerId;
+use fep_core::{ErrorCode, WorkerId};
 use fep_trading::client::Report;
 use fep_trading::gateway::RouteTag;
 use fep_trading::msg::{OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ};
 use fep_trading::scenario::{self, Expect};
 
-use crate::faults::Fault;
+use crate::faults::{Fault, FaultKind};
 use crate::run::{pings_of, Hosts, RunConfig};
 use crate::trace::{Dir, HostIx, Recorder, WireEvent};
 
@@ -101,6 +101,7 @@ pub(crate) fn check_run(
     verdicts.push(handshake_first(recorder));
     let answers = client_answers(recorder, &clients);
     verdicts.extend(answers);
+    verdicts.push(reject_codes(recorder, &clients, faults));
     verdicts.push(routing(recorder, hosts.gateway.ix()));
     verdicts.push(no_session_left(recorder, hosts));
     verdicts.push(reports_hold(config, faults, recorder, hosts, reports));
@@ -222,6 +223,51 @@ fn client_answers(recorder: &Recorder, clients: &[HostIx]) -> [Verdict; 4] {
         }
     }
     [once, fifo, same, stamps]
+}
+
+/// A client is refused only for what the faults explain: no upstream
+/// (`UPSTREAM_UNAVAILABLE`) when the exchange crashed or was cut off, a
+/// shed ping (`OVERLOADED`) when handoff queues refused; and never sees an
+/// `Error`.
+fn reject_codes(recorder: &Recorder, clients: &[HostIx], faults: &[Fault]) -> Verdict {
+    let mut v = Verdict::new(
+        "rejects and errors only where faults explain them",
+        Class::Safety,
+    );
+    let mut allowed = Vec::new();
+    for f in faults {
+        match f.kind {
+            FaultKind::Crash | FaultKind::Cut => allowed.push(ErrorCode::UpstreamUnavailable),
+            FaultKind::RefuseHandoff => allowed.push(ErrorCode::Overloaded),
+            _ => {}
+        }
+    }
+    for e in recorder
+        .wire
+        .iter()
+        .filter(|e| clients.contains(&e.host) && e.dir == Dir::In)
+    {
+        let code = ErrorCode::from_u16(e.code);
+        match e.opcode {
+            OP_REJECT if !allowed.contains(&code) => v.fail(format!(
+                "{} {} seq {} at {}: Reject {}",
+                recorder.host_name(e.host),
+                e.local,
+                e.seq,
+                e.at,
+                code.name()
+            )),
+            OP_ERROR => v.fail(format!(
+                "{} {} at {}: Error {}",
+                recorder.host_name(e.host),
+                e.local,
+                e.at,
+                code.name()
+            )),
+            _ => {}
+        }
+    }
+    v
 }
 
 /// On the gateway: a ping goes upstream from the worker its route tag names

@@ -83,7 +83,10 @@ impl FaultKind {
 
     /// Whether pings may legitimately be refused with `Reject` under it.
     pub const fn causes_rejects(self) -> bool {
-        matches!(self, FaultKind::Crash | FaultKind::Cut)
+        matches!(
+            self,
+            FaultKind::Crash | FaultKind::Cut | FaultKind::RefuseHandoff
+        )
     }
 }
 

@@ -14,6 +14,8 @@
 //! 4. The checker looks at the wire, the hosts and the clients' reports.
 
 use std::cell::RefCell;
+
+use rand::Rng;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -90,6 +92,21 @@ impl RunConfig {
             round_trips: 0,
             keep_trace: false,
             sabotage: Sabotage::None,
+        }
+    }
+
+    /// `scenario` with `seed`, the topology drawn from the seed: 1–3
+    /// clients of 1–3 connections with 1–8 pings in flight each, so that a
+    /// sweep also explores the shapes of the load.
+    pub fn seeded(scenario: Scenario, seed: u64, pings: u64, faults: FaultPlan) -> RunConfig {
+        let mut rng = crate::seed::rng(seed, "harness", "topology", 0);
+        RunConfig {
+            pings,
+            faults,
+            clients: rng.random_range(1..=3),
+            connections: rng.random_range(1..=3),
+            inflight: rng.random_range(1..=8),
+            ..RunConfig::new(scenario, seed)
         }
     }
 

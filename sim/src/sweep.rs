@@ -60,8 +60,8 @@ fn summarize(outcome: &Outcome) -> SeedResult {
     }
 }
 
-/// Runs `base` once per seed in `seeds` on `threads` threads.
-pub fn sweep(base: &RunConfig, seeds: Range<u64>, threads: usize) -> Sweep {
+/// Runs `config(seed)` for every seed in `seeds` on `threads` threads.
+pub fn sweep(config: impl Fn(u64) -> RunConfig + Sync, seeds: Range<u64>, threads: usize) -> Sweep {
     let started = Instant::now();
     let next = AtomicU64::new(seeds.start);
     let results = Mutex::new(Vec::new());
@@ -72,10 +72,8 @@ pub fn sweep(base: &RunConfig, seeds: Range<u64>, threads: usize) -> Sweep {
                 if seed >= seeds.end {
                     return;
                 }
-                let config = RunConfig {
-                    seed,
-                    ..base.clone()
-                };
+                let config = config(seed);
+                assert_eq!(config.seed, seed, "a sweep runs the seed it is given");
                 let result = summarize(&run(&config));
                 results
                     .lock()

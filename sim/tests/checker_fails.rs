@@ -25,7 +25,14 @@ fn failed_invariants(config: &RunConfig) -> Vec<&'static str> {
 #[test]
 fn a_gateway_whose_handoff_queues_swap_tasks_is_caught_by_a_sweep() {
     let base = broken(Scenario::S3, Sabotage::SwapHandoffs);
-    let result = sweep(&base, 0..20, default_threads());
+    let result = sweep(
+        |seed| RunConfig {
+            seed,
+            ..base.clone()
+        },
+        0..20,
+        default_threads(),
+    );
     // A seed whose accept spread leaves every session on its own upstream
     // hands nothing off, and has nothing to swap.
     let caught = result.failures().count();
@@ -38,7 +45,14 @@ fn a_gateway_whose_handoff_queues_swap_tasks_is_caught_by_a_sweep() {
 #[test]
 fn a_gateway_that_writes_pongs_to_another_client_is_caught_by_a_sweep() {
     let base = broken(Scenario::S1, Sabotage::CrossWrites);
-    let result = sweep(&base, 0..20, default_threads());
+    let result = sweep(
+        |seed| RunConfig {
+            seed,
+            ..base.clone()
+        },
+        0..20,
+        default_threads(),
+    );
     let caught = result.failures().count();
     assert_eq!(caught, 20, "only {caught} of 20 seeds caught it");
     let names = failed_invariants(&RunConfig { seed: 3, ..base });
@@ -57,7 +71,14 @@ fn a_gateway_that_writes_pongs_to_another_client_is_caught_by_a_sweep() {
 fn the_same_runs_pass_without_the_sabotage() {
     for scenario in [Scenario::S1, Scenario::S3] {
         let base = broken(scenario, Sabotage::None);
-        let result = sweep(&base, 0..20, default_threads());
+        let result = sweep(
+            |seed| RunConfig {
+                seed,
+                ..base.clone()
+            },
+            0..20,
+            default_threads(),
+        );
         assert_eq!(
             result.failures().count(),
             0,

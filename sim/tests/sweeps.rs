@@ -1,4 +1,5 @@
-//! Seed sweeps of every scenario with the fault plans on.
+//! Seed sweeps of every scenario with the fault plans on; each seed also
+//! draws its topology (clients, connections, pings in flight).
 //!
 //! `FEP_SIM_SEEDS=N` runs seeds `0..N` (default 200); `FEP_SIM_SEED=N`
 //! replays seed `N` alone. A failure prints the `fepsim` command that
@@ -45,24 +46,20 @@ fn plan_without(kinds: &[FaultKind]) -> FaultPlan {
     }
 }
 
+/// Pings per seed.
+const PINGS: u64 = 1000;
+
 fn sweep_passes(scenario: Scenario, faults: FaultPlan) {
-    let base = RunConfig {
-        faults,
-        ..RunConfig::new(scenario, 0)
-    };
-    let result = sweep(&base, seeds(), default_threads());
+    let config = |seed| RunConfig::seeded(scenario, seed, PINGS, faults.clone());
+    let result = sweep(config, seeds(), default_threads());
     let failures: Vec<String> = result
         .failures()
         .map(|f| {
-            let config = RunConfig {
-                seed: f.seed,
-                ..base.clone()
-            };
             format!(
                 "seed {}: {}\n  reproduce: {}",
                 f.seed,
                 f.failure.as_deref().unwrap_or(""),
-                config.command()
+                config(f.seed).command()
             )
         })
         .collect();

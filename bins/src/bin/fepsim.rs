@@ -50,6 +50,10 @@ enum Command {
         /// Threads (default: every core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Draw each seed's topology (clients, connections, in flight) from
+        /// the seed instead of the flags.
+        #[arg(long)]
+        vary: bool,
     },
     /// Reduces a failing run's fault plan and ping count.
     Shrink {
@@ -137,10 +141,17 @@ fn main() -> ExitCode {
             run: args,
             seeds,
             threads,
+            vary,
         } => {
             let threads = threads.unwrap_or_else(default_threads);
-            let base = args.config(seeds.start);
-            let result = sweep(&base, seeds.clone(), threads);
+            let config = |seed| {
+                if vary {
+                    RunConfig::seeded(args.scenario, seed, args.pings, args.faults.clone())
+                } else {
+                    args.config(seed)
+                }
+            };
+            let result = sweep(config, seeds.clone(), threads);
             let failures: Vec<_> = result.failures().collect();
             let secs = result.wall.as_secs_f64();
             println!(
@@ -160,7 +171,7 @@ fn main() -> ExitCode {
                     f.seed,
                     f.failure.as_deref().unwrap_or("")
                 );
-                println!("  reproduce: {}", args.config(f.seed).command());
+                println!("  reproduce: {}", config(f.seed).command());
             }
             exit(failures.is_empty())
         }
