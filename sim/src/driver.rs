@@ -85,6 +85,11 @@ pub enum Sabotage {
     /// Now and then a pong goes out on another client connection of the
     /// same worker (misrouting).
     CrossWrites,
+    /// The end of a stream is not reported to the worker: its session
+    /// outlives the connection.
+    IgnoreEof,
+    /// Every handoff is lost on the way.
+    DropHandoffs,
 }
 
 /// Settings of a host's driver that faults may change during a run.
@@ -545,6 +550,9 @@ impl<S: Service> WorkerTask<S> {
                 if self.io(conn).is_some() {
                     self.line(now, format_args!("eof {conn:?}"));
                     self.drop_io(conn, false);
+                    if self.host.knobs.get().sabotage == Sabotage::IgnoreEof {
+                        return;
+                    }
                     self.worker.borrow_mut().handle_closed(now, conn);
                     self.drain(now);
                 }
@@ -867,6 +875,9 @@ impl<S: Service> WorkerTask<S> {
             source: self.id,
             task,
         };
+        if knobs.sabotage == Sabotage::DropHandoffs {
+            return;
+        }
         if knobs.sabotage == Sabotage::SwapHandoffs {
             match self.held[target.index()].take() {
                 None => {

@@ -68,6 +68,61 @@ fn a_gateway_that_writes_pongs_to_another_client_is_caught_by_a_sweep() {
 }
 
 #[test]
+fn a_driver_that_keeps_sessions_of_closed_connections_is_caught() {
+    let base = broken(Scenario::S2, Sabotage::IgnoreEof);
+    let names = failed_invariants(&base);
+    assert_eq!(names, ["no session left after close"]);
+}
+
+#[test]
+fn a_gateway_that_loses_handoffs_never_completes_and_is_caught() {
+    // One client, one connection: when its pings cross workers, its window
+    // fills with pings that never come back and the client never finishes.
+    let base = RunConfig {
+        clients: 1,
+        connections: 1,
+        ..broken(Scenario::S3, Sabotage::DropHandoffs)
+    };
+    let result = sweep(
+        |seed| RunConfig {
+            seed,
+            ..base.clone()
+        },
+        0..10,
+        default_threads(),
+    );
+    let seed = result.failures().next().expect("caught").seed;
+    let names = failed_invariants(&RunConfig { seed, ..base });
+    assert!(names.contains(&"completes after faults heal"), "{names:?}");
+}
+
+#[test]
+fn a_gateway_that_loses_handoffs_under_load_is_caught_by_its_clients() {
+    // With several connections the others go on; the lost pings show in
+    // the reports when the drain deadline passes.
+    let base = broken(Scenario::S3, Sabotage::DropHandoffs);
+    let result = sweep(
+        |seed| RunConfig {
+            seed,
+            ..base.clone()
+        },
+        0..10,
+        default_threads(),
+    );
+    let seed = result.failures().next().expect("caught").seed;
+    let outcome = run(&RunConfig { seed, ..base });
+    let report = outcome
+        .verdicts
+        .iter()
+        .find(|v| v.name == "client reports pass the scenario check")
+        .expect("the report check runs");
+    assert!(
+        report.violations.iter().any(|v| v.contains("lost")),
+        "{report}"
+    );
+}
+
+#[test]
 fn the_same_runs_pass_without_the_sabotage() {
     for scenario in [Scenario::S1, Scenario::S3] {
         let base = broken(scenario, Sabotage::None);
