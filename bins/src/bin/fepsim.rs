@@ -10,6 +10,7 @@
 //! Exit status: 0 when every invariant held, 1 when one broke, 2 on usage
 //! errors.
 
+use std::io::Write as _;
 use std::ops::Range;
 use std::process::ExitCode;
 
@@ -19,6 +20,13 @@ use fep_sim::run::{run, Outcome, RunConfig};
 use fep_sim::sweep::{default_threads, shrink, sweep};
 use fep_trading::scenario::Scenario;
 use hdrhistogram::Histogram;
+
+/// `println!` that ignores a closed stdout (`fepsim … | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "fepsim", about = "Deterministic simulation of the FEP gateway")]
@@ -132,7 +140,7 @@ fn main() -> ExitCode {
             let outcome = run(&config);
             let wall = started.elapsed();
             if let Some(text) = &outcome.trace {
-                print!("{text}");
+                let _ = std::io::stdout().lock().write_all(text.as_bytes());
             }
             print_outcome(&outcome, wall);
             exit(outcome.passed())
@@ -154,7 +162,7 @@ fn main() -> ExitCode {
             let result = sweep(config, seeds.clone(), threads);
             let failures: Vec<_> = result.failures().collect();
             let secs = result.wall.as_secs_f64();
-            println!(
+            out!(
                 "{} {} seeds {}..{} on {threads} threads: {} failed, {:.2} s wall, {} round trips ({:.0}/s)",
                 args.scenario,
                 result.results.len(),
@@ -166,12 +174,12 @@ fn main() -> ExitCode {
                 result.round_trips() as f64 / secs.max(1e-9),
             );
             for f in &failures {
-                println!(
+                out!(
                     "FAIL seed {}: {}",
                     f.seed,
                     f.failure.as_deref().unwrap_or("")
                 );
-                println!("  reproduce: {}", config(f.seed).command());
+                out!("  reproduce: {}", config(f.seed).command());
             }
             exit(failures.is_empty())
         }
@@ -179,14 +187,14 @@ fn main() -> ExitCode {
             let config = args.config(seed);
             match shrink(&config) {
                 None => {
-                    println!("seed {seed} passes: nothing to shrink");
+                    out!("seed {seed} passes: nothing to shrink");
                     ExitCode::SUCCESS
                 }
                 Some(small) => {
                     let outcome = run(&small);
-                    println!("smallest failing run: {}", small.command());
+                    out!("smallest failing run: {}", small.command());
                     for v in outcome.verdicts.iter().filter(|v| !v.passed()) {
-                        println!("{v}");
+                        out!("{v}");
                     }
                     ExitCode::FAILURE
                 }
@@ -215,13 +223,14 @@ fn exit(passed: bool) -> ExitCode {
 
 fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
     let c = &outcome.config;
-    println!("run      {}", c.command());
-    println!(
+    out!("run      {}", c.command());
+    out!(
         "digest   {:016x} ({} trace lines)",
-        outcome.digest, outcome.trace_lines
+        outcome.digest,
+        outcome.trace_lines
     );
     let faults: Vec<String> = outcome.faults.iter().map(ToString::to_string).collect();
-    println!(
+    out!(
         "faults   {}",
         if faults.is_empty() {
             "none".to_string()
@@ -230,20 +239,26 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
         }
     );
     let answered = outcome.answered;
-    println!(
+    out!(
         "time     {:.3} s simulated, {:.3} s wall, {:.0} round trips per wall-second",
         outcome.sim_elapsed.as_u64() as f64 / 1e9,
         wall.as_secs_f64(),
         answered as f64 / wall.as_secs_f64().max(1e-9)
     );
     if let Some(r) = &outcome.report {
-        println!(
+        out!(
             "pings    sent {} pongs {} rejects {} lost {}",
-            r.sent, r.pongs, r.rejects, r.lost
+            r.sent,
+            r.pongs,
+            r.rejects,
+            r.lost
         );
-        println!(
+        out!(
             "hops (simulated ns)  {:>10} {:>10} {:>10} {:>10}",
-            "p50", "p99", "max", "mean"
+            "p50",
+            "p99",
+            "max",
+            "mean"
         );
         print_hist("rtt  t5-t1", &r.rtt);
         let names = ["hop1 t2-t1", "hop2 t3-t2", "hop3 t4-t3", "hop4 t5-t4"];
@@ -252,17 +267,17 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
         }
     }
     for v in &outcome.verdicts {
-        println!("{v}");
+        out!("{v}");
     }
-    println!("{}", if outcome.passed() { "PASS" } else { "FAIL" });
+    out!("{}", if outcome.passed() { "PASS" } else { "FAIL" });
 }
 
 fn print_hist(name: &str, h: &Histogram<u64>) {
     if h.is_empty() {
-        println!("  {name:<18} (none)");
+        out!("  {name:<18} (none)");
         return;
     }
-    println!(
+    out!(
         "  {name:<18} {:>10} {:>10} {:>10} {:>10.0}",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.99),
