@@ -22,6 +22,7 @@ use crate::limits::{
     CLOSE_DISCARD_READS_MAX, DIALS_PER_WORKER_MAX, EVENTS_PER_POLL_MAX, READ_BUF_LEN,
 };
 use crate::socket;
+use crate::stats::IoStats;
 
 /// The worker's listening socket.
 const LISTENER: Token = Token(0);
@@ -104,6 +105,7 @@ pub(crate) struct Driver<S: Service> {
     /// `wake_pending[t]`: this batch handed worker `t` a task.
     wake_pending: Vec<bool>,
     draining: bool,
+    stats: IoStats,
 }
 
 impl<S: Service> Driver<S> {
@@ -135,12 +137,13 @@ impl<S: Service> Driver<S> {
             handoffs,
             wake_pending: vec![false; workers],
             draining: false,
+            stats: IoStats::default(),
         })
     }
 
     /// Runs until the service is done, or a shutdown drained (or timed out),
     /// then closes every socket and gives the worker back.
-    pub(crate) fn run(mut self) -> Worker<S> {
+    pub(crate) fn run(mut self) -> (Worker<S>, IoStats) {
         let mut events = Events::with_capacity(EVENTS_PER_POLL_MAX);
         let mut ready_reported = false;
         let mut stop_at: Option<Nanos> = None;
@@ -185,6 +188,7 @@ impl<S: Service> Driver<S> {
                 eprintln!("worker {}: poll failed, stopping: {e}", self.id.0);
                 break;
             }
+            self.stats.polls += 1;
             quiet = timeout == Some(Duration::ZERO) && events.is_empty();
             for event in events.iter() {
                 self.handle_event(event);
@@ -196,7 +200,7 @@ impl<S: Service> Driver<S> {
             self.send_wakes();
         }
         self.close_all(monotonic_now());
-        self.worker
+        (self.worker, self.stats)
     }
 
     fn begin_drain(&mut self, now: Nanos) {
@@ -288,6 +292,7 @@ impl<S: Service> Driver<S> {
         if socket::configure_stream(&stream, &self.config).is_err() {
             return;
         }
+        self.stats.accepted += 1;
         let now = monotonic_now();
         // `None`: the session table is full; dropping the stream refuses it.
         if let Some(conn) = self.worker.handle_accepted(now) {
@@ -344,6 +349,7 @@ impl<S: Service> Driver<S> {
                 Ok(n) => {
                     // Input of a closing connection is dropped; it is read
                     // only so that the close sends FIN, not RST.
+                    self.stats.reads += 1;
                     if !closing {
                         let now = monotonic_now();
                         self.worker.handle_read(now, conn, &self.read_buf[..n]);
@@ -409,11 +415,13 @@ impl<S: Service> Driver<S> {
         let mut dial = self.dials[slot].take().expect("checked above");
         self.dials_len -= 1;
         if !connected {
+            self.stats.dial_failures += 1;
             let _ = self.poll.registry().deregister(&mut dial.stream);
             self.worker.handle_connect_failed(now, dial.peer);
             self.drain(now);
             return;
         }
+        self.stats.dialed += 1;
         let _ = self.poll.registry().deregister(&mut dial.stream);
         if let Some(conn) = self.worker.handle_connected(now, dial.peer) {
             self.adopt(conn, dial.stream, now);
@@ -435,6 +443,7 @@ impl<S: Service> Driver<S> {
                 self.worker.handle_handoff(now, task);
                 self.drain(now);
                 taken += 1;
+                self.stats.handoffs_received += 1;
             }
         }
         taken
@@ -452,6 +461,7 @@ impl<S: Service> Driver<S> {
                 };
                 if c.closing_until.is_some_and(|at| at <= now) {
                     let id = c.id;
+                    self.stats.lingers_expired += 1;
                     self.finalize(id, now);
                 }
             }
@@ -462,6 +472,7 @@ impl<S: Service> Driver<S> {
                 if self.dials[slot].as_ref().is_some_and(|d| d.deadline <= now) {
                     let mut dial = self.dials[slot].take().expect("checked above");
                     self.dials_len -= 1;
+                    self.stats.dial_failures += 1;
                     let _ = self.poll.registry().deregister(&mut dial.stream);
                     self.worker.handle_connect_failed(now, dial.peer);
                 }
@@ -512,6 +523,7 @@ impl<S: Service> Driver<S> {
             }
             WriteMode::Deferred => {
                 c.blocked = true;
+                self.stats.deferred_waits += 1;
                 // Re-arming an edge-triggered registration reports the
                 // socket's current readiness: the event comes next poll.
                 let token = conn_token(conn);
@@ -536,14 +548,22 @@ impl<S: Service> Driver<S> {
         };
         loop {
             let pending = self.worker.transmit_buf(conn);
+            let pending_len = pending.len();
             if pending.is_empty() {
                 c.blocked = false;
                 return Flush::Done;
             }
             match (&c.stream).write(pending) {
                 Ok(0) => return Flush::Failed,
-                Ok(n) => self.worker.handle_written(conn, n),
+                Ok(n) => {
+                    self.stats.writes += 1;
+                    if n < pending_len {
+                        self.stats.partial_writes += 1;
+                    }
+                    self.worker.handle_written(conn, n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stats.would_blocks += 1;
                     c.blocked = true;
                     return Flush::Blocked;
                 }
@@ -646,12 +666,19 @@ impl<S: Service> Driver<S> {
     fn handoff(&mut self, target: WorkerId, task: S::Task, now: Nanos) {
         let t = target.index();
         if t >= self.handoffs.workers() || !self.control.is_alive(t) {
+            self.stats.handoffs_refused += 1;
             self.worker.handle_handoff_refused(now, target, task);
             return;
         }
         match self.handoffs.queue(self.id.index(), t).push(task) {
-            Ok(()) => self.wake_pending[t] = true,
-            Err(task) => self.worker.handle_handoff_refused(now, target, task),
+            Ok(()) => {
+                self.stats.handoffs_sent += 1;
+                self.wake_pending[t] = true;
+            }
+            Err(task) => {
+                self.stats.handoffs_refused += 1;
+                self.worker.handle_handoff_refused(now, target, task);
+            }
         }
     }
 

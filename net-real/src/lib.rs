@@ -41,6 +41,7 @@ mod driver;
 mod error;
 pub mod limits;
 mod socket;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -58,6 +59,7 @@ pub use clock::monotonic_now;
 pub use config::{Config, WriteMode};
 pub use control::{Readiness, ShutdownHandle};
 pub use error::NetError;
+pub use stats::IoStats;
 
 use control::{Control, Handoffs};
 use driver::{Driver, WAKER};
@@ -160,9 +162,33 @@ where
     Ok(running)
 }
 
+/// A worker that stopped, with what its event loop did.
+pub struct Stopped<S: Service> {
+    /// The worker, its sessions closed; its service holds the reports.
+    pub worker: Worker<S>,
+    /// The event loop's counters.
+    pub io: IoStats,
+}
+
+impl<S: Service> fmt::Debug for Stopped<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopped")
+            .field("worker", &self.worker.id())
+            .field("io", &self.io)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Service> Stopped<S> {
+    /// The worker's service.
+    pub fn service(&self) -> &S {
+        self.worker.service()
+    }
+}
+
 /// Starts the workers and waits until all have stopped: the services are
 /// done, or a shutdown (a signal, with [`Config::handle_signals`]) drained.
-pub fn run<S, F>(config: Config, factory: F) -> Result<Vec<Worker<S>>, NetError>
+pub fn run<S, F>(config: Config, factory: F) -> Result<Vec<Stopped<S>>, NetError>
 where
     S: Service + Send,
     S::Task: Send,
@@ -222,7 +248,7 @@ struct Setup<T> {
     started: mpsc::Sender<Result<(), NetError>>,
 }
 
-fn worker_thread<S, F>(setup: Setup<S::Task>, factory: &F) -> Option<Worker<S>>
+fn worker_thread<S, F>(setup: Setup<S::Task>, factory: &F) -> Option<Stopped<S>>
 where
     S: Service,
     F: Fn(WorkerId) -> S,
@@ -272,9 +298,9 @@ where
     };
     let _ = started.send(Ok(()));
     drop(started);
-    let worker = driver.run();
+    let (worker, io) = driver.run();
     drop(guard);
-    Some(worker)
+    Some(Stopped { worker, io })
 }
 
 /// Stops the whole process's workers when one panics, so `join` returns.
@@ -320,7 +346,7 @@ fn install_signals(control: &Arc<Control>) -> Result<SignalThread, NetError> {
 /// Dropping it without [`Running::join`] stops the workers at once.
 pub struct Running<S: Service> {
     control: Arc<Control>,
-    threads: Vec<JoinHandle<Option<Worker<S>>>>,
+    threads: Vec<JoinHandle<Option<Stopped<S>>>>,
     local_addr: Option<SocketAddr>,
     signals: Option<SignalThread>,
 }
@@ -360,12 +386,12 @@ impl<S: Service> Running<S> {
     }
 
     /// Waits for every worker to stop and gives the workers back, in worker
-    /// order, so the caller can read their services (reports).
-    pub fn join(mut self) -> Result<Vec<Worker<S>>, NetError> {
+    /// order, so the caller can read their services (reports) and counters.
+    pub fn join(mut self) -> Result<Vec<Stopped<S>>, NetError> {
         self.join_threads()
     }
 
-    fn join_threads(&mut self) -> Result<Vec<Worker<S>>, NetError> {
+    fn join_threads(&mut self) -> Result<Vec<Stopped<S>>, NetError> {
         let mut workers = Vec::with_capacity(self.threads.len());
         let mut panicked = None;
         for (index, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {

@@ -82,7 +82,7 @@ fn assert_healthy(report: &Report, pings: u64, through_gateway: bool) {
     assert_eq!(report.pongs, pings);
 }
 
-fn stop<S: fep_core::Service + Send>(running: Running<S>) -> Vec<fep_core::Worker<S>>
+fn stop<S: fep_core::Service + Send>(running: Running<S>) -> Vec<fep_net::Stopped<S>>
 where
     S::Task: Send,
     S::Data: Send,
@@ -113,9 +113,16 @@ fn every_scenario_keeps_order_and_loses_nothing_through_the_gateway() {
             let gw = gateway(ex.local_addr().unwrap(), workers, routing, mode);
             let report = load(gw.local_addr().unwrap(), pings(10, 1000));
             assert_healthy(&report, 1100, true);
-            let stats: Vec<_> = stop(gw).iter().map(|w| w.service().stats()).collect();
+            let stopped = stop(gw);
+            let stats: Vec<_> = stopped.iter().map(|w| w.service().stats()).collect();
             let handoffs: u64 = stats.iter().map(|s| s.handoffs).sum();
             assert_eq!(handoffs > 0, routing == Routing::Handoff, "{stats:?}");
+            let io: Vec<_> = stopped.iter().map(|w| w.io).collect();
+            let sent: u64 = io.iter().map(|io| io.handoffs_sent).sum();
+            let received: u64 = io.iter().map(|io| io.handoffs_received).sum();
+            assert_eq!((sent, received), (handoffs, handoffs), "{io:?}");
+            let waits: u64 = io.iter().map(|io| io.deferred_waits).sum();
+            assert_eq!(waits > 0, mode == WriteMode::Deferred, "{io:?}");
         }
     }
     stop(ex);
@@ -158,7 +165,12 @@ fn small_socket_buffers_force_partial_writes_without_loss() {
         .recv_buffer(small);
     let workers = fep_net::run(config, move |_| Client::new(client.clone())).unwrap();
     assert_healthy(workers[0].service().report(), 5_100, false);
-    stop(ex);
+    let client_io = workers[0].io;
+    let exchange_io = stop(ex)[0].io;
+    // The fallback was taken, on both sides, and nothing else went wrong.
+    assert!(client_io.would_blocks > 0, "{client_io}");
+    assert!(exchange_io.would_blocks > 0, "{exchange_io}");
+    assert_eq!(exchange_io.lingers_expired, 0);
 }
 
 #[test]

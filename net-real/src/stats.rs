@@ -1,0 +1,59 @@
+//! What a worker's event loop did: counters for comparing write modes and
+//! checking that a path was taken (a `WouldBlock`, a handoff refusal).
+
+use std::fmt;
+
+/// Counters of one worker's I/O, kept without atomics (one thread each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Polls of the event loop.
+    pub polls: u64,
+    /// `read` calls that returned bytes.
+    pub reads: u64,
+    /// `write` calls that wrote bytes.
+    pub writes: u64,
+    /// Writes that took less than what was pending.
+    pub partial_writes: u64,
+    /// Writes that met `WouldBlock`: output then waits for `WRITABLE`.
+    pub would_blocks: u64,
+    /// Deferred mode: waits for `WRITABLE` armed before writing.
+    pub deferred_waits: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Dials that connected.
+    pub dialed: u64,
+    /// Dials that failed or timed out.
+    pub dial_failures: u64,
+    /// Tasks queued for other workers.
+    pub handoffs_sent: u64,
+    /// Tasks received from other workers.
+    pub handoffs_received: u64,
+    /// Tasks given back to the service: a full queue or a stopped target.
+    pub handoffs_refused: u64,
+    /// Closing connections cut when their linger ran out.
+    pub lingers_expired: u64,
+}
+
+impl fmt::Display for IoStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "polls {} reads {} writes {} partial {} would_block {} deferred_waits {} \
+             accepted {} dialed {} dial_failures {} handoffs sent {} received {} refused {} \
+             lingers_expired {}",
+            self.polls,
+            self.reads,
+            self.writes,
+            self.partial_writes,
+            self.would_blocks,
+            self.deferred_waits,
+            self.accepted,
+            self.dialed,
+            self.dial_failures,
+            self.handoffs_sent,
+            self.handoffs_received,
+            self.handoffs_refused,
+            self.lingers_expired
+        )
+    }
+}
