@@ -87,24 +87,21 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// The invariants of a run, in order: safety, then liveness.
+/// The invariants of a run, in order: safety, then liveness. `wire` has
+/// seen every frame of the run.
 pub(crate) fn check_run(
     config: &RunConfig,
     faults: &[Fault],
     hosts: &Hosts,
     recorder: &Recorder,
+    wire: WireCheck,
     reports: &[Option<Report>],
     failures: Vec<String>,
 ) -> Vec<Verdict> {
-    let clients: Vec<HostIx> = hosts.clients.iter().map(|c| c.ix()).collect();
-    let mut verdicts = Vec::new();
-    verdicts.push(handshake_first(recorder));
-    let answers = client_answers(recorder, &clients);
-    verdicts.extend(answers);
-    verdicts.push(reject_codes(recorder, &clients, faults));
-    verdicts.push(routing(recorder, hosts.gateway.ix()));
+    let answers = wire.answers.clone();
+    let mut verdicts = wire.finish(recorder);
     verdicts.push(no_session_left(recorder, hosts));
-    verdicts.push(reports_hold(config, faults, recorder, hosts, reports));
+    verdicts.push(reports_hold(config, faults, &answers, hosts, reports));
     let mut liveness = Verdict::new("completes after faults heal", Class::Liveness);
     for f in failures {
         liveness.fail(f);
@@ -120,30 +117,6 @@ fn key(e: &WireEvent) -> ConnKey {
     (e.host, e.local, e.peer)
 }
 
-/// Nothing but the hand-shake (or an `Error`) goes out on a connection
-/// before it is hand-shaked: before the acceptor sent its ack, or the
-/// initiator received it.
-fn handshake_first(recorder: &Recorder) -> Verdict {
-    let mut v = Verdict::new("nothing sent before the hand-shake", Class::Safety);
-    let mut shaken: BTreeMap<ConnKey, bool> = BTreeMap::new();
-    for e in &recorder.wire {
-        let done = shaken.entry(key(e)).or_insert(false);
-        match (e.dir, e.opcode) {
-            (Dir::Out, OP_ROLE_HELLO_ACK) | (Dir::In, OP_ROLE_HELLO_ACK) => *done = true,
-            (Dir::Out, OP_ROLE_HELLO_REQ | OP_ERROR) | (Dir::In, _) => {}
-            (Dir::Out, op) if !*done => v.fail(format!(
-                "{} {} -> {}: opcode {op} sent at {} before the hand-shake",
-                recorder.host_name(e.host),
-                e.local,
-                e.peer,
-                e.at
-            )),
-            (Dir::Out, _) => {}
-        }
-    }
-    v
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Sent {
     seq: u64,
@@ -151,28 +124,109 @@ struct Sent {
     pad: u64,
 }
 
-/// On every client connection: each answer is for a ping in flight
-/// (exactly once), a pong is for the oldest ping still in flight (FIFO; a
-/// `Reject` may overtake, as PROTOCOL.md orders pongs only), a pong carries its own ping's `t1` and
-/// pad (it came back on the connection that sent it), and its stamps are
-/// ordered `t1 ≤ t2 ≤ t3 ≤ t4 ≤ t5`, `t5` being when it was read.
-fn client_answers(recorder: &Recorder, clients: &[HostIx]) -> [Verdict; 4] {
-    let mut once = Verdict::new("every ping answered exactly once", Class::Safety);
-    let mut fifo = Verdict::new("per-connection FIFO", Class::Safety);
-    let mut same = Verdict::new("pong on the connection that sent the ping", Class::Safety);
-    let mut stamps = Verdict::new("t1 <= t2 <= t3 <= t4 <= t5", Class::Safety);
-    let mut windows: BTreeMap<ConnKey, VecDeque<Sent>> = BTreeMap::new();
-    for e in recorder.wire.iter().filter(|e| clients.contains(&e.host)) {
-        let window = windows.entry(key(e)).or_default();
-        let here = || {
-            format!(
-                "{} {} seq {} at {}",
-                recorder.host_name(e.host),
-                e.local,
-                e.seq,
-                e.at
-            )
-        };
+/// The invariants read off the wire, checked frame by frame as the run
+/// goes, so that a run of any length needs memory only for what is in
+/// flight.
+///
+/// - Nothing but the hand-shake (or an `Error`) goes out on a connection
+///   before it is hand-shaked: before the acceptor sent its ack, or the
+///   initiator received it.
+/// - On every client connection: each answer is for a ping in flight
+///   (exactly once); a pong is for the oldest ping still in flight (FIFO; a
+///   `Reject` may overtake, as PROTOCOL.md orders pongs only); a pong
+///   carries its own ping's `t1` and pad (it came back on the connection
+///   that sent it); its stamps are ordered `t1 ≤ t2 ≤ t3 ≤ t4 ≤ t5`, `t5`
+///   being when it was read.
+/// - A client is refused only for what the faults explain: no upstream
+///   (`UPSTREAM_UNAVAILABLE`) when the exchange crashed or was cut off, a
+///   shed ping (`OVERLOADED`) when handoff queues refused; it never reads
+///   an `Error`.
+/// - On the gateway: a ping goes upstream from the worker its route tag
+///   names as target; a pong goes out on the very client connection (and
+///   worker) the tag names as origin.
+#[derive(Debug)]
+pub struct WireCheck {
+    clients: Vec<HostIx>,
+    gateway: HostIx,
+    allowed: Vec<ErrorCode>,
+    shaken: BTreeMap<ConnKey, bool>,
+    windows: BTreeMap<ConnKey, VecDeque<Sent>>,
+    /// Pongs and `Reject`s each client host read.
+    answers: BTreeMap<HostIx, (u64, u64)>,
+    handshake: Verdict,
+    once: Verdict,
+    fifo: Verdict,
+    same: Verdict,
+    stamps: Verdict,
+    rejects: Verdict,
+    routing: Verdict,
+}
+
+impl WireCheck {
+    /// Checks for a run with these client hosts, this gateway host, and
+    /// these faults.
+    pub fn new(clients: Vec<HostIx>, gateway: HostIx, faults: &[Fault]) -> WireCheck {
+        let mut allowed = Vec::new();
+        for f in faults {
+            match f.kind {
+                FaultKind::Crash | FaultKind::Cut => allowed.push(ErrorCode::UpstreamUnavailable),
+                FaultKind::RefuseHandoff => allowed.push(ErrorCode::Overloaded),
+                _ => {}
+            }
+        }
+        WireCheck {
+            clients,
+            gateway,
+            allowed,
+            shaken: BTreeMap::new(),
+            windows: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            handshake: Verdict::new("nothing sent before the hand-shake", Class::Safety),
+            once: Verdict::new("every ping answered exactly once", Class::Safety),
+            fifo: Verdict::new("per-connection FIFO", Class::Safety),
+            same: Verdict::new("pong on the connection that sent the ping", Class::Safety),
+            stamps: Verdict::new("t1 <= t2 <= t3 <= t4 <= t5", Class::Safety),
+            rejects: Verdict::new(
+                "rejects and errors only where faults explain them",
+                Class::Safety,
+            ),
+            routing: Verdict::new("gateway routes by the tag", Class::Safety),
+        }
+    }
+
+    /// Pongs and `Reject`s read by all clients.
+    pub fn answered(&self) -> u64 {
+        self.answers.values().map(|(p, r)| p + r).sum()
+    }
+
+    /// One frame, as host `names[e.host]` wrote or read it.
+    pub fn event(&mut self, e: &WireEvent, names: &[String]) {
+        let name = names[usize::from(e.host)].as_str();
+        self.handshake_event(e, name);
+        if self.clients.contains(&e.host) {
+            self.client_event(e, name);
+        }
+        if e.host == self.gateway && e.dir == Dir::Out && e.route != 0 {
+            self.routing_event(e);
+        }
+    }
+
+    fn handshake_event(&mut self, e: &WireEvent, name: &str) {
+        let done = self.shaken.entry(key(e)).or_insert(false);
+        match (e.dir, e.opcode) {
+            (Dir::Out, OP_ROLE_HELLO_ACK) | (Dir::In, OP_ROLE_HELLO_ACK) => *done = true,
+            (Dir::Out, OP_ROLE_HELLO_REQ | OP_ERROR) | (Dir::In, _) => {}
+            (Dir::Out, op) if !*done => self.handshake.fail(format!(
+                "{name} {} -> {}: opcode {op} sent at {} before the hand-shake",
+                e.local, e.peer, e.at
+            )),
+            (Dir::Out, _) => {}
+        }
+    }
+
+    fn client_event(&mut self, e: &WireEvent, name: &str) {
+        let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
+        let window = self.windows.entry(key(e)).or_default();
         match (e.dir, e.opcode) {
             (Dir::Out, OP_PERF_PING) => window.push_back(Sent {
                 seq: e.seq,
@@ -180,20 +234,33 @@ fn client_answers(recorder: &Recorder, clients: &[HostIx]) -> [Verdict; 4] {
                 pad: e.pad,
             }),
             (Dir::In, OP_PERF_PONG | OP_REJECT) => {
+                let counts = self.answers.entry(e.host).or_default();
+                if e.opcode == OP_PERF_PONG {
+                    counts.0 += 1;
+                } else {
+                    counts.1 += 1;
+                    let code = ErrorCode::from_u16(e.code);
+                    if !self.allowed.contains(&code) {
+                        self.rejects
+                            .fail(format!("{}: Reject {}", here(), code.name()));
+                    }
+                }
                 let Some(pos) = window.iter().position(|s| s.seq == e.seq) else {
-                    once.fail(format!("{}: answer for no ping in flight", here()));
-                    continue;
+                    self.once
+                        .fail(format!("{}: answer for no ping in flight", here()));
+                    return;
                 };
                 let sent = window.remove(pos).expect("position is in range");
                 if e.opcode == OP_REJECT {
                     // PROTOCOL.md orders pongs; a Reject may overtake.
-                    continue;
+                    return;
                 }
                 if pos != 0 {
-                    fifo.fail(format!("{}: pong before {pos} older pings", here()));
+                    self.fifo
+                        .fail(format!("{}: pong before {pos} older pings", here()));
                 }
                 if e.t[0] != sent.t1 || e.pad != sent.pad {
-                    same.fail(format!(
+                    self.same.fail(format!(
                         "{}: pong carries t1 {} (sent {}) or another pad",
                         here(),
                         e.t[0],
@@ -203,98 +270,67 @@ fn client_answers(recorder: &Recorder, clients: &[HostIx]) -> [Verdict; 4] {
                 let [t1, t2, t3, t4] = e.t;
                 let t5 = e.at.as_u64();
                 if t2 == 0 || t4 == 0 || !(t1 <= t2 && t2 <= t3 && t3 <= t4 && t4 <= t5) {
-                    stamps.fail(format!("{}: t = {:?}, t5 = {t5}", here(), e.t));
+                    self.stamps
+                        .fail(format!("{}: t = {:?}, t5 = {t5}", here(), e.t));
                 }
+            }
+            (Dir::In, OP_ERROR) => {
+                let code = ErrorCode::from_u16(e.code);
+                self.rejects.fail(format!(
+                    "{name} {} at {}: Error {}",
+                    e.local,
+                    e.at,
+                    code.name()
+                ));
             }
             _ => {}
         }
     }
-    for ((host, local, _), window) in &windows {
-        let open = recorder
-            .open
-            .iter()
-            .any(|c| c.host == *host && c.local == *local);
-        if open && !window.is_empty() {
-            once.fail(format!(
-                "{} {local}: {} pings unanswered on a connection still open",
-                recorder.host_name(*host),
-                window.len()
-            ));
-        }
-    }
-    [once, fifo, same, stamps]
-}
 
-/// A client is refused only for what the faults explain: no upstream
-/// (`UPSTREAM_UNAVAILABLE`) when the exchange crashed or was cut off, a
-/// shed ping (`OVERLOADED`) when handoff queues refused; and never sees an
-/// `Error`.
-fn reject_codes(recorder: &Recorder, clients: &[HostIx], faults: &[Fault]) -> Verdict {
-    let mut v = Verdict::new(
-        "rejects and errors only where faults explain them",
-        Class::Safety,
-    );
-    let mut allowed = Vec::new();
-    for f in faults {
-        match f.kind {
-            FaultKind::Crash | FaultKind::Cut => allowed.push(ErrorCode::UpstreamUnavailable),
-            FaultKind::RefuseHandoff => allowed.push(ErrorCode::Overloaded),
-            _ => {}
-        }
-    }
-    for e in recorder
-        .wire
-        .iter()
-        .filter(|e| clients.contains(&e.host) && e.dir == Dir::In)
-    {
-        let code = ErrorCode::from_u16(e.code);
-        match e.opcode {
-            OP_REJECT if !allowed.contains(&code) => v.fail(format!(
-                "{} {} seq {} at {}: Reject {}",
-                recorder.host_name(e.host),
-                e.local,
-                e.seq,
-                e.at,
-                code.name()
-            )),
-            OP_ERROR => v.fail(format!(
-                "{} {} at {}: Error {}",
-                recorder.host_name(e.host),
-                e.local,
-                e.at,
-                code.name()
-            )),
-            _ => {}
-        }
-    }
-    v
-}
-
-/// On the gateway: a ping goes upstream from the worker its route tag names
-/// as target; a pong goes out on the very client connection (and worker)
-/// the tag names as origin.
-fn routing(recorder: &Recorder, gateway: HostIx) -> Verdict {
-    let mut v = Verdict::new("gateway routes by the tag", Class::Safety);
-    for e in recorder
-        .wire
-        .iter()
-        .filter(|e| e.host == gateway && e.dir == Dir::Out && e.route != 0)
-    {
+    fn routing_event(&mut self, e: &WireEvent) {
         let tag = RouteTag::from_bits(e.route);
         let worker = WorkerId(e.worker);
         match e.opcode {
-            OP_PERF_PING if tag.target != worker => v.fail(format!(
+            OP_PERF_PING if tag.target != worker => self.routing.fail(format!(
                 "ping seq {} for upstream w{} left from w{} at {}",
                 e.seq, tag.target.0, e.worker, e.at
             )),
-            OP_PERF_PONG if tag.origin != worker || tag.conn != e.conn => v.fail(format!(
-                "pong seq {} for w{} {:?} left on w{} {:?} at {}",
-                e.seq, tag.origin.0, tag.conn, e.worker, e.conn, e.at
-            )),
+            OP_PERF_PONG if tag.origin != worker || tag.conn != e.conn => {
+                self.routing.fail(format!(
+                    "pong seq {} for w{} {:?} left on w{} {:?} at {}",
+                    e.seq, tag.origin.0, tag.conn, e.worker, e.conn, e.at
+                ))
+            }
             _ => {}
         }
     }
-    v
+
+    /// The verdicts, once the run is over: pings still unanswered on a
+    /// connection that is still open break "exactly once".
+    fn finish(mut self, recorder: &Recorder) -> Vec<Verdict> {
+        for ((host, local, _), window) in &self.windows {
+            let open = recorder
+                .open
+                .iter()
+                .any(|c| c.host == *host && c.local == *local);
+            if open && !window.is_empty() {
+                self.once.fail(format!(
+                    "{} {local}: {} pings unanswered on a connection still open",
+                    recorder.host_name(*host),
+                    window.len()
+                ));
+            }
+        }
+        vec![
+            self.handshake,
+            self.once,
+            self.fifo,
+            self.same,
+            self.stamps,
+            self.rejects,
+            self.routing,
+        ]
+    }
 }
 
 /// After the run quiesces, every host's workers hold exactly the sessions
@@ -347,7 +383,7 @@ fn no_session_left(recorder: &Recorder, hosts: &Hosts) -> Verdict {
 fn reports_hold(
     config: &RunConfig,
     faults: &[Fault],
-    recorder: &Recorder,
+    answers: &BTreeMap<HostIx, (u64, u64)>,
     hosts: &Hosts,
     reports: &[Option<Report>],
 ) -> Verdict {
@@ -367,18 +403,7 @@ fn reports_hold(
         for violation in scenario::check(report, &expect) {
             v.fail(format!("{}: {violation}", client.name()));
         }
-        let (mut pongs, mut rejects) = (0, 0);
-        for e in recorder
-            .wire
-            .iter()
-            .filter(|e| e.host == client.ix() && e.dir == Dir::In)
-        {
-            match e.opcode {
-                OP_PERF_PONG => pongs += 1,
-                OP_REJECT => rejects += 1,
-                _ => {}
-            }
-        }
+        let (pongs, rejects) = answers.get(&client.ix()).copied().unwrap_or_default();
         if (pongs, rejects) != (report.pongs, report.rejects) {
             v.fail(format!(
                 "{}: report counts {} pongs {} rejects, the wire {pongs} and {rejects}",

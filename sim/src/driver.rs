@@ -674,11 +674,7 @@ impl<S: Service> WorkerTask<S> {
         let mut seen = Vec::new();
         io.observer
             .observe(Dir::In, bytes, template, |e| seen.push(e));
-        self.host
-            .recorder
-            .borrow_mut()
-            .wire
-            .extend_from_slice(&seen);
+        self.host.recorder.borrow_mut().wire_events(&seen);
         self.line(
             now,
             format_args!(
@@ -774,11 +770,7 @@ impl<S: Service> WorkerTask<S> {
             .observe(Dir::Out, &bytes, template, |e| seen.push(e));
         let hash = crate::trace::fnv1a64(&bytes) as u32;
         let _ = io.writer.send(WriteCmd::Data(bytes));
-        self.host
-            .recorder
-            .borrow_mut()
-            .wire
-            .extend_from_slice(&seen);
+        self.host.recorder.borrow_mut().wire_events(&seen);
         self.line(now, format_args!("send {target:?} {n}B h={hash:08x}"));
         self.worker.borrow_mut().handle_written(conn, n);
     }

@@ -19,18 +19,16 @@ use rand::Rng;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use fep_core::wire::OP_REJECT;
 use fep_core::{Nanos, WorkerConfig};
 use fep_trading::client::{Client, ClientConfig, Load, Report, RoundTrip};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::{Gateway, GatewayConfig};
-use fep_trading::msg::OP_PERF_PONG;
 use fep_trading::scenario::Scenario;
 
-use crate::check::{self, Verdict};
+use crate::check::{self, Verdict, WireCheck};
 use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
 use crate::faults::{Fault, FaultKind, FaultPlan};
-use crate::trace::{Dir, Recorder, SharedRecorder};
+use crate::trace::{Recorder, SharedRecorder};
 
 /// The exchange's port.
 pub const EXCHANGE_PORT: u16 = 10_000;
@@ -41,14 +39,21 @@ pub const GATEWAY_PORT: u16 = 9_000;
 pub const EPOCH_SECS: u64 = 1_767_225_600;
 /// Steps allowed for the gateway to become ready.
 pub const STARTUP_MS_MAX: u64 = 1_000;
-/// Simulated time a run may take beyond its last fault's healing.
+/// Simulated time without an answer, once every fault healed, that fails
+/// liveness (longer than a client's drain deadline, so a client that gives
+/// up on lost pings still finishes inside it).
 pub const LIVENESS_GRACE_MS: u64 = 3_000;
+/// A run longer than this many [`RunConfig::horizon_ms`] (after its last
+/// fault healed) fails liveness even while answers trickle in.
+pub const RUN_HORIZONS_MAX: u64 = 20;
 /// Simulated time after the clients finish, for closes to propagate.
 pub const QUIESCE_MS: u64 = 30;
 /// How long a client waits for the last answers.
 pub const CLIENT_DRAIN_MS: u64 = 1_000;
 /// A dial that has not completed by then has failed.
 pub const CONNECT_TIMEOUT_MS: u64 = 20;
+const _: () = assert!(LIVENESS_GRACE_MS > CLIENT_DRAIN_MS);
+
 /// Base latency of every link: 0 or 1 ms (turmoil draws within the range).
 pub const LINK_LATENCY_MS_MAX: u64 = 2;
 
@@ -282,6 +287,10 @@ pub fn run(config: &RunConfig) -> Outcome {
     let faults = config
         .faults
         .resolve(config.seed, config.horizon_ms(), config.clients);
+    let clients = hosts.clients.iter().map(Host::ix).collect();
+    recorder
+        .borrow_mut()
+        .check_wire(WireCheck::new(clients, hosts.gateway.ix(), &faults));
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
@@ -323,7 +332,10 @@ pub fn run(config: &RunConfig) -> Outcome {
     }
     schedule.sort();
     let last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
-    let deadline_ms = last_heal.max(start_ms + config.horizon_ms()) + LIVENESS_GRACE_MS;
+    // A livelock still answers now and then: past this the run has failed
+    // whatever its progress.
+    let deadline_ms = last_heal.max(start_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+    let mut progress = (0, start_ms);
     let mut next = 0;
     let mut begun = vec![false; faults.len()];
     let mut ended = vec![false; faults.len()];
@@ -353,10 +365,21 @@ pub fn run(config: &RunConfig) -> Outcome {
         if all_done {
             break;
         }
+        let answered = recorder.borrow().answered();
+        if answered != progress.0 {
+            progress = (answered, now_ms);
+        }
+        let quiet_since = progress.1.max(last_heal);
+        if now_ms > quiet_since + LIVENESS_GRACE_MS {
+            failures.push(format!(
+                "no answer for {} ms after the faults healed (at {now_ms} ms, last fault healed at {last_heal} ms)",
+                now_ms - quiet_since
+            ));
+            break;
+        }
         if now_ms > deadline_ms {
             failures.push(format!(
-                "clients not done {} ms after the last fault healed (at {now_ms} ms)",
-                now_ms - last_heal
+                "clients still running at {now_ms} ms, {RUN_HORIZONS_MAX}× the expected length"
             ));
             break;
         }
@@ -398,11 +421,17 @@ pub fn run(config: &RunConfig) -> Outcome {
         .and_then(Option::as_ref)
         .map(|r| r.trace.clone())
         .unwrap_or_default();
+    let wire = recorder
+        .borrow_mut()
+        .take_wire_check()
+        .expect("installed before the run");
+    let answered = wire.answered();
     let verdicts = check::check_run(
         config,
         &faults,
         &hosts,
         &recorder.borrow(),
+        wire,
         &reports,
         failures,
     );
@@ -420,16 +449,6 @@ pub fn run(config: &RunConfig) -> Outcome {
             })
         });
     let recorder = recorder.borrow();
-    let client_ixs: Vec<_> = hosts.clients.iter().map(Host::ix).collect();
-    let answered = recorder
-        .wire
-        .iter()
-        .filter(|e| {
-            e.dir == Dir::In
-                && client_ixs.contains(&e.host)
-                && matches!(e.opcode, OP_PERF_PONG | OP_REJECT)
-        })
-        .count() as u64;
     Outcome {
         answered,
         config: config.clone(),

@@ -1,5 +1,6 @@
 //! The record of a run: a text trace with its digest, what went over the
-//! wire frame by frame, and which connections are open.
+//! wire frame by frame (handed to the wire check as it happens), and which
+//! connections are open.
 //!
 //! Every host of a simulation writes into one [`Recorder`] (the simulation
 //! runs on one thread, so it is shared as `Rc<RefCell<_>>`). The digest is
@@ -12,6 +13,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use fep_core::{ConnId, Nanos};
+
+use crate::check::WireCheck;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -98,8 +101,9 @@ pub struct Recorder {
     lines: u64,
     line: String,
     text: Option<String>,
-    /// Every frame written or read, in the order the drivers saw them.
-    pub wire: Vec<WireEvent>,
+    /// The wire invariants, fed every frame written or read, in the order
+    /// the drivers saw them.
+    wire: Option<WireCheck>,
     /// Connections open now.
     pub open: Vec<OpenConn>,
 }
@@ -117,7 +121,7 @@ impl Recorder {
             lines: 0,
             line: String::with_capacity(160),
             text: keep_text.then(String::new),
-            wire: Vec::new(),
+            wire: None,
             open: Vec::new(),
         }
     }
@@ -168,6 +172,30 @@ impl Recorder {
     /// The trace text, if kept.
     pub fn text(&self) -> Option<&str> {
         self.text.as_deref()
+    }
+
+    /// From now on, every frame goes through `check`.
+    pub fn check_wire(&mut self, check: WireCheck) {
+        self.wire = Some(check);
+    }
+
+    /// The wire check, with what it has seen.
+    pub fn take_wire_check(&mut self) -> Option<WireCheck> {
+        self.wire.take()
+    }
+
+    /// Answers the clients have read so far (0 without a wire check).
+    pub fn answered(&self) -> u64 {
+        self.wire.as_ref().map_or(0, WireCheck::answered)
+    }
+
+    /// Frames written or read by a driver.
+    pub fn wire_events(&mut self, events: &[WireEvent]) {
+        if let Some(check) = &mut self.wire {
+            for e in events {
+                check.event(e, &self.hosts);
+            }
+        }
     }
 
     /// A connection opened.
