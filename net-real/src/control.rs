@@ -1,7 +1,7 @@
 //! What the workers of one process share: the shutdown flag, readiness, the
 //! wakers, and the handoff queues.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,10 @@ pub(crate) struct Control {
     force: AtomicBool,
     /// `alive[i]`: worker `i` still takes handoffs.
     alive: Vec<AtomicBool>,
+    /// `done[i]`: worker `i`'s service is done and its output flushed.
+    done: Vec<AtomicBool>,
+    /// How many of `done` are set.
+    done_count: AtomicUsize,
     wakers: Vec<Waker>,
     progress: Mutex<Progress>,
     changed: Condvar,
@@ -48,6 +52,8 @@ impl Control {
             shutdown: AtomicBool::new(false),
             force: AtomicBool::new(false),
             alive: (0..workers).map(|_| AtomicBool::new(true)).collect(),
+            done: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            done_count: AtomicUsize::new(0),
             wakers,
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
@@ -93,6 +99,28 @@ impl Control {
         self.alive[worker].load(Ordering::Acquire)
     }
 
+    /// Marks worker `worker` done (or busy again). The workers of a process
+    /// stop together, once all are done: a worker that finished early still
+    /// takes the tasks of those that drain (a ping handed over in the last
+    /// instant is forwarded, not refused). The last one wakes the others.
+    pub(crate) fn set_done(&self, worker: usize, done: bool) {
+        if self.done[worker].swap(done, Ordering::SeqCst) == done {
+            return;
+        }
+        if done {
+            if self.done_count.fetch_add(1, Ordering::SeqCst) + 1 == self.workers {
+                self.wake_all();
+            }
+        } else {
+            self.done_count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether every worker is done.
+    pub(crate) fn all_done(&self) -> bool {
+        self.done_count.load(Ordering::SeqCst) == self.workers
+    }
+
     pub(crate) fn report_ready(&self) {
         let mut p = self.progress.lock().expect("progress lock");
         p.ready += 1;
@@ -101,6 +129,8 @@ impl Control {
 
     pub(crate) fn report_exited(&self, worker: usize) {
         self.alive[worker].store(false, Ordering::Release);
+        // A stopped worker holds nobody back.
+        self.set_done(worker, true);
         let mut p = self.progress.lock().expect("progress lock");
         p.exited += 1;
         self.changed.notify_all();

@@ -149,6 +149,8 @@ impl<S: Service> Driver<S> {
         let mut stop_at: Option<Nanos> = None;
         // The last poll looked without waiting and found nothing.
         let mut quiet = false;
+        let me = self.id.index();
+        let mut counted_done = false;
         let now = monotonic_now();
         self.worker.start(now);
         self.drain(now);
@@ -170,15 +172,30 @@ impl<S: Service> Driver<S> {
                 if now >= at {
                     break;
                 }
-                if self.worker.is_done() && self.is_flushed() {
-                    // Done, but input may already wait in the sockets (a
-                    // ping that crossed our last answer): look once more
-                    // without sleeping, and stop only when nothing came.
-                    if quiet {
-                        break;
-                    }
+            }
+            // Done, but input may already wait in the sockets (a ping that
+            // crossed our last answer): a done worker looks once more
+            // without sleeping before it counts itself done, and stops only
+            // when every worker is done and one more look found nothing.
+            let finished = self.worker.is_done() && self.is_flushed();
+            if !finished {
+                if counted_done {
+                    counted_done = false;
+                    self.control.set_done(me, false);
+                }
+            } else if !counted_done {
+                if quiet {
+                    counted_done = true;
+                    self.control.set_done(me, true);
+                } else {
                     timeout = Some(Duration::ZERO);
                 }
+            }
+            if counted_done && self.control.all_done() {
+                if quiet {
+                    break;
+                }
+                timeout = Some(Duration::ZERO);
             }
             let timeout = timeout.or_else(|| self.poll_timeout(now, stop_at));
             if let Err(e) = self.poll.poll(&mut events, timeout) {

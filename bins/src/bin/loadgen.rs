@@ -4,6 +4,7 @@
 //! object as the last stdout line; `--out DIR` writes the `.hgrm` files.
 //! SIGINT/SIGTERM stop the run early and still print what was measured.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -181,12 +182,20 @@ fn main() -> ExitCode {
             return fail(format!("cannot write histograms to {}: {e}", dir.display()));
         }
     }
-    print!("{}", describe(&summary));
+    let mut text = describe(&summary);
     if cli.json {
         match serde_json::to_string(&summary) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => text.push_str(&line),
             Err(e) => return fail(format!("cannot encode the summary: {e}")),
         }
+        text.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        return fail(format!("cannot write the summary: {e}"));
     }
     if report.sent == 0 && cli.warmup + cli.count > 0 {
         return fail(format!(

@@ -41,7 +41,13 @@ fn main() -> ExitCode {
         );
     }
     match running.join() {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(stopped) => {
+            // For the logs: what each worker's event loop did.
+            for (i, w) in stopped.iter().enumerate() {
+                eprintln!("worker {i}: {}", w.io);
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => fail(e),
     }
 }
