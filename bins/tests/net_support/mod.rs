@@ -71,6 +71,7 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("{name} printed no ready line");
                 }
             }
