@@ -284,6 +284,15 @@ fn a_missing_binary_is_a_clear_failure() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_what_loadgen_measured_marked_partial() {
+    interrupt_stops_cleanly(rustix::process::Signal::INT);
+}
+
+#[test]
+fn a_closed_terminal_stops_the_children_like_ctrl_c() {
+    interrupt_stops_cleanly(rustix::process::Signal::HUP);
+}
+
+fn interrupt_stops_cleanly(signal: rustix::process::Signal) {
     let fakes = Fakes::new();
     let child = fakes
         .command(&["run", "s1", "--pin", "none"])
@@ -298,7 +307,7 @@ fn ctrl_c_stops_cleanly_and_keeps_what_loadgen_measured_marked_partial() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let summary = summary_in(&run_dirs(&fakes.results())[0]);

@@ -200,7 +200,11 @@ impl CommonOpts {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         // Ctrl-C only raises the flag: fepbench then stops its children
         // itself (they are in their own process groups and never see it),
         // each within its grace period, so none is left running.
