@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use fep_sim::faults::{FaultItem, FaultKind, FaultPlan};
+use fep_sim::faults::FaultPlan;
 use fep_sim::run::RunConfig;
 use fep_sim::sweep::{default_threads, sweep};
 use fep_trading::scenario::Scenario;
@@ -28,21 +28,6 @@ fn seeds() -> Range<u64> {
     match env_u64("FEP_SIM_SEED") {
         Some(seed) => seed..seed + 1,
         None => 0..env_u64("FEP_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT),
-    }
-}
-
-fn plan_without(kinds: &[FaultKind]) -> FaultPlan {
-    FaultPlan {
-        items: FaultKind::ALL
-            .into_iter()
-            .filter(|k| !kinds.contains(k))
-            .map(|kind| FaultItem {
-                kind,
-                at_ms: None,
-                for_ms: None,
-                target: None,
-            })
-            .collect(),
     }
 }
 
@@ -83,12 +68,7 @@ fn s2_keeps_every_invariant_under_every_fault() {
     sweep_passes(Scenario::S2, FaultPlan::all());
 }
 
-// Without `refusehandoff`: a refused Forward is answered with a Reject at
-// once, ahead of the client's older pings, and the client counts that as a
-// window violation (see the simulation's report to the lead). Add it back
-// when the gateway keeps answer order or the client accepts a Reject that
-// overtakes.
 #[test]
-fn s3_keeps_every_invariant_under_every_fault_but_refused_handoffs() {
-    sweep_passes(Scenario::S3, plan_without(&[FaultKind::RefuseHandoff]));
+fn s3_keeps_every_invariant_under_every_fault() {
+    sweep_passes(Scenario::S3, FaultPlan::all());
 }

@@ -154,8 +154,9 @@ pub struct Report {
     pub lost: u64,
     /// Connections still waiting for answers when the drain deadline passed.
     pub drain_timeouts: u64,
-    /// Answers that were not for the oldest ping in flight on their
-    /// connection (out of order, duplicated or unsolicited).
+        /// Answers out of order or for no ping in flight: a pong that is not for
+    /// the oldest ping in flight on its connection, a `Reject` for a seq not
+    /// in flight (rejects may overtake pongs; pongs keep send order).
     pub window_violations: u64,
     /// Pongs whose pad did not come back unchanged.
     pub corrupt: u64,
@@ -537,7 +538,7 @@ impl Client {
     }
 
     /// Settles the oldest ping on link `i` if it is `seq`.
-    fn settle(&mut self, i: usize, seq: u64) -> Option<InFlight> {
+        fn settle(&mut self, i: usize, seq: u64) -> Option<InFlight> {
         let window = &mut self.links[i].window;
         match window.front() {
             Some(&ping) if ping.seq == seq => {
@@ -549,6 +550,18 @@ impl Client {
                 None
             }
         }
+    }
+
+    /// Settles ping `seq` on link `i` wherever it is in the window: a
+    /// `Reject` may overtake older pings (a gateway sheds a ping at once
+    /// while older ones are still out), only pongs keep send order.
+    fn settle_rejected(&mut self, i: usize, seq: u64) -> Option<InFlight> {
+        let window = &mut self.links[i].window;
+        let Some(at) = window.iter().position(|p| p.seq == seq) else {
+            self.report.window_violations += 1;
+            return None;
+        };
+        window.remove(at)
     }
 
     /// Counts an answer; true when it falls in the measured phase.
@@ -628,7 +641,7 @@ impl Client {
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(payload)?;
         let i = self.link_of(cx, conn);
-        let Some(InFlight { t1, .. }) = self.settle(i, reject.seq) else {
+                let Some(InFlight { t1, .. }) = self.settle_rejected(i, reject.seq) else {
             return Ok(());
         };
         self.report.rejects += 1;
