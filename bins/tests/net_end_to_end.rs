@@ -244,9 +244,8 @@ fn sigterm_mid_run_answers_every_ping_in_flight_and_exits_0() {
     );
     // Only pings sent after their connection's last answer can go missing.
     assert!(summary.lost <= 4 * 8, "{summary:?}");
-    // Not checked: `window_violations`. A draining gateway answers a new
-    // ping's Reject{SHUTTING_DOWN} at once, ahead of older pings' pongs
-    // (the service's choice, not the driver's), which loadgen counts.
+    // Rejects may overtake older pongs; loadgen allows that, not disorder.
+    assert_eq!(summary.window_violations, 0, "{summary:?}");
     eprintln!("{rejects} rejects of {} answers", frames.len());
     assert!(exchange.terminate(GRACE).success());
 }

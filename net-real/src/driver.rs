@@ -104,6 +104,10 @@ pub(crate) struct Driver<S: Service> {
     handoffs: Arc<Handoffs<S::Task>>,
     /// `wake_pending[t]`: this batch handed worker `t` a task.
     wake_pending: Vec<bool>,
+    /// `refusing[t]`: a task for `t` was refused during this drain; later
+    /// ones are refused too, so the service gets them back in order.
+    refusing: Vec<bool>,
+    refusing_any: bool,
     draining: bool,
     stats: IoStats,
 }
@@ -136,6 +140,8 @@ impl<S: Service> Driver<S> {
             control,
             handoffs,
             wake_pending: vec![false; workers],
+            refusing: vec![false; workers],
+            refusing_any: false,
             draining: false,
             stats: IoStats::default(),
         })
@@ -511,6 +517,10 @@ impl<S: Service> Driver<S> {
 
     /// Carries out every effect the engine has queued.
     fn drain(&mut self, now: Nanos) {
+        if self.refusing_any {
+            self.refusing_any = false;
+            self.refusing.fill(false);
+        }
         while let Some(effect) = self.worker.poll_effect() {
             match effect {
                 Effect::Transmit { conn } => self.transmit(conn, now),
@@ -658,6 +668,7 @@ impl<S: Service> Driver<S> {
         let mut stream = match socket::dial(addr, &self.config) {
             Ok(stream) => stream,
             Err(_) => {
+                self.stats.dial_failures += 1;
                 self.worker.handle_connect_failed(now, peer);
                 return;
             }
@@ -682,7 +693,7 @@ impl<S: Service> Driver<S> {
 
     fn handoff(&mut self, target: WorkerId, task: S::Task, now: Nanos) {
         let t = target.index();
-        if t >= self.handoffs.workers() || !self.control.is_alive(t) {
+        if t >= self.handoffs.workers() || !self.control.is_alive(t) || self.refusing[t] {
             self.stats.handoffs_refused += 1;
             self.worker.handle_handoff_refused(now, target, task);
             return;
@@ -693,6 +704,10 @@ impl<S: Service> Driver<S> {
                 self.wake_pending[t] = true;
             }
             Err(task) => {
+                // The target may drain its queue a moment later: without
+                // this, a later task could slip in ahead of this one.
+                self.refusing[t] = true;
+                self.refusing_any = true;
                 self.stats.handoffs_refused += 1;
                 self.worker.handle_handoff_refused(now, target, task);
             }

@@ -7,7 +7,10 @@
 //!   handoff queues.
 //! - Handoffs: one bounded lock-free queue per (source, target) pair and a
 //!   `mio::Waker` per target, so order holds per pair. A full queue gives
-//!   the task back to the service ([`fep_core::Worker::handle_handoff_refused`]).
+//!   the task back to the service ([`fep_core::Worker::handle_handoff_refused`]);
+//!   once one task for a target is refused, the later ones of the same
+//!   drain are refused too, so the service gets them back in order and a
+//!   retry cannot be overtaken.
 //! - Writes are speculative by default: the engine's output buffer is written
 //!   as soon as it fills, and only a `WouldBlock` makes the worker wait for
 //!   `WRITABLE`. [`WriteMode::Deferred`] is the comparison point.

@@ -361,3 +361,76 @@ fn deadlines_are_nanos_on_the_monotonic_clock() {
     assert!(b - a >= Nanos::from_millis(2));
     let _ = WorkerId(0);
 }
+
+#[test]
+fn a_full_handoff_queue_gives_the_task_back_to_the_service() {
+    // One slot per worker pair: pipelined pings across workers overflow it,
+    // the gateway sheds pings (Reject) or retries answers, and every ping
+    // is still answered exactly once, pongs in order. (Refusals to a target
+    // are sticky within one drain, so a retried answer is not overtaken.)
+    let ex = exchange(Config::new());
+    let config = Config::new()
+        .listen(loopback())
+        .peers(vec![ex.local_addr().unwrap()])
+        .workers(2)
+        .handoff_capacity(1);
+    let gw_config = GatewayConfig {
+        workers: 2,
+        routing: Routing::Handoff,
+        ..GatewayConfig::default()
+    };
+    let gw = fep_net::start(config, move |id| Gateway::new(id, gw_config.clone())).unwrap();
+    assert_eq!(gw.wait_ready(READY_TIMEOUT), Readiness::Ready);
+    let client = ClientConfig {
+        load: Load::Pipelined { inflight: 64 },
+        ..pings(8, 20_000)
+    };
+    let report = load(gw.local_addr().unwrap(), client);
+    let stopped = stop(gw);
+    let stats: Vec<_> = stopped.iter().map(|w| w.service().stats()).collect();
+    assert_eq!(report.sent, report.pongs + report.rejects + report.lost);
+    assert_eq!(
+        (
+            report.lost,
+            report.errors,
+            report.corrupt,
+            report.window_violations
+        ),
+        (0, 0, 0, 0),
+        "drain timeouts {} window violations {} {stats:?}",
+        report.drain_timeouts,
+        report.window_violations
+    );
+    let io: Vec<_> = stopped.iter().map(|w| w.io).collect();
+    let refused: u64 = io.iter().map(|io| io.handoffs_refused).sum();
+    assert!(refused > 0, "{io:?}");
+    stop(ex);
+}
+
+#[test]
+fn a_dial_that_never_completes_fails_at_the_connect_timeout() {
+    // A listener whose accept queue is full drops new SYNs: a dial to it
+    // hangs until our connect timeout.
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&loopback().into()).unwrap();
+    full.listen(0).unwrap();
+    let addr = full.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<_> = (0..2)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()
+        })
+        .collect();
+    assert!(!fillers.is_empty());
+    let config = Config::new()
+        .peers(vec![addr])
+        .connect_timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let workers = fep_net::run(config, |_| Client::new(pings(2, 10))).unwrap();
+    assert_eq!(workers[0].service().report().errors, 2);
+    assert_eq!(workers[0].io.dial_failures, 2);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}
