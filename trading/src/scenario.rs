@@ -184,3 +184,200 @@ fn hops_sum_to_rtt(report: &Report, expect: &Expect, fail: &mut impl FnMut(Strin
         ));
     }
 }
+
+/// Scenario bodies written once and run by every driver: the in-memory
+/// harness, the simulator and the real backend each provide an [`Arm`]
+/// that turns a [`Spec`] into a run and its client [`Report`].
+pub mod conformance {
+    use super::{check, Expect, Scenario};
+    use crate::client::{Answer, Report};
+    use crate::gateway::RouteTag;
+
+    /// What to run: a scenario and a pipelined load.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Spec {
+        /// Gateway workers and routing.
+        pub scenario: Scenario,
+        /// Client connections.
+        pub connections: u32,
+        /// Pings in flight per connection.
+        pub inflight: u32,
+        /// Pings in all (no warm-up).
+        pub pings: u64,
+        /// Round trips the report's trace must keep (the first ones).
+        pub trace: usize,
+    }
+
+    /// A driver's way of running a [`Spec`].
+    pub trait Arm {
+        /// The driver's name, for failure messages.
+        fn name(&self) -> &str;
+        /// Runs `spec` through client → gateway → exchange; the client's
+        /// report, with at least `spec.trace` round trips kept.
+        fn run(&mut self, spec: &Spec) -> Report;
+    }
+
+    /// Every body, by name.
+    pub const BODIES: &[(&str, fn(&mut dyn Arm))] = &[
+        (
+            "every_scenario_answers_every_ping_in_order",
+            every_scenario_answers_every_ping_in_order,
+        ),
+        (
+            "local_routing_never_crosses_workers",
+            local_routing_never_crosses_workers,
+        ),
+        (
+            "handoff_routing_crosses_workers_by_session",
+            handoff_routing_crosses_workers_by_session,
+        ),
+        (
+            "one_ping_in_flight_keeps_strict_alternation",
+            one_ping_in_flight_keeps_strict_alternation,
+        ),
+    ];
+
+    /// Runs every body on `arm`.
+    pub fn run_all(arm: &mut dyn Arm) {
+        for (_, body) in BODIES {
+            body(arm);
+        }
+    }
+
+    fn healthy(arm: &mut dyn Arm, spec: Spec) -> Report {
+        let report = arm.run(&spec);
+        let expect = Expect {
+            pings: spec.pings,
+            rejects_allowed: false,
+            losses_allowed: false,
+            through_gateway: true,
+        };
+        let violations = check(&report, &expect);
+        assert!(
+            violations.is_empty(),
+            "{} arm, {spec:?}: {violations:?}",
+            arm.name()
+        );
+        assert_eq!(
+            report.pongs,
+            spec.pings,
+            "{} arm, {spec:?}: every ping answered by a pong",
+            arm.name()
+        );
+        report
+    }
+
+    fn tags(report: &Report) -> impl Iterator<Item = (u32, RouteTag)> + '_ {
+        report
+            .trace
+            .iter()
+            .filter(|rt| rt.answer == Answer::Pong)
+            .map(|rt| (rt.conn, RouteTag::from_bits(rt.route)))
+    }
+
+    /// s1, s2, s3 with 4 connections × 8 in flight: accounting, order, stamp
+    /// order, hops summing to the rtt.
+    pub fn every_scenario_answers_every_ping_in_order(arm: &mut dyn Arm) {
+        for scenario in Scenario::ALL {
+            let report = healthy(
+                arm,
+                Spec {
+                    scenario,
+                    connections: 4,
+                    inflight: 8,
+                    pings: 2_000,
+                    trace: 2_000,
+                },
+            );
+            for conn in 0..4 {
+                let mut seqs = report
+                    .trace
+                    .iter()
+                    .filter(|rt| rt.conn == conn)
+                    .map(|rt| rt.seq);
+                let first = seqs.next().expect("every connection carried pings");
+                assert!(
+                    seqs.try_fold(first, |prev, seq| (seq == prev + 1).then_some(seq))
+                        .is_some(),
+                    "{} arm, {scenario}: connection {conn} answered out of order",
+                    arm.name()
+                );
+            }
+        }
+    }
+
+    /// s2: every ping takes the upstream of the worker that owns its client.
+    pub fn local_routing_never_crosses_workers(arm: &mut dyn Arm) {
+        let report = healthy(
+            arm,
+            Spec {
+                scenario: Scenario::S2,
+                connections: 8,
+                inflight: 2,
+                pings: 800,
+                trace: 800,
+            },
+        );
+        assert!(
+            tags(&report).all(|(_, t)| t.origin == t.target),
+            "{} arm: s2 crossed workers",
+            arm.name()
+        );
+    }
+
+    /// s3: a connection's pings always take the same path, and over enough
+    /// connections some cross workers and some do not.
+    pub fn handoff_routing_crosses_workers_by_session(arm: &mut dyn Arm) {
+        let report = healthy(
+            arm,
+            Spec {
+                scenario: Scenario::S3,
+                connections: 8,
+                inflight: 2,
+                pings: 800,
+                trace: 800,
+            },
+        );
+        let mut paths: Vec<(u32, u16, u16)> = tags(&report)
+            .map(|(c, t)| (c, t.origin.0, t.target.0))
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let conns: Vec<u32> = paths.iter().map(|p| p.0).collect();
+        assert!(
+            conns.windows(2).all(|w| w[0] != w[1]),
+            "{} arm: a connection changed path: {paths:?}",
+            arm.name()
+        );
+        assert!(
+            paths.iter().any(|p| p.1 != p.2),
+            "{} arm: no session crossed workers: {paths:?}",
+            arm.name()
+        );
+        assert!(
+            paths.iter().any(|p| p.1 == p.2),
+            "{} arm: every session crossed: {paths:?}",
+            arm.name()
+        );
+    }
+
+    /// One connection, one ping in flight, through the handoff path: each
+    /// ping leaves after the previous answer arrived.
+    pub fn one_ping_in_flight_keeps_strict_alternation(arm: &mut dyn Arm) {
+        let report = healthy(
+            arm,
+            Spec {
+                scenario: Scenario::S3,
+                connections: 1,
+                inflight: 1,
+                pings: 300,
+                trace: 300,
+            },
+        );
+        assert!(
+            report.trace.windows(2).all(|w| w[1].t[0] >= w[0].t[4]),
+            "{} arm: a ping left before the previous answer",
+            arm.name()
+        );
+    }
+}
