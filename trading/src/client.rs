@@ -154,7 +154,7 @@ pub struct Report {
     pub lost: u64,
     /// Connections still waiting for answers when the drain deadline passed.
     pub drain_timeouts: u64,
-        /// Answers out of order or for no ping in flight: a pong that is not for
+    /// Answers out of order or for no ping in flight: a pong that is not for
     /// the oldest ping in flight on its connection, a `Reject` for a seq not
     /// in flight (rejects may overtake pongs; pongs keep send order).
     pub window_violations: u64,
@@ -538,7 +538,7 @@ impl Client {
     }
 
     /// Settles the oldest ping on link `i` if it is `seq`.
-        fn settle(&mut self, i: usize, seq: u64) -> Option<InFlight> {
+    fn settle(&mut self, i: usize, seq: u64) -> Option<InFlight> {
         let window = &mut self.links[i].window;
         match window.front() {
             Some(&ping) if ping.seq == seq => {
@@ -641,7 +641,7 @@ impl Client {
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(payload)?;
         let i = self.link_of(cx, conn);
-                let Some(InFlight { t1, .. }) = self.settle_rejected(i, reject.seq) else {
+        let Some(InFlight { t1, .. }) = self.settle_rejected(i, reject.seq) else {
             return Ok(());
         };
         self.report.rejects += 1;
