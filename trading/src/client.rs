@@ -32,6 +32,9 @@ use crate::msg::{
 use crate::schedule::Schedule;
 use crate::Role;
 
+/// Connections a client dials at once; the rest wait their turn.
+pub const DIALS_IN_FLIGHT_MAX: usize = 64;
+
 /// Longest latency a histogram records: one hour, in ns.
 pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 
@@ -250,6 +253,8 @@ impl Report {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LinkState {
+    /// Not dialled yet: dials are paced.
+    Idle,
     Dialing,
     Hello,
     Ready,
@@ -365,7 +370,7 @@ impl Client {
         let links = (0..config.connections)
             .map(|_| Link {
                 conn: None,
-                state: LinkState::Dialing,
+                state: LinkState::Idle,
                 next_seq: 1,
                 window: VecDeque::with_capacity(window),
             })
@@ -708,11 +713,24 @@ impl Client {
         Ok(())
     }
 
+    /// Dials the next idle connection, if any. At most
+    /// [`DIALS_IN_FLIGHT_MAX`] dials are in flight: each finished dial starts
+    /// the next, so ten thousand connections do not hit a driver's bound on
+    /// dials in progress (or the listener's accept backlog) all at once.
+    fn dial_next(&mut self, cx: &mut Context<'_, Self>) {
+        if let Some(link) = self.links.iter_mut().find(|l| l.state == LinkState::Idle) {
+            link.state = LinkState::Dialing;
+            cx.connect(PeerId(0));
+        }
+    }
+
     fn maybe_start(&mut self, cx: &mut Context<'_, Self>) {
-        let pending = self
-            .links
-            .iter()
-            .any(|l| matches!(l.state, LinkState::Dialing | LinkState::Hello));
+        let pending = self.links.iter().any(|l| {
+            matches!(
+                l.state,
+                LinkState::Idle | LinkState::Dialing | LinkState::Hello
+            )
+        });
         if self.phase == Phase::Connecting && !pending {
             self.phase = Phase::Running;
             let now = cx.now();
@@ -807,8 +825,8 @@ impl Service for Client {
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
-        for _ in &self.links {
-            cx.connect(PeerId(0));
+        for _ in 0..DIALS_IN_FLIGHT_MAX {
+            self.dial_next(cx);
         }
     }
 
@@ -827,6 +845,7 @@ impl Service for Client {
         };
         self.links[i].conn = Some(conn);
         self.links[i].state = LinkState::Hello;
+        self.dial_next(cx);
         if let Some(data) = cx.data_mut(conn) {
             *data = LinkIndex(i as u32);
         }
@@ -856,6 +875,7 @@ impl Service for Client {
         {
             self.lose_link(cx, i);
         }
+        self.dial_next(cx);
     }
 
     fn on_timeout(&mut self, cx: &mut Context<'_, Self>) {

@@ -209,3 +209,39 @@ fn open_loop_latency_counts_from_the_intended_time_when_the_path_falls_behind() 
     );
     assert!(report.rtt.max() > report.rtt.min() * 100);
 }
+
+#[test]
+fn dials_are_paced_and_every_connection_gets_its_turn() {
+    use fep_core::{Effect, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
+    use fep_trading::client::{Client, DIALS_IN_FLIGHT_MAX};
+    let config = ClientConfig {
+        connections: 1_000,
+        ..Default::default()
+    };
+    let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
+    let dials = |w: &mut Worker<Client>| {
+        std::iter::from_fn(|| w.poll_effect())
+            .filter(|e| matches!(e, Effect::Connect { .. }))
+            .count()
+    };
+    w.start(Nanos(1));
+    assert_eq!(dials(&mut w), DIALS_IN_FLIGHT_MAX);
+    w.handle_connected(Nanos(2), PeerId(0)).unwrap();
+    assert_eq!(dials(&mut w), 1, "a finished dial starts the next");
+    w.handle_connect_failed(Nanos(3), PeerId(0));
+    assert_eq!(dials(&mut w), 1, "so does a failed one");
+    // In memory, all 1,000 connect, hand-shake and carry pings.
+    let client = ClientConfig {
+        connections: 1_000,
+        warmup: 0,
+        count: 3_000,
+        ..Default::default()
+    };
+    let mut h = Harness::new(HarnessConfig {
+        client,
+        ..Default::default()
+    });
+    h.run();
+    let report = h.client().service().report();
+    assert_eq!((report.pongs, report.errors), (3_000, 0));
+}
