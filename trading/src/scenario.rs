@@ -217,8 +217,11 @@ pub mod conformance {
         fn run(&mut self, spec: &Spec) -> Report;
     }
 
+    /// A scenario body: runs specs on an arm and asserts what it saw.
+    pub type Body = fn(&mut dyn Arm);
+
     /// Every body, by name.
-    pub const BODIES: &[(&str, fn(&mut dyn Arm))] = &[
+    pub const BODIES: &[(&str, Body)] = &[
         (
             "every_scenario_answers_every_ping_in_order",
             every_scenario_answers_every_ping_in_order,
