@@ -447,6 +447,11 @@ impl<S: Service> Worker<S> {
         &mut self.service
     }
 
+    /// The service, once the worker is stopped (reports, counters).
+    pub fn into_service(self) -> S {
+        self.service
+    }
+
     /// Open sessions.
     pub fn sessions_len(&self) -> usize {
         self.sessions.len()
