@@ -17,7 +17,16 @@ const FAKE: &str = r#"#!/bin/sh
 name=$(basename "$0")
 echo "$name $*" >> "$FAKE_ARGS_LOG"
 case "$name" in
-  mock_exchange|fep_gateway|tokio_proxy)
+  cc)
+    # The C compiler: "compiles" the relay into a copy of this script.
+    out=""; prev=""
+    for a in "$@"; do
+      if [ "$prev" = "-o" ]; then out="$a"; fi
+      prev="$a"
+    done
+    cp "$0" "$out"
+    ;;
+  mock_exchange|fep_gateway|tokio_proxy|epoll_relay)
     if [ "$name" = "$FAKE_DIE" ]; then
       echo "fake $name: cannot bind 127.0.0.1:0 (address in use)" >&2
       exit 2
@@ -25,6 +34,7 @@ case "$name" in
     case "$name" in
       mock_exchange) port=10001 ;;
       fep_gateway) port=9001 ;;
+      epoll_relay) port=9003 ;;
       *) port=9002 ;;
     esac
     trap 'exit 0' TERM INT
@@ -60,7 +70,13 @@ impl Fakes {
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
-        for name in ["mock_exchange", "fep_gateway", "tokio_proxy", "loadgen"] {
+        for name in [
+            "mock_exchange",
+            "fep_gateway",
+            "tokio_proxy",
+            "loadgen",
+            "cc",
+        ] {
             let path = bin.join(name);
             std::fs::write(&path, FAKE).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -89,6 +105,8 @@ impl Fakes {
             .env("FAKE_ARGS_LOG", self.root.path().join("args.log"))
             .env("FAKE_HGRM", self.root.path().join("fixture.hgrm"))
             .env("FAKE_JSON", JSON)
+            // The baseline's C relay is "compiled" by the stand-in cc.
+            .env("CC", self.root.path().join("bin/cc"))
             .stdin(Stdio::null());
         cmd
     }
@@ -394,25 +412,62 @@ fn summarize_of_an_empty_dir_fails_with_one_line() {
     );
 }
 
+/// The `--scenario` of each loadgen started, in order.
+fn loadgen_scenarios(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.starts_with("loadgen"))
+        .map(|l| {
+            l.split("--scenario ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The one baseline directory under the results.
+fn baseline_dir(fakes: &Fakes) -> PathBuf {
+    let base: Vec<PathBuf> = std::fs::read_dir(fakes.results().join("baseline"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(base.len(), 1, "{base:?}");
+    base.into_iter().next().unwrap()
+}
+
+const BASELINE_ARGS: [&str; 7] = [
+    "baseline",
+    "--count",
+    "500",
+    "--pipelined-count",
+    "1000",
+    "--pin",
+    "none",
+];
+
 #[test]
 fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
     let fakes = Fakes::new();
-    let out = fakes.run(
-        &[
-            "baseline",
-            "--count",
-            "500",
-            "--pipelined-count",
-            "1000",
-            "--pin",
-            "none",
-        ],
-        &[],
-    );
+    let out = fakes.run(&BASELINE_ARGS, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let log = fakes.args_log();
+    assert_eq!(
+        loadgen_scenarios(&log),
+        [
+            "direct",
+            "tokio",
+            "c-relay",
+            "gateway",
+            "deferred",
+            "tokio-pipelined",
+            "c-relay-pipelined",
+            "gateway-pipelined"
+        ]
+    );
     let loadgens: Vec<&String> = log.iter().filter(|l| l.starts_with("loadgen")).collect();
-    assert_eq!(loadgens.len(), 6);
     assert!(
         loadgens[0].starts_with("loadgen --connect 127.0.0.1:10001"),
         "direct: {}",
@@ -423,25 +478,173 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
         "tokio: {}",
         loadgens[1]
     );
-    assert!(log.iter().any(|l| l.contains("--write-mode deferred")));
     assert!(
-        loadgens[5].contains("--connections 100 --inflight 30 --size 1024"),
-        "{}",
-        loadgens[5]
+        loadgens[2].starts_with("loadgen --connect 127.0.0.1:9003"),
+        "c-relay: {}",
+        loadgens[2]
     );
-    let base: Vec<PathBuf> = std::fs::read_dir(fakes.results().join("baseline"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    assert!(log.iter().any(|l| l.contains("--write-mode deferred")));
+    for pipelined in [5, 6, 7] {
+        assert!(
+            loadgens[pipelined].contains("--connections 100 --inflight 30 --size 1024"),
+            "{}",
+            loadgens[pipelined]
+        );
+    }
+
+    // The relay is compiled once, from the embedded source, into the
+    // baseline directory, with -O2, and started as LISTEN UPSTREAM.
+    let base = baseline_dir(&fakes);
+    let compiles: Vec<&String> = log.iter().filter(|l| l.starts_with("cc ")).collect();
+    assert_eq!(compiles.len(), 1, "{log:?}");
+    assert_eq!(
+        *compiles[0],
+        format!(
+            "cc -O2 -o {0}/epoll_relay {0}/epoll_relay.c",
+            base.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(base.join("epoll_relay.c")).unwrap(),
+        include_str!("../c/epoll_relay.c")
+    );
+    let relays: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("epoll_relay"))
         .collect();
-    let md = std::fs::read_to_string(base[0].join("baseline.md")).unwrap();
+    assert_eq!(
+        relays, ["epoll_relay 127.0.0.1:0 127.0.0.1:10001"; 2],
+        "{log:?}"
+    );
+    let relay_run = &run_dirs(&base.join("c-relay"))[0];
+    assert!(relay_run.join("epoll_relay.log").is_file());
+    let summary = summary_in(relay_run);
+    assert_eq!(summary.settings.target, "c_relay");
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+
+    let md = std::fs::read_to_string(base.join("baseline.md")).unwrap();
     for needle in [
+        "| c-relay | 10 × 1 × 64 | 31.2 |",
+        "| c-relay-pipelined | 100 × 30 × 1024 |",
         "| gateway/direct | 1.00 |",
         "| gateway/tokio | 1.00 |",
+        "| gateway/c-relay | 1.00 | 1.00 |",
         "| deferred/gateway |",
+        "Gateway rtt p50 / C epoll relay: 1.00 (target ≤ 1.1)",
         "gateway/tokio: 1.00",
+        "gateway/c-relay: 1.00.",
     ] {
         assert!(md.contains(needle), "{needle} in\n{md}");
     }
+    assert!(!md.contains("warning"), "{md}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| gateway/c-relay | 1.00 |"), "{stdout}");
+}
+
+#[test]
+fn baseline_without_a_c_compiler_skips_the_relay_legs_with_a_warning() {
+    let fakes = Fakes::new();
+    let out = fakes.run(&BASELINE_ARGS, &[("CC", "/nonexistent/cc")]);
+    assert!(
+        out.status.success(),
+        "the rest of the baseline still runs: {}",
+        text(&out)
+    );
+    assert_eq!(
+        loadgen_scenarios(&fakes.args_log()),
+        [
+            "direct",
+            "tokio",
+            "gateway",
+            "deferred",
+            "tokio-pipelined",
+            "gateway-pipelined"
+        ]
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warning = "warning: c-relay legs skipped: cannot compile the C epoll relay: no C compiler: cannot run `/nonexistent/cc`";
+    assert!(stdout.contains(warning), "{stdout}");
+    let base = baseline_dir(&fakes);
+    assert!(!base.join("c-relay").exists());
+    let md = std::fs::read_to_string(base.join("baseline.md")).unwrap();
+    assert!(
+        md.contains(
+            "> **warning**: c-relay legs skipped: cannot compile the C epoll relay: no C compiler"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| gateway/c-relay | – | – |"), "{md}");
+    assert!(md.contains("| gateway/tokio | 1.00 |"), "{md}");
+    assert!(!md.contains("| c-relay |"), "{md}");
+}
+
+#[test]
+fn baseline_with_a_failing_compiler_skips_the_relay_legs_with_its_complaint() {
+    let fakes = Fakes::new();
+    let cc = fakes.root.path().join("bad-cc");
+    std::fs::write(
+        &cc,
+        "#!/bin/sh\necho 'bad-cc: fatal error: no headers' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = fakes.run(&BASELINE_ARGS, &[("CC", cc.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("c-relay legs skipped")
+            && stdout.contains("bad-cc: fatal error: no headers"),
+        "{stdout}"
+    );
+    assert_eq!(loadgen_scenarios(&fakes.args_log()).len(), 6);
+}
+
+#[test]
+fn baseline_with_the_real_cc_compiles_and_runs_the_relay() {
+    let fakes = Fakes::new();
+    // The system's C compiler (cargo links with it, so it is there); the
+    // compiled relay is real, the rest are stand-ins.
+    let out = fakes.run(&BASELINE_ARGS, &[("CC", "cc")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("compiled the C epoll relay"), "{stdout}");
+    let base = baseline_dir(&fakes);
+    let binary = base.join("epoll_relay");
+    assert!(
+        binary.metadata().unwrap().permissions().mode() & 0o111 != 0,
+        "executable"
+    );
+    let log = fakes.args_log();
+    assert_eq!(loadgen_scenarios(&log).len(), 8, "{log:?}");
+    for leg in ["c-relay", "c-relay-pipelined"] {
+        let summary = summary_in(&run_dirs(&base.join(leg))[0]);
+        assert!(!summary.partial, "{leg}: {:?}", summary.partial_reason);
+        assert!(
+            summary.warnings.is_empty(),
+            "the real relay exits 0 on SIGTERM: {:?}",
+            summary.warnings
+        );
+        assert_eq!(
+            summary.settings.commands[1],
+            "epoll_relay 127.0.0.1:0 127.0.0.1:10001"
+        );
+        // loadgen was sent to the port the real relay picked and printed.
+        let connect = summary.settings.commands[2]
+            .split("--connect ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(connect.starts_with("127.0.0.1:"), "{connect}");
+        assert!(
+            !["127.0.0.1:0", "127.0.0.1:9003", "127.0.0.1:10001"].contains(&connect.as_str()),
+            "{connect}"
+        );
+    }
+    let md = std::fs::read_to_string(base.join("baseline.md")).unwrap();
+    assert!(md.contains("| gateway/c-relay | 1.00 | 1.00 |"), "{md}");
 }
 
 #[test]

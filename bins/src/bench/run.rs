@@ -57,6 +57,12 @@ pub enum Target {
     Exchange,
     /// tokio_proxy in front of mock_exchange (4 hops, the common baseline).
     TokioProxy,
+    /// The minimal C epoll relay (`bins/c/epoll_relay.c`) in front of
+    /// mock_exchange: the floor a relay can reach on this path.
+    CRelay {
+        /// The compiled relay (fepbench builds it at run time).
+        program: PathBuf,
+    },
 }
 
 impl Target {
@@ -80,7 +86,7 @@ impl Target {
     pub fn middle_workers(&self) -> u32 {
         match self {
             Target::Gateway { workers, .. } => *workers,
-            Target::TokioProxy => 1,
+            Target::TokioProxy | Target::CRelay { .. } => 1,
             Target::Exchange => 0,
         }
     }
@@ -90,6 +96,7 @@ impl Target {
             Target::Gateway { .. } => "gateway",
             Target::Exchange => "exchange",
             Target::TokioProxy => "tokio_proxy",
+            Target::CRelay { .. } => "c_relay",
         }
     }
 }
@@ -337,6 +344,13 @@ impl Bench {
                     "--upstream".into(),
                     target_addr.to_string(),
                 ],
+                cpu: single_cpu(&pinning.gateway_cpus),
+            }),
+            // Same placement as the proxy: it inherits the gateway's CPU.
+            Target::CRelay { program } => Some(ProcSpec {
+                name: "epoll_relay".into(),
+                program: program.clone(),
+                args: vec!["127.0.0.1:0".into(), target_addr.to_string()],
                 cpu: single_cpu(&pinning.gateway_cpus),
             }),
         };

@@ -164,7 +164,8 @@ pub struct Settings {
     pub routing: Option<String>,
     /// Gateway write mode, `speculative` or `deferred`.
     pub write_mode: Option<String>,
-    /// What loadgen connected to: `gateway`, `exchange` or `tokio_proxy`.
+    /// What loadgen connected to: `gateway`, `exchange`, `tokio_proxy`
+    /// or `c_relay`.
     pub target: String,
     /// loadgen `--connections`.
     pub connections: u64,

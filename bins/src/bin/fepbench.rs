@@ -4,8 +4,9 @@
 //! - `fepbench sweep [--runs K] [s1 s2 s3]`: scenarios interleaved K times,
 //!   then summarised;
 //! - `fepbench summarize DIR`: `summary.md` over every run below DIR;
-//! - `fepbench baseline`: direct, tokio proxy, gateway and deferred-write
-//!   gateway in one placement, plus a pipelined throughput comparison.
+//! - `fepbench baseline`: direct, tokio proxy, the C epoll relay, gateway
+//!   and deferred-write gateway in one placement, plus a pipelined
+//!   throughput comparison.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use fep_bins::bench::crelay;
 use fep_bins::bench::machine::{describe_machine, UtcTime};
 use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, PinMode};
 use fep_bins::bench::report::{find_runs, render_markdown, Spread};
@@ -56,8 +58,10 @@ enum Command {
         dir: PathBuf,
     },
     /// The floor and the alternatives in one placement: loadgen direct to
-    /// the exchange, through tokio_proxy, through fep_gateway (speculative
-    /// and deferred writes), then pipelined throughput gateway vs tokio.
+    /// the exchange, through tokio_proxy, through a minimal C epoll relay
+    /// (compiled at run time with $CC or cc; skipped with a warning when
+    /// that fails), through fep_gateway (speculative and deferred writes),
+    /// then pipelined throughput gateway vs tokio and vs the C relay.
     Baseline {
         /// Rounds of all legs, interleaved; figures are medians.
         #[arg(long, default_value_t = 1, env = "FEP_RUNS")]
@@ -356,8 +360,9 @@ fn cmd_summarize(dir: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The baseline legs, in the order they run each round.
-fn baseline_legs(load: &Load, pipelined: &Load) -> Vec<Leg> {
+/// The baseline legs, in the order they run each round; the C relay's
+/// two legs only when it was compiled (`c_relay` is its binary).
+fn baseline_legs(load: &Load, pipelined: &Load, c_relay: Option<&Path>) -> Vec<Leg> {
     let gateway = |write_mode: &str| Target::Gateway {
         workers: 1,
         routing: Routing::Local,
@@ -368,14 +373,39 @@ fn baseline_legs(load: &Load, pipelined: &Load) -> Vec<Leg> {
         target,
         load: load.clone(),
     };
-    vec![
+    let c_relay = c_relay.map(|program| Target::CRelay {
+        program: program.to_path_buf(),
+    });
+    let mut legs = vec![
         leg("direct", Target::Exchange, load),
         leg("tokio", Target::TokioProxy, load),
+    ];
+    if let Some(target) = &c_relay {
+        legs.push(leg(C_RELAY, target.clone(), load));
+    }
+    legs.extend([
         leg("gateway", gateway("speculative"), load),
         leg("deferred", gateway("deferred"), load),
         leg("tokio-pipelined", Target::TokioProxy, pipelined),
-        leg("gateway-pipelined", gateway("speculative"), pipelined),
-    ]
+    ]);
+    if let Some(target) = c_relay {
+        legs.push(leg(C_RELAY_PIPELINED, target, pipelined));
+    }
+    legs.push(leg("gateway-pipelined", gateway("speculative"), pipelined));
+    legs
+}
+
+/// The C epoll relay's baseline legs.
+const C_RELAY: &str = "c-relay";
+const C_RELAY_PIPELINED: &str = "c-relay-pipelined";
+
+/// Compiles the C relay into the baseline directory; `Err` is the warning
+/// that says why its legs are skipped.
+fn build_c_relay(base_dir: &Path) -> Result<PathBuf, String> {
+    let cc = std::env::var("CC").ok();
+    let compiler = crelay::compiler_command(cc.as_deref());
+    crelay::build(base_dir, &compiler)
+        .map_err(|e| format!("{C_RELAY} legs skipped: cannot compile the C epoll relay: {e}"))
 }
 
 fn cmd_baseline(
@@ -387,8 +417,20 @@ fn cmd_baseline(
     let bench = opts.bench(interrupted.clone())?;
     let base_dir = fresh_run_dir(&opts.results.join("baseline"), UtcTime::now())
         .map_err(|e| format!("cannot create the baseline directory: {e}"))?;
-    let legs = baseline_legs(&opts.load(), &pipelined);
     println!("baseline: {runs} round(s) into {}", base_dir.display());
+    let mut notes = Vec::new();
+    let c_relay = match build_c_relay(&base_dir) {
+        Ok(binary) => {
+            println!("compiled the C epoll relay: {}", binary.display());
+            Some(binary)
+        }
+        Err(warning) => {
+            println!("warning: {warning}");
+            notes.push(warning);
+            None
+        }
+    };
+    let legs = baseline_legs(&opts.load(), &pipelined, c_relay.as_deref());
     let mut done: Vec<RunSummary> = Vec::new();
     let mut failed = 0;
     'rounds: for round in 1..=runs {
@@ -415,7 +457,7 @@ fn cmd_baseline(
             }
         }
     }
-    let md = baseline_markdown(&legs, &done);
+    let md = baseline_markdown(&legs, &done, &notes);
     let path = base_dir.join("baseline.md");
     std::fs::write(&path, &md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("\n{md}\nwritten to {}", path.display());
@@ -448,9 +490,12 @@ fn throughput(s: &RunSummary) -> Option<f64> {
     s.loadgen.as_ref().map(|l| l.throughput_msgs_per_s)
 }
 
-fn baseline_markdown(legs: &[Leg], done: &[RunSummary]) -> String {
+fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> String {
     use std::fmt::Write as _;
     let mut md = String::from("# fepbench baseline\n\n");
+    for w in warnings {
+        let _ = writeln!(md, "> **warning**: {w}\n");
+    }
     if let Some(first) = done.first() {
         let _ = writeln!(
             md,
@@ -493,6 +538,7 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary]) -> String {
     for (a, b) in [
         ("gateway", "direct"),
         ("gateway", "tokio"),
+        ("gateway", C_RELAY),
         ("deferred", "gateway"),
     ] {
         let _ = writeln!(
@@ -514,8 +560,14 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary]) -> String {
     }
     let _ = writeln!(
         md,
-        "\nPipelined throughput gateway/tokio: {} (target ≥ 1.5).",
-        ratio("gateway-pipelined", "tokio-pipelined", &throughput)
+        "\nGateway rtt p50 / C epoll relay: {} (target ≤ 1.1).",
+        ratio("gateway", C_RELAY, &p50)
+    );
+    let _ = writeln!(
+        md,
+        "\nPipelined throughput gateway/tokio: {} (target ≥ 1.5); gateway/{C_RELAY}: {}.",
+        ratio("gateway-pipelined", "tokio-pipelined", &throughput),
+        ratio("gateway-pipelined", C_RELAY_PIPELINED, &throughput)
     );
     md
 }
