@@ -197,6 +197,18 @@ pub trait Service: Sized + 'static {
         None
     }
 
+    /// Whether `conn`'s input should be read now. `false` asks the driver
+    /// to leave the bytes in the kernel, so TCP flow control holds the
+    /// peer back (a gateway whose shared upstream is backlogged stops
+    /// reading its clients); the driver asks again after its next poll.
+    /// Base it on output backlogs, whose draining wakes the driver. Only a
+    /// hint: a driver may read anyway (the simulator does), so the output
+    /// bounds must still hold. Default: always read.
+    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
+        let _ = (cx, conn);
+        true
+    }
+
     /// Whether the worker can serve: its upstreams are hand-shaked. A driver
     /// announces readiness (`ready <addr>`) once every worker says so.
     fn is_ready(&self) -> bool {
@@ -481,6 +493,18 @@ impl<S: Service> Worker<S> {
             }
         }
         Some(effect)
+    }
+
+    /// See [`Service::accepts_input`].
+    pub fn accepts_input(&mut self, now: Nanos, conn: ConnId) -> bool {
+        let cx = Context {
+            now,
+            worker: self.id,
+            config: &self.config,
+            sessions: &mut self.sessions,
+            effects: &mut self.effects,
+        };
+        self.service.accepts_input(&cx, conn)
     }
 
     /// See [`Service::is_ready`].

@@ -6,6 +6,7 @@
 //! engine's output buffer is the only buffer of outgoing bytes: the driver
 //! writes from [`Worker::transmit_buf`] and reports what went out.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,8 @@ use crate::clock::monotonic_now;
 use crate::config::{Config, WriteMode};
 use crate::control::{Control, Handoffs};
 use crate::limits::{
-    CLOSE_DISCARD_READS_MAX, DIALS_PER_WORKER_MAX, EVENTS_PER_POLL_MAX, READ_BUF_LEN,
+    CLOSE_DISCARD_READS_MAX, DIALS_PER_WORKER_MAX, EVENTS_PER_POLL_MAX, INPUT_PAUSE_RECHECK,
+    READ_BUF_LEN,
 };
 use crate::socket;
 use crate::stats::IoStats;
@@ -72,6 +74,9 @@ struct Conn {
     blocked: bool,
     /// The engine asked to close it; it flushes its last bytes until then.
     closing_until: Option<Nanos>,
+    /// Readable, but the service refused its input for now: it waits in
+    /// [`Driver::paused`] (edge-triggered, no new event would come).
+    paused: bool,
 }
 
 /// A dial in progress.
@@ -109,6 +114,13 @@ pub(crate) struct Driver<S: Service> {
     refusing: Vec<bool>,
     refusing_any: bool,
     draining: bool,
+    /// Connections with unread input the service refused, oldest first.
+    paused: VecDeque<ConnId>,
+    /// The previous batch of `paused`, kept for its allocation.
+    paused_spare: VecDeque<ConnId>,
+    /// Paused connections are being read: the reads must not start another
+    /// round of resumption.
+    resuming: bool,
     stats: IoStats,
 }
 
@@ -143,6 +155,9 @@ impl<S: Service> Driver<S> {
             refusing: vec![false; workers],
             refusing_any: false,
             draining: false,
+            paused: VecDeque::new(),
+            paused_spare: VecDeque::new(),
+            resuming: false,
             stats: IoStats::default(),
         })
     }
@@ -219,6 +234,10 @@ impl<S: Service> Driver<S> {
             if self.take_handoffs() > 0 {
                 quiet = false;
             }
+            self.resume_paused();
+            if !self.paused.is_empty() {
+                quiet = false;
+            }
             self.fire_deadlines(monotonic_now());
             self.send_wakes();
         }
@@ -264,7 +283,13 @@ impl<S: Service> Driver<S> {
                 .map(|d| d.deadline)
                 .for_each(&mut earliest);
         }
-        deadline.map(|at| Duration::from_nanos(at.checked_since(now).unwrap_or(Nanos::ZERO).0))
+        let timeout =
+            deadline.map(|at| Duration::from_nanos(at.checked_since(now).unwrap_or(Nanos::ZERO).0));
+        if self.paused.is_empty() {
+            timeout
+        } else {
+            Some(timeout.map_or(INPUT_PAUSE_RECHECK, |t| t.min(INPUT_PAUSE_RECHECK)))
+        }
     }
 
     fn handle_event(&mut self, event: &Event) {
@@ -353,15 +378,36 @@ impl<S: Service> Driver<S> {
             stream,
             blocked: false,
             closing_until: None,
+            paused: false,
         });
     }
 
     fn read_all(&mut self, conn: ConnId, hangup: bool) {
+        if !self.resuming && !self.paused.is_empty() {
+            // Paused connections go first, so that room made by the last
+            // writes is not always taken by whoever happens to have an event
+            // (they would starve the paused ones).
+            self.resume_front();
+        }
         loop {
             let Some(c) = find(&mut self.conns, conn) else {
                 return;
             };
+            if c.paused && !self.resuming {
+                // Its turn comes in the queue.
+                return;
+            }
             let closing = c.closing_until.is_some();
+            // Backpressure: the bytes stay in the kernel until the service
+            // takes input again. After a hang-up it is read to the end.
+            if !closing && !hangup && !self.worker.accepts_input(monotonic_now(), conn) {
+                if !c.paused {
+                    c.paused = true;
+                    self.paused.push_back(conn);
+                    self.stats.input_pauses += 1;
+                }
+                return;
+            }
             let result = (&c.stream).read(&mut self.read_buf);
             match result {
                 Ok(0) => {
@@ -395,6 +441,53 @@ impl<S: Service> Driver<S> {
                 }
             }
         }
+    }
+
+    /// Reads paused connections from the oldest while the service accepts
+    /// their input; stops at the first it still refuses. O(1) when nothing
+    /// can go on: it runs before every read while some are paused.
+    fn resume_front(&mut self) {
+        self.resuming = true;
+        let now = monotonic_now();
+        while let Some(&conn) = self.paused.front() {
+            let Some(c) = find(&mut self.conns, conn) else {
+                self.paused.pop_front();
+                continue;
+            };
+            if c.closing_until.is_none() && !self.worker.accepts_input(now, conn) {
+                break;
+            }
+            c.paused = false;
+            self.paused.pop_front();
+            // Paused again, at the back, if it is refused part-way.
+            self.read_all(conn, false);
+        }
+        self.resuming = false;
+    }
+
+    /// Once per loop: reads every paused connection the service accepts
+    /// input from again (a refusal may be per connection), oldest first;
+    /// the others stay paused, in order.
+    fn resume_paused(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        self.resuming = true;
+        let mut batch = std::mem::replace(&mut self.paused, std::mem::take(&mut self.paused_spare));
+        let now = monotonic_now();
+        for conn in batch.drain(..) {
+            let Some(c) = find(&mut self.conns, conn) else {
+                continue;
+            };
+            if c.closing_until.is_none() && !self.worker.accepts_input(now, conn) {
+                self.paused.push_back(conn);
+                continue;
+            }
+            c.paused = false;
+            self.read_all(conn, false);
+        }
+        self.paused_spare = batch;
+        self.resuming = false;
     }
 
     fn writable(&mut self, conn: ConnId) {

@@ -19,6 +19,10 @@ pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const CLOSE_LINGER_DEFAULT: Duration = Duration::from_secs(2);
 /// Default time a dial may take before it is reported failed.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+/// Longest sleep of a worker while connections wait for the service to
+/// accept their input again (their resumption is normally woken by the
+/// writes that drain the backlog; this is the fallback).
+pub const INPUT_PAUSE_RECHECK: Duration = Duration::from_millis(10);
 /// Reads of input discarded before a close, so the kernel sends FIN rather
 /// than RST (which could destroy our last frame at the peer).
 pub const CLOSE_DISCARD_READS_MAX: usize = 16;

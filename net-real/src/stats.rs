@@ -32,6 +32,9 @@ pub struct IoStats {
     pub handoffs_refused: u64,
     /// Closing connections cut when their linger ran out.
     pub lingers_expired: u64,
+    /// Reads put off because the service refused input
+    /// ([`fep_core::Service::accepts_input`]): backpressure.
+    pub input_pauses: u64,
 }
 
 impl fmt::Display for IoStats {
@@ -40,7 +43,7 @@ impl fmt::Display for IoStats {
             f,
             "polls {} reads {} writes {} partial {} would_block {} deferred_waits {} \
              accepted {} dialed {} dial_failures {} handoffs sent {} received {} refused {} \
-             lingers_expired {}",
+             lingers_expired {} input_pauses {}",
             self.polls,
             self.reads,
             self.writes,
@@ -53,7 +56,8 @@ impl fmt::Display for IoStats {
             self.handoffs_sent,
             self.handoffs_received,
             self.handoffs_refused,
-            self.lingers_expired
+            self.lingers_expired,
+            self.input_pauses
         )
     }
 }

@@ -237,7 +237,26 @@ fn a_refused_dial_reaches_the_service_and_the_run_ends() {
     };
     let report = load(closed, pings(3, 10));
     assert_eq!(report.errors, 3);
+    assert_eq!(report.connections_lost, 3);
     assert_eq!(report.sent, 0);
+}
+
+#[test]
+fn connections_closed_before_the_hand_shake_are_counted_lost() {
+    // A server that accepts and hangs up at once (a proxy out of
+    // descriptors does that): no dial fails and no Error arrives, yet the
+    // run had none of its connections.
+    let listener = TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..3 {
+            drop(listener.accept().unwrap());
+        }
+    });
+    let report = load(addr, pings(3, 10));
+    server.join().unwrap();
+    assert_eq!(report.connections_lost, 3);
+    assert_eq!((report.errors, report.sent), (0, 0));
 }
 
 #[test]
@@ -274,6 +293,48 @@ fn a_finished_client_stops_without_a_signal() {
     let report = load(ex.local_addr().unwrap(), pings(1, 1));
     assert_eq!(report.pongs, 101);
     stop(ex);
+}
+
+/// 200 clients with 16 pings of 1 KiB in flight each (3.2 MB) through a
+/// gateway and an exchange whose output bound is 64 KiB, with 4 KiB socket
+/// buffers: the one upstream connection cannot hold what the clients send.
+/// The gateway stops reading its clients while the upstream is backlogged
+/// (and the exchange its peer while the pongs are), rather than piling it
+/// up until the bound cuts the upstream and every ping in flight with it.
+#[test]
+fn a_backlogged_upstream_pauses_the_clients_instead_of_being_cut() {
+    let small = fep_core::WorkerConfig {
+        output_backlog_max: 64 * 1024,
+        ..fep_core::WorkerConfig::default()
+    };
+    let tight = || {
+        Config::new()
+            .worker_config(small)
+            .send_buffer(Some(4096))
+            .recv_buffer(Some(4096))
+    };
+    let ex = exchange(tight());
+    let config = tight()
+        .listen(loopback())
+        .peers(vec![ex.local_addr().unwrap()]);
+    let gw = fep_net::start(config, |id| Gateway::new(id, GatewayConfig::default())).unwrap();
+    assert_eq!(gw.wait_ready(READY_TIMEOUT), Readiness::Ready);
+    let client = ClientConfig {
+        load: Load::Pipelined { inflight: 16 },
+        size: 1024,
+        ..pings(200, 20_000)
+    };
+    let report = load(gw.local_addr().unwrap(), client);
+    assert_healthy(&report, 20_100, true);
+    assert_eq!(report.connections_lost, 0);
+    let gateway_io = stop(gw)[0].io;
+    let exchange_io = stop(ex)[0].io;
+    assert!(
+        gateway_io.input_pauses > 0,
+        "the gateway never paused: {gateway_io}"
+    );
+    assert_eq!(gateway_io.dialed, 1, "the upstream was never cut");
+    eprintln!("gateway: {gateway_io}\nexchange: {exchange_io}");
 }
 
 #[test]

@@ -171,6 +171,13 @@ pub struct Report {
     pub measure_start: Nanos,
     /// When the last answer arrived.
     pub measure_end: Nanos,
+    /// Connections that ended before the run did: a failed dial, a close
+    /// by the peer (before or after the hand-shake), or an `Error`. The run
+    /// went on with fewer connections than asked for.
+    pub connections_lost: u64,
+    /// When the first ping could leave (every connection hand-shaked): the
+    /// whole run, warm-up included, is `run_start..measure_end`.
+    pub run_start: Nanos,
     /// The first round trips, up to `trace_max`.
     pub trace: Vec<RoundTrip>,
     /// Live intervals, when configured.
@@ -198,6 +205,8 @@ impl Report {
             direct: 0,
             measure_start: Nanos::ZERO,
             measure_end: Nanos::ZERO,
+            run_start: Nanos::ZERO,
+            connections_lost: 0,
             trace: Vec::with_capacity(trace_max),
             intervals: Vec::new(),
             intended: None,
@@ -220,10 +229,14 @@ impl Report {
         self.corrupt += other.corrupt;
         self.clock_skews += other.clock_skews;
         self.direct += other.direct;
+        self.connections_lost += other.connections_lost;
         if self.measure_start == Nanos::ZERO || other.measure_start < self.measure_start {
             self.measure_start = other.measure_start;
         }
         self.measure_end = self.measure_end.max(other.measure_end);
+        if self.run_start == Nanos::ZERO || other.run_start < self.run_start {
+            self.run_start = other.run_start;
+        }
         self.trace.extend_from_slice(&other.trace);
         self.intervals.extend_from_slice(&other.intervals);
         self.intended = match (self.intended, other.intended) {
@@ -248,6 +261,18 @@ impl Report {
     /// Seconds from the end of warm-up to the last answer.
     pub fn elapsed_secs(&self) -> f64 {
         (self.measure_end - self.measure_start).as_u64() as f64 / 1e9
+    }
+
+    /// Answers per second over the whole run, warm-up, pipeline fill and
+    /// drain included: a floor of the throughput that holds even when the
+    /// run is too short for a steady state (a few windows in flight).
+    pub fn overall_rate_per_s(&self) -> f64 {
+        let secs = (self.measure_end - self.run_start).as_u64() as f64 / 1e9;
+        if secs > 0.0 {
+            self.answered() as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -331,6 +356,8 @@ pub struct Client {
     phase: Phase,
     /// Next connection of the closed loop's round robin.
     next_link: usize,
+    /// Pings in flight over all links (the sum of their windows).
+    in_flight: usize,
     answers: u64,
     /// When the run started (open-loop arrivals are offsets from it).
     origin: Nanos,
@@ -385,6 +412,7 @@ impl Client {
             pad,
             phase: Phase::Connecting,
             next_link: 0,
+            in_flight: 0,
             answers: 0,
             origin: Nanos::ZERO,
             next_due: None,
@@ -430,6 +458,7 @@ impl Client {
             t4: Nanos::ZERO,
             pad: &self.pad,
         };
+        self.in_flight += 1;
         link.window.push_back(InFlight {
             seq,
             t1,
@@ -473,6 +502,25 @@ impl Client {
         self.check_progress(cx);
     }
 
+    /// Offers pings after an answer on link `i`. Pipelined, only that link
+    /// has gained room: refilling it alone keeps an answer O(1) however
+    /// many connections there are (ten thousand, each answer scanning all,
+    /// made the load generator the bottleneck).
+    fn pump_after_answer(&mut self, cx: &mut Context<'_, Self>, i: usize) {
+        match self.config.load {
+            Load::Pipelined { inflight } if self.phase == Phase::Running => {
+                while self.links[i].state == LinkState::Ready
+                    && self.links[i].window.len() < inflight as usize
+                    && self.report.sent < self.total()
+                {
+                    self.send_ping(cx, i, None);
+                }
+                self.check_progress(cx);
+            }
+            _ => self.pump(cx),
+        }
+    }
+
     /// Sends every arrival that is due, as far as the windows allow.
     fn pump_open(&mut self, cx: &mut Context<'_, Self>, window: usize) {
         while let Some(due) = self.next_due {
@@ -511,11 +559,13 @@ impl Client {
         let open = matches!(self.config.load, Load::Open { .. });
         let schedule_ended = open && self.next_due.is_none() && self.phase != Phase::Connecting;
         let all_sent = self.report.sent >= self.total() || schedule_ended;
-        let live = self.links.iter().any(|l| l.state == LinkState::Ready);
-        let waiting = self.links.iter().any(|l| !l.window.is_empty());
+        // Per answer: a counter, and a scan that stops at the first ready
+        // link (usually the first) only while pings remain to send.
+        let waiting = self.in_flight > 0;
+        let stop = all_sent || !self.links.iter().any(|l| l.state == LinkState::Ready);
         match self.phase {
-            Phase::Running if (all_sent || !live) && !waiting => self.finish(cx),
-            Phase::Running if all_sent || !live => {
+            Phase::Running if stop && !waiting => self.finish(cx),
+            Phase::Running if stop => {
                 self.phase = Phase::Draining {
                     deadline: cx.now() + self.config.drain_timeout,
                 };
@@ -532,6 +582,7 @@ impl Client {
             if !link.window.is_empty() {
                 self.report.drain_timeouts += 1;
                 self.report.lost += link.window.len() as u64;
+                self.in_flight -= link.window.len();
                 link.window.clear();
             }
             if let Some(conn) = link.conn.take() {
@@ -548,6 +599,7 @@ impl Client {
         match window.front() {
             Some(&ping) if ping.seq == seq => {
                 window.pop_front();
+                self.in_flight -= 1;
                 Some(ping)
             }
             _ => {
@@ -566,6 +618,7 @@ impl Client {
             self.report.window_violations += 1;
             return None;
         };
+        self.in_flight -= 1;
         window.remove(at)
     }
 
@@ -615,7 +668,7 @@ impl Client {
             };
             self.report.trace.push(rt);
         }
-        self.pump(cx);
+        self.pump_after_answer(cx, i);
         Ok(())
     }
 
@@ -667,7 +720,7 @@ impl Client {
                 answer,
             });
         }
-        self.pump(cx);
+        self.pump_after_answer(cx, i);
         Ok(())
     }
 
@@ -735,6 +788,7 @@ impl Client {
             self.phase = Phase::Running;
             let now = cx.now();
             self.report.measure_start = now;
+            self.report.run_start = now;
             self.origin = now;
             if let Some(iv) = self.intervals.as_mut() {
                 iv.next = now + iv.every;
@@ -775,12 +829,16 @@ impl Client {
 
     fn lose_link(&mut self, cx: &mut Context<'_, Self>, i: usize) {
         let link = &mut self.links[i];
+        if link.state != LinkState::Closed {
+            self.report.connections_lost += 1;
+        }
         link.state = LinkState::Closed;
         link.conn = None;
         self.report.lost += link.window.len() as u64;
         if let Some(iv) = self.intervals.as_mut() {
             iv.errors += link.window.len() as u64;
         }
+        self.in_flight -= link.window.len();
         link.window.clear();
         self.maybe_start(cx);
         self.pump(cx);

@@ -150,6 +150,14 @@ impl Service for Exchange {
         self.draining = true;
     }
 
+    /// Backpressure: a peer whose pongs pile up unsent (more than half the
+    /// output bound) is not read until they drain, so a gateway that reads
+    /// slowly for a moment is slowed down by TCP rather than cut.
+    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
+        cx.session(conn)
+            .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
+    }
+
     fn is_done(&self) -> bool {
         // Pings are answered as they arrive: nothing is ever in flight here.
         self.draining

@@ -60,6 +60,7 @@ pub struct GatewayConfig {
     /// Pings one client may have in flight; past it `Reject{OVERLOADED}`.
     pub inflight_per_session_max: u32,
     /// Pings one upstream may have in flight; past it `Reject{OVERLOADED}`.
+    /// The default holds 10,000 clients with 30 pings in flight each.
     pub upstream_inflight_max: usize,
     /// First reconnect delay; doubled per failure up to the max.
     pub reconnect_backoff_min: Nanos,
@@ -79,7 +80,7 @@ impl Default for GatewayConfig {
             token: None,
             upstream_token: String::new(),
             inflight_per_session_max: 1024,
-            upstream_inflight_max: 1 << 17,
+            upstream_inflight_max: 1 << 19,
             reconnect_backoff_min: Nanos::from_millis(1),
             reconnect_backoff_max: Nanos::from_millis(500),
             buffer_pool_max: 4096,
@@ -330,6 +331,14 @@ impl Gateway {
             return self.answer_reject(cx, route, seq, ErrorCode::UpstreamUnavailable);
         };
         if self.upstream_fifo.len() >= self.config.upstream_inflight_max {
+            return self.answer_reject(cx, route, seq, ErrorCode::Overloaded);
+        }
+        // Past the output bound the engine would cut the upstream, and with
+        // it every client's pings in flight: shed this one instead. (Input
+        // is paused well before, see `accepts_input`; handoffs from other
+        // workers are not.)
+        let backlog = cx.session(upstream).map_or(0, |s| s.backlog());
+        if backlog + 6 + payload.len() > cx.config().output_backlog_max {
             return self.answer_reject(cx, route, seq, ErrorCode::Overloaded);
         }
         let t2 = cx.now().as_u64();
@@ -644,6 +653,21 @@ impl Service for Gateway {
 
     fn is_ready(&self) -> bool {
         self.upstream_up()
+    }
+
+    /// Backpressure: while this worker's upstream holds more than half its
+    /// output bound unsent, clients are not read (their pings wait in the
+    /// kernel, and TCP slows them down) instead of piling up here until the
+    /// bound cuts the upstream. The upstream itself is always read: its
+    /// pongs are what drains it.
+    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
+        let Link::Up(upstream) = self.link else {
+            return true;
+        };
+        conn == upstream
+            || cx
+                .session(upstream)
+                .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
     }
 
     fn is_done(&self) -> bool {
