@@ -12,6 +12,8 @@ use fep_core::limits::{FRAME_LENGTH_MAX_CEILING, OUTPUT_BACKLOG_MAX_DEFAULT};
 use fep_core::WorkerConfig;
 use fep_net::{Config, WriteMode};
 
+use crate::limits::NofileRaise;
+
 /// Parses the command line; a bad flag is one line on stderr and exit code
 /// 2 (`--help` and `--version` print as usual).
 pub fn parse_or_exit<T: Parser>() -> T {
@@ -31,6 +33,17 @@ pub fn parse_or_exit<T: Parser>() -> T {
 pub fn fail(error: impl Display) -> ExitCode {
     eprintln!("{}: {error}", program());
     ExitCode::FAILURE
+}
+
+/// A server that raised its open-file limit at start-up
+/// ([`crate::limits::raise_nofile`]) and could not reach its need says so
+/// in one stderr line once it listens (a bind error stays the only line),
+/// and carries on: clients past the limit wait in the accept queue. `what`
+/// names the need, e.g. "10000 clients".
+pub fn warn_short_open_files(raise: &NofileRaise, what: &str) {
+    if let Some(line) = raise.shortfall(what) {
+        eprintln!("{}: warning: {line}", program());
+    }
 }
 
 fn program() -> String {

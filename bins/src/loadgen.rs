@@ -39,6 +39,10 @@ pub fn summary(report: &Report, shape: &LoadShape) -> LoadgenSummary {
     };
     let mut extra = extra(report);
     extra.insert("achieved_rate".into(), throughput.into());
+    extra.insert(
+        "overall_msgs_per_s".into(),
+        report.overall_rate_per_s().into(),
+    );
     // Hops exist only on a path through a gateway with a shared clock.
     let hop = |i: usize| {
         let h = &report.hops[i];
@@ -72,6 +76,7 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
     extra.insert("pongs".into(), report.pongs.into());
     extra.insert("corrupt".into(), report.corrupt.into());
     extra.insert("clock_skews".into(), report.clock_skews.into());
+    extra.insert("connections_lost".into(), report.connections_lost.into());
     if let Some(rate) = report.intended_rate_per_s() {
         extra.insert("intended_rate".into(), rate.into());
     }

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fep_bins::cli::{fail, parse_or_exit, print_ready, DriverArgs};
+use fep_bins::cli::{fail, parse_or_exit, print_ready, warn_short_open_files, DriverArgs};
+use fep_bins::limits::{raise_nofile, NofileGoal, SERVER_CONNECTIONS_PLANNED};
 use fep_net::Readiness;
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 
@@ -49,6 +50,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = parse_or_exit();
+    // A descriptor per client: as many as the hard limit allows.
+    let nofile = raise_nofile(NofileGoal::server(1));
     let config = cli
         .driver
         .config()
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Ok(running) => running,
         Err(e) => return fail(e),
     };
+    warn_short_open_files(&nofile, &format!("{SERVER_CONNECTIONS_PLANNED} clients"));
     // Waits for every upstream hand-shake; a signal meanwhile stops it.
     if running.wait_ready(None) == Readiness::Ready {
         print_ready(

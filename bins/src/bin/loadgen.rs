@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fep_bins::cli::{fail, parse_cpus, parse_or_exit, CpuList};
+use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_bins::loadgen::{describe, summary, write_histograms, LoadShape};
 use fep_core::Nanos;
 use fep_net::Config;
@@ -54,6 +55,29 @@ fn load(cli: &Cli) -> Result<Load, String> {
     Ok(Load::Open {
         schedule: Box::new(schedule),
         window: cli.window,
+    })
+}
+
+/// Pipelined runs measure msgs/s from the end of warm-up to the last
+/// answer: a steady state only when the warm-up fills the pipeline and the
+/// count spans many windows. With the whole run in one or two windows the
+/// answers arrive as one burst at the end, and that rate means nothing.
+fn short_run_warning(cli: &Cli) -> Option<String> {
+    if cli.inflight <= 1 || cli.rate.is_some() || cli.profile.is_some() {
+        return None;
+    }
+    let window = u64::from(cli.connections) * u64::from(cli.inflight);
+    (cli.warmup < window || cli.count < 10 * window).then(|| {
+        format!(
+            "{} connections x {} in flight = {window} pings in flight, against --warmup {} \
+             --count {}: throughput_msgs_per_s is not a steady-state rate (see \
+             overall_msgs_per_s); use --warmup >= {window} --count >= {}",
+            cli.connections,
+            cli.inflight,
+            cli.warmup,
+            cli.count,
+            10 * window
+        )
     })
 }
 
@@ -139,6 +163,15 @@ fn main() -> ExitCode {
         Ok(load) => load,
         Err(e) => return fail(e),
     };
+    // One descriptor per connection: refuse now rather than fail half-way
+    // through the dials when the hard limit cannot cover them.
+    let nofile = raise_nofile(NofileGoal::client(u64::from(cli.connections)));
+    if let Some(line) = nofile.shortfall(&format!("{} connections", cli.connections)) {
+        return fail(line);
+    }
+    if let Some(line) = short_run_warning(&cli) {
+        eprintln!("loadgen: warning: {line}");
+    }
     let client = ClientConfig {
         connections: cli.connections,
         warmup: cli.warmup,
@@ -176,6 +209,13 @@ fn main() -> ExitCode {
         warmup: cli.warmup,
         count: cli.count,
     };
+    if report.connections_lost > 0 {
+        eprintln!(
+            "loadgen: warning: {} of {} connections ended before the run did (dial failed, \
+             closed by the peer or after an Error)",
+            report.connections_lost, cli.connections
+        );
+    }
     let summary = summary(&report, &shape);
     if let Some(dir) = &cli.out {
         if let Err(e) = write_histograms(&report, dir) {

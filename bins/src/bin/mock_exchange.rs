@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fep_bins::cli::{fail, parse_or_exit, print_ready, DriverArgs};
+use fep_bins::cli::{fail, parse_or_exit, print_ready, warn_short_open_files, DriverArgs};
+use fep_bins::limits::{raise_nofile, NofileGoal, SERVER_CONNECTIONS_PLANNED};
 use fep_net::Readiness;
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 
@@ -27,12 +28,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = parse_or_exit();
+    // A descriptor per client: as many as the hard limit allows.
+    let nofile = raise_nofile(NofileGoal::server(1));
     let config = cli.driver.config().listen(cli.listen);
     let exchange = ExchangeConfig { token: cli.token };
     let running = match fep_net::start(config, move |_| Exchange::new(exchange.clone())) {
         Ok(running) => running,
         Err(e) => return fail(e),
     };
+    warn_short_open_files(&nofile, &format!("{SERVER_CONNECTIONS_PLANNED} clients"));
     if running.wait_ready(None) == Readiness::Ready {
         print_ready(
             running

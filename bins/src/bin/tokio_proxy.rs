@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use fep_bins::cli::warn_short_open_files;
+use fep_bins::limits::{raise_nofile, NofileGoal, SERVER_CONNECTIONS_PLANNED};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A copy_bidirectional TCP relay, the baseline for fep_gateway.
@@ -27,6 +29,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Two descriptors per client (its socket and its upstream's): as many
+    // as the hard limit allows.
+    let nofile = raise_nofile(NofileGoal::server(2));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -52,6 +57,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        warn_short_open_files(
+            &nofile,
+            &format!("{SERVER_CONNECTIONS_PLANNED} clients (2 sockets each)"),
+        );
         match listener.local_addr() {
             Ok(addr) => println!("ready {addr}"),
             Err(e) => {
