@@ -145,3 +145,59 @@ pub fn describe(summary: &LoadgenSummary) -> String {
     }
     out
 }
+
+/// What loadgen prints while a run goes on: a line per finished live
+/// interval (`--interval`), and `progress <phase> <done>/<total>` lines
+/// (`--progress`, what fepbench's progress bar reads). Called from the
+/// client worker's thread by the driver's observer, every 100 ms.
+#[derive(Debug)]
+pub struct LiveView {
+    warmup: u64,
+    count: u64,
+    progress: bool,
+    intervals_printed: std::sync::atomic::AtomicUsize,
+    answered_printed: std::sync::atomic::AtomicU64,
+}
+
+impl LiveView {
+    /// A view of a run of `warmup` + `count` pings.
+    pub fn new(warmup: u64, count: u64, progress: bool) -> LiveView {
+        LiveView {
+            warmup,
+            count,
+            progress,
+            intervals_printed: std::sync::atomic::AtomicUsize::new(0),
+            answered_printed: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The lines the report has earned since the last call.
+    pub fn lines(&self, report: &Report) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        let printed = self.intervals_printed.swap(report.intervals.len(), Relaxed);
+        for s in report.intervals.iter().skip(printed) {
+            let _ = writeln!(
+                out,
+                "interval t={:.3}s rate={:.0}/s p50={:.1}us p99={:.1}us answers={} errors={}",
+                s.at.as_u64() as f64 / 1e9,
+                s.rate_per_s,
+                s.p50_ns as f64 / 1e3,
+                s.p99_ns as f64 / 1e3,
+                s.answers,
+                s.errors
+            );
+        }
+        let answered = report.answered() + report.lost;
+        if self.progress && self.answered_printed.swap(answered, Relaxed) != answered {
+            let (phase, done, total) = if answered < self.warmup {
+                ("warmup", answered, self.warmup)
+            } else {
+                ("measure", answered - self.warmup, self.count)
+            };
+            let _ = writeln!(out, "progress {phase} {}/{total}", done.min(total));
+        }
+        out
+    }
+}

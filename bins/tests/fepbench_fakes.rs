@@ -184,7 +184,7 @@ fn run_s3_starts_exchange_gateway_loadgen_in_order_and_writes_every_file() {
         log[2]
     );
     assert!(
-        log[2].contains("--warmup 100 --count 500 --scenario s3 --json --out "),
+        log[2].contains("--warmup 100 --count 500 --scenario s3 --json --progress --out "),
         "{}",
         log[2]
     );

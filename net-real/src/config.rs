@@ -7,7 +7,7 @@ use fep_core::WorkerConfig;
 
 use crate::limits::{
     CLOSE_LINGER_DEFAULT, CONNECT_TIMEOUT_DEFAULT, DRAIN_TIMEOUT_DEFAULT,
-    HANDOFF_QUEUE_CAPACITY_DEFAULT,
+    HANDOFF_QUEUE_CAPACITY_DEFAULT, OBSERVE_EVERY_DEFAULT,
 };
 
 /// When bytes the engine produced are written to the socket.
@@ -47,6 +47,7 @@ pub struct Config {
     pub(crate) handle_signals: bool,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,
+    pub(crate) observe_every: Duration,
 }
 
 impl Default for Config {
@@ -73,7 +74,15 @@ impl Config {
             handle_signals: false,
             send_buffer: None,
             recv_buffer: None,
+            observe_every: OBSERVE_EVERY_DEFAULT,
         }
+    }
+
+    /// How often an observer (see [`crate::start_observed`]) looks at each
+    /// worker's service.
+    pub fn observe_every(mut self, every: Duration) -> Config {
+        self.observe_every = every;
+        self
     }
 
     /// Accept connections on `addr`: every worker binds its own listener

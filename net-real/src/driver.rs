@@ -25,6 +25,7 @@ use crate::limits::{
 };
 use crate::socket;
 use crate::stats::IoStats;
+use crate::Observer;
 
 /// The worker's listening socket.
 const LISTENER: Token = Token(0);
@@ -122,6 +123,8 @@ pub(crate) struct Driver<S: Service> {
     /// round of resumption.
     resuming: bool,
     stats: IoStats,
+    observer: Option<Observer<S>>,
+    next_observe: Nanos,
 }
 
 impl<S: Service> Driver<S> {
@@ -132,6 +135,7 @@ impl<S: Service> Driver<S> {
         config: Arc<Config>,
         control: Arc<Control>,
         handoffs: Arc<Handoffs<S::Task>>,
+        observer: Option<Observer<S>>,
     ) -> io::Result<Driver<S>> {
         let mut listener = listener;
         if let Some(l) = listener.as_mut() {
@@ -159,6 +163,8 @@ impl<S: Service> Driver<S> {
             paused_spare: VecDeque::new(),
             resuming: false,
             stats: IoStats::default(),
+            observer,
+            next_observe: Nanos::ZERO,
         })
     }
 
@@ -240,8 +246,10 @@ impl<S: Service> Driver<S> {
             }
             self.fire_deadlines(monotonic_now());
             self.send_wakes();
+            self.observe(monotonic_now(), false);
         }
         self.close_all(monotonic_now());
+        self.observe(monotonic_now(), true);
         (self.worker, self.stats)
     }
 
@@ -265,6 +273,9 @@ impl<S: Service> Driver<S> {
             return Some(Duration::ZERO);
         }
         let mut deadline = self.worker.poll_timeout();
+        if self.observer.is_some() {
+            deadline = Some(deadline.map_or(self.next_observe, |d| d.min(self.next_observe)));
+        }
         let mut earliest = |at: Nanos| deadline = Some(deadline.map_or(at, |d| d.min(at)));
         if let Some(at) = stop_at {
             earliest(at);
@@ -289,6 +300,18 @@ impl<S: Service> Driver<S> {
             timeout
         } else {
             Some(timeout.map_or(INPUT_PAUSE_RECHECK, |t| t.min(INPUT_PAUSE_RECHECK)))
+        }
+    }
+
+    /// Lets the observer look at the service when its period is up (or
+    /// `last`: the worker stops).
+    fn observe(&mut self, now: Nanos, last: bool) {
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        if now >= self.next_observe || last {
+            observer(self.id, self.worker.service());
+            self.next_observe = now + nanos(self.config.observe_every);
         }
     }
 

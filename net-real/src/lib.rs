@@ -67,12 +67,47 @@ pub use stats::IoStats;
 use control::{Control, Handoffs};
 use driver::{Driver, WAKER};
 
+/// A look at one worker's service from its own thread, between two polls:
+/// progress lines, live statistics. It must be quick; it runs on the hot
+/// thread.
+pub type Observer<S> = Arc<dyn Fn(WorkerId, &S) + Send + Sync>;
+
 /// Starts the workers and returns at once; see [`Running`].
 ///
 /// `factory` builds each worker's service on the worker's own thread (after
 /// pinning, so its memory is local to that CPU). Listeners are bound before
 /// any thread starts, so an unbindable address is an error here.
 pub fn start<S, F>(config: Config, factory: F) -> Result<Running<S>, NetError>
+where
+    S: Service + Send,
+    S::Task: Send,
+    S::Data: Send,
+    F: Fn(WorkerId) -> S + Send + Sync + 'static,
+{
+    start_inner(config, factory, None)
+}
+
+/// [`start`], with `observer` called on each worker's thread every
+/// [`Config::observe_every`] and once more when the worker stops.
+pub fn start_observed<S, F>(
+    config: Config,
+    factory: F,
+    observer: Observer<S>,
+) -> Result<Running<S>, NetError>
+where
+    S: Service + Send,
+    S::Task: Send,
+    S::Data: Send,
+    F: Fn(WorkerId) -> S + Send + Sync + 'static,
+{
+    start_inner(config, factory, Some(observer))
+}
+
+fn start_inner<S, F>(
+    config: Config,
+    factory: F,
+    observer: Option<Observer<S>>,
+) -> Result<Running<S>, NetError>
 where
     S: Service + Send,
     S::Task: Send,
@@ -130,9 +165,10 @@ where
             started: started_tx.clone(),
         };
         let factory = Arc::clone(&factory);
+        let observer = observer.clone();
         let spawned = thread::Builder::new()
             .name(format!("fep-worker-{index}"))
-            .spawn(move || worker_thread(setup, &*factory));
+            .spawn(move || worker_thread(setup, &*factory, observer));
         match spawned {
             Ok(handle) => running.threads.push(handle),
             Err(source) => {
@@ -251,7 +287,11 @@ struct Setup<T> {
     started: mpsc::Sender<Result<(), NetError>>,
 }
 
-fn worker_thread<S, F>(setup: Setup<S::Task>, factory: &F) -> Option<Stopped<S>>
+fn worker_thread<S, F>(
+    setup: Setup<S::Task>,
+    factory: &F,
+    observer: Option<Observer<S>>,
+) -> Option<Stopped<S>>
 where
     S: Service,
     F: Fn(WorkerId) -> S,
@@ -288,6 +328,7 @@ where
         Arc::clone(&config),
         Arc::clone(&control),
         handoffs,
+        observer,
     ) {
         Ok(driver) => driver,
         Err(source) => {

@@ -27,6 +27,9 @@ pub const INPUT_PAUSE_RECHECK: Duration = Duration::from_millis(10);
 /// than RST (which could destroy our last frame at the peer).
 pub const CLOSE_DISCARD_READS_MAX: usize = 16;
 
+/// Default period of an observer's look at a worker's service.
+pub const OBSERVE_EVERY_DEFAULT: Duration = Duration::from_millis(100);
+
 const _: () = assert!(READ_BUF_LEN >= 4096);
 const _: () = assert!(EVENTS_PER_POLL_MAX > 0);
 const _: () = assert!(HANDOFF_QUEUE_CAPACITY_DEFAULT > 0);

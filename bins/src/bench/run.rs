@@ -373,6 +373,7 @@ impl Bench {
             "--scenario".into(),
             leg.name.clone(),
             "--json".into(),
+            "--progress".into(),
             "--out".into(),
             dir.display().to_string(),
         ];

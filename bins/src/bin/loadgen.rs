@@ -8,11 +8,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use fep_bins::cli::{fail, parse_cpus, parse_or_exit, CpuList};
 use fep_bins::limits::{raise_nofile, NofileGoal};
-use fep_bins::loadgen::{describe, summary, write_histograms, LoadShape};
+use fep_bins::loadgen::{describe, summary, write_histograms, LiveView, LoadShape};
 use fep_core::Nanos;
 use fep_net::Config;
 use fep_trading::client::{Client, ClientConfig, Load};
@@ -149,6 +150,9 @@ struct Cli {
     /// Write rtt.hgrm and hop1.hgrm … hop4.hgrm into this directory.
     #[arg(long, env = "FEP_OUT")]
     out: Option<PathBuf>,
+    /// Print `progress warmup|measure <done>/<total>` lines while running.
+    #[arg(long, env = "FEP_PROGRESS")]
+    progress: bool,
 }
 
 fn main() -> ExitCode {
@@ -193,7 +197,18 @@ fn main() -> ExitCode {
         .cpus(cli.cpus.clone().map(|c| c.0))
         .worker_config(worker)
         .handle_signals(true);
-    let workers = match fep_net::run(config, move |_| Client::new(client.clone())) {
+    let view = LiveView::new(cli.warmup, cli.count, cli.progress);
+    let observer: fep_net::Observer<Client> = Arc::new(move |_, client: &Client| {
+        let lines = view.lines(client.report());
+        if !lines.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(lines.as_bytes())
+                .and_then(|()| stdout.flush());
+        }
+    });
+    let started = fep_net::start_observed(config, move |_| Client::new(client.clone()), observer);
+    let workers = match started.and_then(|running| running.join()) {
         Ok(workers) => workers,
         Err(e) => return fail(e),
     };

@@ -147,10 +147,16 @@ pub fn spawn_loadgen(target: SocketAddr, args: &[&str]) -> Child {
 }
 
 pub fn finish_loadgen(child: Child) -> LoadgenSummary {
-    let out = child.wait_with_output().expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "loadgen failed: {stdout}");
+    let stdout = finish_output(child);
     LoadgenSummary::from_stdout(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Waits for a successful loadgen and returns all it printed on stdout.
+pub fn finish_output(child: Child) -> String {
+    let out = child.wait_with_output().expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "loadgen failed: {stdout}");
+    stdout
 }
 
 /// Loadgen's own accounting, and nothing lost, refused or reordered.
