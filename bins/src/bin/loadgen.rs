@@ -126,7 +126,8 @@ struct Cli {
     #[arg(long, env = "FEP_WINDOW", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
-    /// Live intervals of this length in the report, e.g. 1s.
+    /// Print live stats (rate, p50, p99, errors) every interval of this
+    /// length while running, e.g. 1s, and keep the series in the summary.
     #[arg(long, env = "FEP_INTERVAL", value_parser = parse_nanos)]
     interval: Option<Nanos>,
     /// Whole PerfPing frame size in bytes (at least 54; the rest is pad).
