@@ -25,9 +25,10 @@ use fep_core::{
 };
 use hdrhistogram::Histogram;
 
+use crate::hello::accept_ack;
 use crate::msg::{
-    PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
-    OP_ROLE_HELLO_REQ, PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
+    PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
+    PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
 };
 use crate::schedule::Schedule;
 use crate::Role;
@@ -745,21 +746,14 @@ impl Client {
         conn: ConnId,
         payload: &[u8],
     ) -> Result<(), Fault> {
-        let ack = RoleHelloAck::decode(payload)?;
-        if !matches!(
-            Role::from_u8(ack.role),
-            Some(Role::Gateway | Role::Exchange)
-        ) {
-            return Err(Fault::RoleRefused {
-                what: "peer is neither a gateway nor an exchange",
-            });
-        }
-        if ack.version != PROTOCOL_VERSION {
-            return Err(Fault::RoleRefused {
-                what: "peer speaks another protocol version",
-            });
-        }
-        cx.set_handshaked(conn);
+        let expected = [Role::Gateway, Role::Exchange];
+        accept_ack(
+            cx,
+            conn,
+            payload,
+            &expected,
+            "peer is neither a gateway nor an exchange",
+        )?;
         let i = self.link_of(cx, conn);
         self.links[i].state = LinkState::Ready;
         self.maybe_start(cx);

@@ -29,9 +29,9 @@ use fep_core::{
     Side, StateSet, WorkerId,
 };
 
-use crate::hello::Admission;
+use crate::hello::{accept_ack, Admission};
 use crate::msg::{
-    offset, patch_u64, read_u64, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
+    offset, patch_u64, read_u64, PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
     OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ, PROTOCOL_VERSION,
 };
 use crate::Role;
@@ -473,18 +473,13 @@ impl Gateway {
         conn: ConnId,
         payload: &[u8],
     ) -> Result<(), Fault> {
-        let ack = RoleHelloAck::decode(payload)?;
-        if Role::from_u8(ack.role) != Some(Role::Exchange) {
-            return Err(Fault::RoleRefused {
-                what: "upstream is not an exchange",
-            });
-        }
-        if ack.version != PROTOCOL_VERSION {
-            return Err(Fault::RoleRefused {
-                what: "upstream speaks another protocol version",
-            });
-        }
-        cx.set_handshaked(conn);
+        accept_ack(
+            cx,
+            conn,
+            payload,
+            &[Role::Exchange],
+            "upstream is not an exchange",
+        )?;
         self.link = Link::Up(conn);
         self.backoff = self.config.reconnect_backoff_min;
         self.stats.upstream_connects += 1;

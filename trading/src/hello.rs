@@ -3,6 +3,7 @@
 use fep_core::{ConnId, Context, Fault, Service};
 
 use crate::msg::{RoleHelloAck, RoleHelloReq, PROTOCOL_VERSION};
+
 use crate::Role;
 
 /// What an accepting port admits.
@@ -58,4 +59,27 @@ impl Admission {
         });
         Ok(())
     }
+}
+
+/// The initiator's half: checks a `RoleHelloAck` and marks `conn`
+/// hand-shaked. `expected` names the roles we dialled for; anything else,
+/// or another version, is `ROLE_REFUSED` (`refused` says which peer).
+pub fn accept_ack<S: Service>(
+    cx: &mut Context<'_, S>,
+    conn: ConnId,
+    payload: &[u8],
+    expected: &[Role],
+    refused: &'static str,
+) -> Result<(), Fault> {
+    let ack = RoleHelloAck::decode(payload)?;
+    if !Role::from_u8(ack.role).is_some_and(|r| expected.contains(&r)) {
+        return Err(Fault::RoleRefused { what: refused });
+    }
+    if ack.version != PROTOCOL_VERSION {
+        return Err(Fault::RoleRefused {
+            what: "peer speaks another protocol version",
+        });
+    }
+    cx.set_handshaked(conn);
+    Ok(())
 }

@@ -443,3 +443,38 @@ fn the_exchange_stamps_t3_and_echoes_every_other_field_and_the_pad() {
         sent
     );
 }
+
+#[test]
+fn an_initiator_refuses_an_ack_from_the_wrong_role_or_version() {
+    use fep_core::{Effect, PeerId, Worker, WorkerId};
+    use fep_trading::gateway::Gateway;
+    for (role, version) in [(1u8, 1u16), (2, 1), (3, 2)] {
+        let mut w = Worker::new(
+            WorkerId(0),
+            WorkerConfig::default(),
+            Gateway::new(WorkerId(0), GatewayConfig::default()),
+        );
+        w.start(Nanos(1));
+        let up = w.handle_connected(Nanos(2), PeerId(0)).unwrap();
+        while w.poll_effect().is_some() {}
+        let sent_hello = w.transmit_buf(up).len();
+        let mut ack = Vec::new();
+        RoleHelloAck { role, version }.encode(&mut ack);
+        w.handle_read(Nanos(3), up, &ack);
+        let effects: Vec<_> = std::iter::from_fn(|| w.poll_effect()).collect();
+        assert!(
+            effects.contains(&Effect::Close { conn: up }),
+            "({role}, {version}): {effects:?}"
+        );
+        let mut d = Decoder::new(1024);
+        let out = &w.transmit_buf(up)[sent_hello..];
+        let mut frames = d.frames(out);
+        let f = frames.next().unwrap().unwrap();
+        assert_eq!(f.opcode, OP_ERROR);
+        assert_eq!(
+            ErrorMsg::decode(f.payload).unwrap().code,
+            ErrorCode::RoleRefused
+        );
+        assert!(!w.is_ready());
+    }
+}
