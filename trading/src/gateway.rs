@@ -70,6 +70,13 @@ pub struct GatewayConfig {
     pub buffer_pool_max: usize,
     /// Delay before refused handoffs are offered again.
     pub handoff_retry: Nanos,
+    /// Refused handoffs kept for a retry; past it a refused ping is shed
+    /// with `Reject{OVERLOADED}` (answers are always kept).
+    pub handoff_parked_max: usize,
+    /// Pings of this worker's clients out through one other worker's
+    /// upstream before its clients are no longer read: the credit that keeps
+    /// one worker from filling another's upstream.
+    pub handoff_inflight_max: u32,
 }
 
 impl Default for GatewayConfig {
@@ -85,6 +92,8 @@ impl Default for GatewayConfig {
             reconnect_backoff_max: Nanos::from_millis(500),
             buffer_pool_max: 4096,
             handoff_retry: Nanos::from_micros(50),
+            handoff_parked_max: 1 << 16,
+            handoff_inflight_max: 2048,
         }
     }
 }
@@ -192,6 +201,8 @@ pub struct Gateway {
     retry_at: Option<Nanos>,
     pool: Vec<Vec<u8>>,
     inflight_total: u64,
+    /// Pings handed to each worker and not back yet, by worker index.
+    via: Vec<u32>,
     draining: bool,
     stats: GatewayStats,
 }
@@ -219,6 +230,7 @@ impl Gateway {
             retry_at: None,
             pool: Vec::with_capacity(config.buffer_pool_max),
             inflight_total: 0,
+            via: vec![0; usize::from(config.workers)],
             draining: false,
             stats: GatewayStats::default(),
             config,
@@ -257,6 +269,19 @@ impl Gateway {
             Routing::Local => self.worker,
             Routing::Handoff => WorkerId((session % u64::from(self.config.workers)) as u16),
         }
+    }
+
+    /// A ping this worker handed to another came back (answered there, or
+    /// refused here): one less in flight through that worker.
+    fn came_back(&mut self, tag: RouteTag) {
+        debug_assert_eq!(tag.origin, self.worker);
+        let via = &mut self.via[tag.target.index()];
+        assert!(
+            *via > 0,
+            "an answer from {:?} for nothing handed to it",
+            tag.target
+        );
+        *via -= 1;
     }
 
     fn handoff(&mut self, cx: &mut Context<'_, Self>, target: WorkerId, task: Handoff) {
@@ -319,6 +344,7 @@ impl Gateway {
             let mut buf = self.buffer();
             encode_frame(&mut buf, OP_PERF_PING, payload);
             patch_u64(&mut buf, offset::ROUTE, route);
+            self.via[target.index()] += 1;
             self.handoff(cx, target, Handoff::Forward(buf));
         }
         Ok(())
@@ -588,27 +614,35 @@ impl Service for Gateway {
                 self.recycle(buf);
             }
             Handoff::Return(buf) => {
-                let conn = RouteTag::from_bits(read_u64(&buf, offset::ROUTE)).conn;
-                self.deliver_pong(cx, conn, &buf[offset::SEQ..]);
+                let tag = RouteTag::from_bits(read_u64(&buf, offset::ROUTE));
+                self.came_back(tag);
+                self.deliver_pong(cx, tag.conn, &buf[offset::SEQ..]);
                 self.recycle(buf);
             }
             Handoff::Reject { route, seq, code } => {
-                self.deliver_reject(cx, RouteTag::from_bits(route).conn, seq, code);
+                let tag = RouteTag::from_bits(route);
+                self.came_back(tag);
+                self.deliver_reject(cx, tag.conn, seq, code);
             }
         }
     }
 
     fn on_handoff_refused(&mut self, cx: &mut Context<'_, Self>, target: WorkerId, task: Handoff) {
         match task {
-            // A ping that cannot reach its upstream is shed at its origin.
-            Handoff::Forward(buf) => {
-                let conn = RouteTag::from_bits(read_u64(&buf, offset::ROUTE)).conn;
+            // A ping that finds no room even among the parked tasks is shed
+            // at its origin.
+            Handoff::Forward(buf) if self.refused.len() >= self.config.handoff_parked_max => {
+                let tag = RouteTag::from_bits(read_u64(&buf, offset::ROUTE));
+                self.came_back(tag);
+                let conn = tag.conn;
                 self.deliver_reject(cx, conn, read_u64(&buf, offset::SEQ), ErrorCode::Overloaded);
                 self.recycle(buf);
             }
-            // An answer must not be lost: offer it again, in order.
-            answer => {
-                self.refused.push_back((target, answer));
+            // Otherwise it waits, in order, like an answer (which must never
+            // be lost), and the clients are not read meanwhile: a full
+            // handoff queue slows them down instead of shedding their pings.
+            task => {
+                self.refused.push_back((target, task));
                 self.retry_at
                     .get_or_insert(cx.now() + self.config.handoff_retry);
             }
@@ -653,16 +687,25 @@ impl Service for Gateway {
     /// Backpressure: while this worker's upstream holds more than half its
     /// output bound unsent, clients are not read (their pings wait in the
     /// kernel, and TCP slows them down) instead of piling up here until the
-    /// bound cuts the upstream. The upstream itself is always read: its
-    /// pongs are what drains it.
+    /// bound cuts the upstream; likewise while handoffs wait for room in
+    /// another worker's queue. The upstream itself is always read: its pongs
+    /// are what drains it.
     fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
+        if cx.state(conn).is_some_and(|s| s.side == Side::Initiator) {
+            return true;
+        }
+        // Handoffs wait for room in another worker's queue, or enough of
+        // this worker's pings are out through another worker's upstream
+        // (which does not pause for them): new pings wait in the kernel.
+        let credit = self.config.handoff_inflight_max;
+        if !self.refused.is_empty() || self.via.iter().any(|&n| n >= credit) {
+            return false;
+        }
         let Link::Up(upstream) = self.link else {
             return true;
         };
-        conn == upstream
-            || cx
-                .session(upstream)
-                .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
+        cx.session(upstream)
+            .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
     }
 
     fn is_done(&self) -> bool {
