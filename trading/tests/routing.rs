@@ -245,3 +245,93 @@ fn dials_are_paced_and_every_connection_gets_its_turn() {
     let report = h.client().service().report();
     assert_eq!((report.pongs, report.errors), (3_000, 0));
 }
+
+#[test]
+fn a_worker_stops_reading_its_clients_at_its_credit_with_another_worker() {
+    use fep_core::{Effect, Nanos, Worker, WorkerConfig};
+    use fep_trading::gateway::{Gateway, Handoff, Routing};
+    use fep_trading::msg::{
+        offset, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
+    };
+    let config = GatewayConfig {
+        workers: 2,
+        routing: Routing::Handoff,
+        handoff_inflight_max: 3,
+        ..Default::default()
+    };
+    let mut w = Worker::new(
+        WorkerId(0),
+        WorkerConfig::default(),
+        Gateway::new(WorkerId(0), config),
+    );
+    w.start(Nanos(1));
+    let up = w.handle_connected(Nanos(1), fep_core::PeerId(0)).unwrap();
+    let mut bytes = Vec::new();
+    RoleHelloAck {
+        role: 3,
+        version: 1,
+    }
+    .encode(&mut bytes);
+    w.handle_read(Nanos(2), up, &bytes);
+    // The upstream is session 0; session 1 routes to worker 1 (handoff),
+    // session 2 to worker 0 (local).
+    let remote = w.handle_accepted(Nanos(3)).unwrap();
+    let local = w.handle_accepted(Nanos(3)).unwrap();
+    bytes.clear();
+    RoleHelloReq {
+        role: 1,
+        version: 1,
+        token: "",
+    }
+    .encode(&mut bytes);
+    w.handle_read(Nanos(4), local, &bytes);
+    w.handle_read(Nanos(4), remote, &bytes);
+    while w.poll_effect().is_some() {}
+    let mut forwards = Vec::new();
+    for seq in 1..=3 {
+        let z = Nanos::ZERO;
+        bytes.clear();
+        PerfPing {
+            seq,
+            route: 0,
+            t1: Nanos(5),
+            t2: z,
+            t3: z,
+            t4: z,
+            pad: &[],
+        }
+        .encode(OP_PERF_PING, &mut bytes);
+        assert!(
+            w.accepts_input(Nanos(5), remote),
+            "below the credit after {} pings",
+            seq - 1
+        );
+        w.handle_read(Nanos(5), remote, &bytes);
+        forwards.extend(
+            std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
+                Effect::Handoff {
+                    target,
+                    task: Handoff::Forward(buf),
+                } => Some((target, buf)),
+                _ => None,
+            }),
+        );
+    }
+    assert_eq!(forwards.len(), 3);
+    assert!(forwards.iter().all(|(t, _)| *t == WorkerId(1)));
+    assert!(
+        !w.accepts_input(Nanos(6), remote),
+        "three pings out through worker 1: the credit is spent"
+    );
+    assert!(
+        !w.accepts_input(Nanos(6), local),
+        "the pause is for every client of the worker"
+    );
+    assert!(w.accepts_input(Nanos(6), up), "the upstream is always read");
+    // Worker 1 answers one: a slot of credit comes back.
+    let (_, mut pong) = forwards.remove(0);
+    pong[offset::OPCODE..offset::OPCODE + 2].copy_from_slice(&OP_PERF_PONG.to_be_bytes());
+    w.handle_handoff(Nanos(7), Handoff::Return(pong));
+    assert!(w.accepts_input(Nanos(7), remote));
+    assert_eq!(w.service().stats().pongs, 1);
+}
