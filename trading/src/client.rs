@@ -80,6 +80,10 @@ pub struct ClientConfig {
     pub trace_max: usize,
     /// Length of the live intervals of [`Report::intervals`]; `None` for none.
     pub interval: Option<Nanos>,
+    /// How long dials and hand-shakes may take in all; connections not
+    /// hand-shaked by then are given up (counted in `connections_lost`
+    /// and `errors`) and the run goes on with the others.
+    pub handshake_timeout: Nanos,
 }
 
 impl Default for ClientConfig {
@@ -94,6 +98,7 @@ impl Default for ClientConfig {
             drain_timeout: Nanos::from_secs(5),
             trace_max: 0,
             interval: None,
+            handshake_timeout: Nanos::from_secs(10),
         }
     }
 }
@@ -364,6 +369,8 @@ pub struct Client {
     origin: Nanos,
     /// The earliest arrival not sent yet (it may be in the past).
     next_due: Option<Nanos>,
+    /// When connections not hand-shaked yet are given up.
+    connect_deadline: Nanos,
     intervals: Option<Intervals>,
     report: Report,
 }
@@ -417,6 +424,7 @@ impl Client {
             answers: 0,
             origin: Nanos::ZERO,
             next_due: None,
+            connect_deadline: Nanos::MAX,
             intervals,
         }
     }
@@ -821,6 +829,24 @@ impl Client {
         self.report.intervals.push(sample);
     }
 
+    /// The hand-shake deadline passed: every connection still dialling or
+    /// waiting for its ack (or not dialled yet) is given up and closed.
+    fn give_up_connecting(&mut self, cx: &mut Context<'_, Self>) {
+        for i in 0..self.links.len() {
+            let link = &mut self.links[i];
+            if matches!(
+                link.state,
+                LinkState::Idle | LinkState::Dialing | LinkState::Hello
+            ) {
+                if let Some(conn) = link.conn {
+                    cx.close(conn);
+                }
+                self.report.errors += 1;
+                self.lose_link(cx, i);
+            }
+        }
+    }
+
     fn lose_link(&mut self, cx: &mut Context<'_, Self>, i: usize) {
         let link = &mut self.links[i];
         if link.state != LinkState::Closed {
@@ -877,6 +903,7 @@ impl Service for Client {
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
+        self.connect_deadline = cx.now() + self.config.handshake_timeout;
         for _ in 0..DIALS_IN_FLIGHT_MAX {
             self.dial_next(cx);
         }
@@ -919,12 +946,13 @@ impl Service for Client {
     }
 
     fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, _: PeerId) {
-        self.report.errors += 1;
+        // A dial given up at the hand-shake deadline was counted then.
         if let Some(i) = self
             .links
             .iter()
             .position(|l| l.state == LinkState::Dialing)
         {
+            self.report.errors += 1;
             self.lose_link(cx, i);
         }
         self.dial_next(cx);
@@ -933,6 +961,7 @@ impl Service for Client {
     fn on_timeout(&mut self, cx: &mut Context<'_, Self>) {
         self.sample_intervals(cx.now());
         match self.phase {
+            Phase::Connecting if cx.now() >= self.connect_deadline => self.give_up_connecting(cx),
             Phase::Draining { deadline } if cx.now() >= deadline => self.finish(cx),
             Phase::Running => self.pump(cx),
             _ => {}
@@ -947,6 +976,7 @@ impl Service for Client {
 
     fn poll_timeout(&self) -> Option<Nanos> {
         let phase = match self.phase {
+            Phase::Connecting => Some(self.connect_deadline),
             Phase::Draining { deadline } => Some(deadline),
             Phase::Running if self.report.sent < self.total() => self.next_due,
             _ => None,

@@ -335,3 +335,55 @@ fn a_worker_stops_reading_its_clients_at_its_credit_with_another_worker() {
     assert!(w.accepts_input(Nanos(7), remote));
     assert_eq!(w.service().stats().pongs, 1);
 }
+
+#[test]
+fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on() {
+    use fep_core::{Effect, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
+    use fep_trading::client::Client;
+    use fep_trading::msg::RoleHelloAck;
+    let config = ClientConfig {
+        connections: 3,
+        warmup: 0,
+        count: 2,
+        handshake_timeout: Nanos::from_millis(5),
+        ..Default::default()
+    };
+    let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
+    w.start(Nanos(0));
+    let answered = w.handle_connected(Nanos(1), PeerId(0)).unwrap();
+    let silent = w.handle_connected(Nanos(1), PeerId(0)).unwrap();
+    // The third dial never completes; the second peer never acks.
+    let mut ack = Vec::new();
+    RoleHelloAck {
+        role: 2,
+        version: 1,
+    }
+    .encode(&mut ack);
+    w.handle_read(Nanos(2), answered, &ack);
+    while w.poll_effect().is_some() {}
+    assert!(!w.service().is_running(), "still waiting for the others");
+    assert_eq!(w.poll_timeout(), Some(Nanos::from_millis(5)));
+    w.handle_timeout(Nanos::from_millis(5));
+    let effects: Vec<_> = std::iter::from_fn(|| w.poll_effect()).collect();
+    assert!(
+        effects.contains(&Effect::Close { conn: silent }),
+        "{effects:?}"
+    );
+    assert!(
+        w.service().is_running(),
+        "the run goes on with the connection that answered"
+    );
+    assert!(
+        effects.contains(&Effect::Transmit { conn: answered }),
+        "a ping leaves on it"
+    );
+    let report = w.service().report();
+    assert_eq!((report.connections_lost, report.errors), (2, 2));
+    // The late dial completing afterwards is closed at once, counted once.
+    let late = w
+        .handle_connected(Nanos::from_millis(6), PeerId(0))
+        .unwrap();
+    assert!(std::iter::from_fn(|| w.poll_effect()).any(|e| e == Effect::Close { conn: late }));
+    w.handle_connect_failed(Nanos::from_millis(6), PeerId(0));
+    assert_eq!(w.service().report().errors, 2);
+}

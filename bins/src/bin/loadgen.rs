@@ -151,6 +151,10 @@ struct Cli {
     /// Write rtt.hgrm and hop1.hgrm … hop4.hgrm into this directory.
     #[arg(long, env = "FEP_OUT")]
     out: Option<PathBuf>,
+    /// How long dials and hand-shakes may take; connections not hand-shaked
+    /// by then are given up and the run goes on with the others.
+    #[arg(long, env = "FEP_HANDSHAKE_TIMEOUT", value_parser = parse_nanos, default_value = "10s")]
+    handshake_timeout: Nanos,
     /// Print `progress warmup|measure <done>/<total>` lines while running.
     #[arg(long, env = "FEP_PROGRESS")]
     progress: bool,
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
         drain_timeout: Nanos::from_millis(cli.drain_ms),
         trace_max: 0,
         interval: cli.interval,
+        handshake_timeout: cli.handshake_timeout,
     };
     // The pongs must fit the client's frame bound, pad included.
     let mut worker = fep_core::WorkerConfig::default();
