@@ -172,6 +172,38 @@ impl DriverArgs {
     }
 }
 
+/// The rest of a server binary's life once its driver started: warn when
+/// the open-file limit is short for the clients planned, print
+/// `ready <addr>` once every worker is ready (a gateway: every upstream
+/// hand-shaked), wait for the drain after SIGINT/SIGTERM, and leave each
+/// worker's I/O counters in the log.
+pub fn serve<S>(running: fep_net::Running<S>, nofile: &NofileRaise) -> ExitCode
+where
+    S: fep_core::Service + Send,
+    S::Task: Send,
+    S::Data: Send,
+{
+    let planned = crate::limits::SERVER_CONNECTIONS_PLANNED;
+    warn_short_open_files(nofile, &format!("{planned} clients"));
+    // A signal while waiting stops the wait.
+    if running.wait_ready(None) == fep_net::Readiness::Ready {
+        print_ready(
+            running
+                .local_addr()
+                .expect("a listening driver has an address"),
+        );
+    }
+    match running.join() {
+        Ok(stopped) => {
+            for (i, w) in stopped.iter().enumerate() {
+                eprintln!("worker {i}: {}", w.io);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fep_bins::cli::{fail, parse_or_exit, print_ready, warn_short_open_files, DriverArgs};
-use fep_bins::limits::{raise_nofile, NofileGoal, SERVER_CONNECTIONS_PLANNED};
-use fep_net::Readiness;
+use fep_bins::cli::{fail, parse_or_exit, serve, DriverArgs};
+use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 
 /// `--routing`.
@@ -68,27 +67,8 @@ fn main() -> ExitCode {
         inflight_per_session_max: cli.inflight_per_session_max,
         ..GatewayConfig::default()
     };
-    let running = match fep_net::start(config, move |id| Gateway::new(id, gateway.clone())) {
-        Ok(running) => running,
-        Err(e) => return fail(e),
-    };
-    warn_short_open_files(&nofile, &format!("{SERVER_CONNECTIONS_PLANNED} clients"));
-    // Waits for every upstream hand-shake; a signal meanwhile stops it.
-    if running.wait_ready(None) == Readiness::Ready {
-        print_ready(
-            running
-                .local_addr()
-                .expect("a listening driver has an address"),
-        );
-    }
-    match running.join() {
-        Ok(stopped) => {
-            // For the logs: what each worker's event loop did.
-            for (i, w) in stopped.iter().enumerate() {
-                eprintln!("worker {i}: {}", w.io);
-            }
-            ExitCode::SUCCESS
-        }
+    match fep_net::start(config, move |id| Gateway::new(id, gateway.clone())) {
+        Ok(running) => serve(running, &nofile),
         Err(e) => fail(e),
     }
 }

@@ -7,9 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fep_bins::cli::{fail, parse_or_exit, print_ready, warn_short_open_files, DriverArgs};
-use fep_bins::limits::{raise_nofile, NofileGoal, SERVER_CONNECTIONS_PLANNED};
-use fep_net::Readiness;
+use fep_bins::cli::{fail, parse_or_exit, serve, DriverArgs};
+use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 
 /// The mock exchange of the FEP benchmark.
@@ -32,26 +31,8 @@ fn main() -> ExitCode {
     let nofile = raise_nofile(NofileGoal::server(1));
     let config = cli.driver.config().listen(cli.listen);
     let exchange = ExchangeConfig { token: cli.token };
-    let running = match fep_net::start(config, move |_| Exchange::new(exchange.clone())) {
-        Ok(running) => running,
-        Err(e) => return fail(e),
-    };
-    warn_short_open_files(&nofile, &format!("{SERVER_CONNECTIONS_PLANNED} clients"));
-    if running.wait_ready(None) == Readiness::Ready {
-        print_ready(
-            running
-                .local_addr()
-                .expect("a listening driver has an address"),
-        );
-    }
-    match running.join() {
-        Ok(stopped) => {
-            // For the logs: what each worker's event loop did.
-            for (i, w) in stopped.iter().enumerate() {
-                eprintln!("worker {i}: {}", w.io);
-            }
-            ExitCode::SUCCESS
-        }
+    match fep_net::start(config, move |_| Exchange::new(exchange.clone())) {
+        Ok(running) => serve(running, &nofile),
         Err(e) => fail(e),
     }
 }
