@@ -290,6 +290,33 @@ fn cmd_run(
     Ok(exit_code(&outcome))
 }
 
+/// Runs `leg` as round `round` of `runs` into a fresh directory under
+/// `parent`, and prints its line, its warnings and, for a partial run that
+/// was not interrupted, why.
+fn run_printed(
+    bench: &Bench,
+    leg: &Leg,
+    parent: &Path,
+    round: u32,
+    runs: u32,
+) -> Result<RunOutcome, String> {
+    let dir = fresh_run_dir(&parent.join(&leg.name), UtcTime::now())
+        .map_err(|e| format!("cannot create a run directory: {e}"))?;
+    let label = format!("{} round {round}/{runs}", leg.name);
+    let outcome = bench.run_leg(leg, &dir, &label);
+    println!("{label}: {}", one_line(&outcome.summary));
+    for w in &outcome.summary.warnings {
+        println!("  warning: {w}");
+    }
+    if outcome.summary.partial && !outcome.interrupted() {
+        println!(
+            "  {}",
+            outcome.summary.partial_reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(outcome)
+}
+
 fn cmd_sweep(
     runs: u32,
     scenarios: &[String],
@@ -311,28 +338,17 @@ fn cmd_sweep(
     let mut failed = 0;
     'rounds: for round in 1..=runs {
         for (name, target) in scenarios.iter().zip(&targets) {
-            let dir = fresh_run_dir(&sweep_dir.join(name), UtcTime::now())
-                .map_err(|e| format!("cannot create a run directory: {e}"))?;
             let leg = Leg {
                 name: name.clone(),
                 target: target.clone(),
                 load: opts.load(),
             };
-            let label = format!("{name} round {round}/{runs}");
-            let outcome = bench.run_leg(&leg, &dir, &label);
-            println!("{label}: {}", one_line(&outcome.summary));
-            for w in &outcome.summary.warnings {
-                println!("  warning: {w}");
-            }
+            let outcome = run_printed(&bench, &leg, &sweep_dir, round, runs)?;
             if outcome.interrupted() {
                 break 'rounds;
             }
             if outcome.summary.partial {
                 failed += 1;
-                println!(
-                    "  {}",
-                    outcome.summary.partial_reason.as_deref().unwrap_or("")
-                );
             }
         }
     }
@@ -435,23 +451,12 @@ fn cmd_baseline(
     let mut failed = 0;
     'rounds: for round in 1..=runs {
         for leg in &legs {
-            let dir = fresh_run_dir(&base_dir.join(&leg.name), UtcTime::now())
-                .map_err(|e| format!("cannot create a run directory: {e}"))?;
-            let label = format!("{} round {round}/{runs}", leg.name);
-            let outcome = bench.run_leg(leg, &dir, &label);
-            println!("{label}: {}", one_line(&outcome.summary));
-            for w in &outcome.summary.warnings {
-                println!("  warning: {w}");
-            }
+            let outcome = run_printed(&bench, leg, &base_dir, round, runs)?;
             if outcome.interrupted() {
                 break 'rounds;
             }
             if outcome.summary.partial {
                 failed += 1;
-                println!(
-                    "  {}",
-                    outcome.summary.partial_reason.as_deref().unwrap_or("")
-                );
             } else {
                 done.push(outcome.summary);
             }
