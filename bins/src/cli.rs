@@ -70,6 +70,9 @@ pub enum WriteModeArg {
     Speculative,
     /// Always wait for WRITABLE first.
     Deferred,
+    /// Write once per batch of events, after all are handled (no wait for
+    /// WRITABLE): fewer writes under pipelined load.
+    Batched,
 }
 
 impl From<WriteModeArg> for WriteMode {
@@ -77,6 +80,7 @@ impl From<WriteModeArg> for WriteMode {
         match mode {
             WriteModeArg::Speculative => WriteMode::Speculative,
             WriteModeArg::Deferred => WriteMode::Deferred,
+            WriteModeArg::Batched => WriteMode::Batched,
         }
     }
 }

@@ -19,6 +19,10 @@ pub enum WriteMode {
     /// Always wait for `WRITABLE` first: one more poll round per write. The
     /// comparison point for what speculative writing buys.
     Deferred,
+    /// Write without waiting for `WRITABLE`, but once per batch of
+    /// readiness events, after all of them are handled: what a pipelined
+    /// load produces for one socket in a batch leaves in one `write`.
+    Batched,
 }
 
 /// The settings of one driver (one process). Built with chained setters:

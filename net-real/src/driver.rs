@@ -78,6 +78,8 @@ struct Conn {
     /// Readable, but the service refused its input for now: it waits in
     /// [`Driver::paused`] (edge-triggered, no new event would come).
     paused: bool,
+    /// In [`Driver::dirty`]: batched output waits for the end of the batch.
+    queued: bool,
 }
 
 /// A dial in progress.
@@ -123,6 +125,9 @@ pub(crate) struct Driver<S: Service> {
     /// round of resumption.
     resuming: bool,
     stats: IoStats,
+    /// Batched write mode: connections with output to write before the
+    /// next poll, each once.
+    dirty: Vec<ConnId>,
     observer: Option<Observer<S>>,
     next_observe: Nanos,
 }
@@ -163,6 +168,7 @@ impl<S: Service> Driver<S> {
             paused_spare: VecDeque::new(),
             resuming: false,
             stats: IoStats::default(),
+            dirty: Vec::new(),
             observer,
             next_observe: Nanos::ZERO,
         })
@@ -224,6 +230,7 @@ impl<S: Service> Driver<S> {
                 }
                 timeout = Some(Duration::ZERO);
             }
+            self.flush_dirty(now);
             let timeout = timeout.or_else(|| self.poll_timeout(now, stop_at));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -379,7 +386,7 @@ impl<S: Service> Driver<S> {
             // Edge-triggered: registering WRITABLE up front costs one
             // spurious event per connection and saves a reregister per
             // `WouldBlock`; a write is still attempted before any wait.
-            WriteMode::Speculative => Interest::READABLE | Interest::WRITABLE,
+            WriteMode::Speculative | WriteMode::Batched => Interest::READABLE | Interest::WRITABLE,
             WriteMode::Deferred => Interest::READABLE,
         };
         if let Err(e) = self
@@ -402,6 +409,7 @@ impl<S: Service> Driver<S> {
             blocked: false,
             closing_until: None,
             paused: false,
+            queued: false,
         });
     }
 
@@ -664,6 +672,12 @@ impl<S: Service> Driver<S> {
                     self.finalize(conn, now);
                 }
             }
+            WriteMode::Batched => {
+                if !c.queued {
+                    c.queued = true;
+                    self.dirty.push(conn);
+                }
+            }
             WriteMode::Deferred => {
                 c.blocked = true;
                 self.stats.deferred_waits += 1;
@@ -685,6 +699,30 @@ impl<S: Service> Driver<S> {
 
     /// Writes what the engine has for `conn` until it is all out or the
     /// socket is full.
+    /// Batched writes: every connection that got bytes since the last
+    /// poll writes them now, once.
+    fn flush_dirty(&mut self, now: Nanos) {
+        while !self.dirty.is_empty() {
+            let mut batch = std::mem::take(&mut self.dirty);
+            for conn in batch.drain(..) {
+                let Some(c) = find(&mut self.conns, conn) else {
+                    continue;
+                };
+                c.queued = false;
+                if c.blocked || c.closing_until.is_some() {
+                    continue;
+                }
+                if let Flush::Failed = self.flush(conn) {
+                    self.finalize(conn, now);
+                }
+            }
+            // A close above may have queued more; keep the allocation when not.
+            if self.dirty.is_empty() {
+                self.dirty = batch;
+            }
+        }
+    }
+
     fn flush(&mut self, conn: ConnId) -> Flush {
         let Some(c) = find(&mut self.conns, conn) else {
             return Flush::Failed;
@@ -734,7 +772,7 @@ impl<S: Service> Driver<S> {
                 let token = conn_token(conn);
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 let rearmed = match self.config.write_mode {
-                    WriteMode::Speculative => true,
+                    WriteMode::Speculative | WriteMode::Batched => true,
                     WriteMode::Deferred => self
                         .poll
                         .registry()

@@ -109,7 +109,11 @@ fn every_scenario_keeps_order_and_loses_nothing_through_the_gateway() {
         (2, Routing::Local),
         (2, Routing::Handoff),
     ] {
-        for mode in [WriteMode::Speculative, WriteMode::Deferred] {
+        for mode in [
+            WriteMode::Speculative,
+            WriteMode::Deferred,
+            WriteMode::Batched,
+        ] {
             let gw = gateway(ex.local_addr().unwrap(), workers, routing, mode);
             let report = load(gw.local_addr().unwrap(), pings(10, 1000));
             assert_healthy(&report, 1100, true);
