@@ -462,9 +462,11 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
             "c-relay",
             "gateway",
             "deferred",
+            "batched",
             "tokio-pipelined",
             "c-relay-pipelined",
-            "gateway-pipelined"
+            "gateway-pipelined",
+            "batched-pipelined"
         ]
     );
     let loadgens: Vec<&String> = log.iter().filter(|l| l.starts_with("loadgen")).collect();
@@ -484,7 +486,8 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
         loadgens[2]
     );
     assert!(log.iter().any(|l| l.contains("--write-mode deferred")));
-    for pipelined in [5, 6, 7] {
+    assert!(log.iter().any(|l| l.contains("--write-mode batched")));
+    for pipelined in [6, 7, 8, 9] {
         assert!(
             loadgens[pipelined].contains("--connections 100 --inflight 30 --size 1024"),
             "{}",
@@ -557,8 +560,10 @@ fn baseline_without_a_c_compiler_skips_the_relay_legs_with_a_warning() {
             "tokio",
             "gateway",
             "deferred",
+            "batched",
             "tokio-pipelined",
-            "gateway-pipelined"
+            "gateway-pipelined",
+            "batched-pipelined"
         ]
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -596,7 +601,7 @@ fn baseline_with_a_failing_compiler_skips_the_relay_legs_with_its_complaint() {
             && stdout.contains("bad-cc: fatal error: no headers"),
         "{stdout}"
     );
-    assert_eq!(loadgen_scenarios(&fakes.args_log()).len(), 6);
+    assert_eq!(loadgen_scenarios(&fakes.args_log()).len(), 8);
 }
 
 #[test]
@@ -615,7 +620,7 @@ fn baseline_with_the_real_cc_compiles_and_runs_the_relay() {
         "executable"
     );
     let log = fakes.args_log();
-    assert_eq!(loadgen_scenarios(&log).len(), 8, "{log:?}");
+    assert_eq!(loadgen_scenarios(&log).len(), 10, "{log:?}");
     for leg in ["c-relay", "c-relay-pipelined"] {
         let summary = summary_in(&run_dirs(&base.join(leg))[0]);
         assert!(!summary.partial, "{leg}: {:?}", summary.partial_reason);

@@ -60,8 +60,9 @@ enum Command {
     /// The floor and the alternatives in one placement: loadgen direct to
     /// the exchange, through tokio_proxy, through a minimal C epoll relay
     /// (compiled at run time with $CC or cc; skipped with a warning when
-    /// that fails), through fep_gateway (speculative and deferred writes),
-    /// then pipelined throughput gateway vs tokio and vs the C relay.
+    /// that fails), through fep_gateway (speculative, deferred and batched
+    /// writes), then pipelined throughput gateway (speculative, batched) vs
+    /// tokio and vs the C relay.
     Baseline {
         /// Rounds of all legs, interleaved; figures are medians.
         #[arg(long, default_value_t = 1, env = "FEP_RUNS")]
@@ -402,12 +403,14 @@ fn baseline_legs(load: &Load, pipelined: &Load, c_relay: Option<&Path>) -> Vec<L
     legs.extend([
         leg("gateway", gateway("speculative"), load),
         leg("deferred", gateway("deferred"), load),
+        leg("batched", gateway("batched"), load),
         leg("tokio-pipelined", Target::TokioProxy, pipelined),
     ]);
     if let Some(target) = c_relay {
         legs.push(leg(C_RELAY_PIPELINED, target, pipelined));
     }
     legs.push(leg("gateway-pipelined", gateway("speculative"), pipelined));
+    legs.push(leg("batched-pipelined", gateway("batched"), pipelined));
     legs
 }
 
@@ -545,6 +548,7 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
         ("gateway", "tokio"),
         ("gateway", C_RELAY),
         ("deferred", "gateway"),
+        ("batched", "gateway"),
     ] {
         let _ = writeln!(
             md,
@@ -573,6 +577,12 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
         "\nPipelined throughput gateway/tokio: {} (target ≥ 1.5); gateway/{C_RELAY}: {}.",
         ratio("gateway-pipelined", "tokio-pipelined", &throughput),
         ratio("gateway-pipelined", C_RELAY_PIPELINED, &throughput)
+    );
+    let _ = writeln!(
+        md,
+        "\nPipelined throughput with --write-mode batched: batched/speculative {}, batched/tokio {}.",
+        ratio("batched-pipelined", "gateway-pipelined", &throughput),
+        ratio("batched-pipelined", "tokio-pipelined", &throughput)
     );
     md
 }
