@@ -8,7 +8,7 @@ use std::time::Duration;
 use fep_net::{Config, Readiness, Running};
 use fep_trading::client::{Client, ClientConfig, Load, Report};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
-use fep_trading::gateway::{Gateway, GatewayConfig};
+use fep_trading::gateway::Gateway;
 use fep_trading::scenario::conformance::{run_all, Arm, Spec};
 
 const READY_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
@@ -34,11 +34,7 @@ impl Arm for Real {
             .listen(loopback())
             .peers(vec![upstream])
             .workers(usize::from(workers));
-        let gw = GatewayConfig {
-            workers,
-            routing: scenario.routing(),
-            ..GatewayConfig::default()
-        };
+        let gw = scenario.gateway_config();
         let gateway =
             fep_net::start(config, move |id| Gateway::new(id, gw.clone())).expect("gateway starts");
         assert_eq!(gateway.wait_ready(READY_TIMEOUT), Readiness::Ready);

@@ -22,7 +22,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use fep_core::{Nanos, WorkerConfig};
 use fep_trading::client::{Client, ClientConfig, Load, Report, RoundTrip};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
-use fep_trading::gateway::{Gateway, GatewayConfig};
+use fep_trading::gateway::Gateway;
 use fep_trading::scenario::Scenario;
 
 use crate::check::{self, Verdict, WireCheck};
@@ -210,11 +210,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
         recorder.clone(),
     );
     let workers = config.scenario.workers();
-    let gateway_config = GatewayConfig {
-        workers,
-        routing: config.scenario.routing(),
-        ..GatewayConfig::default()
-    };
+    let gateway_config = config.scenario.gateway_config();
     let gateway = Host::new(
         HostSpec {
             name: "gateway".into(),

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::client::{Answer, Report};
-use crate::gateway::Routing;
+use crate::gateway::{GatewayConfig, Routing};
 
 /// A benchmark scenario of CLI.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,6 +36,16 @@ impl Scenario {
         match self {
             Scenario::S1 | Scenario::S2 => Routing::Local,
             Scenario::S3 => Routing::Handoff,
+        }
+    }
+
+    /// The gateway settings of the scenario: its workers and routing, the
+    /// rest default.
+    pub fn gateway_config(self) -> GatewayConfig {
+        GatewayConfig {
+            workers: self.workers(),
+            routing: self.routing(),
+            ..GatewayConfig::default()
         }
     }
 

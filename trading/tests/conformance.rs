@@ -2,7 +2,6 @@
 //! the real backend run the same bodies in their own crates).
 
 use fep_trading::client::{ClientConfig, Load, Report};
-use fep_trading::gateway::GatewayConfig;
 use fep_trading::harness::{Harness, HarnessConfig};
 use fep_trading::scenario::conformance::{run_all, Arm, Spec};
 
@@ -25,11 +24,7 @@ impl Arm for InMemory {
             ..ClientConfig::default()
         };
         let scenario = spec.scenario;
-        let gateway = GatewayConfig {
-            workers: scenario.workers(),
-            routing: scenario.routing(),
-            ..Default::default()
-        };
+        let gateway = scenario.gateway_config();
         let mut h = Harness::new(HarnessConfig {
             gateway: Some(gateway),
             client,

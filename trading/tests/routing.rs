@@ -16,11 +16,7 @@ fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
         trace_max: 10_000,
         ..Default::default()
     };
-    let gateway = GatewayConfig {
-        workers: scenario.workers(),
-        routing: scenario.routing(),
-        ..Default::default()
-    };
+    let gateway = scenario.gateway_config();
     let mut h = Harness::new(HarnessConfig {
         gateway: Some(gateway),
         client,

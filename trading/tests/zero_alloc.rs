@@ -4,7 +4,6 @@
 
 use fep_core::Nanos;
 use fep_trading::client::{ClientConfig, Load};
-use fep_trading::gateway::GatewayConfig;
 use fep_trading::harness::{GatewayRig, Harness, HarnessConfig};
 use fep_trading::msg::{PerfPing, OP_PERF_PING};
 use fep_trading::scenario::Scenario;
@@ -66,11 +65,7 @@ fn full_path_allocations(scenario: Scenario) -> u64 {
         load: Load::Pipelined { inflight: 4 },
         ..Default::default()
     };
-    let gateway = GatewayConfig {
-        workers: scenario.workers(),
-        routing: scenario.routing(),
-        ..Default::default()
-    };
+    let gateway = scenario.gateway_config();
     let mut h = Harness::new(HarnessConfig {
         gateway: Some(gateway),
         client,
