@@ -25,12 +25,15 @@ use crate::limits::{
 };
 use crate::socket;
 use crate::stats::IoStats;
+use crate::timer::Timer;
 use crate::Observer;
 
 /// The worker's listening socket.
 const LISTENER: Token = Token(0);
 /// The worker's waker: a handoff arrived or a shutdown began.
 pub(crate) const WAKER: Token = Token(1);
+/// The worker's deadline timer.
+const TIMER: Token = Token(2);
 /// Tag of a dial in progress: `DIAL_TAG | slot`.
 const DIAL_TAG: usize = 1 << 61;
 /// Tag of an open connection: `CONN_TAG | ConnId::to_bits()`. The id's
@@ -44,6 +47,7 @@ const _: () = assert!(DIALS_PER_WORKER_MAX < DIAL_TAG);
 enum Target {
     Listener,
     Waker,
+    Timer,
     Dial(usize),
     Conn(ConnId),
 }
@@ -52,6 +56,7 @@ fn target(token: Token) -> Option<Target> {
     match token {
         LISTENER => Some(Target::Listener),
         WAKER => Some(Target::Waker),
+        TIMER => Some(Target::Timer),
         Token(t) if t & CONN_TAG != 0 => {
             Some(Target::Conn(ConnId::from_bits((t & !CONN_TAG) as u64)))
         }
@@ -101,6 +106,9 @@ pub(crate) struct Driver<S: Service> {
     id: WorkerId,
     worker: Worker<S>,
     poll: Poll,
+    /// Wakes the poll at the next deadline to the nanosecond (`None`: the
+    /// kernel gave no timerfd; deadlines then round up to milliseconds).
+    timer: Option<Timer>,
     listener: Option<TcpListener>,
     conns: Vec<Option<Conn>>,
     dials: Vec<Option<Dial>>,
@@ -147,10 +155,21 @@ impl<S: Service> Driver<S> {
             poll.registry().register(l, LISTENER, Interest::READABLE)?;
         }
         let workers = handoffs.workers();
+        let timer = match Timer::new(poll.registry(), TIMER) {
+            Ok(timer) => Some(timer),
+            Err(e) => {
+                eprintln!(
+                    "worker {}: no timerfd ({e}); deadlines round up to milliseconds",
+                    worker.id().0
+                );
+                None
+            }
+        };
         Ok(Driver {
             id: worker.id(),
             worker,
             poll,
+            timer,
             listener,
             conns: Vec::new(),
             dials: Vec::new(),
@@ -275,10 +294,35 @@ impl<S: Service> Driver<S> {
         self.lingering == 0 && self.conns.iter().flatten().all(|c| !c.blocked)
     }
 
-    fn poll_timeout(&self, now: Nanos, stop_at: Option<Nanos>) -> Option<Duration> {
+    /// How long the next poll may sleep: not at all when busy-polling or
+    /// when a deadline is due; otherwise until an event, with the timer
+    /// armed at the next deadline.
+    fn poll_timeout(&mut self, now: Nanos, stop_at: Option<Nanos>) -> Option<Duration> {
         if self.config.busy_poll {
             return Some(Duration::ZERO);
         }
+        let at = self.next_deadline(now, stop_at)?;
+        let Some(wait) = at.checked_since(now).filter(|w| *w > Nanos::ZERO) else {
+            return Some(Duration::ZERO);
+        };
+        match self.timer.as_mut().map(|timer| timer.arm(at)) {
+            Some(Ok(())) => None,
+            Some(Err(e)) => {
+                eprintln!(
+                    "worker {}: cannot arm the timer ({e}); deadlines round up to milliseconds",
+                    self.id.0
+                );
+                self.timer = None;
+                Some(Duration::from_nanos(wait.0))
+            }
+            None => Some(Duration::from_nanos(wait.0)),
+        }
+    }
+
+    /// The earliest time the loop must look again without an event: the
+    /// service's deadline, the observer's, the drain's end, lingering
+    /// closes, dials, and the recheck of paused input.
+    fn next_deadline(&self, now: Nanos, stop_at: Option<Nanos>) -> Option<Nanos> {
         let mut deadline = self.worker.poll_timeout();
         if self.observer.is_some() {
             deadline = Some(deadline.map_or(self.next_observe, |d| d.min(self.next_observe)));
@@ -301,13 +345,10 @@ impl<S: Service> Driver<S> {
                 .map(|d| d.deadline)
                 .for_each(&mut earliest);
         }
-        let timeout =
-            deadline.map(|at| Duration::from_nanos(at.checked_since(now).unwrap_or(Nanos::ZERO).0));
-        if self.paused.is_empty() {
-            timeout
-        } else {
-            Some(timeout.map_or(INPUT_PAUSE_RECHECK, |t| t.min(INPUT_PAUSE_RECHECK)))
+        if !self.paused.is_empty() {
+            earliest(now + nanos(INPUT_PAUSE_RECHECK));
         }
+        deadline
     }
 
     /// Lets the observer look at the service when its period is up (or
@@ -327,6 +368,11 @@ impl<S: Service> Driver<S> {
             Some(Target::Listener) => self.accept_all(),
             // Handoffs are taken after every poll, and the shutdown flag is
             // read before every poll: the wake-up itself carries nothing.
+            Some(Target::Timer) => {
+                if let Some(timer) = self.timer.as_mut() {
+                    timer.expired();
+                }
+            }
             Some(Target::Waker) | None => {}
             Some(Target::Dial(slot)) => self.finish_dial(slot, monotonic_now()),
             Some(Target::Conn(conn)) => {

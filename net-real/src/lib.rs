@@ -45,6 +45,7 @@ mod error;
 pub mod limits;
 mod socket;
 mod stats;
+mod timer;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
