@@ -8,7 +8,9 @@
  *   epoll_relay LISTEN_HOST:PORT UPSTREAM_HOST:PORT
  *
  * Prints "ready <host:port>" once listening (port 0 picks one), runs until
- * SIGINT/SIGTERM, exits 0. fepbench's baseline compiles and runs it.
+ * SIGINT/SIGTERM, exits 0. With FEP_LIFELINE=stdin it also stops when stdin
+ * reaches end of file (its parent died). fepbench's baseline compiles and
+ * runs it.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -176,6 +178,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
     if ((ep = epoll_create1(0)) < 0) die("epoll_create1");
     watch(lfd, EPOLLIN, EPOLL_CTL_ADD);
+    const char *lifeline = getenv("FEP_LIFELINE");
+    int life = lifeline && strcmp(lifeline, "stdin") == 0 ? STDIN_FILENO : -1;
+    if (life >= 0) watch(life, EPOLLIN, EPOLL_CTL_ADD);
     struct epoll_event events[256];
     while (!stop) {
         int n = epoll_wait(ep, events, 256, 100);
@@ -183,6 +188,12 @@ int main(int argc, char **argv) {
         if (n < 0) die("epoll_wait");
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
+            if (fd == life) {
+                char sink[256];
+                ssize_t r = read(life, sink, sizeof sink);
+                if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) stop = 1;
+                continue;
+            }
             if (fd == lfd) {
                 int c;
                 while ((c = accept(lfd, NULL, NULL)) >= 0) pair(c, &upstream);

@@ -1,9 +1,9 @@
 //! What the three protocol binaries (mock_exchange, fep_gateway, loadgen)
-//! share: one-line flag errors, the flags common to every driver, and the
-//! `ready <addr>` line.
+//! share: one-line flag errors, the flags common to every driver, the
+//! `ready <addr>` line, and the lifeline to a parent such as fepbench.
 
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -26,6 +26,47 @@ pub fn parse_or_exit<T: Parser>() -> T {
             eprintln!("{}: {first}", program());
             std::process::exit(2);
         }
+    }
+}
+
+/// The environment variable that ties a process's life to its parent's:
+/// with `FEP_LIFELINE=stdin` the process stops (as on SIGTERM: it drains)
+/// when its stdin reaches end of file. A parent that keeps the write end of
+/// a pipe open and never writes to it makes the kernel close it when the
+/// parent dies, however it dies: fepbench's children do not outlive a
+/// SIGKILLed fepbench. (`PR_SET_PDEATHSIG` would fire when the spawning
+/// *thread* ends, and fepbench spawns from short-lived pinned threads.)
+pub const LIFELINE_ENV: &str = "FEP_LIFELINE";
+
+/// Starts the lifeline watch when [`LIFELINE_ENV`] asks for it; call it
+/// first thing in `main`. Anything read from stdin is ignored.
+pub fn watch_lifeline() {
+    if std::env::var_os(LIFELINE_ENV).is_none_or(|v| v != "stdin") {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("lifeline".to_owned())
+        .spawn(|| {
+            let mut stdin = std::io::stdin().lock();
+            let mut sink = [0u8; 256];
+            loop {
+                match stdin.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            eprintln!("{}: stdin closed (the parent is gone): stopping", program());
+            // The process's own SIGTERM handling takes it from here; before
+            // the handlers are installed the default action ends it.
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::TERM,
+            );
+        });
+    if let Err(e) = spawned {
+        eprintln!("{}: warning: no lifeline thread: {e}", program());
     }
 }
 

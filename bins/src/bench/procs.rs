@@ -11,7 +11,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -72,6 +72,10 @@ impl ProcSpec {
 pub struct Proc {
     name: String,
     child: Child,
+    /// The write end of the child's stdin, never written: the kernel closes
+    /// it when fepbench dies, however it dies, and the child then stops
+    /// ([`crate::cli::LIFELINE_ENV`]).
+    _lifeline: Option<ChildStdin>,
     lines: Receiver<String>,
     log: PathBuf,
     status: Option<ExitStatus>,
@@ -196,7 +200,8 @@ impl Proc {
         let mut command = Command::new(&spec.program);
         command
             .args(&spec.args)
-            .stdin(Stdio::null())
+            .env(crate::cli::LIFELINE_ENV, "stdin")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .process_group(0);
@@ -205,6 +210,7 @@ impl Proc {
             .stdout
             .take()
             .ok_or_else(|| spawn_err(io::Error::other("no stdout pipe")))?;
+        let lifeline = child.stdin.take();
         let (tx, lines) = mpsc::channel();
         std::thread::Builder::new()
             .name(format!("{}-stdout", spec.name))
@@ -213,6 +219,7 @@ impl Proc {
         Ok(Proc {
             name: spec.name.clone(),
             child,
+            _lifeline: lifeline,
             lines,
             log,
             status: None,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fep_bins::cli::{fail, parse_or_exit, serve, DriverArgs};
+use fep_bins::cli::{fail, parse_or_exit, serve, watch_lifeline, DriverArgs};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 
@@ -49,6 +49,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = parse_or_exit();
+    watch_lifeline();
     // A descriptor per client: as many as the hard limit allows.
     let nofile = raise_nofile(NofileGoal::server(1));
     let config = cli

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fep_bins::cli::{fail, parse_cpus, parse_or_exit, CpuList};
+use fep_bins::cli::{fail, parse_cpus, parse_or_exit, watch_lifeline, CpuList};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_bins::loadgen::{describe, summary, write_histograms, LiveView, LoadShape};
 use fep_core::Nanos;
@@ -162,6 +162,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = parse_or_exit();
+    watch_lifeline();
     if cli.size < PING_FRAME_LEN_MIN {
         return fail(format!(
             "--size {} is below the smallest ping, {PING_FRAME_LEN_MIN} bytes",

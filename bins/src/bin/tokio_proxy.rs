@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fep_bins::cli::warn_short_open_files;
+use fep_bins::cli::{warn_short_open_files, watch_lifeline};
 use fep_bins::limits::{raise_nofile, NofileGoal, SERVER_CONNECTIONS_PLANNED};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -29,6 +29,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    watch_lifeline();
     // Two descriptors per client (its socket and its upstream's): as many
     // as the hard limit allows.
     let nofile = raise_nofile(NofileGoal::server(2));
