@@ -80,6 +80,13 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
     if let Some(rate) = report.intended_rate_per_s() {
         extra.insert("intended_rate".into(), rate.into());
     }
+    if !report.send_lag.is_empty() {
+        let lag = LatencySummary::from_histogram(&report.send_lag);
+        extra.insert(
+            "send_lag".into(),
+            serde_json::to_value(lag).expect("a latency summary serializes"),
+        );
+    }
     if !report.intervals.is_empty() {
         let intervals = report
             .intervals
@@ -100,7 +107,11 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
     extra
 }
 
-/// Writes `rtt.hgrm` and `hop1.hgrm` … `hop4.hgrm` into `dir`.
+/// The open-loop send lag's distribution, next to the [`HGRM_FILES`].
+pub const SEND_LAG_HGRM: &str = "send_lag";
+
+/// Writes `rtt.hgrm` and `hop1.hgrm` … `hop4.hgrm` into `dir`, and
+/// `send_lag.hgrm` in open loop.
 pub fn write_histograms(report: &Report, dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let hists = [
@@ -113,6 +124,10 @@ pub fn write_histograms(report: &Report, dir: &Path) -> io::Result<()> {
     for (name, hist) in HGRM_FILES.iter().zip(hists) {
         let file = File::create(dir.join(format!("{name}.hgrm")))?;
         write_hgrm(hist, BufWriter::new(file))?;
+    }
+    if !report.send_lag.is_empty() {
+        let file = File::create(dir.join(format!("{SEND_LAG_HGRM}.hgrm")))?;
+        write_hgrm(&report.send_lag, BufWriter::new(file))?;
     }
     Ok(())
 }
@@ -138,6 +153,14 @@ pub fn describe(summary: &LoadgenSummary) -> String {
         summary.window_violations
     );
     out.push_str(&line("rtt", &summary.rtt));
+    // Open loop: how late loadgen itself sent (part of the rtt above).
+    if let Some(lag) = summary
+        .extra
+        .get("send_lag")
+        .and_then(|v| serde_json::from_value::<LatencySummary>(v.clone()).ok())
+    {
+        out.push_str(&line("lag", &lag));
+    }
     for (i, hop) in summary.hops().iter().enumerate() {
         if let Some(hop) = hop {
             out.push_str(&line(&format!("hop{}", i + 1), hop));

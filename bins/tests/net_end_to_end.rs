@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fep_bins::bench::hgrm::read_hgrm;
+use fep_bins::bench::summary::LatencySummary;
 use fep_core::ErrorCode;
 use net_support::{
     assert_clean, assert_hops_sum_to_rtt, finish_loadgen, loadgen, ping, push_ping, spawn_loadgen,
@@ -55,6 +57,34 @@ fn deferred_writes_serve_the_same_pings() {
     let summary = loadgen(gateway.addr, &["--connections", "4", "--count", "2000"]);
     assert_clean(&summary);
     assert_hops_sum_to_rtt(&summary);
+}
+
+#[test]
+fn open_loop_reports_how_late_loadgen_sent_and_closed_loop_does_not() {
+    let exchange = Server::exchange(&[]);
+    let gateway = Server::gateway(exchange.addr, &[]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let args = ["--connections", "2", "--warmup", "100", "--count", "1000"];
+    let open = loadgen(
+        gateway.addr,
+        &[&args[..], &["--rate", "5000", "--out", dir]].concat(),
+    );
+    assert_clean(&open);
+    let lag: LatencySummary =
+        serde_json::from_value(open.extra["send_lag"].clone()).expect("send_lag in open loop");
+    // Part of the rtt, which counts from the intended send time.
+    assert!(lag.p50_us <= open.rtt.p50_us, "{lag:?} vs {:?}", open.rtt);
+    assert!(lag.max_us <= open.rtt.max_us, "{lag:?} vs {:?}", open.rtt);
+    let file = std::fs::File::open(out.path().join("send_lag.hgrm")).unwrap();
+    let hgrm = read_hgrm(std::io::BufReader::new(file)).unwrap();
+    assert_eq!(hgrm.total_count, 1000, "one lag per measured ping");
+
+    let closed = loadgen(gateway.addr, &args);
+    assert_clean(&closed);
+    assert!(!closed.extra.contains_key("send_lag"), "{:?}", closed.extra);
+    assert!(gateway.terminate(GRACE).success());
+    assert!(exchange.terminate(GRACE).success());
 }
 
 #[test]

@@ -147,8 +147,14 @@ pub struct IntervalSample {
 /// What a load run measured.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Round-trip times of recorded pongs, ns.
+    /// Round-trip times of recorded pongs, ns: from the ping's intended
+    /// send time in open loop, so `rtt = send_lag + hop1 + … + hop4`.
     pub rtt: Histogram<u64>,
+    /// How late recorded pings left against their schedule (`t1 −
+    /// intended`), ns: open loop only (closed loop sends on time by
+    /// definition). A large lag means the load generator, not the system
+    /// under test, is behind: its host is too slow or too busy for the rate.
+    pub send_lag: Histogram<u64>,
     /// `t2 − t1`, `t3 − t2`, `t4 − t3`, `t5 − t4`, ns (empty without a gateway).
     pub hops: [Histogram<u64>; 4],
     /// Pings sent.
@@ -198,6 +204,7 @@ impl Report {
             || Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid");
         Report {
             rtt: histogram(),
+            send_lag: histogram(),
             hops: [histogram(), histogram(), histogram(), histogram()],
             sent: 0,
             pongs: 0,
@@ -222,6 +229,7 @@ impl Report {
     /// Folds another worker's report into this one.
     pub fn merge(&mut self, other: &Report) {
         self.rtt.add(&other.rtt).expect("same bounds");
+        self.send_lag.add(&other.send_lag).expect("same bounds");
         for (a, b) in self.hops.iter_mut().zip(&other.hops) {
             a.add(b).expect("same bounds");
         }
@@ -685,6 +693,11 @@ impl Client {
         let t1 = ping.t1;
         let rtt = (t5 - ping.intended).as_u64();
         self.report.rtt.saturating_record(rtt.max(1));
+        if matches!(self.config.load, Load::Open { .. }) {
+            // Sent on time is 0 ns late; the histogram's floor is 1.
+            let lag = t1.checked_since(ping.intended).unwrap_or(Nanos::ZERO);
+            self.report.send_lag.saturating_record(lag.as_u64().max(1));
+        }
         if pong.t2 == Nanos::ZERO && pong.t4 == Nanos::ZERO {
             self.report.direct += 1;
             return;

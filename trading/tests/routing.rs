@@ -148,6 +148,10 @@ fn a_direct_run_has_an_rtt_and_no_hops() {
     assert_eq!(report.direct, 50);
     assert!(report.hops.iter().all(|h| h.is_empty()));
     assert_eq!(report.rtt.len(), 50);
+    assert!(
+        report.send_lag.is_empty(),
+        "closed loop has no schedule to lag"
+    );
 }
 
 fn open_loop(rate_per_s: f64, window: u32) -> Harness {
@@ -183,8 +187,15 @@ fn open_loop_sends_on_schedule_and_reports_the_intended_rate() {
         (elapsed - 0.1).abs() < 0.001,
         "2,000 arrivals at 20k/s take 100 ms, took {elapsed}"
     );
-    // Keeping up: latency from the intended time is the path's own.
+    // Keeping up: latency from the intended time is the path's own, and
+    // every ping left on time (0 ns late, the histogram's floor is 1).
     assert!(report.rtt.max() < 20_000, "max rtt {} ns", report.rtt.max());
+    assert_eq!(report.send_lag.len(), 2_000);
+    assert_eq!(
+        report.send_lag.max(),
+        1,
+        "a ping left late while keeping up"
+    );
     let answers: u64 = report.intervals.iter().map(|i| i.answers).sum();
     assert!(report.intervals.len() >= 99, "one sample per ms");
     assert_eq!(answers, 2_000, "the intervals saw every answer");
@@ -204,6 +215,15 @@ fn open_loop_latency_counts_from_the_intended_time_when_the_path_falls_behind() 
         report.rtt.mean()
     );
     assert!(report.rtt.max() > report.rtt.min() * 100);
+    // The wait is the send lag: rtt = lag + the hops, ping by ping, so the
+    // means add up too (within the histograms' 3 significant digits).
+    assert_eq!(report.send_lag.len(), 2_000);
+    let sum = report.send_lag.mean() + hops;
+    assert!(
+        (report.rtt.mean() - sum).abs() < report.rtt.mean() * 0.01,
+        "rtt mean {} vs lag + hops {sum}",
+        report.rtt.mean()
+    );
 }
 
 #[test]
