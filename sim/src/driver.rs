@@ -13,8 +13,14 @@
 //! - the cross-worker handoff queue: one courier task per (source, target)
 //!   pair, FIFO, delivering each task after a delay drawn from the source's
 //!   `handoff` stream; the queue is bounded and refuses past its bound;
-//! - the socket send buffer: one writer task per connection, so a write is
-//!   accepted at once ([`Worker::handle_written`] follows the write).
+//! - the socket send buffer: one writer task per connection drains a
+//!   buffer of at most [`SEND_BUF_MAX`] bytes into the turmoil stream, whose
+//!   end-to-end flow control holds it while the peer does not read. Bytes
+//!   enter the buffer only while it has room ([`Worker::handle_written`]
+//!   then), so a peer that stops reading makes the worker's own output
+//!   backlog grow, as a full kernel buffer does for the real backend;
+//! - the receive side: each connection's reader waits for room in the
+//!   worker's bounded inbox before it reads on (TCP holds the sender back).
 //!
 //! Buggify points (off unless [`Knobs::buggify`] says otherwise) nudge the
 //! worker the way a real event loop may: a read delivered in pieces, a
@@ -31,7 +37,9 @@ use fep_core::{ConnId, Effect, Nanos, PeerId, Service, Worker, WorkerConfig, Wor
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{channel, Receiver, Sender};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use turmoil::net::{TcpListener, TcpStream};
@@ -42,6 +50,13 @@ use crate::trace::{Dir, HostIx, OpenConn, SharedRecorder, WireEvent};
 
 /// Bytes one read may return; a larger segment is read in several.
 const READ_BUF_LEN: usize = 64 * 1024;
+/// Inputs waiting for one worker task; past it their producers wait (a
+/// connection's reader, a courier, the acceptor).
+const INBOX_MAX: usize = 1024;
+/// The simulated socket send buffer of one connection, in bytes.
+pub const SEND_BUF_MAX: usize = 64 * 1024;
+/// Commands the harness may queue for a host before its software takes them.
+const CONTROL_MAX: usize = 64;
 
 /// The simulated time, as the state machines see it.
 pub fn sim_now() -> Nanos {
@@ -185,7 +200,34 @@ struct HostInner<S: Service> {
     incarnation: Cell<u32>,
     workers: RefCell<Vec<Rc<RefCell<Worker<S>>>>>,
     done: Cell<u16>,
-    control: RefCell<Option<UnboundedSender<Control>>>,
+    control: RefCell<Option<Sender<Control>>>,
+    reads: Rc<ReadGate>,
+}
+
+/// Whether a host's connections are read: closed, its readers stop before
+/// their next read (a slow consumer; the stream's flow control then holds
+/// the peer's writes back).
+#[derive(Default)]
+struct ReadGate {
+    stalled: Cell<bool>,
+    opened: Notify,
+}
+
+impl ReadGate {
+    async fn pass(&self) {
+        while self.stalled.get() {
+            // Created before any await: it sees the `notify_waiters` of an
+            // opening that comes while it waits.
+            self.opened.notified().await;
+        }
+    }
+
+    fn set_stalled(&self, stalled: bool) {
+        self.stalled.set(stalled);
+        if !stalled {
+            self.opened.notify_waiters();
+        }
+    }
 }
 
 impl<S: Service> Host<S> {
@@ -204,6 +246,7 @@ impl<S: Service> Host<S> {
                 workers: RefCell::new(Vec::new()),
                 done: Cell::new(0),
                 control: RefCell::new(None),
+                reads: Rc::new(ReadGate::default()),
             }),
         }
     }
@@ -262,10 +305,26 @@ impl<S: Service> Host<S> {
         self.inner.knobs.set(knobs);
     }
 
+    /// Stops reading every connection of the host (`true`), or reads
+    /// them again.
+    pub fn stall_reads(&self, stalled: bool) {
+        self.inner.reads.set_stalled(stalled);
+    }
+
     /// Sends `control` to the running software (dropped if none runs).
+    ///
+    /// # Panics
+    ///
+    /// If [`CONTROL_MAX`] commands wait untaken: a fault plan issues a
+    /// handful per run, so that is a harness bug.
     pub fn control(&self, control: Control) {
         if let Some(tx) = self.inner.control.borrow().as_ref() {
-            let _ = tx.send(control);
+            match tx.try_send(control) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(_)) => {
+                    panic!("{CONTROL_MAX} control commands wait for {}", self.name())
+                }
+            }
         }
     }
 }
@@ -290,10 +349,14 @@ enum Input<T> {
     Flush {
         conn: ConnId,
     },
+    /// The writer moved bytes from the send buffer into the stream: room.
+    Sent {
+        conn: ConnId,
+    },
     Control(Control),
 }
 
-type Inbox<T> = UnboundedSender<Input<T>>;
+type Inbox<T> = Sender<Input<T>>;
 
 /// A handoff in a courier's queue: when it is due, who sent it, what it is.
 struct Parcel<T> {
@@ -305,7 +368,9 @@ struct Parcel<T> {
 /// The handoff fabric of one host incarnation.
 struct Fabric<T> {
     workers: u16,
-    couriers: Vec<Option<UnboundedSender<Parcel<T>>>>,
+    /// Each holds at most the `handoff_queue_max` the host started with;
+    /// the knob may lower the bound later, never raise it.
+    couriers: Vec<Option<Sender<Parcel<T>>>>,
     /// Tasks queued per (source, target) pair, not yet delivered.
     queued: Vec<Cell<u32>>,
 }
@@ -331,12 +396,13 @@ async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
     let mut inboxes = Vec::new();
     let mut receivers = Vec::new();
     for _ in 0..spec.workers {
-        let (tx, rx) = unbounded_channel::<Input<S::Task>>();
+        let (tx, rx) = channel::<Input<S::Task>>(INBOX_MAX);
         inboxes.push(tx);
         receivers.push(rx);
     }
-    let fabric = Rc::new(start_couriers::<S>(spec.workers, &inboxes));
-    let (control_tx, control_rx) = unbounded_channel();
+    let queue_max = host.knobs.get().handoff_queue_max;
+    let fabric = Rc::new(start_couriers::<S>(spec.workers, &inboxes, queue_max));
+    let (control_tx, control_rx) = channel(CONTROL_MAX);
     host.control.replace(Some(control_tx));
     tokio::task::spawn_local(forward_control(control_rx, inboxes.clone()));
 
@@ -390,11 +456,17 @@ async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
             format_args!("{}", spec.name),
             format_args!("accept {peer} -> w{target}"),
         );
-        let _ = inboxes[usize::from(target)].send(Input::Accepted(stream));
+        let _ = inboxes[usize::from(target)]
+            .send(Input::Accepted(stream))
+            .await;
     }
 }
 
-fn start_couriers<S: Service>(workers: u16, inboxes: &[Inbox<S::Task>]) -> Fabric<S::Task> {
+fn start_couriers<S: Service>(
+    workers: u16,
+    inboxes: &[Inbox<S::Task>],
+    queue_max: u32,
+) -> Fabric<S::Task> {
     let n = usize::from(workers);
     let mut couriers = Vec::with_capacity(n * n);
     for source in 0..n {
@@ -403,7 +475,7 @@ fn start_couriers<S: Service>(workers: u16, inboxes: &[Inbox<S::Task>]) -> Fabri
                 couriers.push(None);
                 continue;
             }
-            let (tx, rx) = unbounded_channel();
+            let (tx, rx) = channel(usize::try_from(queue_max.max(1)).expect("u32 fits usize"));
             tokio::task::spawn_local(courier(rx, inbox.clone()));
             couriers.push(Some(tx));
         }
@@ -417,7 +489,7 @@ fn start_couriers<S: Service>(workers: u16, inboxes: &[Inbox<S::Task>]) -> Fabri
 
 /// One (source, target) queue: FIFO, each parcel held until it is due (and
 /// until the parcels ahead of it have gone).
-async fn courier<T>(mut parcels: UnboundedReceiver<Parcel<T>>, target: Inbox<T>) {
+async fn courier<T>(mut parcels: Receiver<Parcel<T>>, target: Inbox<T>) {
     while let Some(parcel) = parcels.recv().await {
         let wait = parcel.due.checked_since(sim_now()).unwrap_or(Nanos::ZERO);
         if wait > Nanos::ZERO {
@@ -427,23 +499,48 @@ async fn courier<T>(mut parcels: UnboundedReceiver<Parcel<T>>, target: Inbox<T>)
             source: parcel.source,
             task: parcel.task,
         };
-        if target.send(input).is_err() {
+        if target.send(input).await.is_err() {
             return;
         }
     }
 }
 
-async fn forward_control<T>(mut control: UnboundedReceiver<Control>, inboxes: Vec<Inbox<T>>) {
+async fn forward_control<T>(mut control: Receiver<Control>, inboxes: Vec<Inbox<T>>) {
     while let Some(c) = control.recv().await {
         for inbox in &inboxes {
-            let _ = inbox.send(Input::Control(c));
+            let _ = inbox.send(Input::Control(c)).await;
         }
     }
 }
 
-enum WriteCmd {
-    Data(Vec<u8>),
-    Shutdown,
+/// A connection's simulated socket send buffer, shared by its worker task
+/// (which fills it) and its writer task (which drains it into the stream).
+#[derive(Default)]
+struct SendBuf {
+    /// Writes not yet in the stream, oldest first, each one segment.
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    /// Bytes in `chunks` plus the chunk being written.
+    len: usize,
+    /// Close after the last chunk.
+    shutdown: bool,
+    ready: Rc<Notify>,
+}
+
+impl SendBuf {
+    fn room(&self) -> usize {
+        SEND_BUF_MAX.saturating_sub(self.len)
+    }
+
+    fn push(&mut self, bytes: Vec<u8>) {
+        self.len += bytes.len();
+        self.chunks.push_back(bytes);
+        self.ready.notify_one();
+    }
+
+    fn shut(&mut self) {
+        self.shutdown = true;
+        self.ready.notify_one();
+    }
 }
 
 /// One open connection of a worker task.
@@ -451,7 +548,7 @@ struct ConnIo {
     id: ConnId,
     local: SocketAddr,
     peer: SocketAddr,
-    writer: UnboundedSender<WriteCmd>,
+    send_buf: Rc<RefCell<SendBuf>>,
     reader_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
     observer: ConnObserver,
@@ -478,7 +575,7 @@ struct WorkerTask<S: Service> {
 }
 
 impl<S: Service> WorkerTask<S> {
-    async fn run(mut self, mut inbox: UnboundedReceiver<Input<S::Task>>) {
+    async fn run(mut self, mut inbox: Receiver<Input<S::Task>>) {
         let now = sim_now();
         self.worker.borrow_mut().start(now);
         self.drain(now);
@@ -571,6 +668,11 @@ impl<S: Service> WorkerTask<S> {
                     self.write(now, conn);
                 }
             }
+            Input::Sent { conn } => {
+                if self.io(conn).is_some_and(|io| !io.flush_pending) {
+                    self.write(now, conn);
+                }
+            }
             Input::Control(Control::AbortPeer(ip)) => {
                 let doomed: Vec<ConnId> = self
                     .conns
@@ -603,14 +705,24 @@ impl<S: Service> WorkerTask<S> {
         };
         self.line(now, format_args!("{how} {conn:?} {local} {peer}"));
         let (read_half, write_half) = stream.into_split();
-        let (writer, writes) = unbounded_channel();
+        let send_buf = Rc::new(RefCell::new(SendBuf::default()));
         let io = ConnIo {
             id: conn,
             local,
             peer,
-            writer,
-            reader_task: tokio::task::spawn_local(read_loop(read_half, conn, self.inbox.clone())),
-            writer_task: tokio::task::spawn_local(write_loop(write_half, writes)),
+            send_buf: send_buf.clone(),
+            reader_task: tokio::task::spawn_local(read_loop(
+                read_half,
+                conn,
+                self.inbox.clone(),
+                self.host.reads.clone(),
+            )),
+            writer_task: tokio::task::spawn_local(write_loop(
+                write_half,
+                send_buf,
+                conn,
+                self.inbox.clone(),
+            )),
             observer: ConnObserver::default(),
             flush_pending: false,
         };
@@ -658,7 +770,7 @@ impl<S: Service> WorkerTask<S> {
         if abort {
             io.writer_task.abort();
         } else {
-            let _ = io.writer.send(WriteCmd::Shutdown);
+            io.send_buf.borrow_mut().shut();
         }
         self.host
             .recorder
@@ -747,11 +859,21 @@ impl<S: Service> WorkerTask<S> {
         }
     }
 
-    /// Writes what `conn` has pending, unless a delayed write holds it.
+    /// Writes what `conn` has pending into its send buffer, as much as fits,
+    /// unless a delayed write holds it; the rest waits for
+    /// [`Input::Sent`].
     fn write(&mut self, now: Nanos, conn: ConnId) {
+        let Some(room) = self.io(conn).map(|io| io.send_buf.borrow().room()) else {
+            return;
+        };
+        self.write_up_to(now, conn, room);
+    }
+
+    fn write_up_to(&mut self, now: Nanos, conn: ConnId, room: usize) {
         let bytes = {
             let worker = self.worker.borrow();
-            worker.transmit_buf(conn).to_vec()
+            let pending = worker.transmit_buf(conn);
+            pending[..pending.len().min(room)].to_vec()
         };
         let Some(io) = self.io_mut(conn) else {
             return;
@@ -769,7 +891,7 @@ impl<S: Service> WorkerTask<S> {
         io.observer
             .observe(Dir::Out, &bytes, template, |e| seen.push(e));
         let hash = crate::trace::fnv1a64(&bytes) as u32;
-        let _ = io.writer.send(WriteCmd::Data(bytes));
+        io.send_buf.borrow_mut().push(bytes);
         self.host.recorder.borrow_mut().wire_events(&seen);
         self.line(now, format_args!("send {target:?} {n}B h={hash:08x}"));
         self.worker.borrow_mut().handle_written(conn, n);
@@ -813,7 +935,7 @@ impl<S: Service> WorkerTask<S> {
         let inbox = self.inbox.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            let _ = inbox.send(Input::Flush { conn });
+            let _ = inbox.send(Input::Flush { conn }).await;
         });
     }
 
@@ -821,7 +943,9 @@ impl<S: Service> WorkerTask<S> {
         if let Some(io) = self.io_mut(conn) {
             io.flush_pending = false;
         }
-        self.write(now, conn);
+        // The last bytes go out whatever the room, as the real backend
+        // lingers to flush them: the worker's own bound already holds them.
+        self.write_up_to(now, conn, usize::MAX);
         self.line(now, format_args!("close {conn:?}"));
         self.drop_io(conn, false);
         self.worker.borrow_mut().handle_closed(now, conn);
@@ -842,7 +966,7 @@ impl<S: Service> WorkerTask<S> {
                 Ok(result) => result,
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
             };
-            let _ = inbox.send(Input::Dialed { peer, result });
+            let _ = inbox.send(Input::Dialed { peer, result }).await;
         });
     }
 
@@ -878,15 +1002,18 @@ impl<S: Service> WorkerTask<S> {
                     return;
                 }
                 Some(held) => {
-                    let _ = courier.send(parcel);
+                    let _ = courier.try_send(parcel);
                     parcel = held;
                 }
             }
         }
-        if let Err(e) = courier.send(parcel) {
+        if let Err(TrySendError::Full(parcel) | TrySendError::Closed(parcel)) =
+            courier.try_send(parcel)
+        {
+            self.line(now, format_args!("handoff-refused w{}", target.0));
             self.worker
                 .borrow_mut()
-                .handle_handoff_refused(now, target, e.0.task);
+                .handle_handoff_refused(now, target, parcel.task);
             return;
         }
         queued.set(queued.get() + 1);
@@ -926,17 +1053,21 @@ impl<S: Service> WorkerTask<S> {
     }
 }
 
-async fn read_loop<T>(mut half: OwnedReadHalf, conn: ConnId, inbox: Inbox<T>) {
+/// Reads `conn` into the worker's inbox; while the inbox is full or the
+/// host's reads are stalled it reads no further, and the stream's flow
+/// control holds the sender back.
+async fn read_loop<T>(mut half: OwnedReadHalf, conn: ConnId, inbox: Inbox<T>, gate: Rc<ReadGate>) {
     let mut buf = vec![0u8; READ_BUF_LEN];
     loop {
+        gate.pass().await;
         match half.read(&mut buf).await {
             Ok(0) | Err(_) => {
-                let _ = inbox.send(Input::Eof { conn });
+                let _ = inbox.send(Input::Eof { conn }).await;
                 return;
             }
             Ok(n) => {
                 let bytes = buf[..n].to_vec();
-                if inbox.send(Input::Read { conn, bytes }).is_err() {
+                if inbox.send(Input::Read { conn, bytes }).await.is_err() {
                     return;
                 }
             }
@@ -944,17 +1075,41 @@ async fn read_loop<T>(mut half: OwnedReadHalf, conn: ConnId, inbox: Inbox<T>) {
     }
 }
 
-async fn write_loop(mut half: OwnedWriteHalf, mut writes: UnboundedReceiver<WriteCmd>) {
-    while let Some(cmd) = writes.recv().await {
-        match cmd {
-            WriteCmd::Data(bytes) => {
-                if half.write_all(&bytes).await.is_err() {
+/// Drains `conn`'s send buffer into the stream, a write per chunk, and
+/// tells the worker after each that there is room again; closes the stream
+/// after the last chunk once shut.
+async fn write_loop<T>(
+    mut half: OwnedWriteHalf,
+    buf: Rc<RefCell<SendBuf>>,
+    conn: ConnId,
+    inbox: Inbox<T>,
+) {
+    loop {
+        let next = {
+            let mut b = buf.borrow_mut();
+            match b.chunks.pop_front() {
+                Some(chunk) => Ok(chunk),
+                None if b.shutdown => Err(true),
+                None => Err(false),
+            }
+        };
+        match next {
+            Ok(chunk) => {
+                if half.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                buf.borrow_mut().len -= chunk.len();
+                if inbox.send(Input::Sent { conn }).await.is_err() {
                     return;
                 }
             }
-            WriteCmd::Shutdown => {
+            Err(true) => {
                 let _ = half.shutdown().await;
                 return;
+            }
+            Err(false) => {
+                let ready = buf.borrow().ready.clone();
+                ready.notified().await;
             }
         }
     }

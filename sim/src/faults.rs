@@ -21,10 +21,11 @@
 //! | `slowhandoff` | handoffs wait 2–20 ms | driver knobs of the gateway |
 //! | `refusehandoff` | handoff queues hold 2–8 tasks, refusing the rest | driver knobs of the gateway |
 //! | `buggify` | short reads, spurious wake-ups, delayed writes | driver knobs of every host |
+//! | `stall` | a client stops reading its sockets, then reads again (a slow consumer) | the driver's read gate: the gateway's writes back up through the stream's flow control into its send buffers and output backlog |
 //!
 //! Targets: for `latency` and `hold`, 0 is the gateway–exchange link and
-//! `k ≥ 1` the link of `client-(k-1)`; for `leave`, the client index; for
-//! `refusehandoff`, the queue bound.
+//! `k ≥ 1` the link of `client-(k-1)`; for `leave` and `stall`, the client
+//! index; for `refusehandoff`, the queue bound.
 
 use std::fmt;
 use std::str::FromStr;
@@ -52,11 +53,13 @@ pub enum FaultKind {
     RefuseHandoff,
     /// The drivers' buggify points fire.
     Buggify,
+    /// A client stops reading, then reads again.
+    Stall,
 }
 
 impl FaultKind {
     /// Every kind, in plan order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Latency,
         FaultKind::Hold,
         FaultKind::Crash,
@@ -65,6 +68,7 @@ impl FaultKind {
         FaultKind::SlowHandoff,
         FaultKind::RefuseHandoff,
         FaultKind::Buggify,
+        FaultKind::Stall,
     ];
 
     /// The kind's name in a plan.
@@ -78,6 +82,7 @@ impl FaultKind {
             FaultKind::SlowHandoff => "slowhandoff",
             FaultKind::RefuseHandoff => "refusehandoff",
             FaultKind::Buggify => "buggify",
+            FaultKind::Stall => "stall",
         }
     }
 
@@ -292,6 +297,10 @@ impl FaultPlan {
                         rng.random_range(2..=8),
                     ),
                     FaultKind::Buggify => (rng.random_range(horizon_ms / 2..=horizon_ms * 4), 0),
+                    FaultKind::Stall => (
+                        rng.random_range(2..=horizon_ms / 3),
+                        rng.random_range(0..clients.max(1)),
+                    ),
                 };
                 Fault {
                     kind: item.kind,

@@ -541,6 +541,10 @@ fn begin(
         FaultKind::Buggify => {
             set_buggify(hosts, BUGGIFY_ON);
         }
+        FaultKind::Stall => {
+            let k = usize::from(fault.target) % hosts.clients.len();
+            hosts.clients[k].stall_reads(true);
+        }
     }
 }
 
@@ -585,6 +589,10 @@ fn end(
             });
         }
         FaultKind::Buggify => set_buggify(hosts, Buggify::OFF),
+        FaultKind::Stall => {
+            let k = usize::from(fault.target) % hosts.clients.len();
+            hosts.clients[k].stall_reads(false);
+        }
     }
 }
 
