@@ -202,8 +202,8 @@ pub trait Service: Sized + 'static {
     /// peer back (a gateway whose shared upstream is backlogged stops
     /// reading its clients); the driver asks again after its next poll.
     /// Base it on output backlogs, whose draining wakes the driver. Only a
-    /// hint: a driver may read anyway (the simulator does), so the output
-    /// bounds must still hold. Default: always read.
+    /// hint: a driver may read anyway (the in-memory harness does), so the
+    /// output bounds must still hold. Default: always read.
     fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
         let _ = (cx, conn);
         true

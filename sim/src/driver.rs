@@ -437,6 +437,7 @@ async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
                 u64::from(incarnation) << 16 | i as u64,
             ),
             held: (0..spec.workers).map(|_| None).collect(),
+            paused: std::collections::VecDeque::new(),
         };
         tokio::task::spawn_local(task.run(inbox));
     }
@@ -554,6 +555,13 @@ struct ConnIo {
     observer: ConnObserver,
     /// A delayed write is scheduled: transmits wait for its flush.
     flush_pending: bool,
+    /// Closed while the service refuses this connection's input: its reader
+    /// stops before the next read.
+    gate: Rc<ReadGate>,
+    /// Input read before the reader stopped, held for the service.
+    held: Vec<u8>,
+    /// In [`WorkerTask::paused`].
+    paused: bool,
 }
 
 struct WorkerTask<S: Service> {
@@ -572,6 +580,10 @@ struct WorkerTask<S: Service> {
     /// [`Sabotage::SwapHandoffs`]: the parcel per target waiting for the
     /// next one to overtake it.
     held: Vec<Option<Parcel<S::Task>>>,
+    /// Connections whose input the service refused
+    /// ([`Service::accepts_input`](fep_core::Service::accepts_input)),
+    /// oldest first: they resume in order, as in the real backend.
+    paused: std::collections::VecDeque<ConnId>,
 }
 
 impl<S: Service> WorkerTask<S> {
@@ -604,6 +616,7 @@ impl<S: Service> WorkerTask<S> {
                 }
             }
             self.maybe_spurious_wake(now);
+            self.resume_paused(now);
         }
     }
 
@@ -644,6 +657,15 @@ impl<S: Service> WorkerTask<S> {
             },
             Input::Read { conn, bytes } => self.read(now, conn, &bytes),
             Input::Eof { conn } => {
+                if let Some(io) = self.io_mut(conn) {
+                    // After a hang-up the input is read to the end, held or
+                    // not, as the real backend does.
+                    let held = std::mem::take(&mut io.held);
+                    io.paused = false;
+                    if !held.is_empty() {
+                        self.deliver(now, conn, &held);
+                    }
+                }
                 if self.io(conn).is_some() {
                     self.line(now, format_args!("eof {conn:?}"));
                     self.drop_io(conn, false);
@@ -705,6 +727,7 @@ impl<S: Service> WorkerTask<S> {
         };
         self.line(now, format_args!("{how} {conn:?} {local} {peer}"));
         let (read_half, write_half) = stream.into_split();
+        let gate = Rc::new(ReadGate::default());
         let send_buf = Rc::new(RefCell::new(SendBuf::default()));
         let io = ConnIo {
             id: conn,
@@ -715,7 +738,7 @@ impl<S: Service> WorkerTask<S> {
                 read_half,
                 conn,
                 self.inbox.clone(),
-                self.host.reads.clone(),
+                [self.host.reads.clone(), gate.clone()],
             )),
             writer_task: tokio::task::spawn_local(write_loop(
                 write_half,
@@ -725,6 +748,9 @@ impl<S: Service> WorkerTask<S> {
             )),
             observer: ConnObserver::default(),
             flush_pending: false,
+            gate,
+            held: Vec::new(),
+            paused: false,
         };
         let slot = conn.index();
         if self.conns.len() <= slot {
@@ -795,6 +821,32 @@ impl<S: Service> WorkerTask<S> {
                 crate::trace::fnv1a64(bytes) as u32
             ),
         );
+        self.feed(now, conn, bytes);
+    }
+
+    /// Hands `bytes` read from `conn` to the worker, or holds them while the
+    /// service refuses the connection's input (backpressure, as the real
+    /// backend leaves them in the kernel).
+    fn feed(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
+        let refused = !self.worker.borrow_mut().accepts_input(now, conn);
+        let Some(io) = self.io_mut(conn) else {
+            return;
+        };
+        if io.paused || refused {
+            io.held.extend_from_slice(bytes);
+            io.gate.set_stalled(true);
+            if !io.paused {
+                io.paused = true;
+                self.paused.push_back(conn);
+                self.line(now, format_args!("pause {conn:?}"));
+            }
+            return;
+        }
+        self.deliver(now, conn, bytes);
+    }
+
+    /// Hands `bytes` to the worker, in pieces when buggified.
+    fn deliver(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
         let pieces = self.read_pieces(bytes.len());
         let mut start = 0;
         for (i, end) in pieces.iter().copied().enumerate() {
@@ -823,6 +875,31 @@ impl<S: Service> WorkerTask<S> {
         cuts.dedup();
         cuts.push(len);
         cuts
+    }
+
+    /// Gives held input to the worker, oldest paused connection first,
+    /// while it accepts; stops at the first it still refuses.
+    fn resume_paused(&mut self, now: Nanos) {
+        while let Some(&conn) = self.paused.front() {
+            if self.io(conn).is_none() {
+                self.paused.pop_front();
+                continue;
+            }
+            if !self.worker.borrow_mut().accepts_input(now, conn) {
+                return;
+            }
+            self.paused.pop_front();
+            let Some(io) = self.io_mut(conn) else {
+                continue;
+            };
+            io.paused = false;
+            io.gate.set_stalled(false);
+            let held = std::mem::take(&mut io.held);
+            self.line(now, format_args!("resume {conn:?} {}B", held.len()));
+            if !held.is_empty() {
+                self.feed(now, conn, &held);
+            }
+        }
     }
 
     fn maybe_spurious_wake(&mut self, now: Nanos) {
@@ -1053,13 +1130,21 @@ impl<S: Service> WorkerTask<S> {
     }
 }
 
-/// Reads `conn` into the worker's inbox; while the inbox is full or the
-/// host's reads are stalled it reads no further, and the stream's flow
-/// control holds the sender back.
-async fn read_loop<T>(mut half: OwnedReadHalf, conn: ConnId, inbox: Inbox<T>, gate: Rc<ReadGate>) {
+/// Reads `conn` into the worker's inbox; while the inbox is full, the
+/// host's reads are stalled (`gates[0]`) or the service refuses the
+/// connection's input (`gates[1]`) it reads no further, and the stream's
+/// flow control holds the sender back.
+async fn read_loop<T>(
+    mut half: OwnedReadHalf,
+    conn: ConnId,
+    inbox: Inbox<T>,
+    gates: [Rc<ReadGate>; 2],
+) {
     let mut buf = vec![0u8; READ_BUF_LEN];
     loop {
-        gate.pass().await;
+        for gate in &gates {
+            gate.pass().await;
+        }
         match half.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = inbox.send(Input::Eof { conn }).await;
