@@ -38,12 +38,15 @@ impl Timer {
         Ok(Timer { fd, armed: None })
     }
 
-    /// Makes the poll return at `at`. A deadline already held costs
-    /// nothing; another replaces it (one syscall). A deadline dropped by the
-    /// caller is left armed: its one early wake-up is cheaper than a
-    /// syscall to cancel it.
+    /// Makes the poll return at `at` or earlier. An armed deadline at or
+    /// before `at` is kept: it wakes the loop, which then arms the next one
+    /// (deadlines are checked, so an early wake-up only costs a look). So a
+    /// deadline that keeps moving later (a recheck `now + 10 ms`) costs one
+    /// syscall per expiry, not one per poll. An earlier deadline replaces
+    /// the armed one (one syscall). A deadline dropped by the caller is
+    /// left armed for the same reason.
     pub(crate) fn arm(&mut self, at: Nanos) -> io::Result<()> {
-        if self.armed == Some(at) {
+        if self.armed.is_some_and(|armed| armed <= at) {
             return Ok(());
         }
         let spec = Itimerspec {
@@ -136,6 +139,21 @@ mod tests {
         let next = monotonic_now() + Nanos::from_micros(100);
         timer.arm(next).expect("arm again");
         assert!(wait(&mut poll, &mut timer) >= next);
+    }
+
+    #[test]
+    fn a_later_deadline_keeps_the_earlier_armed_one() {
+        let mut poll = Poll::new().expect("poll");
+        let mut timer = Timer::new(poll.registry(), TIMER).expect("timerfd");
+        let near = monotonic_now() + Nanos::from_micros(200);
+        timer.arm(near).expect("arm");
+        timer
+            .arm(near + Nanos::from_millis(60_000))
+            .expect("a later deadline");
+        // The near one still fires: nothing re-armed it a minute out.
+        let fired = wait(&mut poll, &mut timer);
+        assert!(fired >= near);
+        assert!(Duration::from_nanos(fired.0 - near.0) < Duration::from_secs(5));
     }
 
     #[test]
