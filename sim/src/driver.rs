@@ -222,6 +222,10 @@ impl ReadGate {
         }
     }
 
+    fn is_stalled(&self) -> bool {
+        self.stalled.get()
+    }
+
     fn set_stalled(&self, stalled: bool) {
         self.stalled.set(stalled);
         if !stalled {
@@ -555,13 +559,12 @@ struct ConnIo {
     observer: ConnObserver,
     /// A delayed write is scheduled: transmits wait for its flush.
     flush_pending: bool,
-    /// Closed while the service refuses this connection's input: its reader
-    /// stops before the next read.
+    /// Closed while the service refuses this connection's input (the
+    /// connection is in [`WorkerTask::paused`]): its reader stops before
+    /// the next read.
     gate: Rc<ReadGate>,
     /// Input read before the reader stopped, held for the service.
     held: Vec<u8>,
-    /// In [`WorkerTask::paused`].
-    paused: bool,
 }
 
 struct WorkerTask<S: Service> {
@@ -661,7 +664,6 @@ impl<S: Service> WorkerTask<S> {
                     // After a hang-up the input is read to the end, held or
                     // not, as the real backend does.
                     let held = std::mem::take(&mut io.held);
-                    io.paused = false;
                     if !held.is_empty() {
                         self.deliver(now, conn, &held);
                     }
@@ -690,11 +692,8 @@ impl<S: Service> WorkerTask<S> {
                     self.write(now, conn);
                 }
             }
-            Input::Sent { conn } => {
-                if self.io(conn).is_some_and(|io| !io.flush_pending) {
-                    self.write(now, conn);
-                }
-            }
+            // A delayed write still holds the connection: `write` waits.
+            Input::Sent { conn } => self.write(now, conn),
             Input::Control(Control::AbortPeer(ip)) => {
                 let doomed: Vec<ConnId> = self
                     .conns
@@ -750,7 +749,6 @@ impl<S: Service> WorkerTask<S> {
             flush_pending: false,
             gate,
             held: Vec::new(),
-            paused: false,
         };
         let slot = conn.index();
         if self.conns.len() <= slot {
@@ -832,11 +830,11 @@ impl<S: Service> WorkerTask<S> {
         let Some(io) = self.io_mut(conn) else {
             return;
         };
-        if io.paused || refused {
+        let paused = io.gate.is_stalled();
+        if paused || refused {
             io.held.extend_from_slice(bytes);
-            io.gate.set_stalled(true);
-            if !io.paused {
-                io.paused = true;
+            if !paused {
+                io.gate.set_stalled(true);
                 self.paused.push_back(conn);
                 self.line(now, format_args!("pause {conn:?}"));
             }
@@ -881,23 +879,19 @@ impl<S: Service> WorkerTask<S> {
     /// while it accepts; stops at the first it still refuses.
     fn resume_paused(&mut self, now: Nanos) {
         while let Some(&conn) = self.paused.front() {
-            if self.io(conn).is_none() {
-                self.paused.pop_front();
-                continue;
-            }
-            if !self.worker.borrow_mut().accepts_input(now, conn) {
+            let live = self.io(conn).is_some();
+            if live && !self.worker.borrow_mut().accepts_input(now, conn) {
                 return;
             }
             self.paused.pop_front();
             let Some(io) = self.io_mut(conn) else {
                 continue;
             };
-            io.paused = false;
             io.gate.set_stalled(false);
             let held = std::mem::take(&mut io.held);
             self.line(now, format_args!("resume {conn:?} {}B", held.len()));
             if !held.is_empty() {
-                self.feed(now, conn, &held);
+                self.deliver(now, conn, &held);
             }
         }
     }

@@ -483,6 +483,11 @@ fn link(target: u16, clients: u16) -> (String, String) {
     }
 }
 
+/// The client a `leave` or `stall` fault strikes.
+fn client_of(fault: &Fault, hosts: &Hosts) -> usize {
+    usize::from(fault.target) % hosts.clients.len()
+}
+
 fn begin(
     sim: &mut turmoil::Sim<'_>,
     hosts: &Hosts,
@@ -516,7 +521,7 @@ fn begin(
             hosts.exchange.control(Control::AbortPeer(gateway_ip));
         }
         FaultKind::Leave => {
-            let k = usize::from(fault.target) % hosts.clients.len();
+            let k = client_of(fault, hosts);
             if !gone[k] {
                 gone[k] = true;
                 let host = &hosts.clients[k];
@@ -541,10 +546,7 @@ fn begin(
         FaultKind::Buggify => {
             set_buggify(hosts, BUGGIFY_ON);
         }
-        FaultKind::Stall => {
-            let k = usize::from(fault.target) % hosts.clients.len();
-            hosts.clients[k].stall_reads(true);
-        }
+        FaultKind::Stall => hosts.clients[client_of(fault, hosts)].stall_reads(true),
     }
 }
 
@@ -589,10 +591,7 @@ fn end(
             });
         }
         FaultKind::Buggify => set_buggify(hosts, Buggify::OFF),
-        FaultKind::Stall => {
-            let k = usize::from(fault.target) % hosts.clients.len();
-            hosts.clients[k].stall_reads(false);
-        }
+        FaultKind::Stall => hosts.clients[client_of(fault, hosts)].stall_reads(false),
     }
 }
 
