@@ -66,6 +66,8 @@ pub fn summary(report: &Report, shape: &LoadShape) -> LoadgenSummary {
         hop2: hop(1),
         hop3: hop(2),
         hop4: hop(3),
+        send_lag: (!report.send_lag.is_empty())
+            .then(|| LatencySummary::from_histogram(&report.send_lag)),
         extra,
     }
 }
@@ -79,13 +81,6 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
     extra.insert("connections_lost".into(), report.connections_lost.into());
     if let Some(rate) = report.intended_rate_per_s() {
         extra.insert("intended_rate".into(), rate.into());
-    }
-    if !report.send_lag.is_empty() {
-        let lag = LatencySummary::from_histogram(&report.send_lag);
-        extra.insert(
-            "send_lag".into(),
-            serde_json::to_value(lag).expect("a latency summary serializes"),
-        );
     }
     if !report.intervals.is_empty() {
         let intervals = report
@@ -121,13 +116,10 @@ pub fn write_histograms(report: &Report, dir: &Path) -> io::Result<()> {
         &report.hops[2],
         &report.hops[3],
     ];
-    for (name, hist) in HGRM_FILES.iter().zip(hists) {
+    let send_lag = (!report.send_lag.is_empty()).then_some((SEND_LAG_HGRM, &report.send_lag));
+    for (name, hist) in HGRM_FILES.into_iter().zip(hists).chain(send_lag) {
         let file = File::create(dir.join(format!("{name}.hgrm")))?;
         write_hgrm(hist, BufWriter::new(file))?;
-    }
-    if !report.send_lag.is_empty() {
-        let file = File::create(dir.join(format!("{SEND_LAG_HGRM}.hgrm")))?;
-        write_hgrm(&report.send_lag, BufWriter::new(file))?;
     }
     Ok(())
 }
@@ -154,12 +146,8 @@ pub fn describe(summary: &LoadgenSummary) -> String {
     );
     out.push_str(&line("rtt", &summary.rtt));
     // Open loop: how late loadgen itself sent (part of the rtt above).
-    if let Some(lag) = summary
-        .extra
-        .get("send_lag")
-        .and_then(|v| serde_json::from_value::<LatencySummary>(v.clone()).ok())
-    {
-        out.push_str(&line("lag", &lag));
+    if let Some(lag) = &summary.send_lag {
+        out.push_str(&line("lag", lag));
     }
     for (i, hop) in summary.hops().iter().enumerate() {
         if let Some(hop) = hop {

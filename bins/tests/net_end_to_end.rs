@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fep_bins::bench::hgrm::read_hgrm;
-use fep_bins::bench::summary::LatencySummary;
 use fep_core::ErrorCode;
 use net_support::{
     assert_clean, assert_hops_sum_to_rtt, finish_loadgen, loadgen, ping, push_ping, spawn_loadgen,
@@ -71,8 +70,7 @@ fn open_loop_reports_how_late_loadgen_sent_and_closed_loop_does_not() {
         &[&args[..], &["--rate", "5000", "--out", dir]].concat(),
     );
     assert_clean(&open);
-    let lag: LatencySummary =
-        serde_json::from_value(open.extra["send_lag"].clone()).expect("send_lag in open loop");
+    let lag = open.send_lag.expect("send_lag in open loop");
     // Part of the rtt, which counts from the intended send time.
     assert!(lag.p50_us <= open.rtt.p50_us, "{lag:?} vs {:?}", open.rtt);
     assert!(lag.max_us <= open.rtt.max_us, "{lag:?} vs {:?}", open.rtt);
@@ -82,7 +80,7 @@ fn open_loop_reports_how_late_loadgen_sent_and_closed_loop_does_not() {
 
     let closed = loadgen(gateway.addr, &args);
     assert_clean(&closed);
-    assert!(!closed.extra.contains_key("send_lag"), "{:?}", closed.extra);
+    assert!(closed.send_lag.is_none(), "{:?}", closed.send_lag);
     assert!(gateway.terminate(GRACE).success());
     assert!(exchange.terminate(GRACE).success());
 }

@@ -307,6 +307,7 @@ mod tests {
                 hop2: Some(lat(p50 / 4.0)),
                 hop3: Some(lat(p50 / 4.0)),
                 hop4: Some(lat(p50 / 4.0)),
+                send_lag: None,
                 extra: Default::default(),
             }),
         }

@@ -126,6 +126,10 @@ pub struct LoadgenSummary {
     pub hop3: Option<LatencySummary>,
     /// Gateway → client, `t5 − t4`.
     pub hop4: Option<LatencySummary>,
+    /// Open loop: how late loadgen sent, `t1 −` intended (part of `rtt`);
+    /// absent in closed loop. An extension of the contract's object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<LatencySummary>,
     /// Any further fields loadgen printed.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
