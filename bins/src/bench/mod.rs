@@ -2,6 +2,7 @@
 //! plots and the orchestration `fepbench` does.
 
 pub mod crelay;
+pub mod engine;
 pub mod hgrm;
 pub mod machine;
 pub mod pin;

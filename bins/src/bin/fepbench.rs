@@ -3,6 +3,7 @@
 //! - `fepbench run s1|s2|s3`: one measured run into `results/<s>/<UTC>/`;
 //! - `fepbench sweep [--runs K] [s1 s2 s3]`: scenarios interleaved K times,
 //!   then summarised;
+//! - `fepbench engine`: the matching engine alone, beside lobster;
 //! - `fepbench summarize DIR`: `summary.md` over every run below DIR;
 //! - `fepbench baseline`: direct, tokio proxy, the C epoll relay, gateway
 //!   and deferred-write gateway in one placement, plus a pipelined
@@ -52,6 +53,10 @@ enum Command {
         #[command(flatten)]
         opts: CommonOpts,
     },
+    /// The matching engine alone (no network, one thread) on
+    /// exchange-core's workload shape, open loop and at the maximum, beside
+    /// the lobster crate on the same stream.
+    Engine(fep_bins::bench::engine::EngineArgs),
     /// Prints and writes DIR/summary.md over every summary.json below DIR.
     Summarize {
         /// A results directory (a sweep's, or all of results/).
@@ -227,6 +232,7 @@ fn main() -> ExitCode {
             opts,
         } => cmd_sweep(runs, &scenarios, &opts, interrupted),
         Command::Summarize { dir } => cmd_summarize(&dir),
+        Command::Engine(args) => fep_bins::bench::engine::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Baseline {
             runs,
             pipelined_connections,

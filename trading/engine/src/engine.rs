@@ -141,6 +141,14 @@ impl Engine {
         self.pool.len()
     }
 
+    /// How many price levels the book of `instrument` has (bids, asks), if
+    /// the instrument exists. A query shows at most 100 a side; this counts
+    /// them all, for monitoring and benchmarks.
+    pub fn level_counts(&self, instrument: u32) -> Option<(usize, usize)> {
+        let [bids, asks] = self.books.get((instrument as usize).checked_sub(1)?)?;
+        Some((bids.len(), asks.len()))
+    }
+
     /// An account's mark (its highest `cl_ord_id` so far), if it exists.
     pub fn mark(&self, account: u32) -> Option<u64> {
         self.account_index(account).map(|a| self.marks[a])

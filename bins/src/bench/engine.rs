@@ -1,0 +1,741 @@
+//! `fepbench engine`: the matching engine alone (no network, one thread),
+//! on exchange-core's workload shape, open loop at fixed rates and at the
+//! maximum, and the same command stream through the `lobster` crate.
+//!
+//! The workload follows the shape of exchange-core's benchmark generator
+//! (its `TestOrdersGenerator`, re-derived here, not copied): a book kept
+//! near a target number of resting orders (default 1,000); while a side is
+//! short, new day orders near the last trade price; once full, 90% moves
+//! (a replace to a new price, drifting toward the last trade), 5% IOC
+//! orders that sweep, 2.5% reductions (a replace to a smaller quantity at
+//! the same price) and 2.5% cancels. Quantities are `1 + a·b·c` with `a,
+//! b, c` uniform in 0..6. The stream is drawn from a seeded ChaCha and
+//! decided against a scratch engine, so every cancel and replace names an
+//! order that is open at that point.
+//!
+//! Latency at a fixed rate is measured from each command's *intended*
+//! start (`start + i / rate`), so a stall delays every later command's
+//! figure (coordinated omission corrected by construction, as wrk2 does).
+//! The maximum is a closed loop: throughput from an untimed pass, service
+//! time per command from a timed one.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use fep_engine::{Cancel, Command, Config, Engine, Event, NewOrder, Replace, Side, Tif};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The flags of `fepbench engine`.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Seed of the command stream.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Measured commands per leg (after the fill that builds the book).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub commands: usize,
+    /// Open-loop rates in commands per second, comma-separated; a leg at
+    /// the maximum always follows.
+    #[arg(long, default_value = "1000000", value_delimiter = ',')]
+    pub rates: Vec<u64>,
+    /// Resting orders the flow keeps in the book (both sides together).
+    #[arg(long, default_value_t = 1_000)]
+    pub orders: usize,
+    /// The widest distance, in ticks, of a new day order from the last
+    /// trade (sets how many price levels the book spreads over).
+    #[arg(long, default_value_t = 1_200)]
+    pub deviation: i64,
+    /// Accounts the orders are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    pub accounts: u32,
+    /// Skip the same stream through the lobster crate.
+    #[arg(long)]
+    pub no_compare: bool,
+}
+
+/// What a command does, for per-kind figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A new day order.
+    Place,
+    /// A new IOC order.
+    Ioc,
+    /// A replace to a new price (same quantity).
+    Move,
+    /// A replace to a smaller or equal quantity at the same price.
+    Reduce,
+    /// A cancel.
+    Cancel,
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Place,
+    Kind::Ioc,
+    Kind::Move,
+    Kind::Reduce,
+    Kind::Cancel,
+];
+
+impl Kind {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Place => "place",
+            Kind::Ioc => "ioc",
+            Kind::Move => "move",
+            Kind::Reduce => "reduce",
+            Kind::Cancel => "cancel",
+        }
+    }
+}
+
+/// The same command for lobster: it has no replace (a cancel then a new
+/// limit order, which loses time priority even for a reduction) and no
+/// IOC with a limit (a market order, which is what a sweeping IOC is).
+type LobsterOp = (lobster::OrderType, Option<lobster::OrderType>);
+
+/// The generated stream and what it did to a scratch engine.
+#[derive(Debug)]
+pub struct Workload {
+    /// The engine's settings.
+    pub config: Config,
+    /// Commands that build the book (replayed before every leg, unmeasured).
+    pub fill: Vec<Command>,
+    /// The measured commands.
+    pub bench: Vec<Command>,
+    /// The kind of each measured command.
+    pub kinds: Vec<Kind>,
+    /// `fill` for lobster.
+    pub lobster_fill: Vec<LobsterOp>,
+    /// `bench` for lobster.
+    pub lobster_bench: Vec<LobsterOp>,
+    /// Resting orders, mean over the measured stream (sampled).
+    pub orders_mean: f64,
+    /// Price levels (both sides), mean over the measured stream (sampled).
+    pub levels_mean: f64,
+    /// Fills during the measured stream.
+    pub fills: u64,
+    /// Rejected commands during the measured stream (the generator avoids
+    /// them; a non-zero count is a generator bug worth a look).
+    pub rejects: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    account: u32,
+    name: u64,
+    side: Side,
+    price: i64,
+    open: u64,
+    lobster_id: u128,
+    /// Where its order_id sits in `Generator::ids`.
+    position: usize,
+}
+
+struct Generator {
+    rng: ChaCha8Rng,
+    engine: Engine,
+    events: Vec<Event>,
+    live: std::collections::BTreeMap<u64, Live>,
+    ids: Vec<u64>,
+    resting: [usize; 2],
+    next_name: Vec<u64>,
+    last_price: i64,
+    direction: i64,
+    price_min: i64,
+    price_max: i64,
+    deviation: i64,
+    half: usize,
+    next_lobster_id: u128,
+    /// The lobster id the next accepted order or replace takes.
+    pending_lobster_id: u128,
+    fills: u64,
+    rejects: u64,
+}
+
+const MID_START: i64 = 1_000_000;
+
+fn side_index(side: Side) -> usize {
+    usize::from(side == Side::Sell)
+}
+
+fn lobster_side(side: Side) -> lobster::Side {
+    match side {
+        Side::Buy => lobster::Side::Bid,
+        Side::Sell => lobster::Side::Ask,
+    }
+}
+
+impl Generator {
+    fn qty(&mut self) -> u64 {
+        let mut r = || self.rng.random_range(0..6u64);
+        1 + r() * r() * r()
+    }
+
+    fn name(&mut self, account: u32) -> u64 {
+        let next = &mut self.next_name[account as usize - 1];
+        *next += 1;
+        *next
+    }
+
+    fn lobster_id(&mut self) -> u128 {
+        self.next_lobster_id += 1;
+        self.pending_lobster_id = self.next_lobster_id;
+        self.next_lobster_id
+    }
+
+    /// One command, or `None` when it picked an order and none is open.
+    fn draw(&mut self, filled: bool) -> Option<(Command, Kind, LobsterOp)> {
+        let side = if self.rng.random_range(0..4i64) + self.direction >= 2 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let lack = self.half as i64 - self.resting[side_index(side)] as i64;
+        let grow = lack > 0;
+        let fast = !filled || lack > (self.half as i64 * 3 / 4).min(512);
+        let q = self.rng.random_range(
+            0..if grow {
+                if fast {
+                    2
+                } else {
+                    10
+                }
+            } else {
+                40
+            },
+        );
+        if q < 2 {
+            let account = self.rng.random_range(1..=self.next_name.len() as u32);
+            let cl_ord_id = self.name(account);
+            let qty = self.qty();
+            let id = self.lobster_id();
+            let (tif, price, kind, op) = if grow {
+                let price = self.passive_price(side);
+                let limit = lobster::OrderType::Limit {
+                    id,
+                    side: lobster_side(side),
+                    qty,
+                    price: price as u64,
+                };
+                (Tif::Day, price, Kind::Place, limit)
+            } else {
+                let price = if side == Side::Buy {
+                    self.price_max
+                } else {
+                    self.price_min
+                };
+                let market = lobster::OrderType::Market {
+                    id,
+                    side: lobster_side(side),
+                    qty,
+                };
+                (Tif::Ioc, price, Kind::Ioc, market)
+            };
+            let o = NewOrder {
+                account,
+                cl_ord_id,
+                instrument: 1,
+                side,
+                tif,
+                price,
+                qty,
+            };
+            return Some((Command::NewOrder(o), kind, (op, None)));
+        }
+        if self.ids.is_empty() {
+            return None;
+        }
+        let order_id = self.ids[self.rng.random_range(0..self.ids.len())];
+        let o = self.live[&order_id];
+        let cancel_old = lobster::OrderType::Cancel { id: o.lobster_id };
+        if q == 2 {
+            let c = Cancel {
+                account: o.account,
+                cl_ord_id: 0,
+                orig_cl_ord_id: o.name,
+            };
+            return Some((Command::Cancel(c), Kind::Cancel, (cancel_old, None)));
+        }
+        let (price, qty, kind) = if q == 3 {
+            (o.price, 1 + self.rng.random_range(0..o.open), Kind::Reduce)
+        } else {
+            (self.moved_price(o.price), o.open, Kind::Move)
+        };
+        let cl_ord_id = self.name(o.account);
+        let id = self.lobster_id();
+        let r = Replace {
+            account: o.account,
+            cl_ord_id,
+            orig_cl_ord_id: o.name,
+            price,
+            qty,
+        };
+        let place = lobster::OrderType::Limit {
+            id,
+            side: lobster_side(o.side),
+            qty,
+            price: price as u64,
+        };
+        Some((Command::Replace(r), kind, (cancel_old, Some(place))))
+    }
+
+    /// A day order's price on its own side of the last trade: bell-shaped
+    /// around it, the width itself random (most orders near the touch).
+    fn passive_price(&mut self, side: Side) -> i64 {
+        let u: f64 = self.rng.random();
+        let dev = 1 + (u * u * self.deviation as f64) as i64;
+        let sum: i64 = (0..4).map(|_| self.rng.random_range(0..dev)).sum();
+        let mut p = sum / 4 * 2 - dev;
+        if (p > 0) ^ (side == Side::Sell) {
+            p = -p;
+        }
+        (self.last_price + p).max(1)
+    }
+
+    /// A move: 1% of the way toward the last trade, at least one tick.
+    fn moved_price(&mut self, previous: i64) -> i64 {
+        let toward = (self.last_price - previous) as f64 * 0.01;
+        let step = match previous.cmp(&self.last_price) {
+            std::cmp::Ordering::Greater => toward.floor() as i64,
+            std::cmp::Ordering::Less => toward.ceil() as i64,
+            std::cmp::Ordering::Equal => self.rng.random_range(0..2i64) * 2 - 1,
+        };
+        (previous + step).max(1)
+    }
+
+    fn forget(&mut self, order_id: u64) {
+        if let Some(o) = self.live.remove(&order_id) {
+            self.ids.swap_remove(o.position);
+            if let Some(&moved) = self.ids.get(o.position) {
+                self.live
+                    .get_mut(&moved)
+                    .expect("listed orders are live")
+                    .position = o.position;
+            }
+            self.resting[side_index(o.side)] -= 1;
+        }
+    }
+
+    /// Applies a command to the scratch engine and follows its events.
+    fn apply(&mut self, command: &Command) {
+        self.events.clear();
+        self.engine.handle(command, &mut self.events);
+        for i in 0..self.events.len() {
+            match self.events[i] {
+                Event::Accepted {
+                    order_id,
+                    account,
+                    cl_ord_id,
+                    side,
+                    tif: Tif::Day,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    let live = Live {
+                        account,
+                        name: cl_ord_id,
+                        side,
+                        price,
+                        open: qty,
+                        lobster_id: self.pending_lobster_id,
+                        position: self.ids.len(),
+                    };
+                    self.live.insert(order_id, live);
+                    self.ids.push(order_id);
+                    self.resting[side_index(side)] += 1;
+                }
+                Event::Executed {
+                    order_id,
+                    price,
+                    leaves,
+                    ..
+                } => {
+                    self.fills += 1;
+                    self.last_price = price.clamp(self.price_min, self.price_max);
+                    if price <= self.price_min {
+                        self.direction = 1;
+                    } else if price >= self.price_max {
+                        self.direction = -1;
+                    }
+                    if leaves == 0 {
+                        self.forget(order_id);
+                    } else if let Some(o) = self.live.get_mut(&order_id) {
+                        o.open = leaves;
+                    }
+                }
+                Event::Canceled { order_id, .. } => self.forget(order_id),
+                Event::Replaced {
+                    order_id,
+                    cl_ord_id,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    let pending = self.pending_lobster_id;
+                    let o = self
+                        .live
+                        .get_mut(&order_id)
+                        .expect("a replaced order is live");
+                    o.name = cl_ord_id;
+                    o.price = price;
+                    o.open = qty;
+                    o.lobster_id = pending;
+                }
+                Event::Rejected { .. } => self.rejects += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The engine settings of the benchmark: one instrument, balances so large
+/// that no order is refused for them.
+fn engine_config(accounts: u32, orders: usize) -> Config {
+    let per_account = i64::MAX / i64::from(accounts.max(1)) / 2;
+    Config {
+        instruments: 1,
+        accounts,
+        cash: per_account,
+        units: per_account,
+        orders_max: (orders as u32 * 8).max(1 << 12),
+        levels_max: 1 << 16,
+    }
+}
+
+/// Draws the stream (see the module's doc).
+pub fn generate(args: &EngineArgs) -> Result<Workload, String> {
+    let config = engine_config(args.accounts, args.orders);
+    let engine = Engine::new(config).map_err(|e| e.to_string())?;
+    let mut g = Generator {
+        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        engine,
+        events: Vec::with_capacity(4_096),
+        live: Default::default(),
+        ids: Vec::new(),
+        resting: [0, 0],
+        next_name: vec![0; args.accounts as usize],
+        last_price: MID_START,
+        direction: 0,
+        price_min: MID_START - 5 * args.deviation,
+        price_max: MID_START + 5 * args.deviation,
+        deviation: args.deviation.max(1),
+        half: args.orders / 2,
+        next_lobster_id: 0,
+        pending_lobster_id: 0,
+        fills: 0,
+        rejects: 0,
+    };
+    let (mut fill, mut lobster_fill) = (Vec::new(), Vec::new());
+    let fill_max = 100 * args.orders + 10_000;
+    while g.resting.iter().any(|&n| n < g.half) {
+        if fill.len() > fill_max {
+            return Err(format!(
+                "the book did not reach {} orders in {fill_max} commands",
+                args.orders
+            ));
+        }
+        if let Some((command, _, op)) = g.draw(false) {
+            g.apply(&command);
+            fill.push(command);
+            lobster_fill.push(op);
+        }
+    }
+    g.fills = 0;
+    g.rejects = 0;
+    let mut bench = Vec::with_capacity(args.commands);
+    let mut kinds = Vec::with_capacity(args.commands);
+    let mut lobster_bench = Vec::with_capacity(args.commands);
+    let (mut orders_sum, mut levels_sum, mut samples) = (0f64, 0f64, 0f64);
+    while bench.len() < args.commands {
+        let Some((command, kind, op)) = g.draw(true) else {
+            continue;
+        };
+        g.apply(&command);
+        bench.push(command);
+        kinds.push(kind);
+        lobster_bench.push(op);
+        if bench.len() % 1_000 == 0 {
+            let (bids, asks) = g.engine.level_counts(1).expect("instrument 1");
+            orders_sum += f64::from(g.engine.open_orders());
+            levels_sum += (bids + asks) as f64;
+            samples += 1.0;
+        }
+    }
+    Ok(Workload {
+        config,
+        fill,
+        bench,
+        kinds,
+        lobster_fill,
+        lobster_bench,
+        orders_mean: orders_sum / samples.max(1.0),
+        levels_mean: levels_sum / samples.max(1.0),
+        fills: g.fills,
+        rejects: g.rejects,
+    })
+}
+
+/// Per-kind and overall latency of one leg, in nanoseconds.
+#[derive(Debug)]
+pub struct Leg {
+    /// What ran: `fep-engine` or `lobster`.
+    pub subject: &'static str,
+    /// The intended rate, or `None` for the closed loop.
+    pub rate: Option<u64>,
+    /// Per [`Kind`], indexed by `Kind as usize`.
+    pub by_kind: Vec<Histogram<u64>>,
+    /// Every command.
+    pub all: Histogram<u64>,
+    /// Commands run.
+    pub ops: usize,
+    /// Wall time of the measured commands.
+    pub elapsed: Duration,
+}
+
+impl Leg {
+    /// Commands per second achieved.
+    pub fn throughput(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs `op(i)` for every command, open loop at `rate` or closed loop,
+/// recording each command's latency under its kind.
+fn measure(
+    subject: &'static str,
+    kinds: &[Kind],
+    rate: Option<u64>,
+    mut op: impl FnMut(usize),
+) -> Leg {
+    let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| histogram()).collect();
+    let mut all = histogram();
+    let mut record = |kind: Kind, ns: u64| {
+        let ns = ns.clamp(1, 60_000_000_000);
+        by_kind[kind.index()].record(ns).expect("within bounds");
+        all.record(ns).expect("within bounds");
+    };
+    let start = Instant::now();
+    match rate {
+        Some(rate) => {
+            let interval_ns = 1e9 / rate as f64;
+            for (i, &kind) in kinds.iter().enumerate() {
+                let intended = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
+                while Instant::now() < intended {
+                    std::hint::spin_loop();
+                }
+                op(i);
+                let done = Instant::now();
+                record(
+                    kind,
+                    done.saturating_duration_since(intended).as_nanos() as u64,
+                );
+            }
+        }
+        None => {
+            let mut previous = start;
+            for (i, &kind) in kinds.iter().enumerate() {
+                op(i);
+                let done = Instant::now();
+                record(kind, done.duration_since(previous).as_nanos() as u64);
+                previous = done;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    Leg {
+        subject,
+        rate,
+        by_kind,
+        all,
+        ops: kinds.len(),
+        elapsed,
+    }
+}
+
+/// A fresh engine with the book built.
+fn filled_engine(w: &Workload, events: &mut Vec<Event>) -> Engine {
+    let mut engine = Engine::new(w.config).expect("valid settings");
+    for command in &w.fill {
+        events.clear();
+        engine.handle(command, events);
+    }
+    engine
+}
+
+fn filled_lobster(w: &Workload) -> lobster::OrderBook {
+    let mut book = lobster::OrderBook::new(w.config.orders_max as usize, 16, false);
+    for &(a, b) in &w.lobster_fill {
+        book.execute(a);
+        if let Some(b) = b {
+            book.execute(b);
+        }
+    }
+    book
+}
+
+fn engine_leg(w: &Workload, rate: Option<u64>) -> Leg {
+    let mut events = Vec::with_capacity(4_096);
+    let mut engine = filled_engine(w, &mut events);
+    measure("fep-engine", &w.kinds, rate, |i| {
+        events.clear();
+        engine.handle(&w.bench[i], &mut events);
+        black_box(events.len());
+    })
+}
+
+fn lobster_leg(w: &Workload, rate: Option<u64>) -> Leg {
+    let mut book = filled_lobster(w);
+    measure("lobster", &w.kinds, rate, |i| {
+        let (a, b) = w.lobster_bench[i];
+        black_box(book.execute(a));
+        if let Some(b) = b {
+            black_box(book.execute(b));
+        }
+    })
+}
+
+/// Throughput of an untimed closed loop (no clock read per command).
+fn engine_max(w: &Workload) -> f64 {
+    let mut events = Vec::with_capacity(4_096);
+    let mut engine = filled_engine(w, &mut events);
+    let start = Instant::now();
+    for command in &w.bench {
+        events.clear();
+        engine.handle(command, &mut events);
+        black_box(events.len());
+    }
+    w.bench.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+fn lobster_max(w: &Workload) -> f64 {
+    let mut book = filled_lobster(w);
+    let start = Instant::now();
+    for &(a, b) in &w.lobster_bench {
+        black_box(book.execute(a));
+        if let Some(b) = b {
+            black_box(book.execute(b));
+        }
+    }
+    w.lobster_bench.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+fn print_leg(leg: &Leg, untimed_max: Option<f64>) {
+    let load = match leg.rate {
+        Some(rate) => format!("open loop at {rate} cmd/s"),
+        None => "closed loop (service time)".to_string(),
+    };
+    println!(
+        "{} {load}: {} commands in {:.3} s = {:.0} cmd/s{}",
+        leg.subject,
+        leg.ops,
+        leg.elapsed.as_secs_f64(),
+        leg.throughput(),
+        untimed_max
+            .map(|m| format!("; untimed max {m:.0} cmd/s"))
+            .unwrap_or_default(),
+    );
+    println!(
+        "  {:<7} {:>9} {:>9} {:>9} {:>10} {:>11}",
+        "kind", "count", "p50 ns", "p99 ns", "p99.99 ns", "max ns"
+    );
+    let rows = std::iter::once(("all", &leg.all))
+        .chain(KINDS.iter().map(|k| (k.name(), &leg.by_kind[k.index()])));
+    for (name, h) in rows {
+        if h.is_empty() {
+            continue;
+        }
+        println!(
+            "  {:<7} {:>9} {:>9} {:>9} {:>10} {:>11}",
+            name,
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.9999),
+            h.max()
+        );
+    }
+}
+
+/// Runs the whole benchmark and prints it.
+pub fn run(args: &EngineArgs) -> Result<(), String> {
+    let w = generate(args)?;
+    let mut mix = [0usize; KINDS.len()];
+    for k in &w.kinds {
+        mix[k.index()] += 1;
+    }
+    let share = |k: Kind| 100.0 * mix[k.index()] as f64 / w.kinds.len().max(1) as f64;
+    println!(
+        "fepbench engine: seed {}, {} measured commands after {} that build the book, one thread, no network",
+        args.seed,
+        w.bench.len(),
+        w.fill.len()
+    );
+    println!(
+        "  mix: place {:.1}%, ioc {:.1}%, move {:.1}%, reduce {:.1}%, cancel {:.1}%; {} fills, {} rejects",
+        share(Kind::Place),
+        share(Kind::Ioc),
+        share(Kind::Move),
+        share(Kind::Reduce),
+        share(Kind::Cancel),
+        w.fills,
+        w.rejects
+    );
+    println!(
+        "  book (mean over the stream): {:.0} resting orders over {:.0} price levels",
+        w.orders_mean, w.levels_mean
+    );
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for &rate in &args.rates {
+        ours.push(engine_leg(&w, Some(rate)));
+        print_leg(ours.last().expect("just pushed"), None);
+        if !args.no_compare {
+            theirs.push(lobster_leg(&w, Some(rate)));
+            print_leg(theirs.last().expect("just pushed"), None);
+        }
+    }
+    let our_max = engine_max(&w);
+    ours.push(engine_leg(&w, None));
+    print_leg(ours.last().expect("just pushed"), Some(our_max));
+    if args.no_compare {
+        return Ok(());
+    }
+    let their_max = lobster_max(&w);
+    theirs.push(lobster_leg(&w, None));
+    print_leg(theirs.last().expect("just pushed"), Some(their_max));
+    println!("fep-engine / lobster (lobster runs a replace as cancel + limit, an IOC as a market order):");
+    println!(
+        "  untimed max throughput: {:.2}x ({our_max:.0} / {their_max:.0} cmd/s)",
+        our_max / their_max
+    );
+    for (a, b) in ours.iter().zip(&theirs) {
+        let load = a
+            .rate
+            .map(|r| format!("at {r} cmd/s"))
+            .unwrap_or_else(|| "closed loop".into());
+        let ratio =
+            |q: f64| a.all.value_at_quantile(q) as f64 / b.all.value_at_quantile(q).max(1) as f64;
+        println!(
+            "  {load}: p50 {:.2}x ({} / {} ns), p99 {:.2}x ({} / {} ns)",
+            ratio(0.5),
+            a.all.value_at_quantile(0.5),
+            b.all.value_at_quantile(0.5),
+            ratio(0.99),
+            a.all.value_at_quantile(0.99),
+            b.all.value_at_quantile(0.99),
+        );
+    }
+    Ok(())
+}
