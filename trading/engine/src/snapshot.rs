@@ -195,8 +195,53 @@ impl Engine {
         if engine.balances != recorded_cells {
             return Err(r.bad(cells_at, "locks differ from what the open orders hold"));
         }
+        check_totals(&engine).map_err(|what| r.bad(cells_at, what))?;
+        check_order_ids_unique(&engine).map_err(|what| r.bad(cells_at, what))?;
         Ok(engine)
     }
+}
+
+/// Trades move assets between accounts and never create them, so each
+/// asset's totals sum to what the accounts started with.
+fn check_totals(engine: &Engine) -> Result<(), &'static str> {
+    let assets = engine.config.instruments as usize + 1;
+    for asset in 0..assets {
+        let start = if asset == 0 {
+            engine.config.cash
+        } else {
+            engine.config.units
+        };
+        let expect = i128::from(start) * i128::from(engine.config.accounts);
+        let sum: i128 = engine
+            .balances
+            .iter()
+            .skip(asset)
+            .step_by(assets)
+            .map(|c| i128::from(c.total))
+            .sum();
+        if sum != expect {
+            return Err("an asset's totals do not sum to the starting amounts");
+        }
+    }
+    Ok(())
+}
+
+fn check_order_ids_unique(engine: &Engine) -> Result<(), &'static str> {
+    let mut ids: Vec<u64> = Vec::with_capacity(engine.pool.len() as usize);
+    for ladder in engine.books.iter().flatten() {
+        for level in ladder.best_first() {
+            let mut slot = level.head;
+            while slot != NIL {
+                ids.push(engine.pool[slot].order_id);
+                slot = engine.pool[slot].next;
+            }
+        }
+    }
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err("two open orders with one order_id");
+    }
+    Ok(())
 }
 
 fn restore_side(
