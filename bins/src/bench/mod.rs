@@ -10,3 +10,4 @@ pub mod procs;
 pub mod report;
 pub mod run;
 pub mod summary;
+pub mod wal;
