@@ -46,6 +46,7 @@ pub mod limits;
 mod socket;
 mod stats;
 mod timer;
+pub mod wal;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;

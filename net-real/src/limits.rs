@@ -33,3 +33,16 @@ pub const OBSERVE_EVERY_DEFAULT: Duration = Duration::from_millis(100);
 const _: () = assert!(READ_BUF_LEN >= 4096);
 const _: () = assert!(EVENTS_PER_POLL_MAX > 0);
 const _: () = assert!(HANDOFF_QUEUE_CAPACITY_DEFAULT > 0);
+
+/// Default bound of the WAL's pending (appended, not yet written) bytes per
+/// buffer. Past it `Wal::try_append` answers `Full` and the producer pauses
+/// until the WAL thread has taken the batch. 4 MiB is ~50k 80-byte records:
+/// at 500k records/s that is 100 ms of input, several fsyncs' worth.
+pub const WAL_PENDING_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
+/// Bytes of zeros written per call when a file system cannot `fallocate`
+/// or when a torn tail is wiped.
+pub const WAL_ZERO_CHUNK_LEN: usize = 1024 * 1024;
+/// Bytes of each append of the fsync-latency probe.
+pub const FSYNC_PROBE_BLOCK_LEN: usize = 4096;
+
+const _: () = assert!(WAL_PENDING_BYTES_MAX_DEFAULT >= fep_journal::limits::RECORD_LEN_MAX);

@@ -17,6 +17,8 @@
 //!   the service;
 //! - [`sweep`]: many seeds on every core, and shrinking a failing one;
 //! - [`seed`]: seed derivation;
+//! - [`storage`]: the exchange's journal on turmoil's simulated filesystem
+//!   (crash, torn writes, I/O errors);
 //! - [`trace`]: the trace, its digest, and wire events;
 //! - [`observe`]: decodes the wire apart from the roles.
 //!
@@ -47,5 +49,6 @@ pub mod faults;
 pub mod observe;
 pub mod run;
 pub mod seed;
+pub mod storage;
 pub mod sweep;
 pub mod trace;

@@ -11,3 +11,4 @@ pub mod procs;
 pub mod report;
 pub mod run;
 pub mod summary;
+pub mod wal;

@@ -33,6 +33,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The journal's figures on this disk: fsync latency, group-commit
+    /// throughput (batch, none, one fsync per record), recovery speed.
+    Wal(fep_bins::bench::wal::WalBenchOpts),
     /// One measured run of a scenario: s1 (1 worker, local), s2 (2 workers,
     /// local) or s3 (2 workers, handoff).
     Run {
@@ -233,6 +236,7 @@ fn main() -> ExitCode {
         } => cmd_sweep(runs, &scenarios, &opts, interrupted),
         Command::Summarize { dir } => cmd_summarize(&dir),
         Command::Engine(args) => fep_bins::bench::engine::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Wal(opts) => fep_bins::bench::wal::run(&opts).map(|()| ExitCode::SUCCESS),
         Command::Baseline {
             runs,
             pipelined_connections,

@@ -1,0 +1,314 @@
+//! `fepbench wal`: the journal's figures, measured in one run on one disk:
+//! the disk's fsync latency (the probe), group-commit throughput of small
+//! records with N producer threads (`--wal-sync batch` vs `none`) against
+//! one fsync per record, and recovery speed over a journal of >= 1M
+//! records. Everything is written under `--dir` and removed afterwards.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use fep_journal::AppendAt;
+use fep_net::wal::{self, Wal, WalConfig, WalSync};
+use serde::Serialize;
+
+/// Settings of `fepbench wal`.
+#[derive(Debug, Clone, Args)]
+pub struct WalBenchOpts {
+    /// Directory on the disk to measure (a scratch directory is made in it).
+    #[arg(long, default_value = ".", env = "FEP_WAL_DIR")]
+    pub dir: PathBuf,
+    /// Appends of the fsync probe.
+    #[arg(long, default_value_t = 300)]
+    pub probe_appends: u32,
+    /// Records per group-commit leg.
+    #[arg(long, default_value_t = 500_000)]
+    pub records: u64,
+    /// Producer thread counts to run, comma-separated.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    pub producers: Vec<u32>,
+    /// Payload bytes of each record (an engine command is ~64).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Records of the one-fsync-per-record leg (slow: keep it small).
+    #[arg(long, default_value_t = 2_000)]
+    pub per_record_count: u64,
+    /// Records of the recovery leg.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub recovery_records: u64,
+    /// Print the figures as one JSON object (last line) too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ProbeFigures {
+    appends: u64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct CommitFigures {
+    mode: &'static str,
+    producers: u32,
+    records: u64,
+    elapsed_s: f64,
+    records_per_s: f64,
+    batches: u64,
+    records_per_batch_mean: f64,
+    records_per_batch_max: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct RecoveryFigures {
+    records: u64,
+    segments: u64,
+    bytes: u64,
+    elapsed_s: f64,
+    records_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    dir: String,
+    payload_bytes: usize,
+    fsync_probe: ProbeFigures,
+    group_commit: Vec<CommitFigures>,
+    recovery: RecoveryFigures,
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(parent: &Path, name: &str) -> Result<Self, String> {
+        let path = parent.join(format!("fepbench-wal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const SETTINGS: &[u8] = b"fepbench wal";
+
+/// Runs every leg and prints the figures.
+pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
+    println!(
+        "fepbench wal: on {} (a shared VM: figures are noisy)",
+        opts.dir.display()
+    );
+    let probe = probe(opts)?;
+    println!(
+        "fsync probe: {} x (4 KiB append + fdatasync): p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        probe.appends, probe.p50_us, probe.p99_us, probe.max_us
+    );
+    let mut group_commit = Vec::new();
+    for sync in [WalSync::Batch, WalSync::None] {
+        for &producers in &opts.producers {
+            let f = group_commit_leg(opts, sync, producers)?;
+            print_commit(&f);
+            group_commit.push(f);
+        }
+    }
+    let f = per_record_leg(opts)?;
+    print_commit(&f);
+    group_commit.push(f);
+    let recovery = recovery_leg(opts)?;
+    println!(
+        "recovery: {} records in {} segments ({} MiB) in {:.3} s: {:.0} records/s",
+        recovery.records,
+        recovery.segments,
+        recovery.bytes >> 20,
+        recovery.elapsed_s,
+        recovery.records_per_s
+    );
+    if opts.json {
+        let figures = Figures {
+            dir: opts.dir.display().to_string(),
+            payload_bytes: opts.payload,
+            fsync_probe: probe,
+            group_commit,
+            recovery,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&figures).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(())
+}
+
+fn print_commit(f: &CommitFigures) {
+    println!(
+        "{:<10} producers {:>2}: {:>8} records in {:>7.3} s: {:>10.0} records/s, {:>6} batches \
+         (mean {:.1}, max {} records)",
+        f.mode,
+        f.producers,
+        f.records,
+        f.elapsed_s,
+        f.records_per_s,
+        f.batches,
+        f.records_per_batch_mean,
+        f.records_per_batch_max
+    );
+}
+
+fn probe(opts: &WalBenchOpts) -> Result<ProbeFigures, String> {
+    let scratch = Scratch::new(&opts.dir, "probe")?;
+    let h = wal::probe_fsync(&scratch.0, opts.probe_appends).map_err(|e| e.to_string())?;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Ok(ProbeFigures {
+        appends: h.len(),
+        p50_us: us(h.value_at_quantile(0.5)),
+        p99_us: us(h.value_at_quantile(0.99)),
+        max_us: us(h.max()),
+    })
+}
+
+fn start(dir: &Path, sync: WalSync) -> Result<Wal, String> {
+    let config = WalConfig::new(dir, SETTINGS).sync(sync);
+    Wal::start(
+        config,
+        AppendAt::NewSegment { seq_next: 1 },
+        Box::new(|_| {}),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn group_commit_leg(
+    opts: &WalBenchOpts,
+    sync: WalSync,
+    producers: u32,
+) -> Result<CommitFigures, String> {
+    let scratch = Scratch::new(&opts.dir, "commit")?;
+    let wal = Arc::new(start(&scratch.0, sync)?);
+    let per_producer = opts.records / u64::from(producers.max(1));
+    let payload = vec![0x42u8; opts.payload];
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..producers)
+        .map(|_| {
+            let wal = Arc::clone(&wal);
+            let payload = payload.clone();
+            std::thread::spawn(move || {
+                for _ in 0..per_producer {
+                    wal.append(&payload).map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a producer panicked".to_string())??;
+    }
+    let wal = Arc::into_inner(wal).ok_or("the WAL is still shared")?;
+    // Shutdown returns once the last batch is durable: that is the end.
+    let stats = wal.shutdown().map_err(|e| e.to_string())?;
+    let elapsed = t0.elapsed();
+    Ok(commit_figures(
+        match sync {
+            WalSync::Batch => "batch",
+            WalSync::None => "none",
+        },
+        producers,
+        stats.records,
+        elapsed,
+        stats.batches,
+        stats.batch_records_max,
+    ))
+}
+
+/// One producer that waits for each record to be durable before the
+/// next: one fdatasync per record, the journal without group commit.
+fn per_record_leg(opts: &WalBenchOpts) -> Result<CommitFigures, String> {
+    let scratch = Scratch::new(&opts.dir, "per-record")?;
+    let wal = start(&scratch.0, WalSync::Batch)?;
+    let payload = vec![0x42u8; opts.payload];
+    let t0 = Instant::now();
+    for _ in 0..opts.per_record_count {
+        let seq = wal.append(&payload).map_err(|e| e.to_string())?;
+        while wal.durable_seq() < seq {
+            std::thread::sleep(Duration::from_micros(5));
+        }
+    }
+    let elapsed = t0.elapsed();
+    let stats = wal.shutdown().map_err(|e| e.to_string())?;
+    Ok(commit_figures(
+        "per-record",
+        1,
+        stats.records,
+        elapsed,
+        stats.batches,
+        stats.batch_records_max,
+    ))
+}
+
+fn commit_figures(
+    mode: &'static str,
+    producers: u32,
+    records: u64,
+    elapsed: Duration,
+    batches: u64,
+    batch_max: u64,
+) -> CommitFigures {
+    let s = elapsed.as_secs_f64();
+    CommitFigures {
+        mode,
+        producers,
+        records,
+        elapsed_s: s,
+        records_per_s: records as f64 / s,
+        batches,
+        records_per_batch_mean: records as f64 / batches.max(1) as f64,
+        records_per_batch_max: batch_max,
+    }
+}
+
+/// Writes `recovery_records` records (without fsync, to save the disk's
+/// time; recovery reads the same bytes either way), then times
+/// `wal::recover`: listing, reading every segment, checking every record.
+fn recovery_leg(opts: &WalBenchOpts) -> Result<RecoveryFigures, String> {
+    let scratch = Scratch::new(&opts.dir, "recovery")?;
+    let wal = start(&scratch.0, WalSync::None)?;
+    let payload = vec![0x42u8; opts.payload];
+    for _ in 0..opts.recovery_records {
+        wal.append(&payload).map_err(|e| e.to_string())?;
+    }
+    let stats = wal.shutdown().map_err(|e| e.to_string())?;
+    let config = WalConfig::new(&scratch.0, SETTINGS);
+    let mut records = 0u64;
+    let mut bytes = 0u64;
+    let t0 = Instant::now();
+    let recovered = wal::recover(
+        &config,
+        |_, _| {},
+        |r| {
+            records += 1;
+            bytes += r.len_encoded() as u64;
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let elapsed = t0.elapsed();
+    if records != opts.recovery_records || recovered.seq_last != records {
+        return Err(format!(
+            "recovery found {records} records of {}",
+            opts.recovery_records
+        ));
+    }
+    Ok(RecoveryFigures {
+        records,
+        segments: stats.segments_created,
+        bytes,
+        elapsed_s: elapsed.as_secs_f64(),
+        records_per_s: records as f64 / elapsed.as_secs_f64(),
+    })
+}

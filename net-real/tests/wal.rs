@@ -1,0 +1,291 @@
+//! The real WAL on real files (in tempdirs under the target directory, on
+//! the real disk): group commit, recovery after a torn tail, refusal of
+//! corruption in the middle and of other settings, rolling, snapshots.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fep_journal::limits::SEGMENT_SIZE_MIN;
+use fep_journal::record::encode_append;
+use fep_journal::segment::{header_len, segment_file_name};
+use fep_journal::{AppendAt, Recovered};
+use fep_net::wal::{self, AppendError, Wal, WalConfig, WalError, WalSync};
+
+const SETTINGS: &[u8] = b"instruments=16 accounts=1024 cash=1e15 units=1e9";
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn config(dir: &Path) -> WalConfig {
+    WalConfig::new(dir, SETTINGS)
+}
+
+/// Records replayed: sequence number and payload.
+type Replayed = Vec<(u64, Vec<u8>)>;
+
+/// Recovers `dir`, returning the payloads replayed and the outcome.
+fn recover_all(config: &WalConfig) -> Result<(Replayed, Recovered), WalError> {
+    let mut records = Vec::new();
+    let r = wal::recover(
+        config,
+        |_, _| {},
+        |r| records.push((r.seq, r.payload.to_vec())),
+    )?;
+    Ok((records, r))
+}
+
+fn start(config: &WalConfig, at: AppendAt) -> Wal {
+    Wal::start(config.clone(), at, Box::new(|_| {})).unwrap()
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    format!("order-{seq:08}-{}", "x".repeat((seq % 40) as usize)).into_bytes()
+}
+
+#[test]
+fn group_commit_batches_many_appends_per_fsync_under_concurrent_producers() {
+    let dir = tempdir();
+    let config = config(dir.path());
+    let (_, r) = recover_all(&config).unwrap();
+    let notified = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&notified);
+    let wal = Arc::new(
+        Wal::start(
+            config.clone(),
+            r.append,
+            Box::new(move |seq| seen.store(seq, Ordering::Release)),
+        )
+        .unwrap(),
+    );
+    let producers = 8;
+    let per_producer = 2_000u64;
+    let threads: Vec<_> = (0..producers)
+        .map(|p| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for i in 0..per_producer {
+                    let seq = wal.append(format!("p{p}-{i}").as_bytes()).unwrap();
+                    assert!(seq > last, "a producer's records are in its order");
+                    last = seq;
+                    // Every 100th record waits to be durable, as an engine
+                    // waiting to answer would.
+                    if i % 100 == 99 {
+                        while wal.durable_seq() < seq {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let wal = Arc::into_inner(wal).unwrap();
+    let total = producers * per_producer;
+    let stats = wal.shutdown().unwrap();
+    assert_eq!(stats.records, total);
+    assert_eq!(notified.load(Ordering::Acquire), total);
+    assert!(
+        stats.batches * 4 <= total,
+        "{} batches for {total} records: group commit did not batch",
+        stats.batches
+    );
+    assert!(stats.batch_records_max > 1);
+    assert!(stats.syncs >= stats.batches);
+
+    let (records, r) = recover_all(&config).unwrap();
+    assert_eq!(records.len() as u64, total);
+    assert!(records
+        .iter()
+        .enumerate()
+        .all(|(i, (seq, _))| *seq == i as u64 + 1));
+    for p in 0..producers {
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|(_, b)| b.starts_with(format!("p{p}-").as_bytes()))
+            .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
+            .collect();
+        let want: Vec<_> = (0..per_producer).map(|i| format!("p{p}-{i}")).collect();
+        assert_eq!(mine, want);
+    }
+    assert_eq!(r.append.seq_next(), total + 1);
+}
+
+#[test]
+fn recovery_after_a_torn_tail_keeps_the_whole_records_and_appends_over_it() {
+    let dir = tempdir();
+    let config = config(dir.path());
+    let (_, r) = recover_all(&config).unwrap();
+    let wal = start(&config, r.append);
+    for seq in 1..=50 {
+        assert_eq!(wal.try_append(&payload(seq)).unwrap(), seq);
+    }
+    wal.shutdown().unwrap();
+
+    // A crash in the middle of writing record 51: half of it on disk.
+    let (_, r) = recover_all(&config).unwrap();
+    let AppendAt::Existing { offset, .. } = r.append else {
+        panic!("{:?}", r.append)
+    };
+    let mut torn = Vec::new();
+    encode_append(51, &payload(51), &mut torn).unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(segment_file_name(1)))
+        .unwrap();
+    file.write_all_at(&torn[..torn.len() / 2], offset).unwrap();
+    drop(file);
+
+    let (records, r) = recover_all(&config).unwrap();
+    assert_eq!(records.len(), 50);
+    let t = r.torn.clone().expect("the torn tail is reported");
+    assert_eq!(
+        (t.file.as_str(), t.offset),
+        (segment_file_name(1).as_str(), offset)
+    );
+
+    // Appending after recovery overwrites the torn bytes; nothing stale
+    // survives, and the next recovery is clean.
+    let wal = start(&config, r.append);
+    for seq in 51..=60 {
+        assert_eq!(wal.try_append(&payload(seq)).unwrap(), seq);
+    }
+    wal.shutdown().unwrap();
+    let (records, r) = recover_all(&config).unwrap();
+    assert_eq!(r.torn, None);
+    assert_eq!(records.len(), 60);
+    assert!(records.iter().all(|(seq, p)| *p == payload(*seq)));
+}
+
+#[test]
+fn corruption_in_the_middle_of_a_segment_is_refused_naming_file_and_offset() {
+    let dir = tempdir();
+    let config = config(dir.path());
+    let wal = start(&config, AppendAt::NewSegment { seq_next: 1 });
+    for seq in 1..=20 {
+        wal.try_append(&payload(seq)).unwrap();
+    }
+    wal.shutdown().unwrap();
+    let at = header_len(SETTINGS) as u64 + 200;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join(segment_file_name(1)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x20], at).unwrap();
+    drop(file);
+
+    let err = recover_all(&config).unwrap_err();
+    let line = err.to_string();
+    assert!(line.contains(&segment_file_name(1)), "{line}");
+    assert!(line.contains("corrupt at offset"), "{line}");
+    assert!(!line.contains('\n'));
+}
+
+#[test]
+fn a_journal_written_with_other_settings_is_refused() {
+    let dir = tempdir();
+    let wal = start(&config(dir.path()), AppendAt::NewSegment { seq_next: 1 });
+    wal.try_append(b"new order").unwrap();
+    wal.shutdown().unwrap();
+    let other = WalConfig::new(dir.path(), &b"instruments=8"[..]);
+    let err = recover_all(&other).unwrap_err();
+    assert!(err.to_string().contains("other settings"), "{err}");
+}
+
+#[test]
+fn segments_roll_at_the_bound_and_a_durable_snapshot_lets_old_ones_go() {
+    let dir = tempdir();
+    let config = config(dir.path()).segment_size(SEGMENT_SIZE_MIN);
+    let wal = start(&config, AppendAt::NewSegment { seq_next: 1 });
+    let big = vec![7u8; 200 * 1024];
+    for _ in 0..20 {
+        wal.append(&big).unwrap();
+    }
+    let stats = wal.shutdown().unwrap();
+    assert!(stats.segments_created >= 3, "{stats:?}");
+    let (records, r) = recover_all(&config).unwrap();
+    assert_eq!(records.len(), 20);
+    assert_eq!(r.seq_last, 20);
+
+    wal::write_snapshot(dir.path(), 20, SETTINGS, b"state after 20").unwrap();
+    let removed = wal::prune(dir.path(), 20).unwrap();
+    assert_eq!(removed.len() as u64, stats.segments_created - 1);
+    let mut snap = None;
+    let mut replayed = 0;
+    let r = wal::recover(
+        &config,
+        |seq, state| snap = Some((seq, state.to_vec())),
+        |_| replayed += 1,
+    )
+    .unwrap();
+    assert_eq!(snap, Some((20, b"state after 20".to_vec())));
+    assert_eq!((replayed, r.append.seq_next()), (0, 21));
+}
+
+#[test]
+fn without_sync_records_still_become_visible_and_recoverable() {
+    let dir = tempdir();
+    let config = config(dir.path()).sync(WalSync::None);
+    let wal = start(&config, AppendAt::NewSegment { seq_next: 1 });
+    for seq in 1..=1000 {
+        wal.try_append(&payload(seq))
+            .or_else(|_| wal.append(&payload(seq)))
+            .unwrap();
+    }
+    let stats = wal.shutdown().unwrap();
+    assert_eq!(stats.records, 1000);
+    assert_eq!(stats.syncs, 1, "only the final sync at shutdown");
+    assert_eq!(recover_all(&config).unwrap().0.len(), 1000);
+}
+
+#[test]
+fn a_producer_faster_than_the_disk_sees_full_and_too_long_payloads_are_refused() {
+    let dir = tempdir();
+    let max = fep_journal::limits::RECORD_LEN_MAX;
+    let config = config(dir.path()).pending_bytes_max(max);
+    let wal = start(&config, AppendAt::NewSegment { seq_next: 1 });
+    let chunk = vec![1u8; 64 * 1024];
+    let mut full = None;
+    for _ in 0..1000 {
+        if let Err(e) = wal.try_append(&chunk) {
+            full = Some(e);
+            break;
+        }
+    }
+    match full {
+        Some(AppendError::Full {
+            pending_bytes,
+            pending_bytes_max,
+        }) => {
+            assert_eq!(pending_bytes_max, max);
+            assert!(pending_bytes + chunk.len() + 16 > max);
+        }
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert!(matches!(
+        wal.try_append(&vec![0u8; fep_journal::limits::RECORD_PAYLOAD_LEN_MAX + 1]),
+        Err(AppendError::TooLong { .. })
+    ));
+    wal.shutdown().unwrap();
+}
+
+#[test]
+fn the_fsync_probe_measures_every_append() {
+    let dir = tempdir();
+    let h = wal::probe_fsync(dir.path(), 20).unwrap();
+    assert_eq!(h.len(), 20);
+    assert!(h.min() > 0);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "probe file removed"
+    );
+}
