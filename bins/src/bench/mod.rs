@@ -9,4 +9,5 @@ pub mod plot;
 pub mod procs;
 pub mod report;
 pub mod run;
+pub mod simsweep;
 pub mod summary;
