@@ -6,7 +6,12 @@
 //! - `fepbench summarize DIR`: `summary.md` over every run below DIR;
 //! - `fepbench baseline`: direct, tokio proxy, the C epoll relay, gateway
 //!   and deferred-write gateway in one placement, plus a pipelined
-//!   throughput comparison.
+//!   throughput comparison;
+//! - `fepbench knee [SCENARIO...] [--slo p99=100us]...`: latency against
+//!   offered load, open loop, and the highest rate that meets each SLO;
+//! - `fepbench compare A B [--fail-on METRIC:+X%]...`: per metric, B
+//!   against A with a significance test; exit 1 on a significant
+//!   regression past a threshold.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use fep_bins::bench::compare::{self, Gate};
 use fep_bins::bench::crelay;
 use fep_bins::bench::machine::{describe_machine, UtcTime};
 use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, PinMode};
@@ -81,6 +87,32 @@ enum Command {
         pipelined_count: u64,
         #[command(flatten)]
         opts: CommonOpts,
+    },
+    /// B against A per scenario and metric (rtt p50/p99/p99.9/max, hop
+    /// p50s, throughput) with a two-sided Mann–Whitney U test over the
+    /// per-run values; a difference inside the noise is reported as such.
+    /// Writes compare.md and compare.json. Exit 0, or 1 when a `--fail-on`
+    /// rule is broken by a significant change, or 2 on bad input.
+    Compare {
+        /// The reference: a run's or a sweep's results directory.
+        a: PathBuf,
+        /// The candidate.
+        b: PathBuf,
+        /// Fail (exit 1) on a significant change of METRIC past X%, e.g.
+        /// `p99:+10%` (slower) or `throughput:-5%`; repeatable. Metrics:
+        /// p50, p99, p99.9, max, hop1…hop4, throughput.
+        #[arg(long = "fail-on", value_parser = Gate::parse)]
+        fail_on: Vec<Gate>,
+        /// Significance level.
+        #[arg(long, default_value_t = compare::ALPHA_DEFAULT)]
+        alpha: f64,
+        /// Where compare.md and compare.json go (default
+        /// `<results>/compare/<UTC timestamp>/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The results root for the default `--out`.
+        #[arg(long, default_value = "results", env = "FEP_RESULTS")]
+        results: PathBuf,
     },
 }
 
@@ -227,6 +259,14 @@ fn main() -> ExitCode {
             opts,
         } => cmd_sweep(runs, &scenarios, &opts, interrupted),
         Command::Summarize { dir } => cmd_summarize(&dir),
+        Command::Compare {
+            a,
+            b,
+            fail_on,
+            alpha,
+            out,
+            results,
+        } => Ok(cmd_compare(&a, &b, &fail_on, alpha, out, &results)),
         Command::Baseline {
             runs,
             pipelined_connections,
@@ -375,6 +415,53 @@ fn cmd_summarize(dir: &Path) -> Result<ExitCode, String> {
     println!("{md}");
     println!("written to {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_compare(
+    a: &Path,
+    b: &Path,
+    gates: &[Gate],
+    alpha: f64,
+    out: Option<PathBuf>,
+    results: &Path,
+) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("fepbench: {message}");
+        ExitCode::from(2)
+    };
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return usage(format!("--alpha {alpha}: must be between 0 and 1"));
+    }
+    let comparison = match compare::compare_dirs(a, b, alpha, gates) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let dir = match out {
+        Some(dir) => std::fs::create_dir_all(&dir).map(|()| dir),
+        None => fresh_run_dir(&results.join("compare"), UtcTime::now()),
+    };
+    let dir = match dir {
+        Ok(dir) => dir,
+        Err(e) => return usage(format!("cannot create the output directory: {e}")),
+    };
+    let md = compare::render_markdown(&comparison);
+    println!("{md}");
+    let json = serde_json::to_string_pretty(&comparison).map(|j| j + "\n");
+    for (name, text) in [("compare.md", Ok(md)), ("compare.json", json)] {
+        let path = dir.join(name);
+        let written = text
+            .map_err(std::io::Error::other)
+            .and_then(|t| std::fs::write(&path, t));
+        if let Err(e) = written {
+            return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    println!("written to {}", dir.display());
+    if comparison.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The baseline legs, in the order they run each round; the C relay's
