@@ -229,7 +229,8 @@ impl Bench {
     /// Always returns what it has: a failed start or an interrupt gives a
     /// partial summary with the reason.
     pub fn run_leg(&self, leg: &Leg, dir: &Path, label: &str) -> RunOutcome {
-        let pinning = pin::plan(self.pin, &self.cpus, leg.target.middle_workers());
+        let load = pin::LoadKind::of(leg.load.inflight, &leg.load.extra_args);
+        let pinning = pin::plan(self.pin, &self.cpus, leg.target.middle_workers(), load);
         let mut settings = Settings {
             scenario: leg.name.clone(),
             workers: match &leg.target {
