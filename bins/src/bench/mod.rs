@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod crelay;
 pub mod hgrm;
+pub mod knee;
 pub mod machine;
 pub mod pin;
 pub mod plot;
