@@ -52,10 +52,10 @@ fn three_shards_merged_by_fepsim_merge_equal_the_unsharded_sweep() {
         files.push(path);
         shards.push(lines);
     }
-    assert_eq!(merge_report(shards).unwrap().seeds, whole);
+    assert_eq!(merge_report(shards, Some(10..22)).unwrap().seeds, whole);
 
     let out = Command::new(env!("CARGO_BIN_EXE_fepsim"))
-        .arg("merge")
+        .args(["merge", "--seeds", "10..22"])
         .args(&files)
         .output()
         .unwrap();
@@ -63,6 +63,16 @@ fn three_shards_merged_by_fepsim_merge_equal_the_unsharded_sweep() {
     assert!(text.contains("s3: 12 seeds (10..=21)"), "{text}");
     let failed = whole.iter().filter(|l| !l.passed).count();
     assert_eq!(out.status.success(), failed == 0, "{text}");
+
+    // A shard lost on the way is caught when the range is given.
+    let out = Command::new(env!("CARGO_BIN_EXE_fepsim"))
+        .args(["merge", "--seeds", "10..22"])
+        .args(&files[..2])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("MISSING s3: 4 of 10..22"), "{text}");
 }
 
 #[test]

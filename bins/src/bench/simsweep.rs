@@ -93,14 +93,21 @@ pub struct MergeReport {
     pub seeds: Vec<SeedLine>,
     /// Seeds that failed.
     pub failed: usize,
+    /// Seeds of the expected range that no shard reported (a shard that
+    /// crashed or was never run), over all scenarios.
+    pub missing: u64,
     /// The report: a count per scenario, then each failing seed with its
     /// replay command.
     pub text: String,
 }
 
 /// Merges the shards' lines. A seed of a scenario in two shards is an
-/// error: the shards overlapped.
-pub fn merge_report(shards: Vec<Vec<SeedLine>>) -> Result<MergeReport, String> {
+/// error: the shards overlapped. With `expected`, every scenario must have
+/// every seed of the range, and the seeds missing are counted and named.
+pub fn merge_report(
+    shards: Vec<Vec<SeedLine>>,
+    expected: Option<std::ops::Range<u64>>,
+) -> Result<MergeReport, String> {
     // scenario -> shard -> its seeds, so `merge` checks each scenario.
     let mut by_scenario: BTreeMap<String, Vec<Vec<SeedLine>>> = BTreeMap::new();
     for shard in shards {
@@ -114,6 +121,7 @@ pub fn merge_report(shards: Vec<Vec<SeedLine>>) -> Result<MergeReport, String> {
     }
     let mut seeds = Vec::new();
     let mut text = String::new();
+    let mut missing_total = 0;
     for (scenario, shards) in by_scenario {
         let mut replay: BTreeMap<u64, SeedLine> = BTreeMap::new();
         let mut results = Vec::new();
@@ -149,21 +157,33 @@ pub fn merge_report(shards: Vec<Vec<SeedLine>>) -> Result<MergeReport, String> {
             );
             let _ = writeln!(text, "  reproduce: {}", replay[&r.seed].replay);
         }
+        if let Some(range) = &expected {
+            let missing: Vec<u64> = range.clone().filter(|s| !replay.contains_key(s)).collect();
+            if let Some(first) = missing.first() {
+                let _ = writeln!(
+                    text,
+                    "MISSING {scenario}: {} of {}..{} never reported (first: seed {first})",
+                    missing.len(),
+                    range.start,
+                    range.end
+                );
+            }
+            missing_total += missing.len() as u64;
+        }
         seeds.extend(merged.iter().map(|r| replay[&r.seed].clone()));
     }
     let failed = seeds.iter().filter(|s| !s.passed).count();
-    let _ = writeln!(
-        text,
-        "{}",
-        if failed == 0 {
-            "PASS".to_owned()
-        } else {
-            format!("FAIL: {failed} seed(s)")
-        }
-    );
+    let verdict = match (failed, missing_total) {
+        (0, 0) => "PASS".to_owned(),
+        (0, m) => format!("INCOMPLETE: {m} seed(s) missing"),
+        (f, 0) => format!("FAIL: {f} seed(s)"),
+        (f, m) => format!("FAIL: {f} seed(s), and {m} missing"),
+    };
+    let _ = writeln!(text, "{verdict}");
     Ok(MergeReport {
         seeds,
         failed,
+        missing: missing_total,
         text,
     })
 }
@@ -211,10 +231,13 @@ mod tests {
 
     #[test]
     fn merged_shards_list_every_failure_with_its_replay_command() {
-        let report = merge_report(vec![
-            vec![line(0, None), line(2, Some("exactly_once: lost 1"))],
-            vec![line(1, None), line(3, None)],
-        ])
+        let report = merge_report(
+            vec![
+                vec![line(0, None), line(2, Some("exactly_once: lost 1"))],
+                vec![line(1, None), line(3, None)],
+            ],
+            None,
+        )
         .unwrap();
         let seeds: Vec<u64> = report.seeds.iter().map(|s| s.seed).collect();
         assert_eq!(seeds, vec![0, 1, 2, 3]);
@@ -236,7 +259,7 @@ mod tests {
 
     #[test]
     fn overlapping_shards_are_refused() {
-        let err = merge_report(vec![vec![line(0, None)], vec![line(0, None)]]).unwrap_err();
+        let err = merge_report(vec![vec![line(0, None)], vec![line(0, None)]], None).unwrap_err();
         assert!(
             err.contains("seed 0 appears in more than one shard"),
             "{err}"
@@ -245,8 +268,22 @@ mod tests {
 
     #[test]
     fn a_clean_merge_says_pass() {
-        let report = merge_report(vec![vec![line(5, None)]]).unwrap();
-        assert_eq!(report.failed, 0);
+        let report = merge_report(vec![vec![line(5, None)]], Some(5..6)).unwrap();
+        assert_eq!((report.failed, report.missing), (0, 0));
         assert!(report.text.ends_with("PASS\n"));
+    }
+
+    #[test]
+    fn a_shard_that_never_reported_is_counted_as_missing() {
+        let report = merge_report(vec![vec![line(0, None), line(2, None)]], Some(0..4)).unwrap();
+        assert_eq!(report.missing, 2);
+        assert!(
+            report
+                .text
+                .contains("MISSING s3: 2 of 0..4 never reported (first: seed 1)"),
+            "{}",
+            report.text
+        );
+        assert!(report.text.ends_with("INCOMPLETE: 2 seed(s) missing\n"));
     }
 }

@@ -84,6 +84,10 @@ enum Command {
         /// The shards' JSON-lines files.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
+        /// The sweep's seed range, `A..B`: every scenario must have every
+        /// seed, and a seed no shard reported fails the merge.
+        #[arg(long, value_parser = parse_seeds)]
+        seeds: Option<Range<u64>>,
     },
     /// Reduces a failing run's fault plan and ping count.
     Shrink {
@@ -167,7 +171,7 @@ fn main() -> ExitCode {
             print_outcome(&outcome, wall);
             exit(outcome.passed())
         }
-        Command::Merge { files } => cmd_merge(&files),
+        Command::Merge { files, seeds } => cmd_merge(&files, seeds),
         Command::Sweep {
             run: args,
             seeds,
@@ -237,7 +241,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn cmd_merge(files: &[std::path::PathBuf]) -> ExitCode {
+fn cmd_merge(files: &[std::path::PathBuf], expected: Option<Range<u64>>) -> ExitCode {
     let mut shards = Vec::new();
     for file in files {
         let text = if file.as_os_str() == "-" {
@@ -256,11 +260,11 @@ fn cmd_merge(files: &[std::path::PathBuf]) -> ExitCode {
             }
         }
     }
-    let report = merge_report(shards);
+    let report = merge_report(shards, expected);
     match report {
         Ok(report) => {
             out!("{}", report.text.trim_end());
-            exit(report.failed == 0)
+            exit(report.failed == 0 && report.missing == 0)
         }
         Err(e) => {
             eprintln!("fepsim: {e}");
