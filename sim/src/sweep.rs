@@ -4,8 +4,15 @@
 //! single-threaded and shares nothing), taking seeds from a shared counter,
 //! so all cores stay busy whatever each run costs. Results come back sorted
 //! by seed: the report of a sweep does not depend on the scheduling.
+//!
+//! A sweep too big for one machine is cut into [`Shard`]s: shard `I/N`
+//! runs the seeds with `seed % N == I - 1`, a partition that depends on
+//! nothing but the seed, so N machines given `1/N` … `N/N` cover every seed
+//! exactly once, and [`merge`] puts their results back together.
 
+use std::fmt;
 use std::ops::Range;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,16 +69,31 @@ fn summarize(outcome: &Outcome) -> SeedResult {
 
 /// Runs `config(seed)` for every seed in `seeds` on `threads` threads.
 pub fn sweep(config: impl Fn(u64) -> RunConfig + Sync, seeds: Range<u64>, threads: usize) -> Sweep {
+    sweep_shard(config, seeds, Shard::WHOLE, threads)
+}
+
+/// Runs `config(seed)` for the seeds of `seeds` that belong to `shard`, on
+/// `threads` threads.
+pub fn sweep_shard(
+    config: impl Fn(u64) -> RunConfig + Sync,
+    seeds: Range<u64>,
+    shard: Shard,
+    threads: usize,
+) -> Sweep {
     let started = Instant::now();
-    let next = AtomicU64::new(seeds.start);
+    // The shard's seeds are `first, first + N, …`: a counter of steps.
+    let first = shard.first_seed(seeds.start);
+    let stride = shard.count;
+    let next = AtomicU64::new(0);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end {
-                    return;
-                }
+                let step = next.fetch_add(1, Ordering::Relaxed);
+                let seed = match step.checked_mul(stride).and_then(|o| first.checked_add(o)) {
+                    Some(seed) if seed < seeds.end => seed,
+                    _ => return,
+                };
                 let config = config(seed);
                 assert_eq!(config.seed, seed, "a sweep runs the seed it is given");
                 let result = summarize(&run(&config));
@@ -88,6 +110,110 @@ pub fn sweep(config: impl Fn(u64) -> RunConfig + Sync, seeds: Range<u64>, thread
         results,
         wall: started.elapsed(),
     }
+}
+
+/// One part of a sweep split over machines: the `index`-th (1-based) of
+/// `count`. It holds the seeds with `seed % count == index - 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 1 … `count`.
+    pub index: u64,
+    /// How many shards the sweep is cut into (at least 1).
+    pub count: u64,
+}
+
+impl Shard {
+    /// The whole sweep: shard 1 of 1.
+    pub const WHOLE: Shard = Shard { index: 1, count: 1 };
+
+    /// Shard `index` of `count`; `None` unless `1 <= index <= count`.
+    pub fn new(index: u64, count: u64) -> Option<Shard> {
+        (index >= 1 && index <= count).then_some(Shard { index, count })
+    }
+
+    /// Whether `seed` belongs to this shard.
+    pub fn contains(self, seed: u64) -> bool {
+        seed % self.count == self.index - 1
+    }
+
+    /// The smallest seed at or above `start` in this shard (may pass the
+    /// end of the range; the caller checks).
+    fn first_seed(self, start: u64) -> u64 {
+        let offset = (self.index - 1 + self.count - start % self.count) % self.count;
+        start.saturating_add(offset)
+    }
+
+    /// The seeds of `seeds` in this shard, in order.
+    pub fn seeds(self, seeds: Range<u64>) -> impl Iterator<Item = u64> {
+        seeds.filter(move |&s| self.contains(s))
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// A `--shard` that is not `I/N` with `1 <= I <= N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadShard(pub String);
+
+impl fmt::Display for BadShard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a shard I/N with 1 <= I <= N", self.0)
+    }
+}
+
+impl std::error::Error for BadShard {}
+
+impl FromStr for Shard {
+    type Err = BadShard;
+
+    fn from_str(s: &str) -> Result<Shard, BadShard> {
+        let bad = || BadShard(s.to_owned());
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let i: u64 = i.trim().parse().map_err(|_| bad())?;
+        let n: u64 = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(i, n).ok_or_else(bad)
+    }
+}
+
+/// Why shard results do not merge into one sweep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MergeError {
+    /// Two shards both ran this seed (overlapping `--shard`s or a file
+    /// given twice): the partition was not a partition.
+    DuplicateSeed {
+        /// The seed seen twice.
+        seed: u64,
+    },
+}
+
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MergeError::DuplicateSeed { seed } => {
+                write!(f, "seed {seed} appears in more than one shard result")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MergeError {}
+
+/// Puts shard results back into one list sorted by seed, as one unsharded
+/// sweep returns it. A seed present twice is an error, never silently kept
+/// once: it means the shards overlapped.
+pub fn merge(
+    shards: impl IntoIterator<Item = Vec<SeedResult>>,
+) -> Result<Vec<SeedResult>, MergeError> {
+    let mut all: Vec<SeedResult> = shards.into_iter().flatten().collect();
+    all.sort_by_key(|r| r.seed);
+    if let Some(pair) = all.windows(2).find(|w| w[0].seed == w[1].seed) {
+        return Err(MergeError::DuplicateSeed { seed: pair[0].seed });
+    }
+    Ok(all)
 }
 
 /// The threads a sweep uses: every core.
@@ -145,4 +271,71 @@ pub fn shrink(config: &RunConfig) -> Option<RunConfig> {
         }
     }
     Some(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_every_seed_exactly_once() {
+        for count in 1..=7u64 {
+            for start in [0u64, 1, 5, 13] {
+                let seeds = start..start + 50;
+                let mut seen = vec![0u32; 50];
+                for index in 1..=count {
+                    let shard = Shard::new(index, count).unwrap();
+                    for seed in shard.seeds(seeds.clone()) {
+                        seen[(seed - start) as usize] += 1;
+                    }
+                }
+                assert!(
+                    seen.iter().all(|&n| n == 1),
+                    "{count} shards from {start}: {seen:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_shards_first_seed_is_its_smallest_member() {
+        for count in 1..=5u64 {
+            for index in 1..=count {
+                let shard = Shard::new(index, count).unwrap();
+                for start in 0..12u64 {
+                    let expected = (start..).find(|&s| shard.contains(s)).unwrap();
+                    assert_eq!(shard.first_seed(start), expected, "{shard} from {start}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shard_flags_parse_and_bad_ones_are_refused() {
+        assert_eq!("2/3".parse(), Ok(Shard { index: 2, count: 3 }));
+        assert_eq!("1/1".parse(), Ok(Shard::WHOLE));
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b", "1/2/3", ""] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    fn result(seed: u64) -> SeedResult {
+        SeedResult {
+            seed,
+            digest: seed * 31,
+            answered: 10,
+            failure: (seed == 4).then(|| "exactly_once: lost".to_owned()),
+        }
+    }
+
+    #[test]
+    fn merge_sorts_by_seed_and_refuses_a_seed_twice() {
+        let merged = merge([vec![result(1), result(3)], vec![result(0), result(2)]]).unwrap();
+        let seeds: Vec<u64> = merged.iter().map(|r| r.seed).collect();
+        assert_eq!(seeds, vec![0, 1, 2, 3]);
+        assert_eq!(
+            merge([vec![result(1)], vec![result(1)]]),
+            Err(MergeError::DuplicateSeed { seed: 1 })
+        );
+    }
 }

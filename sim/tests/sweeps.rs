@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::RunConfig;
-use fep_sim::sweep::{default_threads, sweep};
+use fep_sim::sweep::{default_threads, merge, sweep, sweep_shard, Shard};
 use fep_trading::scenario::Scenario;
 
 /// Seeds per scenario when `FEP_SIM_SEEDS` is not set.
@@ -71,4 +71,21 @@ fn s2_keeps_every_invariant_under_every_fault() {
 #[test]
 fn s3_keeps_every_invariant_under_every_fault() {
     sweep_passes(Scenario::S3, FaultPlan::all());
+}
+
+#[test]
+fn sharded_sweeps_merge_into_exactly_the_unsharded_sweep() {
+    let config = |seed| RunConfig::seeded(Scenario::S3, seed, 100, FaultPlan::all());
+    let seeds = 3..20;
+    let whole = sweep(config, seeds.clone(), 2).results;
+    for count in [1u64, 2, 3, 5] {
+        let shards = (1..=count).map(|index| {
+            let shard = Shard::new(index, count).unwrap();
+            let part = sweep_shard(config, seeds.clone(), shard, 2).results;
+            assert!(part.iter().all(|r| shard.contains(r.seed)), "{shard}");
+            part
+        });
+        assert_eq!(merge(shards).unwrap(), whole, "{count} shards");
+    }
+    assert_eq!(whole.len(), 17);
 }

@@ -1,10 +1,21 @@
 //! The pinning plan: which CPU each benchmark process may run on.
 //!
-//! On a small VM the placement matters more than anything else measured
-//! (shared/NOTES.md: waking a process on the other vCPU costs about 15 µs a
-//! round trip on 2 vCPUs, so all three processes on one core beat spreading
-//! them). `auto` therefore co-locates everything on one CPU when fewer than
-//! four are available, and spreads over distinct CPUs otherwise.
+//! On a small VM the placement matters more than anything else measured,
+//! and the right one depends on the load:
+//!
+//! - **closed loop** (one ping in flight: a latency measurement): waking a
+//!   process on the other vCPU costs about 15 µs a round trip on this
+//!   project's 2-vCPU machines, while only one process works at a time, so
+//!   `auto` co-locates all three on one CPU when fewer than four are
+//!   available;
+//! - **pipelined or open loop** (a throughput or latency-under-load
+//!   measurement): all three processes work at once, and co-locating them
+//!   would leave every other CPU idle and measure a third of the machine.
+//!   On fewer than four CPUs `auto` leaves placement to the scheduler, which
+//!   keeps every CPU busy; pinning three busy processes to two CPUs would
+//!   pair two of them on one CPU whatever their load.
+//!
+//! At four CPUs and more `auto` spreads the processes over distinct CPUs.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,7 +28,8 @@ pub const SPREAD_CPUS_MIN: usize = 4;
 /// How to place the processes (`--pin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinMode {
-    /// Co-locate below [`SPREAD_CPUS_MIN`] CPUs, spread at or above.
+    /// Spread at or above [`SPREAD_CPUS_MIN`] CPUs; below, co-locate a
+    /// closed-loop leg and leave a pipelined or open-loop one unpinned.
     Auto,
     /// Leave placement to the scheduler.
     None,
@@ -54,17 +66,60 @@ impl fmt::Display for PinMode {
     }
 }
 
+/// The kind of load a leg puts on the processes, which decides what `auto`
+/// places where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    /// One ping in flight in all: only one process works at a time.
+    Closed,
+    /// Many pings in flight per connection: every process busy.
+    Pipelined,
+    /// Pings at a set rate: every process busy at high rates.
+    Open,
+}
+
+impl LoadKind {
+    /// What loadgen will do with these settings: `--rate`/`--profile`
+    /// among `extra_args` make it open loop, else `inflight > 1`
+    /// pipelined, else closed.
+    pub fn of(inflight: u64, extra_args: &[String]) -> LoadKind {
+        if extra_args.iter().any(|a| a == "--rate" || a == "--profile") {
+            LoadKind::Open
+        } else if inflight > 1 {
+            LoadKind::Pipelined
+        } else {
+            LoadKind::Closed
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LoadKind::Closed => "closed-loop",
+            LoadKind::Pipelined => "pipelined",
+            LoadKind::Open => "open-loop",
+        }
+    }
+}
+
 /// Chooses the placement for `mode` over `cpus` (the allowed CPU ids, in
 /// order) with `gateway_workers` gateway threads (0 when there is no
-/// gateway in the path).
-pub fn plan(mode: PinMode, cpus: &[usize], gateway_workers: u32) -> PinningReport {
+/// gateway in the path), for a leg whose load is `load`.
+pub fn plan(mode: PinMode, cpus: &[usize], gateway_workers: u32, load: LoadKind) -> PinningReport {
     let workers = gateway_workers as usize;
     let (mode, reason) = match mode {
         PinMode::Auto if cpus.is_empty() => (PinMode::None, "auto: no CPU ids known".to_string()),
-        PinMode::Auto if cpus.len() < SPREAD_CPUS_MIN => (
+        PinMode::Auto if cpus.len() < SPREAD_CPUS_MIN && load == LoadKind::Closed => (
             PinMode::Colocate,
             format!(
-                "auto: {} CPU(s) < {SPREAD_CPUS_MIN}: a cross-CPU wake-up costs more than sharing one core",
+                "auto: closed-loop latency on {} CPU(s) < {SPREAD_CPUS_MIN}: one process works at a time, and a cross-CPU wake-up costs more than sharing one core",
+                cpus.len()
+            ),
+        ),
+        PinMode::Auto if cpus.len() < SPREAD_CPUS_MIN => (
+            PinMode::None,
+            format!(
+                "auto: {} load on {} CPU(s) < {SPREAD_CPUS_MIN}: every process is busy, so the scheduler places them and no CPU is left idle",
+                load.name(),
                 cpus.len()
             ),
         ),
@@ -136,17 +191,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_colocates_on_two_cpus_and_says_why() {
-        let p = plan(PinMode::Auto, &[0, 1], 2);
+    fn auto_colocates_closed_loop_latency_on_two_cpus_and_says_why() {
+        let p = plan(PinMode::Auto, &[0, 1], 2, LoadKind::Closed);
         assert_eq!(p.plan, "colocate");
         assert_eq!((p.exchange_cpu, p.loadgen_cpu), (Some(1), Some(1)));
         assert_eq!(p.gateway_cpus, vec![1, 1]);
-        assert!(p.reason.starts_with("auto: 2 CPU"), "{}", p.reason);
+        assert!(
+            p.reason.starts_with("auto: closed-loop latency on 2 CPU"),
+            "{}",
+            p.reason
+        );
+    }
+
+    #[test]
+    fn auto_leaves_no_cpu_idle_under_pipelined_or_open_loop_load_on_two_cpus() {
+        for load in [LoadKind::Pipelined, LoadKind::Open] {
+            let p = plan(PinMode::Auto, &[0, 1], 1, load);
+            assert_eq!(p.plan, "none", "{load:?}");
+            assert_eq!((p.exchange_cpu, p.loadgen_cpu), (None, None));
+            assert!(p.gateway_cpus.is_empty());
+            assert!(p.reason.contains("no CPU is left idle"), "{}", p.reason);
+            assert!(p.reason.contains(load.name()), "{}", p.reason);
+        }
+        // An explicit choice still wins.
+        let p = plan(PinMode::Colocate, &[0, 1], 1, LoadKind::Pipelined);
+        assert_eq!(
+            (p.plan.as_str(), p.reason.as_str()),
+            ("colocate", "requested")
+        );
+    }
+
+    #[test]
+    fn the_load_kind_follows_loadgens_flags() {
+        let rate = ["--rate".to_string(), "5000".to_string()];
+        assert_eq!(LoadKind::of(1, &rate), LoadKind::Open);
+        assert_eq!(LoadKind::of(8, &rate), LoadKind::Open);
+        assert_eq!(LoadKind::of(8, &[]), LoadKind::Pipelined);
+        assert_eq!(
+            LoadKind::of(1, &["--seed".into(), "3".into()]),
+            LoadKind::Closed
+        );
     }
 
     #[test]
     fn auto_spreads_on_many_cpus() {
-        let p = plan(PinMode::Auto, &[0, 1, 2, 3, 4, 5], 2);
+        let p = plan(PinMode::Auto, &[0, 1, 2, 3, 4, 5], 2, LoadKind::Closed);
         assert_eq!(p.plan, "spread");
         assert_eq!(p.loadgen_cpu, Some(0));
         assert_eq!(p.gateway_cpus, vec![1, 2]);
@@ -155,11 +244,11 @@ mod tests {
 
     #[test]
     fn spread_wraps_when_cpus_run_out_and_none_pins_nothing() {
-        let p = plan(PinMode::Spread, &[0, 1], 2);
+        let p = plan(PinMode::Spread, &[0, 1], 2, LoadKind::Pipelined);
         assert_eq!((p.loadgen_cpu, p.exchange_cpu), (Some(0), Some(1)));
         assert_eq!(p.gateway_cpus, vec![1, 0]);
         assert_eq!(p.reason, "requested");
-        let p = plan(PinMode::None, &[0, 1], 1);
+        let p = plan(PinMode::None, &[0, 1], 1, LoadKind::Closed);
         assert_eq!(
             (p.plan.as_str(), p.loadgen_cpu, p.gateway_cpus.len()),
             ("none", None, 0)

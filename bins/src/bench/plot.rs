@@ -31,6 +31,13 @@ impl std::fmt::Display for PlotError {
 
 impl std::error::Error for PlotError {}
 
+impl PlotError {
+    /// An error saying `why`.
+    pub(crate) fn new(why: String) -> PlotError {
+        PlotError(why)
+    }
+}
+
 /// The points of one `.hgrm` series: `(1/(1-p), value)`. The last row
 /// (p = 1, an infinite x) is drawn at the end of the axis, or one decade
 /// past the previous row, whichever is nearer.

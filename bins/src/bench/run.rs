@@ -65,21 +65,93 @@ pub enum Target {
     },
 }
 
-impl Target {
-    /// The scenario table of CLI.md: s1 1 worker local, s2 2 workers local,
-    /// s3 2 workers handoff.
-    pub fn scenario(name: &str) -> Option<Target> {
-        let gateway = |workers, routing| Target::Gateway {
-            workers,
-            routing,
+/// One row of CLI.md's scenario table: what `fepbench run|sweep|knee`
+/// start for a scenario name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScenarioRow {
+    /// `s1`, `o2`, …
+    pub name: &'static str,
+    /// Gateway workers.
+    pub workers: u32,
+    /// Gateway routing.
+    pub routing: Routing,
+    /// Flags loadgen gets on top of the load's (the workload).
+    pub loadgen_args: &'static [&'static str],
+}
+
+/// The scenarios of CLI.md, in order. Every command that takes a scenario
+/// reads this table, so a new scenario is one row here.
+pub const SCENARIOS: [ScenarioRow; 6] = [
+    ScenarioRow {
+        name: "s1",
+        workers: 1,
+        routing: Routing::Local,
+        loadgen_args: &[],
+    },
+    ScenarioRow {
+        name: "s2",
+        workers: 2,
+        routing: Routing::Local,
+        loadgen_args: &[],
+    },
+    ScenarioRow {
+        name: "s3",
+        workers: 2,
+        routing: Routing::Handoff,
+        loadgen_args: &[],
+    },
+    ScenarioRow {
+        name: "o1",
+        workers: 1,
+        routing: Routing::Local,
+        loadgen_args: &["--workload", "orders"],
+    },
+    ScenarioRow {
+        name: "o2",
+        workers: 2,
+        routing: Routing::Local,
+        loadgen_args: &["--workload", "orders"],
+    },
+    ScenarioRow {
+        name: "o3",
+        workers: 2,
+        routing: Routing::Handoff,
+        loadgen_args: &["--workload", "orders"],
+    },
+];
+
+impl ScenarioRow {
+    /// The row named `name`.
+    pub fn find(name: &str) -> Option<&'static ScenarioRow> {
+        SCENARIOS.iter().find(|row| row.name == name)
+    }
+
+    /// The gateway this scenario runs.
+    pub fn target(&self) -> Target {
+        Target::Gateway {
+            workers: self.workers,
+            routing: self.routing,
             write_mode: "speculative".into(),
-        };
-        match name {
-            "s1" => Some(gateway(1, Routing::Local)),
-            "s2" => Some(gateway(2, Routing::Local)),
-            "s3" => Some(gateway(2, Routing::Handoff)),
-            _ => None,
         }
+    }
+
+    /// `loadgen_args` as owned strings, for [`Load::extra_args`].
+    pub fn loadgen_args(&self) -> Vec<String> {
+        self.loadgen_args.iter().map(|a| a.to_string()).collect()
+    }
+}
+
+/// The scenario names, comma-separated, for error messages.
+pub fn scenario_names() -> String {
+    let names: Vec<&str> = SCENARIOS.iter().map(|r| r.name).collect();
+    names.join(", ")
+}
+
+impl Target {
+    /// The gateway of a scenario of [`SCENARIOS`]: s1 1 worker local, s2 2
+    /// workers local, s3 2 workers handoff (o1–o3 alike).
+    pub fn scenario(name: &str) -> Option<Target> {
+        ScenarioRow::find(name).map(ScenarioRow::target)
     }
 
     /// Threads the middle process runs (what the pinning plan places).
@@ -229,7 +301,8 @@ impl Bench {
     /// Always returns what it has: a failed start or an interrupt gives a
     /// partial summary with the reason.
     pub fn run_leg(&self, leg: &Leg, dir: &Path, label: &str) -> RunOutcome {
-        let pinning = pin::plan(self.pin, &self.cpus, leg.target.middle_workers());
+        let load = pin::LoadKind::of(leg.load.inflight, &leg.load.extra_args);
+        let pinning = pin::plan(self.pin, &self.cpus, leg.target.middle_workers(), load);
         let mut settings = Settings {
             scenario: leg.name.clone(),
             workers: match &leg.target {
@@ -639,6 +712,12 @@ mod tests {
             })
         ));
         assert_eq!(Target::scenario("s4"), None);
+        assert_eq!(Target::scenario("o3"), Target::scenario("s3"));
+        assert_eq!(
+            ScenarioRow::find("o1").unwrap().loadgen_args(),
+            ["--workload", "orders"]
+        );
+        assert!(ScenarioRow::find("s1").unwrap().loadgen_args.is_empty());
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //!
 //! - `fepsim run s3 --seed 42 --pings 1000 [--faults PLAN]`: one run; prints
 //!   the trace digest, the hops in simulated time and the invariants.
-//! - `fepsim sweep s3 --seeds 0..1000 [--faults all]`: many seeds on every
-//!   core; prints the command reproducing each failure.
+//! - `fepsim sweep s3 --seeds 0..1000 [--faults all] [--shard I/N] [--json]`:
+//!   many seeds on every core (only shard I of N's: `seed % N == I - 1`);
+//!   prints the command reproducing each failure, or with `--json` one
+//!   JSON object per seed;
+//! - `fepsim merge FILES...`: one report from the `--json` output of the
+//!   shards, with every failing seed's replay command.
 //! - `fepsim shrink s3 --seed 7 --faults all`: the smallest fault plan and
 //!   ping count that still fail the same way.
 //!
@@ -15,9 +19,10 @@ use std::ops::Range;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use fep_bins::bench::simsweep::{merge_report, read_seed_lines, seed_line};
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, Outcome, RunConfig};
-use fep_sim::sweep::{default_threads, shrink, sweep};
+use fep_sim::sweep::{default_threads, shrink, sweep_shard, Shard};
 use fep_trading::scenario::Scenario;
 use hdrhistogram::Histogram;
 
@@ -62,6 +67,27 @@ enum Command {
         /// the seed instead of the flags.
         #[arg(long)]
         vary: bool,
+        /// Run only shard I of N: the seeds with `seed % N == I - 1`
+        /// (I from 1 to N), so N machines split a sweep with no overlap.
+        #[arg(long, default_value = "1/1", env = "FEP_SHARD")]
+        shard: Shard,
+        /// One JSON object per seed on stdout (seed, digest, failure and
+        /// replay command) instead of the text report; `fepsim merge` reads
+        /// them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merges `sweep --json` outputs (one file per shard, `-` for stdin)
+    /// into one report with every failing seed's replay command; exit 1
+    /// when any seed failed.
+    Merge {
+        /// The shards' JSON-lines files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// The sweep's seed range, `A..B`: every scenario must have every
+        /// seed, and a seed no shard reported fails the merge.
+        #[arg(long, value_parser = parse_seeds)]
+        seeds: Option<Range<u64>>,
     },
     /// Reduces a failing run's fault plan and ping count.
     Shrink {
@@ -121,7 +147,7 @@ fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = fep_bins::cli::parse_or_exit();
     if let Err(e) = check_args(&cli.command) {
         eprintln!("fepsim: {e}");
         return ExitCode::from(2);
@@ -145,11 +171,14 @@ fn main() -> ExitCode {
             print_outcome(&outcome, wall);
             exit(outcome.passed())
         }
+        Command::Merge { files, seeds } => cmd_merge(&files, seeds),
         Command::Sweep {
             run: args,
             seeds,
             threads,
             vary,
+            shard,
+            json,
         } => {
             let threads = threads.unwrap_or_else(default_threads);
             let config = |seed| {
@@ -159,11 +188,20 @@ fn main() -> ExitCode {
                     args.config(seed)
                 }
             };
-            let result = sweep(config, seeds.clone(), threads);
+            let result = sweep_shard(config, seeds.clone(), shard, threads);
             let failures: Vec<_> = result.failures().collect();
+            if json {
+                for r in &result.results {
+                    out!(
+                        "{}",
+                        seed_line(args.scenario.name(), r, &config(r.seed).command())
+                    );
+                }
+                return exit(failures.is_empty());
+            }
             let secs = result.wall.as_secs_f64();
             out!(
-                "{} {} seeds {}..{} on {threads} threads: {} failed, {:.2} s wall, {} round trips ({:.0}/s)",
+                "{} {} seeds {}..{} (shard {shard}) on {threads} threads: {} failed, {:.2} s wall, {} round trips ({:.0}/s)",
                 args.scenario,
                 result.results.len(),
                 seeds.start,
@@ -203,9 +241,42 @@ fn main() -> ExitCode {
     }
 }
 
+fn cmd_merge(files: &[std::path::PathBuf], expected: Option<Range<u64>>) -> ExitCode {
+    let mut shards = Vec::new();
+    for file in files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(file)
+        };
+        let parsed = text
+            .map_err(|e| e.to_string())
+            .and_then(|t| read_seed_lines(&t));
+        match parsed {
+            Ok(lines) => shards.push(lines),
+            Err(e) => {
+                eprintln!("fepsim: {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let report = merge_report(shards, expected);
+    match report {
+        Ok(report) => {
+            out!("{}", report.text.trim_end());
+            exit(report.failed == 0 && report.missing == 0)
+        }
+        Err(e) => {
+            eprintln!("fepsim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn check_args(command: &Command) -> Result<(), String> {
     let args = match command {
         Command::Run { run, .. } | Command::Sweep { run, .. } | Command::Shrink { run, .. } => run,
+        Command::Merge { .. } => return Ok(()),
     };
     if args.pings == 0 || args.clients == 0 || args.connections == 0 || args.inflight == 0 {
         return Err("--pings, --clients, --connections and --inflight must be at least 1".into());
