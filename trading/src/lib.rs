@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod exchange;
+pub mod flow;
 pub mod gateway;
 pub mod harness;
 pub mod hello;
