@@ -47,7 +47,7 @@ fn exchange(c: &mut Criterion) {
     let mut worker = Worker::new(
         WorkerId(0),
         WorkerConfig::default(),
-        Exchange::new(ExchangeConfig::default()),
+        Exchange::new(WorkerId(0), ExchangeConfig::default()),
     );
     let mut now = Nanos(1);
     worker.start(now);

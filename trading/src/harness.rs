@@ -7,7 +7,6 @@
 //! are reused, so past warm-up the harness does not allocate per message.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
 
 use fep_core::{ConnId, Effect, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
 
@@ -144,7 +143,11 @@ impl Harness {
             now: Nanos::from_micros(1),
             client: Worker::new(WorkerId(0), wc, Client::new(config.client.clone())),
             gateways,
-            exchange: Worker::new(WorkerId(0), wc, Exchange::new(config.exchange.clone())),
+            exchange: Worker::new(
+                WorkerId(0),
+                wc,
+                Exchange::new(WorkerId(0), config.exchange.clone()),
+            ),
             raws: Vec::new(),
             pipes: Vec::new(),
             index: BTreeMap::new(),
@@ -503,13 +506,17 @@ impl Harness {
     }
 }
 
-fn never(effect: Effect<Infallible>) -> Effect<Handoff> {
+/// An effect of a single-worker node (client, exchange): it never hands
+/// anything off, having no other worker.
+fn never<T: std::fmt::Debug>(effect: Effect<T>) -> Effect<Handoff> {
     match effect {
         Effect::Transmit { conn } => Effect::Transmit { conn },
         Effect::Close { conn } => Effect::Close { conn },
         Effect::Connect { peer } => Effect::Connect { peer },
         Effect::Wake { at } => Effect::Wake { at },
-        Effect::Handoff { task, .. } => match task {},
+        Effect::Handoff { task, target } => {
+            unreachable!("a single-worker node handed {task:?} to {target:?}")
+        }
     }
 }
 

@@ -174,7 +174,19 @@ fn malformed_covers_short_lengths_short_payloads_and_bad_utf8() {
 #[test]
 fn unknown_opcodes_include_the_reserved_ranges() {
     let mut h = gateway();
-    for opcode in [0u16, 3, 999, 1000, 19_999, 20_003, 20_100, 20_199, u16::MAX] {
+    for opcode in [
+        0u16,
+        4,
+        999,
+        1000,
+        19_999,
+        20_003,
+        20_105,
+        20_149,
+        20_156,
+        20_199,
+        u16::MAX,
+    ] {
         let mut frame = Vec::new();
         encode_frame(&mut frame, opcode, b"");
         expect_error(
