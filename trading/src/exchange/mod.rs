@@ -43,9 +43,7 @@ use crate::order::{
 };
 use crate::Role;
 
-mod owners;
-
-use owners::Owners;
+use crate::id_table::IdTable;
 
 /// The worker whose service owns the matching engine.
 pub const ENGINE_WORKER: WorkerId = WorkerId(0);
@@ -147,7 +145,7 @@ struct Matching {
     /// Reused per book query: the levels of a snapshot.
     levels: Vec<Level>,
     /// The owner of each open order.
-    owners: Owners,
+    owners: IdTable<Option<Owner>>,
 }
 
 /// One exchange worker's service.
@@ -185,7 +183,7 @@ impl Exchange {
         let matching = (worker == ENGINE_WORKER).then(|| {
             let engine = Engine::new(config.engine).expect("engine settings were validated");
             Box::new(Matching {
-                owners: Owners::new(config.engine.orders_max as usize),
+                owners: IdTable::new(config.engine.orders_max as usize),
                 engine,
                 events: Vec::with_capacity(1024),
                 levels: Vec::with_capacity(2 * usize::from(BOOK_DEPTH_MAX)),
@@ -442,7 +440,7 @@ impl Exchange {
                     leaves,
                     liquidity,
                 } => {
-                    let owner = m.owners.get(order_id);
+                    let owner = m.owners.get(order_id).flatten();
                     if leaves == 0 {
                         m.owners.remove(order_id);
                     }

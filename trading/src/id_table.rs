@@ -1,41 +1,40 @@
-//! Who hears about each open order: `order_id` → [`Owner`], an
-//! open-addressed table with linear probing, sized at start for every order
-//! the engine can hold, so it never grows and never allocates.
+//! A map from an exchange's `order_id` to a small value: an open-addressed
+//! table with linear probing, sized at start for every order that can be
+//! open, so it never grows and never allocates. The exchange keeps each open
+//! order's owner in one; the gateway, each open order's place in its
+//! tracker.
 //!
 //! Order ids are handed out one after another, so the id itself (masked) is
 //! a good home slot: live ids are spread over a window of the table and
 //! collide only when an old order outlives about a table's worth of newer
 //! ones. Deletion shifts later entries back instead of leaving tombstones.
 
-use super::Owner;
-
 #[derive(Clone, Copy, Debug)]
-struct Entry {
+struct Entry<V> {
     /// 0 when empty (order ids start at 1).
     order_id: u64,
-    owner: Option<Owner>,
+    value: V,
 }
 
-const EMPTY: Entry = Entry {
-    order_id: 0,
-    owner: None,
-};
-
-/// The owners of open orders.
+/// `order_id` → `V` for the orders open at one time.
 #[derive(Debug)]
-pub(crate) struct Owners {
-    entries: Vec<Entry>,
+pub(crate) struct IdTable<V> {
+    entries: Vec<Entry<V>>,
     mask: usize,
     len: usize,
 }
 
-impl Owners {
-    /// A table for `orders_max` open orders (twice as many entries, so a
-    /// probe stays short).
-    pub(crate) fn new(orders_max: usize) -> Owners {
-        let capacity = (orders_max * 2).next_power_of_two().max(2);
-        Owners {
-            entries: vec![EMPTY; capacity],
+impl<V: Copy + Default> IdTable<V> {
+    /// A table for `open_max` ids at once (twice as many entries, so a probe
+    /// stays short).
+    pub(crate) fn new(open_max: usize) -> IdTable<V> {
+        let capacity = (open_max * 2).next_power_of_two().max(2);
+        let empty = Entry {
+            order_id: 0,
+            value: V::default(),
+        };
+        IdTable {
+            entries: vec![empty; capacity],
             mask: capacity - 1,
             len: 0,
         }
@@ -52,35 +51,30 @@ impl Owners {
         }
     }
 
-    /// Sets (or replaces) the owner of `order_id`. `None` records an order
-    /// that has no connection (recovered from a journal).
-    pub(crate) fn set(&mut self, order_id: u64, owner: Option<Owner>) {
+    /// Sets (or replaces) the value of `order_id`.
+    pub(crate) fn set(&mut self, order_id: u64, value: V) {
         assert!(order_id != 0, "order ids start at 1");
         match self.position(order_id) {
-            Ok(i) => self.entries[i].owner = owner,
+            Ok(i) => self.entries[i].value = value,
             Err(i) => {
-                assert!(
-                    self.len < self.mask,
-                    "more open orders than the engine holds"
-                );
-                self.entries[i] = Entry { order_id, owner };
+                assert!(self.len < self.mask, "more open ids than the table holds");
+                self.entries[i] = Entry { order_id, value };
                 self.len += 1;
             }
         }
     }
 
-    /// The owner of `order_id`, if it has one.
-    pub(crate) fn get(&self, order_id: u64) -> Option<Owner> {
-        self.position(order_id)
-            .ok()
-            .and_then(|i| self.entries[i].owner)
+    /// The value of `order_id`, if it is there.
+    pub(crate) fn get(&self, order_id: u64) -> Option<V> {
+        self.position(order_id).ok().map(|i| self.entries[i].value)
     }
 
-    /// Forgets `order_id` (it closed).
-    pub(crate) fn remove(&mut self, order_id: u64) {
+    /// Forgets `order_id`; returns its value.
+    pub(crate) fn remove(&mut self, order_id: u64) -> Option<V> {
         let Ok(mut hole) = self.position(order_id) else {
-            return;
+            return None;
         };
+        let value = self.entries[hole].value;
         self.len -= 1;
         // Backward-shift deletion: move up every later entry of the probe
         // run whose home is at or before the hole.
@@ -99,11 +93,11 @@ impl Owners {
                 hole = i;
             }
         }
-        self.entries[hole] = EMPTY;
+        self.entries[hole].order_id = 0;
+        Some(value)
     }
 
-    /// Open orders known.
-    #[cfg(test)]
+    /// Ids in the table.
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -112,20 +106,11 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fep_core::{ConnId, WorkerId};
     use std::collections::BTreeMap;
-
-    fn owner(n: u64) -> Option<Owner> {
-        Some(Owner {
-            worker: WorkerId(0),
-            conn: ConnId::from_bits(n),
-            route: n,
-        })
-    }
 
     #[test]
     fn the_table_agrees_with_a_map_under_churn() {
-        let mut table = Owners::new(64);
+        let mut table = IdTable::<u64>::new(64);
         let mut model = BTreeMap::new();
         let mut next = 1u64;
         let mut x = 12345u64;
@@ -134,33 +119,29 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             if (x >> 33) % 3 != 0 && model.len() < 64 {
-                table.set(next, owner(next));
-                model.insert(next, owner(next));
+                table.set(next, next * 7);
+                model.insert(next, next * 7);
                 next += 1;
             } else if let Some(&id) = model.keys().nth(((x >> 40) as usize) % model.len().max(1)) {
-                table.remove(id);
-                model.remove(&id);
+                assert_eq!(table.remove(id), model.remove(&id));
             }
             assert_eq!(table.len(), model.len());
         }
         for id in 1..next {
-            assert_eq!(
-                table.get(id),
-                model.get(&id).copied().flatten(),
-                "order {id}"
-            );
+            assert_eq!(table.get(id), model.get(&id).copied(), "order {id}");
         }
     }
 
     #[test]
     fn an_old_order_survives_many_newer_ones_colliding_with_it() {
-        let mut table = Owners::new(4);
-        table.set(1, owner(1));
+        let mut table = IdTable::<u64>::new(4);
+        table.set(1, 10);
         for id in 2..200 {
-            table.set(id, owner(id));
-            table.remove(id);
+            table.set(id, id);
+            assert_eq!(table.remove(id), Some(id));
         }
-        assert_eq!(table.get(1), owner(1));
+        assert_eq!(table.get(1), Some(10));
         assert_eq!(table.len(), 1);
+        assert_eq!(table.remove(99), None);
     }
 }
