@@ -99,6 +99,21 @@ pub const fn is_answer(opcode: u16) -> bool {
     opcode >= OP_ORDER_ACCEPTED && opcode <= OP_BALANCE
 }
 
+/// Whether an exchange-to-client message (20150 … 20155) is the *first
+/// answer* of the request whose header it echoes (PROTOCOL.md "Answers,
+/// and their order"): `OrderAccepted`, `OrderReplaced`, `BookSnapshot`,
+/// `Balance`, and an `OrderCanceled` on request are; fills and an IOC's
+/// rest are later messages. Reads only the opcode and, for a cancel, its
+/// last byte, so a gateway classifies without decoding; a payload of the
+/// wrong length is left to the full decode.
+pub fn is_first_answer(opcode: u16, payload: &[u8]) -> bool {
+    match opcode {
+        OP_ORDER_ACCEPTED | OP_ORDER_REPLACED | OP_BOOK_SNAPSHOT | OP_BALANCE => true,
+        OP_ORDER_CANCELED => payload.last() == Some(&CANCEL_REASON_REQUESTED),
+        _ => false,
+    }
+}
+
 /// `side` on the wire: buy.
 pub const SIDE_BUY: u8 = 1;
 /// `side` on the wire: sell.
@@ -893,6 +908,33 @@ mod tests {
         let mut bad = out[6..].to_vec();
         bad[HEADER_LEN + 5] = 3;
         assert!(OrderMsg::decode(OP_BOOK_SNAPSHOT, &bad).is_err());
+    }
+
+    #[test]
+    fn first_answers_are_told_from_later_messages() {
+        for msg in samples() {
+            let mut out = Vec::new();
+            msg.encode(&mut out);
+            let first = match msg {
+                OrderMsg::OrderAccepted(_)
+                | OrderMsg::OrderReplaced(_)
+                | OrderMsg::BookSnapshot(_)
+                | OrderMsg::Balance(_) => true,
+                OrderMsg::OrderCanceled(c) => c.reason == CANCEL_REASON_REQUESTED,
+                _ => false,
+            };
+            assert_eq!(is_first_answer(msg.opcode(), &out[6..]), first, "{msg:?}");
+        }
+        let mut out = Vec::new();
+        OrderMsg::OrderCanceled(OrderCanceled {
+            h: h(1),
+            account: 1,
+            order_id: 1,
+            canceled_qty: 1,
+            reason: CANCEL_REASON_REQUESTED,
+        })
+        .encode(&mut out);
+        assert!(is_first_answer(OP_ORDER_CANCELED, &out[6..]));
     }
 
     #[test]
