@@ -20,8 +20,8 @@ fn loopback() -> SocketAddr {
 }
 
 fn exchange(config: Config) -> Running<Exchange> {
-    let running = fep_net::start(config.listen(loopback()), |_| {
-        Exchange::new(ExchangeConfig::default())
+    let running = fep_net::start(config.listen(loopback()), |w| {
+        Exchange::new(w, ExchangeConfig::default())
     })
     .expect("exchange starts");
     assert_eq!(running.wait_ready(READY_TIMEOUT), Readiness::Ready);
@@ -196,8 +196,8 @@ fn every_worker_listens_on_the_one_resolved_port() {
 fn an_address_in_use_is_a_bind_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = fep_net::start(Config::new().listen(addr), |_| {
-        Exchange::new(ExchangeConfig::default())
+    let err = fep_net::start(Config::new().listen(addr), |w| {
+        Exchange::new(w, ExchangeConfig::default())
     })
     .unwrap_err();
     assert!(
@@ -212,14 +212,14 @@ fn an_address_in_use_is_a_bind_error() {
 #[test]
 fn a_cpu_that_does_not_exist_is_a_pin_error() {
     let config = Config::new().cpus(Some(vec![0, 4096]));
-    let err = fep_net::start(config, |_| Exchange::new(ExchangeConfig::default())).unwrap_err();
+    let err = fep_net::start(config, |w| Exchange::new(w, ExchangeConfig::default())).unwrap_err();
     assert!(matches!(err, NetError::Pin { core: 4096, .. }), "{err}");
 }
 
 #[test]
 fn zero_workers_is_a_config_error() {
-    let err = fep_net::start(Config::new().workers(0), |_| {
-        Exchange::new(ExchangeConfig::default())
+    let err = fep_net::start(Config::new().workers(0), |w| {
+        Exchange::new(w, ExchangeConfig::default())
     })
     .unwrap_err();
     assert!(matches!(err, NetError::Config { .. }), "{err}");

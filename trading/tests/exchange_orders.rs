@@ -287,7 +287,7 @@ fn a_closed_makers_fill_is_not_sent_but_its_balances_move() {
     let OrderMsg::Balance(bal) = msg(&frames[0]) else {
         panic!("{frames:?}");
     };
-    let start = fep_engine::Config::default().cash;
+    let start = fep_trading::exchange::CASH_DEFAULT;
     assert_eq!(
         (bal.total, bal.locked),
         (start + 1000, 0),

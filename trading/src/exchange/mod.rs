@@ -53,19 +53,24 @@ pub const ENGINE_WORKER: WorkerId = WorkerId(0);
 pub struct ExchangeConfig {
     /// The token peers must present, if any.
     pub token: Option<String>,
-    /// Workers of the process.
-    pub workers: u16,
     /// The matching engine's settings (instruments, accounts, balances,
     /// capacities).
     pub engine: fep_engine::Config,
 }
 
+/// Cash every account starts with unless configured (`mock_exchange --cash`).
+pub const CASH_DEFAULT: i64 = 1_000_000_000_000_000;
+
 impl Default for ExchangeConfig {
+    /// No token, and the engine as `mock_exchange` starts it by
+    /// default (16 instruments, 1,024 accounts, [`CASH_DEFAULT`]).
     fn default() -> Self {
         ExchangeConfig {
             token: None,
-            workers: 1,
-            engine: fep_engine::Config::default(),
+            engine: fep_engine::Config {
+                cash: CASH_DEFAULT,
+                ..fep_engine::Config::default()
+            },
         }
     }
 }
@@ -171,11 +176,6 @@ impl Exchange {
     /// Worker 0 builds the engine. Panics on engine settings a CLI must have
     /// refused ([`fep_engine::Config::validate`]).
     pub fn new(worker: WorkerId, config: ExchangeConfig) -> Exchange {
-        assert!(
-            worker.0 < config.workers.max(1),
-            "worker {worker:?} of {}",
-            config.workers
-        );
         let admission = Admission {
             roles: vec![Role::Gateway, Role::Client],
             token: config.token,
