@@ -448,13 +448,17 @@ impl Gateway {
         payload: &[u8],
     ) -> Result<(), Fault> {
         let pong = PerfPing::decode(OP_PERF_PONG, payload)?;
-        let oldest = self.pop_oldest(OP_PERF_PONG, pong.seq)?;
+        // Check everything before taking the entry: a pong that fails a
+        // check cuts the upstream, and the entry must still be in the FIFO
+        // then, to be rejected with the others.
+        let oldest = self.oldest(OP_PERF_PONG, pong.seq)?;
         if oldest.route != pong.route {
             return Err(Fault::Unsolicited {
                 opcode: OP_PERF_PONG,
                 what: "pong route was altered",
             });
         }
+        self.upstream_fifo.pop_front();
         debug_assert!(matches!(self.link, Link::Up(up) if up == conn));
         let tag = RouteTag::from_bits(pong.route);
         if tag.origin == self.worker {
@@ -467,7 +471,9 @@ impl Gateway {
         Ok(())
     }
 
-    fn pop_oldest(&mut self, opcode: u16, seq: u64) -> Result<Pending, Fault> {
+    /// The oldest ping in flight upstream, if `seq` answers it. It stays in
+    /// the FIFO: the caller pops it once the whole answer checks out.
+    fn oldest(&self, opcode: u16, seq: u64) -> Result<Pending, Fault> {
         match self.upstream_fifo.front() {
             None => Err(Fault::Unsolicited {
                 opcode,
@@ -477,7 +483,7 @@ impl Gateway {
                 opcode,
                 what: "answer is not for the oldest ping in flight",
             }),
-            Some(_) => Ok(self.upstream_fifo.pop_front().expect("front exists")),
+            Some(p) => Ok(*p),
         }
     }
 
@@ -488,7 +494,8 @@ impl Gateway {
         p: &[u8],
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(p)?;
-        let oldest = self.pop_oldest(OP_REJECT, reject.seq)?;
+        let oldest = self.oldest(OP_REJECT, reject.seq)?;
+        self.upstream_fifo.pop_front();
         self.answer_reject(cx, oldest.route, oldest.seq, reject.code);
         Ok(())
     }
