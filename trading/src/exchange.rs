@@ -1,8 +1,6 @@
 //! The exchange role: accepts gateways and clients, answers each `PerfPing`
 //! with a `PerfPong` stamped with `t3`, everything else echoed.
 
-use std::convert::Infallible;
-
 use fep_core::frame::encode_frame;
 use fep_core::wire::{OP_ERROR, OP_REJECT};
 use fep_core::{ConnId, Context, ErrorCode, Fault, Handler, Service, Session, StateSet};
@@ -91,6 +89,12 @@ impl Exchange {
             patch_u64(&mut out[start..], offset::T3, t3);
         });
         self.stats.pongs += 1;
+        // Backpressure: a peer whose pongs pile up unsent is not read until
+        // they drain, so a gateway that reads slowly for a moment is slowed
+        // down by TCP rather than cut.
+        if cx.session(conn).is_some_and(|s| s.output_high()) {
+            cx.pause_input(conn);
+        }
         Ok(())
     }
 
@@ -107,7 +111,6 @@ impl Exchange {
 
 impl Service for Exchange {
     type Data = ();
-    type Task = Infallible;
 
     const HANDLERS: &'static [Handler<Self>] = &[
         Handler {
@@ -150,12 +153,8 @@ impl Service for Exchange {
         self.draining = true;
     }
 
-    /// Backpressure: a peer whose pongs pile up unsent (more than half the
-    /// output bound) is not read until they drain, so a gateway that reads
-    /// slowly for a moment is slowed down by TCP rather than cut.
-    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
-        cx.session(conn)
-            .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
+    fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        cx.resume_input(conn);
     }
 
     fn is_done(&self) -> bool {

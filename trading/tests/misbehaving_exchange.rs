@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use fep_core::frame::{encode_frame, Decoder};
 use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
-use fep_core::{ConnId, Effect, ErrorCode, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
-use fep_trading::gateway::{Gateway, GatewayConfig, Handoff, Routing};
+use fep_core::{ConnId, Effect, ErrorCode, Nanos, Worker, WorkerConfig, WorkerId};
+use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 use fep_trading::msg::{
     offset, patch_u64, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
 };
@@ -43,7 +43,7 @@ struct Rig {
     /// Each worker's upstream connection, once dialled.
     upstreams: Vec<Option<ConnId>>,
     /// Each worker's dials the test has not completed yet.
-    dials: Vec<VecDeque<PeerId>>,
+    dials: Vec<VecDeque<ConnId>>,
     /// Bytes each worker's upstream wrote to the exchange, not yet read.
     to_exchange: Vec<Vec<u8>>,
     /// Bytes each client received, by (worker, conn).
@@ -113,7 +113,7 @@ impl Rig {
         }
     }
 
-    fn apply(&mut self, w: usize, effect: Effect<Handoff>) {
+    fn apply(&mut self, w: usize, effect: Effect) {
         let now = self.now;
         match effect {
             Effect::Transmit { conn } => self.flush(w, conn),
@@ -125,17 +125,25 @@ impl Rig {
                     self.upstreams[w] = None;
                 }
             }
-            Effect::Connect { peer } => self.dials[w].push_back(peer),
-            Effect::Handoff { target, task } => {
-                self.workers[target.index()].handle_handoff(now, task);
+            Effect::Connect { conn, .. } => self.dials[w].push_back(conn),
+            Effect::Handoff { target } => {
+                let mut batch = Vec::new();
+                batch.extend_from_slice(self.workers[w].handoff_buf(target));
+                self.workers[w].handle_handed_off(target);
+                let source = WorkerId(u16::try_from(w).expect("few workers"));
+                self.workers[target.index()].handle_handoff(now, source, &batch);
             }
-            Effect::Wake { .. } => {}
+            Effect::PauseInput { .. }
+            | Effect::ResumeInput { .. }
+            | Effect::PauseGroup { .. }
+            | Effect::ResumeGroup { .. } => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
 
     fn flush(&mut self, w: usize, conn: ConnId) {
         let bytes = self.workers[w].transmit_buf(conn).to_vec();
-        self.workers[w].handle_written(conn, bytes.len());
+        self.workers[w].handle_written(self.now, conn, bytes.len());
         if self.upstreams[w] == Some(conn) {
             self.to_exchange[w].extend_from_slice(&bytes);
         } else {
@@ -148,9 +156,9 @@ impl Rig {
 
     /// Worker `w`'s pending dial reaches the exchange, which acks its hello.
     fn exchange_accepts(&mut self, w: usize) {
-        let peer = self.dials[w].pop_front().expect("the worker dials");
-        let conn = self.workers[w].handle_connected(self.now, peer).unwrap();
+        let conn = self.dials[w].pop_front().expect("the worker dials");
         self.upstreams[w] = Some(conn);
+        self.workers[w].handle_connected(self.now, conn);
         self.drain();
         self.to_exchange[w].clear();
         let mut ack = Vec::new();
@@ -386,6 +394,25 @@ fn an_unsolicited_pong_fails_the_upstream_and_the_clients_stay() {
     assert!(rig.upstreams[0].is_none(), "the upstream is cut");
     assert_eq!(rig.answers(c), vec![], "the client hears nothing of it");
     assert_recovers(&mut rig, 0, c);
+}
+
+#[test]
+fn a_pong_whose_pad_changed_length_fails_the_upstream_without_losing_pings() {
+    let mut rig = Rig::new(2);
+    let c = rig.client();
+    let seqs: Vec<u64> = (0..2).map(|_| rig.ping(c)).collect();
+    let pings = rig.exchange_receives(1);
+    let mut pong = pong_of(&pings[0]);
+    pong.extend_from_slice(b"longer");
+    let len = u32::try_from(pong.len() - 4).unwrap();
+    pong[..4].copy_from_slice(&len.to_be_bytes());
+    rig.exchange_sends(1, &pong);
+    assert!(rig.upstreams[1].is_none(), "the upstream is cut");
+    let answers = rig.answers(c);
+    assert_answered_once_in_order(&answers, &seqs);
+    assert!(rejected_unavailable(&answers, &seqs), "{answers:?}");
+    assert_eq!(rig.inflight(), 0, "the credit came back whole");
+    assert_recovers(&mut rig, 1, c);
 }
 
 #[test]
