@@ -553,3 +553,40 @@ fn a_dial_that_never_completes_fails_at_the_connect_timeout() {
         "{waited:?}"
     );
 }
+
+/// Worker 1 panics at its start; worker 0 would run forever.
+#[derive(Debug, Default)]
+struct Fragile;
+
+impl fep_core::Service for Fragile {
+    type Data = ();
+    const HANDLERS: &'static [fep_core::Handler<Self>] = &[];
+
+    fn on_start(&mut self, cx: &mut fep_core::Context<'_, Self>) {
+        assert!(cx.worker().0 != 1, "worker 1 breaks an invariant");
+    }
+
+    fn on_close(
+        &mut self,
+        _: &mut fep_core::Context<'_, Self>,
+        _: fep_core::ConnId,
+        _: fep_core::Session<()>,
+    ) {
+    }
+}
+
+#[test]
+fn a_worker_that_panics_stops_every_worker_and_is_reported() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = fep_net::run(Config::new().workers(2), |_| Fragile);
+        let _ = tx.send(result.map(|w| w.len()));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the healthy worker stopped too");
+    match result {
+        Err(fep_net::NetError::WorkerPanicked { worker }) => assert_eq!(worker, 1),
+        other => panic!("{other:?}"),
+    }
+}
