@@ -65,7 +65,7 @@ fn exchange(c: &mut Criterion) {
         while let Some(e) = w.poll_effect() {
             if let Effect::Transmit { conn } = e {
                 n = w.transmit_buf(conn).len();
-                w.handle_written(conn, n);
+                w.handle_written(Nanos::ZERO, conn, n);
             }
         }
         n

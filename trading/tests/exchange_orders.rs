@@ -336,3 +336,159 @@ fn a_book_query_shows_levels_best_first_and_a_replace_moves_an_order() {
     assert_eq!(bids, [(99, 2), (97, 1)]);
     assert_eq!(asks, [(105, 3)]);
 }
+
+/// Two exchange workers wired by hand: effects drained, handoff lanes moved,
+/// output collected per connection.
+mod two_workers {
+    use super::*;
+    use fep_core::{ConnId, Effect, Worker, WorkerConfig, WorkerId};
+    use fep_trading::exchange::{Exchange, ExchangeConfig};
+    use fep_trading::msg::{PerfPing, OP_PERF_PING, OP_PERF_PONG};
+
+    struct Pair {
+        workers: [Worker<Exchange>; 2],
+        out: Vec<(usize, ConnId, Vec<u8>)>,
+        now: Nanos,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let w = |i| {
+                let mut w = Worker::new(
+                    WorkerId(i),
+                    WorkerConfig::default(),
+                    Exchange::new(WorkerId(i), ExchangeConfig::default()),
+                );
+                w.start(Nanos(1));
+                w
+            };
+            Pair {
+                workers: [w(0), w(1)],
+                out: Vec::new(),
+                now: Nanos(1),
+            }
+        }
+
+        fn accept(&mut self, i: usize) -> ConnId {
+            let conn = self.workers[i].handle_accepted(self.now).expect("room");
+            let mut hello = Vec::new();
+            RoleHelloReq {
+                role: 1,
+                version: 1,
+                token: "",
+            }
+            .encode(&mut hello);
+            self.read(i, conn, &hello);
+            self.take(i, conn);
+            conn
+        }
+
+        fn read(&mut self, i: usize, conn: ConnId, bytes: &[u8]) {
+            self.now = Nanos(self.now.0 + 1000);
+            self.workers[i].handle_read(self.now, conn, bytes);
+            self.pump();
+        }
+
+        fn pump(&mut self) {
+            loop {
+                let mut progress = false;
+                for i in 0..2 {
+                    while let Some(e) = self.workers[i].poll_effect() {
+                        progress = true;
+                        match e {
+                            Effect::Transmit { conn } => {
+                                let bytes = self.workers[i].transmit_buf(conn).to_vec();
+                                self.workers[i].handle_written(self.now, conn, bytes.len());
+                                self.out.push((i, conn, bytes));
+                            }
+                            Effect::Handoff { target } => {
+                                let bytes = self.workers[i].handoff_buf(target).to_vec();
+                                let t = target.index();
+                                self.workers[t].handle_handoff(
+                                    self.now,
+                                    WorkerId(i as u16),
+                                    &bytes,
+                                );
+                                self.workers[i].handle_handed_off(target);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if !progress {
+                    return;
+                }
+            }
+        }
+
+        fn take(&mut self, i: usize, conn: ConnId) -> Vec<(u16, Vec<u8>)> {
+            let mut bytes = Vec::new();
+            self.out.retain(|(w, c, b)| {
+                let mine = *w == i && *c == conn;
+                if mine {
+                    bytes.extend_from_slice(b);
+                }
+                !mine
+            });
+            let mut h = Vec::new();
+            let mut d = Decoder::new(1 << 20);
+            let mut frames = d.frames(&bytes);
+            while let Some(f) = frames.next() {
+                let f = f.expect("whole frames");
+                h.push((f.opcode, f.payload.to_vec()));
+            }
+            h
+        }
+    }
+
+    fn ping(seq: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        PerfPing {
+            seq,
+            route: 77,
+            t1: Nanos(1),
+            t2: Nanos::ZERO,
+            t3: Nanos::ZERO,
+            t4: Nanos::ZERO,
+            pad: &[1, 2, 3],
+        }
+        .encode(OP_PERF_PING, &mut out);
+        out
+    }
+
+    #[test]
+    fn another_workers_connection_trades_with_the_one_engine_in_order() {
+        let mut p = Pair::new();
+        let far = p.accept(1);
+        let near = p.accept(0);
+        // A resting sell from worker 1, then a ping right behind it: the
+        // pong must not overtake the order's answer.
+        let mut bytes = new_order(1, 0xF1, 1, SIDE_SELL, TIF_DAY, 100, 10);
+        bytes.extend_from_slice(&ping(2));
+        p.read(1, far, &bytes);
+        let frames = p.take(1, far);
+        let opcodes: Vec<u16> = frames.iter().map(|f| f.0).collect();
+        assert_eq!(opcodes, [order::OP_ORDER_ACCEPTED, OP_PERF_PONG]);
+        assert!(
+            p.workers[1].service().engine().is_none(),
+            "one engine, on worker 0"
+        );
+        // A buy on worker 0 crosses it: the maker's fill crosses back to
+        // worker 1's connection, named by its request.
+        p.read(0, near, &new_order(1, 0xE0, 2, SIDE_BUY, TIF_DAY, 100, 4));
+        let near_frames = p.take(0, near);
+        assert_eq!(near_frames.len(), 2, "accepted and the taker's fill");
+        let far_frames = p.take(1, far);
+        assert_eq!(far_frames.len(), 1);
+        let OrderMsg::OrderExecuted(maker) = msg(&far_frames[0]) else {
+            panic!("{far_frames:?}");
+        };
+        assert_eq!(
+            (maker.h.cl_ord_id, maker.h.route, maker.leaves),
+            (1, 0xF1, 6)
+        );
+        // And a ping on worker 1 with nothing at the engine is answered there.
+        p.read(1, far, &ping(3));
+        assert_eq!(p.take(1, far)[0].0, OP_PERF_PONG);
+    }
+}

@@ -9,11 +9,14 @@
 //! that read it, with no thread hop (on this project's 2-vCPU machines a
 //! wake-up on another CPU costs ~15 µs, more than matching by two orders of
 //! magnitude). Another worker hands each request, with its connection, to
-//! worker 0 ([`ExchangeTask::Request`]) and gets the frames for its
-//! connections back ([`ExchangeTask::Deliver`]); both queues are FIFO per
+//! worker 0 (an `OP_XCH_REQUEST` frame in the handoff lane) and gets the
+//! frames for its connections back (`OP_XCH_DELIVER`); lanes are FIFO per
 //! worker pair, so a connection's answers keep their order. While a
 //! connection has requests at worker 0, its pings follow them there too, so
-//! a pong never overtakes an earlier order's answer.
+//! a pong never overtakes an earlier order's answer. A lane past half its
+//! bound sheds: a request with `Reject{OVERLOADED}`, a maker's message to
+//! that worker's connections by not sending it (counted in
+//! [`ExchangeStats::unowned`]).
 //!
 //! # Who hears what
 //!
@@ -25,9 +28,11 @@
 //! connection has closed, they are not sent. [`Owner`]s are kept by
 //! `order_id` in a table sized for every order the engine can hold.
 
-use fep_core::frame::encode_frame;
+use fep_core::frame::{encode_frame, FrameWriter};
 use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
-use fep_core::{ConnId, Context, ErrorCode, Fault, Handler, Service, Session, StateSet, WorkerId};
+use fep_core::{
+    ConnId, Context, ErrorCode, Fault, Frame, Handler, Service, Session, StateSet, WorkerId,
+};
 use fep_engine::{
     BalanceQuery, BookQuery, Cancel, CancelReason, Command, Engine, Event, Liquidity, NewOrder,
     Replace, Side, Tif,
@@ -35,7 +40,8 @@ use fep_engine::{
 
 use crate::hello::Admission;
 use crate::msg::{
-    offset, patch_u64, PerfPing, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
+    offset, patch_u64, read_u64, PerfPing, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
+    OP_ROLE_HELLO_REQ,
 };
 use crate::order::{
     self, Balance, BookSnapshot, Header, Level, OrderAccepted, OrderCanceled, OrderExecuted,
@@ -108,30 +114,15 @@ pub struct Owner {
     pub route: u64,
 }
 
-/// What exchange workers hand each other.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ExchangeTask {
-    /// A request frame (opcode and payload, length prefix included) read on
-    /// `conn` of worker `origin`, for the engine's worker.
-    Request {
-        /// The worker that read it.
-        origin: WorkerId,
-        /// Its connection there.
-        conn: ConnId,
-        /// The whole frame.
-        frame: Vec<u8>,
-    },
-    /// Frames for `conn` of the receiving worker, in order.
-    Deliver {
-        /// The connection.
-        conn: ConnId,
-        /// Whole frames (possibly none).
-        frames: Vec<u8>,
-        /// Requests of `conn` these frames finish answering (0 for a
-        /// maker's messages, 1 for a request's own answers).
-        finished: u32,
-    },
-}
+/// Handed to the engine's worker only (the engine's reserved range): a
+/// request read on another worker. `conn:u64, opcode:u16, payload`.
+const OP_XCH_REQUEST: u16 = 1101;
+/// Handed back from the engine's worker only: frames for one connection of
+/// the receiving worker. `conn:u64, finished:u32, frames`; `finished`
+/// counts the requests of `conn` these frames finish answering.
+const OP_XCH_DELIVER: u16 = 1102;
+/// Bytes of an `OP_XCH_DELIVER` payload before its frames.
+const DELIVER_HEAD_LEN: usize = 12;
 
 /// Per-session data of the exchange.
 #[derive(Debug, Default)]
@@ -160,16 +151,13 @@ pub struct Exchange {
     admission: Admission,
     draining: bool,
     matching: Option<Box<Matching>>,
-    /// Buffers of finished handoffs, kept for reuse.
-    pool: Vec<Vec<u8>>,
     /// The answers of the request being matched for another worker's
-    /// connection, handed back in one piece.
-    reply: Option<(Owner, Vec<u8>)>,
+    /// connection, handed back in one piece (reused).
+    reply: Vec<u8>,
+    /// Whose answers `reply` holds, while a handed-off request is matched.
+    reply_to: Option<Owner>,
     stats: ExchangeStats,
 }
-
-/// Handoff buffers kept for reuse per worker.
-const BUFFER_POOL_MAX: usize = 1024;
 
 impl Exchange {
     /// Worker `worker`'s exchange, accepting roles `gateway` and `client`.
@@ -194,8 +182,8 @@ impl Exchange {
             admission,
             draining: false,
             matching,
-            pool: Vec::new(),
-            reply: None,
+            reply: Vec::new(),
+            reply_to: None,
             stats: ExchangeStats::default(),
         }
     }
@@ -208,18 +196,6 @@ impl Exchange {
     /// The matching engine, on the engine's worker.
     pub fn engine(&self) -> Option<&Engine> {
         self.matching.as_deref().map(|m| &m.engine)
-    }
-
-    fn buffer(&mut self) -> Vec<u8> {
-        let mut buf = self.pool.pop().unwrap_or_default();
-        buf.clear();
-        buf
-    }
-
-    fn recycle(&mut self, buf: Vec<u8>) {
-        if self.pool.len() < BUFFER_POOL_MAX {
-            self.pool.push(buf);
-        }
     }
 
     fn on_hello(
@@ -249,6 +225,7 @@ impl Exchange {
             route: ping.route,
         };
         self.pong(cx, to, ping.seq, payload);
+        hold_back(cx, conn);
         Ok(())
     }
 
@@ -294,6 +271,7 @@ impl Exchange {
             route: header.route,
         };
         self.order(cx, from, &msg);
+        hold_back(cx, conn);
         Ok(())
     }
 
@@ -304,19 +282,29 @@ impl Exchange {
         opcode: u16,
         payload: &[u8],
     ) -> Result<(), Fault> {
+        let lane_max = cx.config().handoff_backlog_max;
+        let room = cx.handoff_backlog(ENGINE_WORKER) + 16 + payload.len() <= lane_max / 2;
+        let handed = room
+            && cx.handoff(ENGINE_WORKER, 16 + payload.len(), |out| {
+                let mut w = FrameWriter::new(out, OP_XCH_REQUEST);
+                w.put_u64(conn.to_bits()).put_u16(opcode).put_slice(payload);
+                w.finish();
+            });
+        if !handed {
+            // Shed: the request never reached the engine.
+            self.stats.rejects += 1;
+            let seq = read_u64(payload, 0);
+            cx.reject(
+                conn,
+                ErrorCode::Overloaded,
+                seq,
+                "exchange engine queue is full",
+            );
+            return Ok(());
+        }
         if let Some(peer) = cx.data_mut(conn) {
             peer.at_engine += 1;
         }
-        let mut frame = self.buffer();
-        encode_frame(&mut frame, opcode, payload);
-        cx.handoff(
-            ENGINE_WORKER,
-            ExchangeTask::Request {
-                origin: self.worker,
-                conn,
-                frame,
-            },
-        );
         Ok(())
     }
 
@@ -331,21 +319,43 @@ impl Exchange {
         if to.worker == self.worker {
             return cx.send(to.conn, additional, write);
         }
-        if let Some((owner, frames)) = self.reply.as_mut() {
-            if owner.conn == to.conn && owner.worker == to.worker {
-                write(frames);
-                return true;
-            }
+        if self
+            .reply_to
+            .is_some_and(|r| r.worker == to.worker && r.conn == to.conn)
+        {
+            write(&mut self.reply);
+            return true;
         }
-        let mut frames = self.buffer();
-        write(&mut frames);
-        let task = ExchangeTask::Deliver {
-            conn: to.conn,
-            frames,
-            finished: 0,
-        };
-        cx.handoff(to.worker, task);
-        true
+        self.deliver(cx, to, 0, additional, write)
+    }
+
+    /// Hands frames for `to` (on another worker) back to its worker, with
+    /// the count of its requests they finish. `false` when the lane is past
+    /// half its bound: the frames are not sent.
+    fn deliver(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        to: Owner,
+        finished: u32,
+        additional: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let lane_max = cx.config().handoff_backlog_max;
+        let size = 6 + DELIVER_HEAD_LEN + additional;
+        if finished == 0 && cx.handoff_backlog(to.worker) + size > lane_max / 2 {
+            self.stats.unowned += 1;
+            return false;
+        }
+        cx.handoff(to.worker, size, |out| {
+            let start = out.len();
+            out.extend_from_slice(&[0; 4]);
+            out.extend_from_slice(&OP_XCH_DELIVER.to_be_bytes());
+            out.extend_from_slice(&to.conn.to_bits().to_be_bytes());
+            out.extend_from_slice(&finished.to_be_bytes());
+            write(out);
+            let length = u32::try_from(out.len() - start - 4).expect("a lane frame fits u32");
+            out[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        })
     }
 
     /// Runs one decoded order-entry request from `from` through the engine
@@ -570,6 +580,16 @@ impl Exchange {
     }
 }
 
+/// Backpressure: a peer whose answers pile up unsent (past the high-water
+/// mark) is not read until they drain ([`Service::on_drained`]), so a
+/// gateway that reads slowly for a moment is slowed down by TCP rather than
+/// cut.
+fn hold_back(cx: &mut Context<'_, Exchange>, conn: ConnId) {
+    if cx.session(conn).is_some_and(|s| s.output_high()) {
+        cx.pause_input(conn);
+    }
+}
+
 /// The header of a maker's message: the naming request's `cl_ord_id` and
 /// `route`, the event's time as `t3`, no other stamps.
 fn maker_header(cl_ord_id: u64, owner: Option<Owner>, t3: fep_core::Nanos) -> Header {
@@ -640,7 +660,6 @@ macro_rules! client_only {
 
 impl Service for Exchange {
     type Data = Peer;
-    type Task = ExchangeTask;
 
     const HANDLERS: &'static [Handler<Self>] = &[
         Handler {
@@ -678,60 +697,57 @@ impl Service for Exchange {
         self.stats.closed += 1;
     }
 
-    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, task: ExchangeTask) {
-        match task {
-            ExchangeTask::Request {
-                origin,
-                conn,
-                frame,
-            } => {
-                let opcode = u16::from_be_bytes([frame[4], frame[5]]);
-                let payload = &frame[6..];
+    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, source: WorkerId, frame: Frame<'_>) {
+        let p = frame.payload;
+        match frame.opcode {
+            OP_XCH_REQUEST => {
+                let conn = ConnId::from_bits(read_u64(p, 0));
+                let opcode = u16::from_be_bytes([p[8], p[9]]);
+                let payload = &p[10..];
+                self.reply.clear();
                 let reply_to = Owner {
-                    worker: origin,
+                    worker: source,
                     conn,
                     route: 0,
                 };
-                self.reply = Some((reply_to, self.buffer()));
+                self.reply_to = Some(reply_to);
                 if opcode == OP_PERF_PING {
                     let ping = PerfPing::decode(opcode, payload).expect("checked at its worker");
                     let to = Owner {
-                        worker: origin,
-                        conn,
                         route: ping.route,
+                        ..reply_to
                     };
                     self.pong(cx, to, ping.seq, payload);
                 } else {
                     let msg = OrderMsg::decode(opcode, payload).expect("checked at its worker");
                     let from = Owner {
-                        worker: origin,
-                        conn,
                         route: msg.header().route,
+                        ..reply_to
                     };
                     self.order(cx, from, &msg);
                 }
-                let (_, frames) = self.reply.take().expect("set above");
-                let done = ExchangeTask::Deliver {
-                    conn,
-                    frames,
-                    finished: 1,
-                };
-                cx.handoff(origin, done);
-                self.recycle(frame);
+                self.reply_to = None;
+                let reply = std::mem::take(&mut self.reply);
+                let handed = self.deliver(cx, reply_to, 1, reply.len(), |out| {
+                    out.extend_from_slice(&reply);
+                });
+                // The request was let in only while its lane had room for
+                // its answers: they always fit.
+                assert!(handed, "a request's answers fit the lane that let it in");
+                self.reply = reply;
             }
-            ExchangeTask::Deliver {
-                conn,
-                frames,
-                finished,
-            } => {
+            OP_XCH_DELIVER => {
+                let conn = ConnId::from_bits(read_u64(p, 0));
+                let finished = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
                 if let Some(peer) = cx.data_mut(conn) {
                     peer.at_engine = peer.at_engine.saturating_sub(finished);
                 }
+                let frames = &p[DELIVER_HEAD_LEN..];
                 if !frames.is_empty() {
-                    cx.send(conn, frames.len(), |out| out.extend_from_slice(&frames));
+                    cx.send(conn, frames.len(), |out| out.extend_from_slice(frames));
                 }
-                self.recycle(frames);
             }
+            opcode => unreachable!("exchange workers hand off no opcode {opcode}"),
         }
     }
 
@@ -739,12 +755,8 @@ impl Service for Exchange {
         self.draining = true;
     }
 
-    /// Backpressure: a peer whose answers pile up unsent (more than half the
-    /// output bound) is not read until they drain, so a gateway that reads
-    /// slowly for a moment is slowed down by TCP rather than cut.
-    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
-        cx.session(conn)
-            .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
+    fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        cx.resume_input(conn);
     }
 
     fn is_done(&self) -> bool {
