@@ -46,6 +46,8 @@ use crate::msg::{
     offset, patch_u64, read_u64, PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
     OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ, PROTOCOL_VERSION,
 };
+use crate::open_orders::OpenOrders;
+use crate::order::{self, OrderMsg};
 use crate::Role;
 
 /// Which upstream a client's pings take.
@@ -69,8 +71,15 @@ pub struct GatewayConfig {
     pub token: Option<String>,
     /// The token this gateway presents upstream.
     pub upstream_token: String,
-    /// Pings one client may have in flight; past it `Reject{OVERLOADED}`.
+    /// Requests (pings and order entry) one client may have in flight;
+    /// past it `Reject{OVERLOADED}`.
     pub inflight_per_session_max: u32,
+    /// Cancel a client's open orders when its connection closes
+    /// (PROTOCOL.md "Cancel on disconnect"; on by default).
+    pub cancel_on_disconnect: bool,
+    /// Open orders this worker tracks for its clients (for cancel on
+    /// disconnect); past it a `NewOrder` is refused `Reject{OVERLOADED}`.
+    pub open_orders_max: usize,
     /// Pings one upstream may have in flight; past it `Reject{OVERLOADED}`.
     /// The default holds 10,000 clients with 30 pings in flight each.
     pub upstream_inflight_max: usize,
@@ -97,6 +106,8 @@ impl Default for GatewayConfig {
             reconnect_backoff_min: Nanos::from_millis(1),
             reconnect_backoff_max: Nanos::from_millis(500),
             handoff_inflight_bytes_max: 16 * 1024 * 1024,
+            cancel_on_disconnect: true,
+            open_orders_max: 1 << 16,
         }
     }
 }
@@ -137,6 +148,13 @@ const OP_ROUTED_REJECT: u16 = 1001;
 /// Handed between gateway workers only: the sender's upstream became
 /// congested (`1`) or clear (`0`). `congested:u8`.
 const OP_UPSTREAM_CONGESTED: u16 = 1002;
+/// Handed between gateway workers only: an order-entry request's first
+/// answer for its origin, with the credit it returns.
+/// `credit:u32, opcode:u16, payload`.
+const OP_ROUTED_FIRST: u16 = 1003;
+/// The connection a route names for the gateway's own requests: a slot
+/// index no session can have (the table is far smaller than 2^24).
+const INTERNAL_CONN: ConnId = ConnId::from_bits((1 << 48) - 1);
 /// Bytes of the control frames a lane may hold besides pings and answers.
 const CONTROL_BYTES_MAX: usize = 64 * 1024;
 
@@ -159,6 +177,16 @@ pub struct GatewayStats {
     pub upstream_connects: u64,
     /// Upstream connections lost.
     pub upstream_losses: u64,
+    /// Order-entry requests accepted from this worker's clients.
+    pub orders: u64,
+    /// Order-entry messages delivered to this worker's clients (first
+    /// answers and later ones).
+    pub order_answers: u64,
+    /// Cancels sent for the open orders of clients that left.
+    pub disconnect_cancels: u64,
+    /// Later messages (fills, IOC rests) not delivered: their client had
+    /// gone, or the lane to its worker was full.
+    pub later_dropped: u64,
 }
 
 /// Per-session data of the gateway.
@@ -181,8 +209,12 @@ enum Link {
 struct Pending {
     route: u64,
     seq: u64,
-    /// The ping frame's length, for the origin's credit.
+    /// The credit the request holds with its origin: a ping's frame
+    /// length (its pong is as long), or [`credit_of`] an order request.
     len: u32,
+    /// Sent by the gateway itself (cancel on disconnect): its answer is
+    /// swallowed.
+    internal: bool,
 }
 
 /// One gateway worker's service.
@@ -206,7 +238,24 @@ pub struct Gateway {
     /// yet back to a quarter.
     via_high: Vec<bool>,
     draining: bool,
+    /// The open orders of this worker's clients, as their answers told.
+    open_orders: Option<OpenOrders>,
+    /// `cl_ord_id`s of the gateway's own cancels (echoed, never checked).
+    next_internal_id: u64,
     stats: GatewayStats,
+}
+
+/// The credit an order-entry request holds until its first answer is back:
+/// room for the largest answer it can get (a book snapshot's levels, or a
+/// fixed-size answer or reject).
+fn credit_of(opcode: u16, payload: &[u8]) -> usize {
+    let fixed = 6 + order::len::ORDER_EXECUTED.max(16 + fep_core::limits::REASON_LEN_MAX);
+    if opcode == order::OP_BOOK_QUERY && payload.len() == order::len::BOOK_QUERY {
+        let depth =
+            usize::from(u16::from_be_bytes([payload[52], payload[53]]).min(order::BOOK_DEPTH_MAX));
+        return fixed.max(6 + order::len::BOOK_SNAPSHOT_MIN + 2 * depth * order::LEVEL_LEN);
+    }
+    fixed
 }
 
 impl Gateway {
@@ -237,6 +286,8 @@ impl Gateway {
             remote_congested: vec![false; workers],
             via_high: vec![false; workers],
             draining: false,
+            open_orders: None,
+            next_internal_id: 1,
             stats: GatewayStats::default(),
             config,
         }
@@ -354,10 +405,57 @@ impl Gateway {
         payload: &[u8],
     ) -> Result<(), Fault> {
         let seq = PerfPing::decode(OP_PERF_PING, payload)?.seq;
+        self.admit(cx, conn, OP_PERF_PING, seq, payload, 6 + payload.len());
+        Ok(())
+    }
+
+    /// An order-entry request from a client: checked whole, then on its way
+    /// like a ping.
+    fn on_request(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        let msg = OrderMsg::decode(opcode, payload)?;
+        let cl_ord_id = msg.header().cl_ord_id;
+        if opcode == order::OP_NEW_ORDER
+            && self.open_orders.as_ref().is_some_and(OpenOrders::is_full)
+        {
+            self.stats.rejects += 1;
+            let why = "gateway's open-order table is full";
+            cx.reject(conn, ErrorCode::Overloaded, cl_ord_id, why);
+            return Ok(());
+        }
+        self.stats.orders += 1;
+        self.admit(
+            cx,
+            conn,
+            opcode,
+            cl_ord_id,
+            payload,
+            credit_of(opcode, payload),
+        );
+        Ok(())
+    }
+
+    /// Takes a client request (`opcode`, `seq`, whole `payload`) on its way
+    /// to its upstream, holding `credit` bytes with a remote one until its
+    /// first answer is back; or rejects it.
+    fn admit(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        seq: u64,
+        payload: &[u8],
+        credit: usize,
+    ) {
         if self.draining {
             self.stats.rejects += 1;
             cx.reject(conn, ErrorCode::ShuttingDown, seq, "gateway is draining");
-            return Ok(());
+            return;
         }
         let peer = cx.data_mut(conn).expect("handler runs on a live session");
         let target = peer.target;
@@ -367,13 +465,13 @@ impl Gateway {
                 conn,
                 ErrorCode::Overloaded,
                 seq,
-                "too many pings in flight on this session",
+                "too many requests in flight on this session",
             );
-            return Ok(());
+            return;
         }
         let len = 6 + payload.len();
         if target != self.worker
-            && self.via_bytes[target.index()] + len > self.config.handoff_inflight_bytes_max
+            && self.via_bytes[target.index()] + credit > self.config.handoff_inflight_bytes_max
         {
             // Only a driver that ignores pauses gets here.
             self.stats.rejects += 1;
@@ -383,11 +481,13 @@ impl Gateway {
                 seq,
                 "credit with the upstream's worker spent",
             );
-            return Ok(());
+            return;
         }
         peer.inflight += 1;
         self.inflight_total += 1;
-        self.stats.pings += 1;
+        if opcode == OP_PERF_PING {
+            self.stats.pings += 1;
+        }
         let route = RouteTag {
             origin: self.worker,
             target,
@@ -395,30 +495,42 @@ impl Gateway {
         }
         .to_bits();
         if target == self.worker {
-            self.forward(cx, route, seq, payload);
+            self.forward(cx, opcode, route, seq, payload);
         } else {
-            self.via_bytes[target.index()] += len;
+            self.via_bytes[target.index()] += credit;
             self.stats.handoffs += 1;
             let handed = cx.handoff(target, len, |out| {
                 let start = out.len();
-                encode_frame(out, OP_PERF_PING, payload);
+                encode_frame(out, opcode, payload);
                 patch_u64(&mut out[start..], offset::ROUTE, route);
             });
             assert!(handed, "the credit keeps the lane within its bound");
             self.update_via(cx, target);
         }
-        Ok(())
     }
 
-    /// Writes a ping to this worker's upstream, stamping `route` and `t2`, or
-    /// rejects it.
-    fn forward(&mut self, cx: &mut Context<'_, Self>, route: u64, seq: u64, payload: &[u8]) {
+    /// Writes a request (a ping or an order-entry request) to this worker's
+    /// upstream, stamping `route` and `t2`, or rejects it.
+    fn forward(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        opcode: u16,
+        route: u64,
+        seq: u64,
+        payload: &[u8],
+    ) {
         let len = 6 + payload.len();
+        // The credit this request holds with its origin (same rule there).
+        let credit = if opcode == OP_PERF_PING {
+            len
+        } else {
+            credit_of(opcode, payload)
+        };
         let Link::Up(upstream) = self.link else {
-            return self.answer_reject(cx, route, seq, len, ErrorCode::UpstreamUnavailable);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::UpstreamUnavailable);
         };
         if self.upstream_fifo.len() >= self.config.upstream_inflight_max {
-            return self.answer_reject(cx, route, seq, len, ErrorCode::Overloaded);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
         }
         // Past the output bound the engine would cut the upstream, and with
         // it every client's pings in flight: shed this one instead. (Clients
@@ -426,25 +538,30 @@ impl Gateway {
         // hear of it a moment later.)
         let backlog = cx.session(upstream).map_or(0, |s| s.backlog());
         if backlog + len > cx.config().output_backlog_max {
-            return self.answer_reject(cx, route, seq, len, ErrorCode::Overloaded);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
         }
         let t2 = cx.now().as_u64();
         let sent = cx.send(upstream, len, |out| {
             let start = out.len();
-            encode_frame(out, OP_PERF_PING, payload);
+            encode_frame(out, opcode, payload);
             let frame = &mut out[start..];
             patch_u64(frame, offset::ROUTE, route);
             patch_u64(frame, offset::T2, t2);
         });
         if sent {
             self.stats.forwarded += 1;
-            let len = u32::try_from(len).expect("a frame length fits u32");
-            self.upstream_fifo.push_back(Pending { route, seq, len });
+            let len = u32::try_from(credit).expect("a credit fits u32");
+            self.upstream_fifo.push_back(Pending {
+                route,
+                seq,
+                len,
+                internal: false,
+            });
             if cx.session(upstream).is_some_and(|s| s.output_high()) {
                 self.announce_congestion(cx, true);
             }
         } else {
-            self.answer_reject(cx, route, seq, len, ErrorCode::UpstreamUnavailable);
+            self.answer_reject(cx, route, seq, credit, ErrorCode::UpstreamUnavailable);
         }
     }
 
@@ -594,9 +711,209 @@ impl Gateway {
         let reject = RejectMsg::decode(p)?;
         let oldest = self.oldest(OP_REJECT, reject.seq)?;
         self.upstream_fifo.pop_front();
+        if oldest.internal {
+            // A cancel on disconnect whose order had closed meanwhile.
+            return Ok(());
+        }
         let len = oldest.len as usize;
         self.answer_reject(cx, oldest.route, oldest.seq, len, reject.code);
         Ok(())
+    }
+
+    /// An order-entry message from the exchange: a request's first answer
+    /// closes its in-flight entry and goes back to its client; a later
+    /// message (a fill, an IOC's rest) goes to the client its `route` names.
+    fn on_answer(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        _: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        // Checked whole before anything moves: a bad answer cuts the
+        // upstream with its entries still in the FIFO.
+        let msg = OrderMsg::decode(opcode, payload)?;
+        let h = msg.header();
+        let tag = RouteTag::from_bits(h.route);
+        if !order::is_first_answer(opcode, payload) {
+            if tag.origin.0 >= self.config.workers {
+                return Err(Fault::Unsolicited {
+                    opcode,
+                    what: "a later message's route names no worker",
+                });
+            }
+            self.route_later(cx, tag, opcode, payload);
+            return Ok(());
+        }
+        let oldest = self.oldest(opcode, h.cl_ord_id)?;
+        if oldest.route != h.route {
+            return Err(Fault::Unsolicited {
+                opcode,
+                what: "answer route was altered",
+            });
+        }
+        self.upstream_fifo.pop_front();
+        if oldest.internal {
+            return Ok(());
+        }
+        if tag.origin == self.worker {
+            self.deliver_order_msg(cx, tag.conn, opcode, payload, true);
+        } else {
+            self.stats.handoffs += 1;
+            let handed = cx.handoff(tag.origin, 12 + payload.len(), |out| {
+                let mut w = FrameWriter::new(out, OP_ROUTED_FIRST);
+                w.put_u32(oldest.len).put_u16(opcode).put_slice(payload);
+                w.finish();
+            });
+            assert!(
+                handed,
+                "the origin's credit keeps the lane within its bound"
+            );
+        }
+        Ok(())
+    }
+
+    /// A later message for the client `tag` names, on whichever worker.
+    fn route_later(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        tag: RouteTag,
+        opcode: u16,
+        payload: &[u8],
+    ) {
+        if tag.origin == self.worker {
+            self.deliver_order_msg(cx, tag.conn, opcode, payload, false);
+            return;
+        }
+        // Outside any credit: shed rather than pass the lane's bound.
+        let room = cx.handoff_backlog(tag.origin) + 6 + payload.len()
+            <= cx.config().handoff_backlog_max / 2;
+        let handed = room
+            && cx.handoff(tag.origin, 6 + payload.len(), |out| {
+                encode_frame(out, opcode, payload);
+            });
+        if handed {
+            self.stats.handoffs += 1;
+        } else {
+            self.stats.later_dropped += 1;
+        }
+    }
+
+    /// Delivers an order-entry message to this worker's client `conn`,
+    /// stamping `t4` on what answers a request (a maker's message has no
+    /// stamps but `t3`), and learns the client's open orders from it.
+    fn deliver_order_msg(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+        first: bool,
+    ) {
+        if first && !self.settle(cx, conn) {
+            return;
+        }
+        let live = cx.state(conn).is_some_and(|s| s.phase == Phase::Handshaked);
+        if !live {
+            self.stats.later_dropped += 1;
+            return;
+        }
+        self.track(conn, opcode, payload);
+        self.stats.order_answers += 1;
+        let stamped = read_u64(payload, offset::T1 - offset::SEQ) != 0;
+        let t4 = cx.now().as_u64();
+        cx.send(conn, 6 + payload.len(), |out| {
+            let start = out.len();
+            encode_frame(out, opcode, payload);
+            if stamped {
+                patch_u64(&mut out[start..], offset::T4, t4);
+            }
+        });
+    }
+
+    /// Updates the open-order view with a message delivered to `conn`.
+    fn track(&mut self, conn: ConnId, opcode: u16, payload: &[u8]) {
+        let Some(orders) = self.open_orders.as_mut() else {
+            return;
+        };
+        let Ok(msg) = OrderMsg::decode(opcode, payload) else {
+            unreachable!("checked where it arrived");
+        };
+        let full = match msg {
+            OrderMsg::OrderAccepted(m) => orders
+                .open(conn, m.order_id, m.account, m.h.cl_ord_id, m.price, m.qty)
+                .is_err(),
+            OrderMsg::OrderReplaced(m) => orders
+                .open(conn, m.order_id, m.account, m.h.cl_ord_id, m.price, m.qty)
+                .is_err(),
+            OrderMsg::OrderExecuted(m) => {
+                orders.fill(m.order_id, m.leaves);
+                false
+            }
+            OrderMsg::OrderCanceled(m) => {
+                orders.close(m.order_id);
+                false
+            }
+            _ => false,
+        };
+        // Admission refuses new orders at a full table; only orders in
+        // flight then can miss it.
+        debug_assert!(!full || orders.is_full());
+    }
+
+    /// Cancels the open orders `conn`'s requests named (cancel on
+    /// disconnect), or forgets them when that is off.
+    fn cancel_orders_of(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        let Some(mut orders) = self.open_orders.take() else {
+            return;
+        };
+        while let Some(o) = orders.pop_conn(conn) {
+            if self.config.cancel_on_disconnect {
+                self.send_cancel(cx, o.account, o.name);
+            }
+        }
+        self.open_orders = Some(orders);
+    }
+
+    /// Sends the gateway's own `CancelOrder` for (`account`, `name`) on this
+    /// worker's upstream; its answer is swallowed.
+    fn send_cancel(&mut self, cx: &mut Context<'_, Self>, account: u32, name: u64) {
+        let Link::Up(upstream) = self.link else {
+            // No upstream: the exchange keeps the order (it has no session
+            // notion of its own). Counted, not retried.
+            self.stats.later_dropped += 1;
+            return;
+        };
+        let cl_ord_id = self.next_internal_id;
+        self.next_internal_id += 1;
+        let route = RouteTag {
+            origin: self.worker,
+            target: self.worker,
+            conn: INTERNAL_CONN,
+        }
+        .to_bits();
+        let msg = OrderMsg::CancelOrder(order::CancelOrder {
+            h: order::Header {
+                cl_ord_id,
+                route,
+                t2: cx.now(),
+                ..order::Header::default()
+            },
+            account,
+            orig_cl_ord_id: name,
+        });
+        let sent = cx.send(upstream, 6 + order::len::CANCEL_ORDER, |out| {
+            msg.encode(out);
+        });
+        if sent {
+            self.stats.disconnect_cancels += 1;
+            self.upstream_fifo.push_back(Pending {
+                route,
+                seq: cl_ord_id,
+                len: 0,
+                internal: true,
+            });
+        }
     }
 
     fn on_ack(
@@ -644,6 +961,30 @@ impl Gateway {
     }
 }
 
+/// A client's order-entry request: allowed once hand-shaked, on the
+/// client side only (from upstream it is `UNEXPECTED`).
+macro_rules! request {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::SERVING,
+            handle: |g: &mut Gateway, cx, conn, p| g.on_request(cx, conn, $op, p),
+        }
+    };
+}
+
+/// An exchange's order-entry message: upstream only (a client sending one
+/// is `UNEXPECTED`).
+macro_rules! answer {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::UPSTREAM,
+            handle: |g: &mut Gateway, cx, conn, p| g.on_answer(cx, conn, $op, p),
+        }
+    };
+}
+
 impl Service for Gateway {
     type Data = Peer;
 
@@ -678,6 +1019,17 @@ impl Service for Gateway {
             allowed: StateSet::UPSTREAM,
             handle: Gateway::on_pong,
         },
+        request!(order::OP_NEW_ORDER),
+        request!(order::OP_CANCEL_ORDER),
+        request!(order::OP_REPLACE_ORDER),
+        request!(order::OP_BOOK_QUERY),
+        request!(order::OP_BALANCE_QUERY),
+        answer!(order::OP_ORDER_ACCEPTED),
+        answer!(order::OP_ORDER_EXECUTED),
+        answer!(order::OP_ORDER_CANCELED),
+        answer!(order::OP_ORDER_REPLACED),
+        answer!(order::OP_BOOK_SNAPSHOT),
+        answer!(order::OP_BALANCE),
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
@@ -690,6 +1042,10 @@ impl Service for Gateway {
             cx.config().handoff_backlog_max,
             self.config.handoff_inflight_bytes_max
         );
+        self.open_orders = Some(OpenOrders::new(
+            self.config.open_orders_max,
+            cx.config().sessions_max,
+        ));
         self.dial(cx);
     }
 
@@ -718,6 +1074,7 @@ impl Service for Gateway {
     fn on_close(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, session: Session<Peer>) {
         if session.state.side == Side::Acceptor {
             self.inflight_total -= u64::from(session.data.inflight);
+            self.cancel_orders_of(cx, conn);
             return;
         }
         if !matches!(self.link, Link::Dialing(c) | Link::Up(c) | Link::Handshaking(c) if c == conn)
@@ -726,6 +1083,9 @@ impl Service for Gateway {
         }
         self.stats.upstream_losses += 1;
         while let Some(p) = self.upstream_fifo.pop_front() {
+            if p.internal {
+                continue;
+            }
             let len = p.len as usize;
             self.answer_reject(cx, p.route, p.seq, len, ErrorCode::UpstreamUnavailable);
         }
@@ -749,10 +1109,22 @@ impl Service for Gateway {
     fn on_handoff(&mut self, cx: &mut Context<'_, Self>, source: WorkerId, frame: Frame<'_>) {
         let p = frame.payload;
         match frame.opcode {
-            OP_PERF_PING => {
+            OP_PERF_PING | order::OP_NEW_ORDER..=order::OP_BALANCE_QUERY => {
                 let route = read_u64(p, offset::ROUTE - offset::SEQ);
                 let seq = read_u64(p, 0);
-                self.forward(cx, route, seq, p);
+                self.forward(cx, frame.opcode, route, seq, p);
+            }
+            OP_ROUTED_FIRST => {
+                let credit = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                let opcode = u16::from_be_bytes([p[4], p[5]]);
+                let payload = &p[6..];
+                let tag = RouteTag::from_bits(read_u64(payload, offset::ROUTE - offset::SEQ));
+                self.came_back(cx, tag, credit);
+                self.deliver_order_msg(cx, tag.conn, opcode, payload, true);
+            }
+            order::OP_ORDER_ACCEPTED..=order::OP_BALANCE => {
+                let tag = RouteTag::from_bits(read_u64(p, offset::ROUTE - offset::SEQ));
+                self.deliver_order_msg(cx, tag.conn, frame.opcode, p, false);
             }
             OP_PERF_PONG => {
                 let tag = RouteTag::from_bits(read_u64(p, offset::ROUTE - offset::SEQ));

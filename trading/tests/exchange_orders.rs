@@ -8,9 +8,13 @@ use fep_trading::client::ClientConfig;
 use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::msg::RoleHelloReq;
 use fep_trading::order::{
-    self, BalanceQuery, BookQuery, CancelOrder, Header, NewOrder, OrderMsg, ReplaceOrder, SIDE_BUY,
-    SIDE_SELL, TIF_DAY, TIF_IOC,
+    self, BalanceQuery, BookQuery, CancelOrder, OrderMsg, ReplaceOrder, SIDE_BUY, SIDE_SELL,
+    TIF_DAY, TIF_IOC,
 };
+
+mod support;
+
+use support::{header, msg, new_order, Raw};
 
 const EXCHANGE: NodeRef = NodeRef::Exchange;
 
@@ -28,90 +32,22 @@ fn harness() -> Harness {
     })
 }
 
-fn connect(h: &mut Harness) -> u16 {
-    let raw = h.open_raw(EXCHANGE);
-    let mut hello = Vec::new();
-    RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    }
-    .encode(&mut hello);
-    h.send_raw(raw, &hello);
-    h.settle();
-    raw
-}
-
-fn header(cl_ord_id: u64, route: u64) -> Header {
-    Header {
-        cl_ord_id,
-        route,
-        t1: Nanos(11),
-        ..Header::default()
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn new_order(
-    id: u64,
-    route: u64,
-    account: u32,
-    side: u8,
-    tif: u8,
-    price: i64,
-    qty: u64,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    OrderMsg::NewOrder(NewOrder {
-        h: header(id, route),
-        account,
-        instrument: 1,
-        side,
-        tif,
-        price,
-        qty,
-    })
-    .encode(&mut out);
-    out
-}
-
-fn send(h: &mut Harness, raw: u16, bytes: &[u8]) {
-    h.send_raw(raw, bytes);
-    h.settle();
-}
-
-/// Every frame a raw peer received since the last call, as owned bytes.
-fn take(h: &Harness, raw: u16, seen: &mut usize) -> Vec<(u16, Vec<u8>)> {
-    let bytes = &h.raw(raw).received[*seen..];
-    *seen += bytes.len();
-    let mut d = Decoder::new(1 << 20);
-    let mut frames = d.frames(bytes);
-    let mut out = Vec::new();
-    while let Some(f) = frames.next() {
-        let f = f.expect("the exchange sends whole frames");
-        out.push((f.opcode, f.payload.to_vec()));
-    }
-    out
-}
-
-fn msg(frame: &(u16, Vec<u8>)) -> OrderMsg<'_> {
-    OrderMsg::decode(frame.0, &frame.1).expect("an order-entry answer")
+fn connect(h: &mut Harness) -> Raw {
+    support::connect(h, EXCHANGE)
 }
 
 #[test]
 fn a_crossing_order_answers_accepted_then_maker_then_taker_each_to_its_connection() {
     let mut h = harness();
-    let (a, b) = (connect(&mut h), connect(&mut h));
-    let (mut seen_a, mut seen_b) = (0, 0);
-    take(&h, a, &mut seen_a);
-    take(&h, b, &mut seen_b);
+    let (mut a, mut b) = (connect(&mut h), connect(&mut h));
+    a.take(&h);
+    b.take(&h);
 
-    send(
+    a.send(
         &mut h,
-        a,
         &new_order(5, 0xAAAA, 1, SIDE_SELL, TIF_DAY, 100, 10),
     );
-    let frames = take(&h, a, &mut seen_a);
+    let frames = a.take(&h);
     assert_eq!(frames.len(), 1);
     let OrderMsg::OrderAccepted(acc) = msg(&frames[0]) else {
         panic!("{frames:?}");
@@ -122,13 +58,9 @@ fn a_crossing_order_answers_accepted_then_maker_then_taker_each_to_its_connectio
     assert_eq!(acc.h.t1, Nanos(11), "the header is echoed");
     assert_ne!(acc.h.t3, Nanos::ZERO, "t3 is set on arrival");
 
-    send(
-        &mut h,
-        b,
-        &new_order(9, 0xBBBB, 2, SIDE_BUY, TIF_DAY, 101, 4),
-    );
-    let to_b = take(&h, b, &mut seen_b);
-    let to_a = take(&h, a, &mut seen_a);
+    b.send(&mut h, &new_order(9, 0xBBBB, 2, SIDE_BUY, TIF_DAY, 101, 4));
+    let to_b = b.take(&h);
+    let to_a = a.take(&h);
     assert_eq!(to_b.len(), 2, "accepted, then the taker's fill: {to_b:?}");
     assert!(
         matches!(msg(&to_b[0]), OrderMsg::OrderAccepted(m) if m.order_id == 2 && m.h.cl_ord_id == 9)
@@ -168,12 +100,11 @@ fn a_crossing_order_answers_accepted_then_maker_then_taker_each_to_its_connectio
 #[test]
 fn an_ioc_rest_is_canceled_after_its_fills_and_a_cancel_reports_what_was_open() {
     let mut h = harness();
-    let a = connect(&mut h);
-    let mut seen = 0;
-    take(&h, a, &mut seen);
-    send(&mut h, a, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 50, 3));
-    send(&mut h, a, &new_order(2, 0, 1, SIDE_BUY, TIF_IOC, 60, 5));
-    let frames = take(&h, a, &mut seen);
+    let mut a = connect(&mut h);
+    a.take(&h);
+    a.send(&mut h, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 50, 3));
+    a.send(&mut h, &new_order(2, 0, 1, SIDE_BUY, TIF_IOC, 60, 5));
+    let frames = a.take(&h);
     let kinds: Vec<u16> = frames.iter().map(|f| f.0).collect();
     assert_eq!(
         kinds,
@@ -194,7 +125,7 @@ fn an_ioc_rest_is_canceled_after_its_fills_and_a_cancel_reports_what_was_open() 
         (2, order::CANCEL_REASON_IOC)
     );
 
-    send(&mut h, a, &new_order(3, 0, 1, SIDE_BUY, TIF_DAY, 40, 7));
+    a.send(&mut h, &new_order(3, 0, 1, SIDE_BUY, TIF_DAY, 40, 7));
     let mut cancel = Vec::new();
     OrderMsg::CancelOrder(CancelOrder {
         h: header(4, 0),
@@ -202,8 +133,8 @@ fn an_ioc_rest_is_canceled_after_its_fills_and_a_cancel_reports_what_was_open() 
         orig_cl_ord_id: 3,
     })
     .encode(&mut cancel);
-    send(&mut h, a, &cancel);
-    let frames = take(&h, a, &mut seen);
+    a.send(&mut h, &cancel);
+    let frames = a.take(&h);
     let OrderMsg::OrderCanceled(c) = msg(&frames[1]) else {
         panic!("{frames:?}");
     };
@@ -212,8 +143,8 @@ fn an_ioc_rest_is_canceled_after_its_fills_and_a_cancel_reports_what_was_open() 
         (4, 7, order::CANCEL_REASON_REQUESTED)
     );
     // Canceling it again: no open order of that name.
-    send(&mut h, a, &cancel);
-    let frames = take(&h, a, &mut seen);
+    a.send(&mut h, &cancel);
+    let frames = a.take(&h);
     assert_eq!(frames[0].0, OP_REJECT);
     let reject = RejectMsg::decode(&frames[0].1).unwrap();
     assert_eq!((reject.code, reject.seq), (ErrorCode::UnknownOrder, 4));
@@ -222,13 +153,12 @@ fn an_ioc_rest_is_canceled_after_its_fills_and_a_cancel_reports_what_was_open() 
 #[test]
 fn a_bad_side_is_invalid_and_does_not_raise_the_mark() {
     let mut h = harness();
-    let a = connect(&mut h);
-    let mut seen = 0;
-    take(&h, a, &mut seen);
-    send(&mut h, a, &new_order(7, 0, 1, 3, TIF_DAY, 10, 1));
-    send(&mut h, a, &new_order(7, 0, 1, SIDE_BUY, TIF_DAY, 10, 1));
-    send(&mut h, a, &new_order(7, 0, 1, SIDE_BUY, TIF_DAY, 10, 1));
-    let frames = take(&h, a, &mut seen);
+    let mut a = connect(&mut h);
+    a.take(&h);
+    a.send(&mut h, &new_order(7, 0, 1, 3, TIF_DAY, 10, 1));
+    a.send(&mut h, &new_order(7, 0, 1, SIDE_BUY, TIF_DAY, 10, 1));
+    a.send(&mut h, &new_order(7, 0, 1, SIDE_BUY, TIF_DAY, 10, 1));
+    let frames = a.take(&h);
     assert_eq!(frames.len(), 3);
     let r = RejectMsg::decode(&frames[0].1).unwrap();
     assert_eq!((r.code, r.seq), (ErrorCode::InvalidOrder, 7));
@@ -239,41 +169,39 @@ fn a_bad_side_is_invalid_and_does_not_raise_the_mark() {
     );
     let r = RejectMsg::decode(&frames[2].1).unwrap();
     assert_eq!(r.code, ErrorCode::DuplicateId);
-    assert!(!h.raw(a).closed, "a Reject keeps the connection");
+    assert!(!h.raw(a.id).closed, "a Reject keeps the connection");
 }
 
 #[test]
 fn a_payload_of_the_wrong_length_is_malformed_and_fatal() {
     let mut h = harness();
-    let a = connect(&mut h);
-    let mut seen = 0;
-    take(&h, a, &mut seen);
+    let mut a = connect(&mut h);
+    a.take(&h);
     let mut bad = new_order(1, 0, 1, SIDE_BUY, TIF_DAY, 10, 1);
     bad.pop();
     let len = (bad.len() - 4) as u32;
     bad[..4].copy_from_slice(&len.to_be_bytes());
-    send(&mut h, a, &bad);
-    let frames = take(&h, a, &mut seen);
+    a.send(&mut h, &bad);
+    let frames = a.take(&h);
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].0, OP_ERROR);
     assert_eq!(
         ErrorMsg::decode(&frames[0].1).unwrap().code,
         ErrorCode::Malformed
     );
-    assert!(h.raw(a).closed);
+    assert!(h.raw(a.id).closed);
 }
 
 #[test]
 fn a_closed_makers_fill_is_not_sent_but_its_balances_move() {
     let mut h = harness();
-    let (a, b) = (connect(&mut h), connect(&mut h));
-    let (mut seen_a, mut seen_b) = (0, 0);
-    send(&mut h, a, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 10));
-    h.close_raw(a);
+    let (a, mut b) = (connect(&mut h), connect(&mut h));
+    a.send(&mut h, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 10));
+    h.close_raw(a.id);
     h.settle();
-    take(&h, b, &mut seen_b);
-    send(&mut h, b, &new_order(1, 0, 2, SIDE_BUY, TIF_DAY, 100, 10));
-    let frames = take(&h, b, &mut seen_b);
+    b.take(&h);
+    b.send(&mut h, &new_order(1, 0, 2, SIDE_BUY, TIF_DAY, 100, 10));
+    let frames = b.take(&h);
     assert_eq!(frames.len(), 2, "{frames:?}");
     let mut q = Vec::new();
     OrderMsg::BalanceQuery(BalanceQuery {
@@ -282,8 +210,8 @@ fn a_closed_makers_fill_is_not_sent_but_its_balances_move() {
         asset: 0,
     })
     .encode(&mut q);
-    send(&mut h, b, &q);
-    let frames = take(&h, b, &mut seen_b);
+    b.send(&mut h, &q);
+    let frames = b.take(&h);
     let OrderMsg::Balance(bal) = msg(&frames[0]) else {
         panic!("{frames:?}");
     };
@@ -293,18 +221,16 @@ fn a_closed_makers_fill_is_not_sent_but_its_balances_move() {
         (start + 1000, 0),
         "the seller was paid"
     );
-    let _ = take(&h, a, &mut seen_a);
 }
 
 #[test]
 fn a_book_query_shows_levels_best_first_and_a_replace_moves_an_order() {
     let mut h = harness();
-    let a = connect(&mut h);
-    let mut seen = 0;
-    take(&h, a, &mut seen);
-    send(&mut h, a, &new_order(1, 0, 1, SIDE_BUY, TIF_DAY, 98, 1));
-    send(&mut h, a, &new_order(2, 0, 1, SIDE_BUY, TIF_DAY, 99, 2));
-    send(&mut h, a, &new_order(3, 0, 1, SIDE_SELL, TIF_DAY, 105, 3));
+    let mut a = connect(&mut h);
+    a.take(&h);
+    a.send(&mut h, &new_order(1, 0, 1, SIDE_BUY, TIF_DAY, 98, 1));
+    a.send(&mut h, &new_order(2, 0, 1, SIDE_BUY, TIF_DAY, 99, 2));
+    a.send(&mut h, &new_order(3, 0, 1, SIDE_SELL, TIF_DAY, 105, 3));
     let mut rep = Vec::new();
     OrderMsg::ReplaceOrder(ReplaceOrder {
         h: header(4, 0),
@@ -314,7 +240,7 @@ fn a_book_query_shows_levels_best_first_and_a_replace_moves_an_order() {
         qty: 1,
     })
     .encode(&mut rep);
-    send(&mut h, a, &rep);
+    a.send(&mut h, &rep);
     let mut q = Vec::new();
     OrderMsg::BookQuery(BookQuery {
         h: header(5, 0),
@@ -322,8 +248,8 @@ fn a_book_query_shows_levels_best_first_and_a_replace_moves_an_order() {
         depth: 500,
     })
     .encode(&mut q);
-    send(&mut h, a, &q);
-    let frames = take(&h, a, &mut seen);
+    a.send(&mut h, &q);
+    let frames = a.take(&h);
     assert_eq!(frames.len(), 5);
     assert!(
         matches!(msg(&frames[3]), OrderMsg::OrderReplaced(r) if r.price == 97 && r.h.cl_ord_id == 4)
