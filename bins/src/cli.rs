@@ -225,7 +225,6 @@ impl DriverArgs {
 pub fn serve<S>(running: fep_net::Running<S>, nofile: &NofileRaise) -> ExitCode
 where
     S: fep_core::Service + Send,
-    S::Task: Send,
     S::Data: Send,
 {
     let planned = crate::limits::SERVER_CONNECTIONS_PLANNED;

@@ -29,6 +29,19 @@ pub enum ErrorCode {
     Overloaded,
     /// The process is draining.
     ShuttingDown,
+    /// No valid hand-shake within the deadline, or a peer silent past the
+    /// liveness deadline (`Error`).
+    Timeout,
+    /// A pre-trade check refused the order (`Reject`, gateway).
+    RiskLimit,
+    /// A cancel or replace names no open order of that account (`Reject`).
+    UnknownOrder,
+    /// A `cl_ord_id` not above the account's mark (`Reject`).
+    DuplicateId,
+    /// An unknown account, instrument or asset, or a bad field (`Reject`).
+    InvalidOrder,
+    /// The account cannot lock what the order needs (`Reject`).
+    InsufficientBalance,
     /// A code this build does not know (kept so a peer's frame round-trips).
     Other(u16),
 }
@@ -45,6 +58,12 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => 6,
             ErrorCode::Overloaded => 7,
             ErrorCode::ShuttingDown => 8,
+            ErrorCode::Timeout => 9,
+            ErrorCode::RiskLimit => 10,
+            ErrorCode::UnknownOrder => 11,
+            ErrorCode::DuplicateId => 12,
+            ErrorCode::InvalidOrder => 13,
+            ErrorCode::InsufficientBalance => 14,
             ErrorCode::Other(code) => code,
         }
     }
@@ -60,6 +79,12 @@ impl ErrorCode {
             6 => ErrorCode::UpstreamUnavailable,
             7 => ErrorCode::Overloaded,
             8 => ErrorCode::ShuttingDown,
+            9 => ErrorCode::Timeout,
+            10 => ErrorCode::RiskLimit,
+            11 => ErrorCode::UnknownOrder,
+            12 => ErrorCode::DuplicateId,
+            13 => ErrorCode::InvalidOrder,
+            14 => ErrorCode::InsufficientBalance,
             other => ErrorCode::Other(other),
         }
     }
@@ -75,6 +100,12 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::RiskLimit => "RISK_LIMIT",
+            ErrorCode::UnknownOrder => "UNKNOWN_ORDER",
+            ErrorCode::DuplicateId => "DUPLICATE_ID",
+            ErrorCode::InvalidOrder => "INVALID_ORDER",
+            ErrorCode::InsufficientBalance => "INSUFFICIENT_BALANCE",
             ErrorCode::Other(_) => "OTHER",
         }
     }

@@ -207,6 +207,18 @@ impl<'a> FrameWriter<'a> {
         self
     }
 
+    /// Appends a big-endian `u32`.
+    pub fn put_u32(&mut self, v: u32) -> &mut Self {
+        self.out.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    /// Appends a big-endian `i64` (two's complement).
+    pub fn put_i64(&mut self, v: i64) -> &mut Self {
+        self.out.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
     /// Appends a big-endian `u64`.
     pub fn put_u64(&mut self, v: u64) -> &mut Self {
         self.out.extend_from_slice(&v.to_be_bytes());

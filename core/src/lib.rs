@@ -30,5 +30,5 @@ pub use session::{ConnId, Session, SessionId};
 pub use state::{ConnState, Phase, Side, StateSet};
 pub use time::Nanos;
 pub use worker::{
-    Context, Effect, Handler, Origin, PeerId, Service, Worker, WorkerConfig, WorkerId,
+    Context, Effect, Handler, InputGroup, Origin, PeerId, Service, Worker, WorkerConfig, WorkerId,
 };

@@ -19,6 +19,25 @@ pub const REASON_LEN_MAX: usize = 256;
 /// is not reading: it gets `Error{OVERLOADED}` and is closed.
 pub const OUTPUT_BACKLOG_MAX_DEFAULT: usize = 4 * 1024 * 1024;
 
+/// Default bound of the bytes one worker holds for another (one handoff
+/// lane) before the driver has moved them. Past it
+/// [`crate::Context::handoff`] refuses, and the service sheds.
+pub const HANDOFF_BACKLOG_MAX_DEFAULT: usize = 40 * 1024 * 1024;
+
+/// Effects one session can have queued at once: a `Transmit`, a `Close`, a
+/// `Connect` and one input edge (`PauseInput`/`ResumeInput`), each queued
+/// at most once until polled.
+pub const EFFECTS_PER_SESSION_MAX: usize = 4;
+
+/// Input groups of one worker (connections paused and resumed together).
+pub const INPUT_GROUPS_MAX: usize = 256;
+
+/// Handlers of one service's dispatch table; the table is an open-addressed
+/// array of twice as many slots, so a lookup probes at most this many.
+pub const HANDLERS_MAX: usize = 64;
+/// Slots of the dispatch table (a power of two above `2 * HANDLERS_MAX`).
+pub const DISPATCH_SLOTS: usize = 256;
+
 /// Sessions one worker may own at once.
 pub const SESSIONS_PER_WORKER_MAX_DEFAULT: usize = 65_536;
 /// Bits of a [`crate::ConnId`]'s slot index; the table cannot be larger.
@@ -33,3 +52,7 @@ const _: () = assert!(FRAME_LENGTH_MAX_DEFAULT <= FRAME_LENGTH_MAX_CEILING);
 const _: () = assert!(SESSIONS_PER_WORKER_MAX_DEFAULT <= 1 << CONN_INDEX_BITS);
 const _: () = assert!(CONN_INDEX_BITS + CONN_GEN_BITS <= 48);
 const _: () = assert!(OUTPUT_BACKLOG_MAX_DEFAULT >= 2 * FRAME_LENGTH_MAX_DEFAULT as usize);
+const _: () = assert!(DISPATCH_SLOTS.is_power_of_two());
+const _: () = assert!(DISPATCH_SLOTS >= 2 * HANDLERS_MAX);
+const _: () = assert!(HANDLERS_MAX < u8::MAX as usize);
+const _: () = assert!(HANDOFF_BACKLOG_MAX_DEFAULT >= 2 * FRAME_LENGTH_MAX_DEFAULT as usize);

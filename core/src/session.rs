@@ -5,6 +5,7 @@ use std::fmt;
 use crate::frame::Decoder;
 use crate::limits::{CONN_GEN_BITS, CONN_INDEX_BITS};
 use crate::state::ConnState;
+use crate::worker::{InputGroup, Origin};
 
 /// A worker's handle on one of its connections: a slot and the slot's
 /// generation, so a handle to a closed connection never reaches its
@@ -106,10 +107,23 @@ pub struct Session<D> {
     pub id: SessionId,
     /// Hand-shake state; handlers are checked against it.
     pub state: ConnState,
+    /// Accepted, or dialled to which peer.
+    pub origin: Origin,
     pub(crate) decoder: Decoder,
     pub(crate) out: OutBuf,
     /// A `Transmit` effect for this connection is queued and not polled yet.
     pub(crate) transmit_queued: bool,
+    /// The service wants this connection's input left in the kernel.
+    pub(crate) input_paused: bool,
+    /// What the driver was last told about the input (paused or not).
+    pub(crate) input_told_paused: bool,
+    /// An input edge for this connection is queued and not polled yet.
+    pub(crate) input_queued: bool,
+    /// The output passed the high-water mark and has not drained to the
+    /// low-water mark since: the service hears of it then.
+    pub(crate) output_high: bool,
+    /// The input group the connection's input pauses with, if any.
+    pub(crate) input_group: Option<InputGroup>,
     /// The service's own per-connection data.
     pub data: D,
 }
@@ -118,6 +132,23 @@ impl<D> Session<D> {
     /// Bytes waiting to be written.
     pub fn backlog(&self) -> usize {
         self.out.len()
+    }
+
+    /// Whether the output passed the high-water mark (half the bound) and
+    /// has not drained to the low-water mark (a quarter) since; the service
+    /// hears [`crate::Service::on_drained`] when it does.
+    pub fn output_high(&self) -> bool {
+        self.output_high
+    }
+
+    /// Whether the service asked for this connection's input to wait.
+    pub fn input_paused(&self) -> bool {
+        self.input_paused
+    }
+
+    /// The input group the connection's input pauses with, if any.
+    pub fn input_group(&self) -> Option<InputGroup> {
+        self.input_group
     }
 }
 
@@ -204,17 +235,6 @@ impl<T> Slab<T> {
         self.free.push(id.index);
         self.len -= 1;
         Some(value)
-    }
-
-    pub(crate) fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.value.is_some())
-            .map(|(i, s)| ConnId {
-                index: u32::try_from(i).expect("bounded by max"),
-                gen: s.gen,
-            })
     }
 }
 

@@ -14,6 +14,9 @@ pub enum Side {
 /// How far the connection's life has gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
+    /// Being dialled: the session exists (the caller of
+    /// [`crate::Context::connect`] holds its id) but no byte can flow yet.
+    Connecting,
     /// Open, hand-shake not done.
     Connected,
     /// Hand-shake done: the connection carries traffic.
@@ -36,12 +39,13 @@ impl ConnState {
     const fn bit(self) -> u8 {
         let side = match self.side {
             Side::Acceptor => 0,
-            Side::Initiator => 3,
+            Side::Initiator => 4,
         };
         let phase = match self.phase {
             Phase::Connected => 0,
             Phase::Handshaked => 1,
             Phase::Closing => 2,
+            Phase::Connecting => 3,
         };
         1 << (side + phase)
     }
@@ -55,6 +59,7 @@ impl fmt::Display for ConnState {
             (Side::Initiator, Phase::Connected) => "dialing",
             (Side::Initiator, Phase::Handshaked) => "upstream",
             (_, Phase::Closing) => "closing",
+            (_, Phase::Connecting) => "connecting",
         };
         f.write_str(name)
     }
@@ -101,7 +106,12 @@ impl fmt::Debug for StateSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut set = f.debug_set();
         for side in [Side::Acceptor, Side::Initiator] {
-            for phase in [Phase::Connected, Phase::Handshaked, Phase::Closing] {
+            for phase in [
+                Phase::Connecting,
+                Phase::Connected,
+                Phase::Handshaked,
+                Phase::Closing,
+            ] {
                 let state = ConnState { side, phase };
                 if self.contains(state) {
                     set.entry(&format_args!("{state}"));

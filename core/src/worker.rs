@@ -19,8 +19,10 @@ use std::fmt::{self, Write as _};
 use crate::error::{ErrorCode, Fault};
 use crate::frame::{Decoder, Frame};
 use crate::limits::{
-    FRAME_LENGTH_MAX_CEILING, FRAME_LENGTH_MAX_DEFAULT, FRAME_LENGTH_MIN,
-    OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX, SESSIONS_PER_WORKER_MAX_DEFAULT, WORKERS_MAX,
+    DISPATCH_SLOTS, EFFECTS_PER_SESSION_MAX, FRAME_HEADER_LEN, FRAME_LENGTH_MAX_CEILING,
+    FRAME_LENGTH_MAX_DEFAULT, FRAME_LENGTH_MIN, HANDLERS_MAX, HANDOFF_BACKLOG_MAX_DEFAULT,
+    INPUT_GROUPS_MAX, OPCODE_LEN, OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX,
+    SESSIONS_PER_WORKER_MAX_DEFAULT, WORKERS_MAX,
 };
 use crate::session::{ConnId, OutBuf, Session, SessionId, Slab};
 use crate::state::{ConnState, Phase, Side, StateSet};
@@ -28,10 +30,23 @@ use crate::time::Nanos;
 use crate::wire::{ErrorMsg, RejectMsg};
 
 /// A worker's index in its process, `0..workers`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkerId(pub u16);
 
 impl WorkerId {
+    /// The index as `usize`.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A set of connections whose input pauses and resumes together, with one
+/// effect each way whatever their number (a gateway's clients routed to one
+/// upstream). `0..INPUT_GROUPS_MAX`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InputGroup(pub u16);
+
+impl InputGroup {
     /// The index as `usize`.
     pub const fn index(self) -> usize {
         self.0 as usize
@@ -56,40 +71,90 @@ pub enum Origin {
 }
 
 /// What the worker asks its driver to do.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Effect<T> {
-    /// `conn` has bytes in [`Worker::transmit_buf`]: write them.
+///
+/// New kinds may be added (a journal append, for one): a driver matches
+/// the ones it knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// `conn` has bytes in [`Worker::transmit_buf`]: write them and report
+    /// [`Worker::handle_written`].
     Transmit {
         /// The connection.
         conn: ConnId,
     },
     /// Flush what `conn` has pending, close it, then call
-    /// [`Worker::handle_closed`].
+    /// [`Worker::handle_closed`]. For a connection still being dialled:
+    /// abandon the dial, then call [`Worker::handle_closed`].
     Close {
         /// The connection.
         conn: ConnId,
     },
-    /// Open a connection to `peer`; report [`Worker::handle_connected`] or
-    /// [`Worker::handle_connect_failed`].
+    /// Dial `peer` for the session `conn` (already in the table, in
+    /// [`Phase::Connecting`]); report [`Worker::handle_connected`] or
+    /// [`Worker::handle_connect_failed`] with the same `conn`.
     Connect {
+        /// The session the dial is for.
+        conn: ConnId,
         /// Whom to dial.
         peer: PeerId,
     },
-    /// Deliver `task` to worker `target` through [`Worker::handle_handoff`],
-    /// in order per (source, target) pair; if it cannot be queued, give it
-    /// back with [`Worker::handle_handoff_refused`] — and, to keep the order,
-    /// give back every later handoff to the same target in the same drain.
+    /// Worker `target` has bytes in [`Worker::handoff_buf`] (whole frames):
+    /// deliver all of them, in order per (source, target) pair, through the
+    /// target's [`Worker::handle_handoff`], then report
+    /// [`Worker::handle_handed_off`]. A driver that cannot take them now
+    /// leaves them where they are and tries again later; the service sees
+    /// the backlog ([`Context::handoff_backlog`]).
     Handoff {
         /// The receiving worker.
         target: WorkerId,
-        /// What it receives.
-        task: T,
     },
-    /// The earliest deadline changed: call [`Worker::handle_timeout`] at `at`.
-    Wake {
-        /// When.
-        at: Nanos,
+    /// Stop reading `conn`: leave its bytes in the kernel, so TCP flow
+    /// control holds the peer back. Edge-triggered: it holds until a
+    /// [`Effect::ResumeInput`]. A hint: input that arrives anyway is
+    /// handled, and every bound holds without it.
+    PauseInput {
+        /// The connection.
+        conn: ConnId,
     },
+    /// Read `conn` again, starting with what waited in the kernel (no new
+    /// readiness event will say it is there).
+    ResumeInput {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Stop reading every connection of `group` (see
+    /// [`Worker::input_group`]), as [`Effect::PauseInput`] does for one.
+    PauseGroup {
+        /// The group.
+        group: InputGroup,
+    },
+    /// Read the connections of `group` again, starting with those whose
+    /// bytes waited in the kernel.
+    ResumeGroup {
+        /// The group.
+        group: InputGroup,
+    },
+}
+
+/// An effect as queued: the connection-level ones are completed from the
+/// session when polled, so each is queued at most once per session.
+#[derive(Clone, Copy, Debug)]
+enum Queued {
+    Transmit(ConnId),
+    Close(ConnId),
+    Connect(ConnId),
+    Input(ConnId),
+    Group(InputGroup),
+    Handoff(WorkerId),
+}
+
+/// What the driver was told of an input group, and what the service wants.
+#[derive(Clone, Copy, Debug, Default)]
+struct GroupGate {
+    paused: bool,
+    told_paused: bool,
+    queued: bool,
 }
 
 /// Bounds of one worker.
@@ -101,6 +166,28 @@ pub struct WorkerConfig {
     pub output_backlog_max: usize,
     /// Sessions the worker owns at most.
     pub sessions_max: usize,
+    /// Bytes the worker holds for one other worker before the driver moves
+    /// them; past it [`Context::handoff`] refuses.
+    pub handoff_backlog_max: usize,
+}
+
+impl WorkerConfig {
+    /// A session's output above this is high: see [`Session::output_high`].
+    pub const fn output_high_water(&self) -> usize {
+        self.output_backlog_max / 2
+    }
+
+    /// A high output that falls to this is drained again.
+    pub const fn output_low_water(&self) -> usize {
+        self.output_backlog_max / 4
+    }
+
+    /// The bound of the effect queue: every session's effects, twice (a
+    /// closed session's unpolled effects may meet its slot's successor's in
+    /// one drain), one handoff per worker and one edge per input group.
+    pub const fn effects_max(&self) -> usize {
+        2 * EFFECTS_PER_SESSION_MAX * self.sessions_max + WORKERS_MAX + INPUT_GROUPS_MAX
+    }
 }
 
 impl Default for WorkerConfig {
@@ -109,6 +196,7 @@ impl Default for WorkerConfig {
             max_frame: FRAME_LENGTH_MAX_DEFAULT,
             output_backlog_max: OUTPUT_BACKLOG_MAX_DEFAULT,
             sessions_max: SESSIONS_PER_WORKER_MAX_DEFAULT,
+            handoff_backlog_max: HANDOFF_BACKLOG_MAX_DEFAULT,
         }
     }
 }
@@ -139,14 +227,13 @@ impl<S: Service> fmt::Debug for Handler<S> {
 }
 
 /// What a role does with the connections of a worker. Every method gets a
-/// [`Context`] through which it sends, closes, dials and hands off.
+/// [`Context`] through which it sends, closes, dials, hands off and pauses
+/// input.
 pub trait Service: Sized + 'static {
     /// Per-connection data.
     type Data: Default;
-    /// What travels between workers of one process.
-    type Task;
 
-    /// The dispatch table.
+    /// The dispatch table (at most [`HANDLERS_MAX`] rows, one per opcode).
     const HANDLERS: &'static [Handler<Self>];
 
     /// The worker starts: open upstreams here.
@@ -154,7 +241,8 @@ pub trait Service: Sized + 'static {
         let _ = cx;
     }
 
-    /// A connection opened (accepted or dialled); its session exists.
+    /// A connection opened (accepted, or a dial completed); its session
+    /// exists.
     fn on_open(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, origin: Origin) {
         let _ = (cx, conn, origin);
     }
@@ -162,24 +250,26 @@ pub trait Service: Sized + 'static {
     /// A connection closed; its session is gone and handed over.
     fn on_close(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, session: Session<Self::Data>);
 
-    /// A dial to `peer` failed.
-    fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, peer: PeerId) {
-        let _ = (cx, peer);
-    }
-
-    /// Another worker handed this worker a task.
-    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, task: Self::Task) {
-        let _ = (cx, task);
-    }
-
-    /// A task this worker handed to `target` could not be queued.
-    fn on_handoff_refused(
+    /// The dial of `conn` failed; its session is gone and handed over (its
+    /// [`Session::origin`] names the peer).
+    fn on_connect_failed(
         &mut self,
         cx: &mut Context<'_, Self>,
-        target: WorkerId,
-        task: Self::Task,
+        conn: ConnId,
+        session: Session<Self::Data>,
     ) {
-        let _ = (cx, target, task);
+        let _ = (cx, conn, session);
+    }
+
+    /// `conn`'s output, which had passed the high-water mark, fell to the
+    /// low-water mark: input paused for its sake may resume.
+    fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        let _ = (cx, conn);
+    }
+
+    /// Worker `source` handed this worker a frame.
+    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, source: WorkerId, frame: Frame<'_>) {
+        let _ = (cx, source, frame);
     }
 
     /// Time passed [`Service::poll_timeout`] (or a spurious wake-up).
@@ -192,21 +282,10 @@ pub trait Service: Sized + 'static {
         let _ = cx;
     }
 
-    /// The earliest deadline of the service's timers.
+    /// The earliest deadline of the service's timers: the one timer
+    /// channel. A driver asks once per loop turn, after its inputs.
     fn poll_timeout(&self) -> Option<Nanos> {
         None
-    }
-
-    /// Whether `conn`'s input should be read now. `false` asks the driver
-    /// to leave the bytes in the kernel, so TCP flow control holds the
-    /// peer back (a gateway whose shared upstream is backlogged stops
-    /// reading its clients); the driver asks again after its next poll.
-    /// Base it on output backlogs, whose draining wakes the driver. Only a
-    /// hint: a driver may read anyway (the in-memory harness does), so the
-    /// output bounds must still hold. Default: always read.
-    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
-        let _ = (cx, conn);
-        true
     }
 
     /// Whether the worker can serve: its upstreams are hand-shaked. A driver
@@ -223,6 +302,31 @@ pub trait Service: Sized + 'static {
     }
 }
 
+/// The bytes a worker holds for other workers, one lane per target, and
+/// the effect queue they share with the sessions.
+#[derive(Debug)]
+struct Outbox {
+    effects: VecDeque<Queued>,
+    effects_max: usize,
+    /// `lanes[t]`: whole frames for worker `t`, oldest first.
+    lanes: Vec<OutBuf>,
+    /// `lane_queued[t]`: a `Handoff` effect for `t` is queued, not polled.
+    lane_queued: Vec<bool>,
+    /// Input groups, by index, grown on first use.
+    groups: Vec<GroupGate>,
+}
+
+impl Outbox {
+    fn push(&mut self, effect: Queued) {
+        assert!(
+            self.effects.len() < self.effects_max,
+            "effect queue past its bound {}: a service queues without limit",
+            self.effects_max
+        );
+        self.effects.push_back(effect);
+    }
+}
+
 /// The service's view of its worker during one input.
 #[derive(Debug)]
 pub struct Context<'a, S: Service> {
@@ -230,7 +334,7 @@ pub struct Context<'a, S: Service> {
     worker: WorkerId,
     config: &'a WorkerConfig,
     sessions: &'a mut Slab<Session<S::Data>>,
-    effects: &'a mut VecDeque<Effect<S::Task>>,
+    outbox: &'a mut Outbox,
 }
 
 impl<S: Service> Context<'_, S> {
@@ -264,11 +368,6 @@ impl<S: Service> Context<'_, S> {
         self.sessions.get_mut(conn).map(|s| &mut s.data)
     }
 
-    /// Open connections of this worker.
-    pub fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.sessions.ids()
-    }
-
     /// Marks `conn`'s hand-shake done.
     pub fn set_handshaked(&mut self, conn: ConnId) {
         if let Some(s) = self.sessions.get_mut(conn) {
@@ -293,12 +392,15 @@ impl<S: Service> Context<'_, S> {
         let Some(session) = self.sessions.get_mut(conn) else {
             return false;
         };
-        if session.state.phase == Phase::Closing {
+        if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
             return false;
         }
         write(session.out.tail(additional));
-        queue_transmit(self.effects, session, conn);
+        queue_transmit(self.outbox, session, conn);
         let backlog = session.out.len();
+        if backlog > self.config.output_high_water() {
+            session.output_high = true;
+        }
         if backlog > self.config.output_backlog_max {
             let fault = Fault::Overloaded {
                 backlog,
@@ -323,8 +425,8 @@ impl<S: Service> Context<'_, S> {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        if session.state.phase == Phase::Closing {
-            return;
+        if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
+            return self.close(conn);
         }
         let mut reason = ReasonBuf::default();
         let _ = write!(reason, "{fault}");
@@ -333,11 +435,12 @@ impl<S: Service> Context<'_, S> {
             reason: reason.as_str(),
         };
         msg.encode(session.out.tail(8 + reason.len));
-        queue_transmit(self.effects, session, conn);
+        queue_transmit(self.outbox, session, conn);
         self.close(conn);
     }
 
-    /// Closes `conn` after its pending output (no `Error` frame).
+    /// Closes `conn` after its pending output (no `Error` frame); a dial in
+    /// progress is abandoned.
     pub fn close(&mut self, conn: ConnId) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
@@ -346,25 +449,203 @@ impl<S: Service> Context<'_, S> {
             return;
         }
         session.state.phase = Phase::Closing;
-        self.effects.push_back(Effect::Close { conn });
+        self.outbox.push(Queued::Close(conn));
     }
 
-    /// Asks the driver to dial `peer`.
-    pub fn connect(&mut self, peer: PeerId) {
-        self.effects.push_back(Effect::Connect { peer });
+    /// Opens a session for a dial to `peer` and asks the driver to dial.
+    /// The id is known at once; [`Service::on_open`] or
+    /// [`Service::on_connect_failed`] follows with it. `None`: the session
+    /// table is full.
+    pub fn connect(&mut self, peer: PeerId) -> Option<ConnId> {
+        let session = new_session(self.config, Side::Initiator, Origin::Dialed { peer });
+        let conn = self.sessions.insert(session)?;
+        self.outbox.push(Queued::Connect(conn));
+        Some(conn)
     }
 
-    /// Hands `task` to worker `target`.
-    pub fn handoff(&mut self, target: WorkerId, task: S::Task) {
+    /// Asks the driver to leave `conn`'s input in the kernel until
+    /// [`Context::resume_input`]. Returns whether that changed anything.
+    pub fn pause_input(&mut self, conn: ConnId) -> bool {
+        self.set_input_paused(conn, true)
+    }
+
+    /// Lets the driver read `conn` again. Returns whether it was paused.
+    pub fn resume_input(&mut self, conn: ConnId) -> bool {
+        self.set_input_paused(conn, false)
+    }
+
+    fn set_input_paused(&mut self, conn: ConnId, paused: bool) -> bool {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return false;
+        };
+        if session.input_paused == paused {
+            return false;
+        }
+        session.input_paused = paused;
+        if !session.input_queued {
+            session.input_queued = true;
+            self.outbox.push(Queued::Input(conn));
+        }
+        true
+    }
+
+    /// Puts `conn`'s input in `group`: it pauses and resumes with the
+    /// group's other connections ([`Context::pause_group`]).
+    pub fn set_input_group(&mut self, conn: ConnId, group: InputGroup) {
+        assert!(
+            group.index() < INPUT_GROUPS_MAX,
+            "{group:?} beyond {INPUT_GROUPS_MAX}"
+        );
+        if let Some(s) = self.sessions.get_mut(conn) {
+            s.input_group = Some(group);
+        }
+    }
+
+    /// Asks the driver to leave the input of every connection of `group`
+    /// in the kernel until [`Context::resume_group`]. One effect, whatever
+    /// the group's size; repeated calls change nothing.
+    pub fn pause_group(&mut self, group: InputGroup) {
+        self.set_group_paused(group, true);
+    }
+
+    /// Lets the driver read `group`'s connections again.
+    pub fn resume_group(&mut self, group: InputGroup) {
+        self.set_group_paused(group, false);
+    }
+
+    fn set_group_paused(&mut self, group: InputGroup, paused: bool) {
+        let g = group.index();
+        assert!(g < INPUT_GROUPS_MAX, "{group:?} beyond {INPUT_GROUPS_MAX}");
+        if self.outbox.groups.len() <= g {
+            self.outbox.groups.resize(g + 1, GroupGate::default());
+        }
+        let gate = &mut self.outbox.groups[g];
+        if gate.paused == paused {
+            return;
+        }
+        gate.paused = paused;
+        if !gate.queued {
+            gate.queued = true;
+            self.outbox.push(Queued::Group(group));
+        }
+    }
+
+    /// Appends whole frames for worker `target` with `write`. Returns
+    /// `false`, writing nothing, when the lane to `target` would pass
+    /// [`WorkerConfig::handoff_backlog_max`]: the service sheds.
+    pub fn handoff(
+        &mut self,
+        target: WorkerId,
+        additional: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         assert_ne!(target, self.worker, "a worker hands nothing to itself");
-        self.effects.push_back(Effect::Handoff { target, task });
+        let t = target.index();
+        assert!(t < WORKERS_MAX, "worker {target:?} beyond {WORKERS_MAX}");
+        if self.outbox.lanes.len() <= t {
+            self.outbox.lanes.resize_with(t + 1, OutBuf::default);
+            self.outbox.lane_queued.resize(t + 1, false);
+        }
+        let lane = &mut self.outbox.lanes[t];
+        if lane.len() + additional > self.config.handoff_backlog_max {
+            return false;
+        }
+        write(lane.tail(additional));
+        if !self.outbox.lane_queued[t] {
+            self.outbox.lane_queued[t] = true;
+            self.outbox.push(Queued::Handoff(target));
+        }
+        true
+    }
+
+    /// Bytes held for worker `target` that the driver has not moved yet.
+    pub fn handoff_backlog(&self, target: WorkerId) -> usize {
+        self.outbox.lanes.get(target.index()).map_or(0, OutBuf::len)
     }
 }
 
-fn queue_transmit<D, T>(effects: &mut VecDeque<Effect<T>>, session: &mut Session<D>, conn: ConnId) {
+fn queue_transmit<D>(outbox: &mut Outbox, session: &mut Session<D>, conn: ConnId) {
     if !session.transmit_queued {
         session.transmit_queued = true;
-        effects.push_back(Effect::Transmit { conn });
+        outbox.push(Queued::Transmit(conn));
+    }
+}
+
+fn new_session<D: Default>(config: &WorkerConfig, side: Side, origin: Origin) -> Session<D> {
+    let phase = match origin {
+        Origin::Accepted => Phase::Connected,
+        Origin::Dialed { .. } => Phase::Connecting,
+    };
+    Session {
+        // Numbered when it opens: a dial that fails uses no id.
+        id: SessionId(u64::MAX),
+        state: ConnState { side, phase },
+        origin,
+        decoder: Decoder::new(config.max_frame),
+        out: OutBuf::default(),
+        transmit_queued: false,
+        input_paused: false,
+        input_told_paused: false,
+        input_queued: false,
+        output_high: false,
+        input_group: None,
+        data: D::default(),
+    }
+}
+
+/// Opcode to handler index, open-addressed: O(1) per frame whatever the
+/// table's length.
+#[derive(Debug)]
+struct DispatchTable {
+    /// `(opcode, handler index)`; `EMPTY` marks a free slot.
+    slots: [(u16, u8); DISPATCH_SLOTS],
+}
+
+impl DispatchTable {
+    const EMPTY: u8 = u8::MAX;
+
+    fn new<S: Service>() -> DispatchTable {
+        assert!(
+            S::HANDLERS.len() <= HANDLERS_MAX,
+            "{} handlers, at most {HANDLERS_MAX}",
+            S::HANDLERS.len()
+        );
+        let mut table = DispatchTable {
+            slots: [(0, Self::EMPTY); DISPATCH_SLOTS],
+        };
+        for (i, h) in S::HANDLERS.iter().enumerate() {
+            assert!(
+                table.find(h.opcode).is_none(),
+                "opcode {} has two handlers",
+                h.opcode
+            );
+            let mut slot = Self::home(h.opcode);
+            while table.slots[slot].1 != Self::EMPTY {
+                slot = (slot + 1) % DISPATCH_SLOTS;
+            }
+            table.slots[slot] = (h.opcode, u8::try_from(i).expect("bounded by HANDLERS_MAX"));
+        }
+        table
+    }
+
+    fn home(opcode: u16) -> usize {
+        // Fibonacci hashing spreads the protocol's dense opcode ranges.
+        (usize::from(opcode).wrapping_mul(40503) >> 8) % DISPATCH_SLOTS
+    }
+
+    fn find(&self, opcode: u16) -> Option<usize> {
+        let mut slot = Self::home(opcode);
+        // At most HANDLERS_MAX slots are taken: a free one ends the probe.
+        loop {
+            let (op, index) = self.slots[slot];
+            if index == Self::EMPTY {
+                return None;
+            }
+            if op == opcode {
+                return Some(usize::from(index));
+            }
+            slot = (slot + 1) % DISPATCH_SLOTS;
+        }
     }
 }
 
@@ -410,9 +691,9 @@ pub struct Worker<S: Service> {
     id: WorkerId,
     config: WorkerConfig,
     sessions: Slab<Session<S::Data>>,
-    effects: VecDeque<Effect<S::Task>>,
+    outbox: Outbox,
+    dispatch: Box<DispatchTable>,
     next_session: u64,
-    wake_reported: Option<Nanos>,
     service: S,
 }
 
@@ -427,13 +708,20 @@ impl<S: Service> Worker<S> {
             config.max_frame >= FRAME_LENGTH_MIN && config.max_frame <= FRAME_LENGTH_MAX_CEILING
         );
         assert!(config.output_backlog_max >= config.max_frame as usize);
+        assert!(config.handoff_backlog_max >= config.max_frame as usize);
         Worker {
             id,
             config,
             sessions: Slab::new(config.sessions_max),
-            effects: VecDeque::with_capacity(1024),
+            outbox: Outbox {
+                effects: VecDeque::with_capacity(1024),
+                effects_max: config.effects_max(),
+                lanes: Vec::new(),
+                lane_queued: Vec::new(),
+                groups: Vec::new(),
+            },
+            dispatch: Box::new(DispatchTable::new::<S>()),
             next_session: 0,
-            wake_reported: None,
             service,
         }
     }
@@ -453,18 +741,12 @@ impl<S: Service> Worker<S> {
         &self.service
     }
 
-    /// The service, mutably (for configuration and reports, not protocol
-    /// input: that goes through `handle_*`).
-    pub fn service_mut(&mut self) -> &mut S {
-        &mut self.service
-    }
-
     /// The service, once the worker is stopped (reports, counters).
     pub fn into_service(self) -> S {
         self.service
     }
 
-    /// Open sessions.
+    /// Open sessions (dials in progress included).
     pub fn sessions_len(&self) -> usize {
         self.sessions.len()
     }
@@ -474,9 +756,9 @@ impl<S: Service> Worker<S> {
         self.sessions.get(conn)
     }
 
-    /// Open connections.
-    pub fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.sessions.ids()
+    /// The input group of `conn`, if it is open and in one.
+    pub fn input_group(&self, conn: ConnId) -> Option<InputGroup> {
+        self.sessions.get(conn)?.input_group
     }
 
     /// Bytes waiting to be written on `conn` (empty for a closed handle).
@@ -484,27 +766,69 @@ impl<S: Service> Worker<S> {
         self.sessions.get(conn).map_or(&[], |s| s.out.pending())
     }
 
-    /// The next effect, or `None` when all are drained.
-    pub fn poll_effect(&mut self) -> Option<Effect<S::Task>> {
-        let effect = self.effects.pop_front()?;
-        if let Effect::Transmit { conn } = effect {
-            if let Some(s) = self.sessions.get_mut(conn) {
-                s.transmit_queued = false;
-            }
-        }
-        Some(effect)
+    /// Whole frames waiting for worker `target`.
+    pub fn handoff_buf(&self, target: WorkerId) -> &[u8] {
+        self.outbox
+            .lanes
+            .get(target.index())
+            .map_or(&[], OutBuf::pending)
     }
 
-    /// See [`Service::accepts_input`].
-    pub fn accepts_input(&mut self, now: Nanos, conn: ConnId) -> bool {
-        let cx = Context {
-            now,
-            worker: self.id,
-            config: &self.config,
-            sessions: &mut self.sessions,
-            effects: &mut self.effects,
-        };
-        self.service.accepts_input(&cx, conn)
+    /// The next effect, or `None` when all are drained.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        while let Some(queued) = self.outbox.effects.pop_front() {
+            if let Some(effect) = self.complete(queued) {
+                return Some(effect);
+            }
+        }
+        None
+    }
+
+    /// The effect a queued entry stands for now; `None` when it has become
+    /// moot (its session closed, or its input edge was undone).
+    fn complete(&mut self, queued: Queued) -> Option<Effect> {
+        match queued {
+            Queued::Transmit(conn) => {
+                let s = self.sessions.get_mut(conn)?;
+                s.transmit_queued = false;
+                Some(Effect::Transmit { conn })
+            }
+            Queued::Close(conn) => Some(Effect::Close { conn }),
+            Queued::Connect(conn) => match self.sessions.get(conn)?.origin {
+                Origin::Dialed { peer } => Some(Effect::Connect { conn, peer }),
+                Origin::Accepted => unreachable!("only dials are connected"),
+            },
+            Queued::Input(conn) => {
+                let s = self.sessions.get_mut(conn)?;
+                s.input_queued = false;
+                if s.input_paused == s.input_told_paused {
+                    return None;
+                }
+                s.input_told_paused = s.input_paused;
+                Some(if s.input_paused {
+                    Effect::PauseInput { conn }
+                } else {
+                    Effect::ResumeInput { conn }
+                })
+            }
+            Queued::Group(group) => {
+                let gate = &mut self.outbox.groups[group.index()];
+                gate.queued = false;
+                if gate.paused == gate.told_paused {
+                    return None;
+                }
+                gate.told_paused = gate.paused;
+                Some(if gate.paused {
+                    Effect::PauseGroup { group }
+                } else {
+                    Effect::ResumeGroup { group }
+                })
+            }
+            Queued::Handoff(target) => {
+                self.outbox.lane_queued[target.index()] = false;
+                Some(Effect::Handoff { target })
+            }
+        }
     }
 
     /// See [`Service::is_ready`].
@@ -517,7 +841,8 @@ impl<S: Service> Worker<S> {
         self.service.is_done()
     }
 
-    /// The earliest deadline; call [`Worker::handle_timeout`] then.
+    /// The earliest deadline; call [`Worker::handle_timeout`] then. Ask
+    /// once per loop turn, after the turn's inputs.
     pub fn poll_timeout(&self) -> Option<Nanos> {
         self.service.poll_timeout()
     }
@@ -530,11 +855,9 @@ impl<S: Service> Worker<S> {
             worker: self.id,
             config: &self.config,
             sessions: &mut self.sessions,
-            effects: &mut self.effects,
+            outbox: &mut self.outbox,
         };
-        let r = f(&mut self.service, &mut cx);
-        self.report_wake();
-        r
+        f(&mut self.service, &mut cx)
     }
 
     /// The worker starts.
@@ -545,35 +868,45 @@ impl<S: Service> Worker<S> {
     /// A connection was accepted. `None`: the session table is full; the
     /// driver closes the socket.
     pub fn handle_accepted(&mut self, now: Nanos) -> Option<ConnId> {
-        self.open(now, Side::Acceptor, Origin::Accepted)
-    }
-
-    /// A dial to `peer` succeeded. `None`: the session table is full.
-    pub fn handle_connected(&mut self, now: Nanos, peer: PeerId) -> Option<ConnId> {
-        self.open(now, Side::Initiator, Origin::Dialed { peer })
-    }
-
-    /// A dial to `peer` failed.
-    pub fn handle_connect_failed(&mut self, now: Nanos, peer: PeerId) {
-        self.act(now, |svc, cx| svc.on_connect_failed(cx, peer));
-    }
-
-    fn open(&mut self, now: Nanos, side: Side, origin: Origin) -> Option<ConnId> {
-        let session = Session {
-            id: SessionId(self.next_session),
-            state: ConnState {
-                side,
-                phase: Phase::Connected,
-            },
-            decoder: Decoder::new(self.config.max_frame),
-            out: OutBuf::default(),
-            transmit_queued: false,
-            data: S::Data::default(),
-        };
+        let session = new_session(&self.config, Side::Acceptor, Origin::Accepted);
         let conn = self.sessions.insert(session)?;
-        self.next_session += 1;
-        self.act(now, |svc, cx| svc.on_open(cx, conn, origin));
+        self.opened(now, conn);
         Some(conn)
+    }
+
+    /// The dial of `conn` (from [`Effect::Connect`]) succeeded. A handle
+    /// that is not dialling (closed meanwhile) is ignored: the driver closes
+    /// the socket when [`Worker::session`] says `None`.
+    pub fn handle_connected(&mut self, now: Nanos, conn: ConnId) {
+        let Some(s) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if s.state.phase != Phase::Connecting {
+            return;
+        }
+        s.state.phase = Phase::Connected;
+        self.opened(now, conn);
+    }
+
+    /// The dial of `conn` failed.
+    pub fn handle_connect_failed(&mut self, now: Nanos, conn: ConnId) {
+        if self
+            .sessions
+            .get(conn)
+            .is_none_or(|s| s.state.phase != Phase::Connecting)
+        {
+            return;
+        }
+        let session = self.sessions.remove(conn).expect("checked above");
+        self.act(now, |svc, cx| svc.on_connect_failed(cx, conn, session));
+    }
+
+    fn opened(&mut self, now: Nanos, conn: ConnId) {
+        let s = self.sessions.get_mut(conn).expect("just opened");
+        s.id = SessionId(self.next_session);
+        self.next_session += 1;
+        let origin = s.origin;
+        self.act(now, |svc, cx| svc.on_open(cx, conn, origin));
     }
 
     /// Bytes arrived on `conn`. Input on a closing or closed connection is
@@ -582,7 +915,7 @@ impl<S: Service> Worker<S> {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        if session.state.phase == Phase::Closing {
+        if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
             return;
         }
         let mut decoder = std::mem::take(&mut session.decoder);
@@ -591,12 +924,12 @@ impl<S: Service> Worker<S> {
             worker: self.id,
             config: &self.config,
             sessions: &mut self.sessions,
-            effects: &mut self.effects,
+            outbox: &mut self.outbox,
         };
         let mut frames = decoder.frames(bytes);
         while let Some(item) = frames.next() {
             let verdict = match item {
-                Ok(frame) => dispatch(&mut self.service, &mut cx, conn, frame),
+                Ok(frame) => dispatch(&self.dispatch, &mut self.service, &mut cx, conn, frame),
                 Err(e) => Err(Fault::from(e)),
             };
             if let Err(fault) = verdict {
@@ -609,13 +942,18 @@ impl<S: Service> Worker<S> {
         if let Some(session) = self.sessions.get_mut(conn) {
             session.decoder = decoder;
         }
-        self.report_wake();
     }
 
     /// `n` bytes of [`Worker::transmit_buf`] were written.
-    pub fn handle_written(&mut self, conn: ConnId, n: usize) {
-        if let Some(s) = self.sessions.get_mut(conn) {
-            s.out.consume(n);
+    pub fn handle_written(&mut self, now: Nanos, conn: ConnId, n: usize) {
+        let low = self.config.output_low_water();
+        let Some(s) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        s.out.consume(n);
+        if s.output_high && s.out.len() <= low {
+            s.output_high = false;
+            self.act(now, |svc, cx| svc.on_drained(cx, conn));
         }
     }
 
@@ -627,14 +965,42 @@ impl<S: Service> Worker<S> {
         self.act(now, |svc, cx| svc.on_close(cx, conn, session));
     }
 
-    /// A task from another worker.
-    pub fn handle_handoff(&mut self, now: Nanos, task: S::Task) {
-        self.act(now, |svc, cx| svc.on_handoff(cx, task));
+    /// Bytes from worker `source`'s [`Worker::handoff_buf`]: whole frames,
+    /// in the order they were handed off.
+    pub fn handle_handoff(&mut self, now: Nanos, source: WorkerId, bytes: &[u8]) {
+        let mut cx = Context {
+            now,
+            worker: self.id,
+            config: &self.config,
+            sessions: &mut self.sessions,
+            outbox: &mut self.outbox,
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // Our own workers wrote these frames: a bad one is our bug.
+            let (head, body) = rest
+                .split_first_chunk::<FRAME_HEADER_LEN>()
+                .expect("a handoff carries whole frames");
+            let length = u32::from_be_bytes(*head) as usize;
+            assert!(
+                length >= OPCODE_LEN && length <= body.len(),
+                "a handoff carries whole frames"
+            );
+            let frame = Frame {
+                opcode: u16::from_be_bytes([body[0], body[1]]),
+                payload: &body[OPCODE_LEN..length],
+            };
+            self.service.on_handoff(&mut cx, source, frame);
+            rest = &body[length..];
+        }
     }
 
-    /// A task for `target` could not be queued; it comes back.
-    pub fn handle_handoff_refused(&mut self, now: Nanos, target: WorkerId, task: S::Task) {
-        self.act(now, |svc, cx| svc.on_handoff_refused(cx, target, task));
+    /// Everything in [`Worker::handoff_buf`] for `target` was delivered.
+    pub fn handle_handed_off(&mut self, target: WorkerId) {
+        if let Some(lane) = self.outbox.lanes.get_mut(target.index()) {
+            let n = lane.len();
+            lane.consume(n);
+        }
     }
 
     /// A deadline passed (or the driver woke early; that is harmless).
@@ -646,28 +1012,20 @@ impl<S: Service> Worker<S> {
     pub fn handle_shutdown(&mut self, now: Nanos) {
         self.act(now, |svc, cx| svc.on_shutdown(cx));
     }
-
-    fn report_wake(&mut self) {
-        let next = self.service.poll_timeout();
-        if next != self.wake_reported {
-            self.wake_reported = next;
-            if let Some(at) = next {
-                self.effects.push_back(Effect::Wake { at });
-            }
-        }
-    }
 }
 
 fn dispatch<S: Service>(
+    table: &DispatchTable,
     service: &mut S,
     cx: &mut Context<'_, S>,
     conn: ConnId,
     frame: Frame<'_>,
 ) -> Result<(), Fault> {
     let opcode = frame.opcode;
-    let Some(handler) = S::HANDLERS.iter().find(|h| h.opcode == opcode) else {
+    let Some(index) = table.find(opcode) else {
         return Err(Fault::UnknownOpcode { opcode });
     };
+    let handler = &S::HANDLERS[index];
     let state = cx.state(conn).expect("dispatch runs on a live session");
     if !handler.allowed.contains(state) {
         return Err(Fault::Unexpected { opcode, state });

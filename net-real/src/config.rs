@@ -7,7 +7,7 @@ use fep_core::WorkerConfig;
 
 use crate::limits::{
     CLOSE_LINGER_DEFAULT, CONNECT_TIMEOUT_DEFAULT, DRAIN_TIMEOUT_DEFAULT,
-    HANDOFF_QUEUE_CAPACITY_DEFAULT, OBSERVE_EVERY_DEFAULT,
+    HANDOFF_MAILBOX_BYTES_DEFAULT, OBSERVE_EVERY_DEFAULT,
 };
 
 /// When bytes the engine produced are written to the socket.
@@ -44,7 +44,7 @@ pub struct Config {
     pub(crate) write_mode: WriteMode,
     pub(crate) busy_poll: bool,
     pub(crate) worker: WorkerConfig,
-    pub(crate) handoff_capacity: usize,
+    pub(crate) handoff_mailbox_bytes: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) close_linger: Duration,
     pub(crate) connect_timeout: Duration,
@@ -71,7 +71,7 @@ impl Config {
             write_mode: WriteMode::Speculative,
             busy_poll: false,
             worker: WorkerConfig::default(),
-            handoff_capacity: HANDOFF_QUEUE_CAPACITY_DEFAULT,
+            handoff_mailbox_bytes: HANDOFF_MAILBOX_BYTES_DEFAULT,
             drain_timeout: DRAIN_TIMEOUT_DEFAULT,
             close_linger: CLOSE_LINGER_DEFAULT,
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
@@ -133,9 +133,10 @@ impl Config {
         self
     }
 
-    /// Slots of each (source, target) handoff queue.
-    pub fn handoff_capacity(mut self, slots: usize) -> Config {
-        self.handoff_capacity = slots;
+    /// Bytes past which each (source, target) handoff mailbox takes no
+    /// more until its target drains it.
+    pub fn handoff_mailbox_bytes(mut self, bytes: usize) -> Config {
+        self.handoff_mailbox_bytes = bytes;
         self
     }
 

@@ -2,10 +2,9 @@
 //! wakers, and the handoff queues.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use mio::Waker;
 
 /// Whether every worker became ready, as seen by [`crate::Running::wait_ready`].
@@ -163,43 +162,84 @@ impl Control {
     }
 }
 
-/// A cloneable trigger for a driver's shutdown, for signal handlers, tests
-/// and embedders.
-#[derive(Clone, Debug)]
-pub struct ShutdownHandle {
-    pub(crate) control: Arc<Control>,
-}
-
-impl ShutdownHandle {
-    /// Asks every worker to drain and stop; a second call skips the drain.
-    pub fn shutdown(&self) {
-        self.control.shutdown();
-    }
-}
-
-/// The handoff queues of one process: one bounded lock-free queue per
-/// (source, target) pair, so each pair keeps its order and no producer
-/// contends with another.
+/// The handoff mailboxes of one process: one per (source, target) pair,
+/// a buffer of whole frames under its own lock, so each pair keeps its
+/// order and no producer contends with another.
+///
+/// A producer appends its worker's whole batch at once (one lock, one copy);
+/// the consumer swaps the mailbox's buffer with its own empty one (one
+/// lock, no copy). Each drain of a mailbox is one wake-up, whatever the
+/// number of frames in it.
 #[derive(Debug)]
-pub(crate) struct Handoffs<T> {
+pub(crate) struct Mailboxes {
     workers: usize,
-    queues: Box<[ArrayQueue<T>]>,
+    /// Bytes past which a mailbox takes no more until it is drained.
+    bytes_max: usize,
+    boxes: Box<[Mutex<Mailbox>]>,
 }
 
-impl<T> Handoffs<T> {
-    pub(crate) fn new(workers: usize, capacity: usize) -> Handoffs<T> {
-        assert!(capacity > 0, "a handoff queue needs a slot");
-        Handoffs {
+#[derive(Debug, Default)]
+struct Mailbox {
+    bytes: Vec<u8>,
+    /// A producer found it full: the consumer wakes it once it drained.
+    producer_waiting: bool,
+}
+
+/// What a push did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Appended to an empty mailbox: wake the consumer.
+    First,
+    /// Appended behind bytes the consumer has not taken yet (its wake-up is
+    /// already on its way).
+    Behind,
+    /// The mailbox is past its bound: keep the bytes and try again after
+    /// the consumer's wake-up.
+    Full,
+}
+
+impl Mailboxes {
+    pub(crate) fn new(workers: usize, bytes_max: usize) -> Mailboxes {
+        assert!(bytes_max > 0, "a mailbox needs room");
+        Mailboxes {
             workers,
-            queues: (0..workers * workers)
-                .map(|_| ArrayQueue::new(capacity))
+            bytes_max,
+            boxes: (0..workers * workers)
+                .map(|_| Mutex::new(Mailbox::default()))
                 .collect(),
         }
     }
 
-    pub(crate) fn queue(&self, source: usize, target: usize) -> &ArrayQueue<T> {
+    fn mailbox(&self, source: usize, target: usize) -> &Mutex<Mailbox> {
         assert!(source < self.workers && target < self.workers);
-        &self.queues[source * self.workers + target]
+        &self.boxes[source * self.workers + target]
+    }
+
+    /// Appends `bytes` (whole frames) for `target`, unless the mailbox is
+    /// past its bound. It may pass the bound by one batch: a batch is never
+    /// split, so frames stay whole.
+    pub(crate) fn push(&self, source: usize, target: usize, bytes: &[u8]) -> Pushed {
+        let mut mailbox = self.mailbox(source, target).lock().expect("mailbox lock");
+        if mailbox.bytes.len() >= self.bytes_max {
+            mailbox.producer_waiting = true;
+            return Pushed::Full;
+        }
+        let first = mailbox.bytes.is_empty();
+        mailbox.bytes.extend_from_slice(bytes);
+        if first {
+            Pushed::First
+        } else {
+            Pushed::Behind
+        }
+    }
+
+    /// Swaps what `source` left for `target` into `into` (which must be
+    /// empty). Returns whether the producer waits for room.
+    pub(crate) fn take(&self, source: usize, target: usize, into: &mut Vec<u8>) -> bool {
+        debug_assert!(into.is_empty());
+        let mut mailbox = self.mailbox(source, target).lock().expect("mailbox lock");
+        std::mem::swap(&mut mailbox.bytes, into);
+        std::mem::take(&mut mailbox.producer_waiting)
     }
 
     pub(crate) fn workers(&self) -> usize {

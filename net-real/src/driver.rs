@@ -1,8 +1,10 @@
 //! One worker's event loop: a mio poll, its sockets, and the engine.
 //!
-//! The loop: poll; for each readiness event feed the engine (`handle_*`) and
-//! drain its effects completely; take the tasks other workers handed over;
-//! fire due deadlines; wake the workers this batch handed tasks to. The
+//! The loop: poll; read the clock once; for each readiness event feed the
+//! engine (`handle_*`) and drain its effects completely; read the
+//! connections that still have input waiting (a read budget cut them short,
+//! or the service resumed them); take the bytes other workers handed over;
+//! fire due deadlines; wake the workers this turn handed bytes to. The
 //! engine's output buffer is the only buffer of outgoing bytes: the driver
 //! writes from [`Worker::transmit_buf`] and reports what went out.
 
@@ -11,17 +13,16 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fep_core::{ConnId, Effect, Nanos, PeerId, Service, Worker, WorkerId};
+use fep_core::{ConnId, Effect, InputGroup, Nanos, PeerId, Service, Worker, WorkerId};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::clock::monotonic_now;
 use crate::config::{Config, WriteMode};
-use crate::control::{Control, Handoffs};
+use crate::control::{Control, Mailboxes, Pushed};
 use crate::limits::{
-    CLOSE_DISCARD_READS_MAX, DIALS_PER_WORKER_MAX, EVENTS_PER_POLL_MAX, INPUT_PAUSE_RECHECK,
-    READ_BUF_LEN,
+    CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, READS_PER_TURN_MAX, READ_BUF_LEN,
 };
 use crate::socket;
 use crate::stats::IoStats;
@@ -30,25 +31,23 @@ use crate::Observer;
 
 /// The worker's listening socket.
 const LISTENER: Token = Token(0);
-/// The worker's waker: a handoff arrived or a shutdown began.
+/// The worker's waker: handed bytes arrived, room was made in a mailbox, or
+/// a shutdown began.
 pub(crate) const WAKER: Token = Token(1);
 /// The worker's deadline timer.
 const TIMER: Token = Token(2);
-/// Tag of a dial in progress: `DIAL_TAG | slot`.
-const DIAL_TAG: usize = 1 << 61;
-/// Tag of an open connection: `CONN_TAG | ConnId::to_bits()`. The id's
-/// generation makes an event for a closed connection miss its successor.
+/// Tag of a connection (dialling or open): `CONN_TAG | ConnId::to_bits()`.
+/// The id's generation makes an event for a closed connection miss its
+/// successor.
 const CONN_TAG: usize = 1 << 62;
 
-// A ConnId is 48 bits; it rides in a token below the tags.
+// A ConnId is 48 bits; it rides in a token below the tag.
 const _: () = assert!(usize::BITS >= 64);
-const _: () = assert!(DIALS_PER_WORKER_MAX < DIAL_TAG);
 
 enum Target {
     Listener,
     Waker,
     Timer,
-    Dial(usize),
     Conn(ConnId),
 }
 
@@ -60,7 +59,6 @@ fn target(token: Token) -> Option<Target> {
         Token(t) if t & CONN_TAG != 0 => {
             Some(Target::Conn(ConnId::from_bits((t & !CONN_TAG) as u64)))
         }
-        Token(t) if t & DIAL_TAG != 0 => Some(Target::Dial(t & !DIAL_TAG)),
         Token(_) => None,
     }
 }
@@ -70,29 +68,40 @@ fn conn_token(conn: ConnId) -> Token {
     Token(CONN_TAG | bits)
 }
 
-/// One open socket of the worker.
+/// One socket of the worker: a dial in progress or an open connection.
 #[derive(Debug)]
 struct Conn {
     id: ConnId,
     stream: TcpStream,
+    /// The dial has not completed yet.
+    dialing: bool,
     /// Output is waiting for a `WRITABLE` event (after `WouldBlock`, or
     /// always in deferred mode).
     blocked: bool,
     /// The engine asked to close it; it flushes its last bytes until then.
     closing_until: Option<Nanos>,
-    /// Readable, but the service refused its input for now: it waits in
-    /// [`Driver::paused`] (edge-triggered, no new event would come).
+    /// The service asked for its input to stay in the kernel.
     paused: bool,
+    /// In [`Driver::ready`]: input may wait that no event will announce.
+    queued_ready: bool,
+    /// In its input group's waiting list: readable while the group paused.
+    queued_group: bool,
     /// In [`Driver::dirty`]: batched output waits for the end of the batch.
-    queued: bool,
+    queued_dirty: bool,
 }
 
-/// A dial in progress.
-#[derive(Debug)]
-struct Dial {
-    peer: PeerId,
-    stream: TcpStream,
-    deadline: Nanos,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    Dial,
+    Linger,
+}
+
+/// An input group as the driver sees it.
+#[derive(Debug, Default)]
+struct GroupIo {
+    paused: bool,
+    /// Connections found readable while the group was paused, in order.
+    waiting: VecDeque<ConnId>,
 }
 
 enum Flush {
@@ -111,27 +120,28 @@ pub(crate) struct Driver<S: Service> {
     timer: Option<Timer>,
     listener: Option<TcpListener>,
     conns: Vec<Option<Conn>>,
-    dials: Vec<Option<Dial>>,
-    dials_len: usize,
+    /// Dial and linger deadlines, oldest first. Each kind's duration is
+    /// fixed, so they are due in the order they were set: the front is the
+    /// next, and no deadline costs a scan of the connections.
+    deadlines: VecDeque<(Nanos, ConnId, Deadline)>,
     lingering: usize,
     read_buf: Box<[u8]>,
     config: Arc<Config>,
     control: Arc<Control>,
-    handoffs: Arc<Handoffs<S::Task>>,
-    /// `wake_pending[t]`: this batch handed worker `t` a task.
+    mailboxes: Arc<Mailboxes>,
+    /// Bytes taken from a mailbox, reused for every source.
+    inbound: Vec<u8>,
+    /// `wake_pending[t]`: this turn put the first bytes in a mailbox of `t`.
     wake_pending: Vec<bool>,
-    /// `refusing[t]`: a task for `t` was refused during this drain; later
-    /// ones are refused too, so the service gets them back in order.
-    refusing: Vec<bool>,
-    refusing_any: bool,
+    /// `lane_waiting[t]`: bytes for `t` wait for room in its mailbox.
+    lane_waiting: Vec<bool>,
+    lanes_waiting: usize,
     draining: bool,
-    /// Connections with unread input the service refused, oldest first.
-    paused: VecDeque<ConnId>,
-    /// The previous batch of `paused`, kept for its allocation.
-    paused_spare: VecDeque<ConnId>,
-    /// Paused connections are being read: the reads must not start another
-    /// round of resumption.
-    resuming: bool,
+    /// Connections to read without a new event, each once, in order: a read
+    /// budget cut them short, or the service resumed their input.
+    ready: VecDeque<ConnId>,
+    /// Input groups, by index, grown on first use.
+    groups: Vec<GroupIo>,
     stats: IoStats,
     /// Batched write mode: connections with output to write before the
     /// next poll, each once.
@@ -147,14 +157,14 @@ impl<S: Service> Driver<S> {
         listener: Option<TcpListener>,
         config: Arc<Config>,
         control: Arc<Control>,
-        handoffs: Arc<Handoffs<S::Task>>,
+        mailboxes: Arc<Mailboxes>,
         observer: Option<Observer<S>>,
     ) -> io::Result<Driver<S>> {
         let mut listener = listener;
         if let Some(l) = listener.as_mut() {
             poll.registry().register(l, LISTENER, Interest::READABLE)?;
         }
-        let workers = handoffs.workers();
+        let workers = mailboxes.workers();
         let timer = match Timer::new(poll.registry(), TIMER) {
             Ok(timer) => Some(timer),
             Err(e) => {
@@ -172,20 +182,19 @@ impl<S: Service> Driver<S> {
             timer,
             listener,
             conns: Vec::new(),
-            dials: Vec::new(),
-            dials_len: 0,
+            deadlines: VecDeque::new(),
             lingering: 0,
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             config,
             control,
-            handoffs,
+            mailboxes,
+            inbound: Vec::new(),
             wake_pending: vec![false; workers],
-            refusing: vec![false; workers],
-            refusing_any: false,
+            lane_waiting: vec![false; workers],
+            lanes_waiting: 0,
             draining: false,
-            paused: VecDeque::new(),
-            paused_spare: VecDeque::new(),
-            resuming: false,
+            ready: VecDeque::new(),
+            groups: Vec::new(),
             stats: IoStats::default(),
             dirty: Vec::new(),
             observer,
@@ -203,11 +212,10 @@ impl<S: Service> Driver<S> {
         let mut quiet = false;
         let me = self.id.index();
         let mut counted_done = false;
-        let now = monotonic_now();
+        let mut now = monotonic_now();
         self.worker.start(now);
         self.drain(now);
         loop {
-            let now = monotonic_now();
             if self.control.is_forced() {
                 break;
             }
@@ -250,6 +258,10 @@ impl<S: Service> Driver<S> {
                 timeout = Some(Duration::ZERO);
             }
             self.flush_dirty(now);
+            if !self.ready.is_empty() {
+                // Input waits that no event will announce.
+                timeout = Some(Duration::ZERO);
+            }
             let timeout = timeout.or_else(|| self.poll_timeout(now, stop_at));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -258,24 +270,27 @@ impl<S: Service> Driver<S> {
                 eprintln!("worker {}: poll failed, stopping: {e}", self.id.0);
                 break;
             }
+            // One clock read per poll return for the turn's bookkeeping;
+            // each read that carries bytes reads it once more, for its
+            // stamps.
+            now = monotonic_now();
             self.stats.polls += 1;
-            quiet = timeout == Some(Duration::ZERO) && events.is_empty();
+            quiet = timeout == Some(Duration::ZERO) && events.is_empty() && self.ready.is_empty();
             for event in events.iter() {
-                self.handle_event(event);
+                self.handle_event(event, now);
             }
+            self.read_ready(now);
             if self.take_handoffs() > 0 {
                 quiet = false;
             }
-            self.resume_paused();
-            if !self.paused.is_empty() {
-                quiet = false;
-            }
-            self.fire_deadlines(monotonic_now());
+            self.retry_lanes();
+            self.fire_deadlines(now);
             self.send_wakes();
-            self.observe(monotonic_now(), false);
+            self.observe(now, false);
         }
-        self.close_all(monotonic_now());
-        self.observe(monotonic_now(), true);
+        let now = monotonic_now();
+        self.close_all(now);
+        self.observe(now, true);
         (self.worker, self.stats)
     }
 
@@ -290,8 +305,11 @@ impl<S: Service> Driver<S> {
         self.drain(now);
     }
 
+    /// Nothing waits to be written. Asked only once the service is done.
     fn is_flushed(&self) -> bool {
-        self.lingering == 0 && self.conns.iter().flatten().all(|c| !c.blocked)
+        self.lingering == 0
+            && self.lanes_waiting == 0
+            && self.conns.iter().flatten().all(|c| !c.blocked)
     }
 
     /// How long the next poll may sleep: not at all when busy-polling or
@@ -301,7 +319,7 @@ impl<S: Service> Driver<S> {
         if self.config.busy_poll {
             return Some(Duration::ZERO);
         }
-        let at = self.next_deadline(now, stop_at)?;
+        let at = self.next_deadline(stop_at)?;
         let Some(wait) = at.checked_since(now).filter(|w| *w > Nanos::ZERO) else {
             return Some(Duration::ZERO);
         };
@@ -320,35 +338,18 @@ impl<S: Service> Driver<S> {
     }
 
     /// The earliest time the loop must look again without an event: the
-    /// service's deadline, the observer's, the drain's end, lingering
-    /// closes, dials, and the recheck of paused input.
-    fn next_deadline(&self, now: Nanos, stop_at: Option<Nanos>) -> Option<Nanos> {
-        let mut deadline = self.worker.poll_timeout();
-        if self.observer.is_some() {
-            deadline = Some(deadline.map_or(self.next_observe, |d| d.min(self.next_observe)));
-        }
-        let mut earliest = |at: Nanos| deadline = Some(deadline.map_or(at, |d| d.min(at)));
-        if let Some(at) = stop_at {
-            earliest(at);
-        }
-        if self.lingering > 0 {
-            self.conns
-                .iter()
-                .flatten()
-                .filter_map(|c| c.closing_until)
-                .for_each(&mut earliest);
-        }
-        if self.dials_len > 0 {
-            self.dials
-                .iter()
-                .flatten()
-                .map(|d| d.deadline)
-                .for_each(&mut earliest);
-        }
-        if !self.paused.is_empty() {
-            earliest(now + nanos(INPUT_PAUSE_RECHECK));
-        }
-        deadline
+    /// service's deadline (its one timer channel, asked once per turn), the
+    /// observer's, the drain's end, and the next dial or linger deadline.
+    fn next_deadline(&self, stop_at: Option<Nanos>) -> Option<Nanos> {
+        [
+            self.worker.poll_timeout(),
+            self.observer.as_ref().map(|_| self.next_observe),
+            stop_at,
+            self.deadlines.front().map(|d| d.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Lets the observer look at the service when its period is up (or
@@ -363,9 +364,9 @@ impl<S: Service> Driver<S> {
         }
     }
 
-    fn handle_event(&mut self, event: &Event) {
+    fn handle_event(&mut self, event: &Event, now: Nanos) {
         match target(event.token()) {
-            Some(Target::Listener) => self.accept_all(),
+            Some(Target::Listener) => self.accept_all(now),
             // Handoffs are taken after every poll, and the shutdown flag is
             // read before every poll: the wake-up itself carries nothing.
             Some(Target::Timer) => {
@@ -374,14 +375,16 @@ impl<S: Service> Driver<S> {
                 }
             }
             Some(Target::Waker) | None => {}
-            Some(Target::Dial(slot)) => self.finish_dial(slot, monotonic_now()),
             Some(Target::Conn(conn)) => {
+                if self.conn_mut(conn).is_some_and(|c| c.dialing) {
+                    return self.finish_dial(conn, now);
+                }
                 let hangup = event.is_read_closed() || event.is_error();
                 if event.is_writable() || event.is_error() {
-                    self.writable(conn);
+                    self.writable(conn, now);
                 }
                 if event.is_readable() || hangup {
-                    self.read_all(conn, hangup);
+                    self.read(conn, hangup, now);
                 }
             }
         }
@@ -393,13 +396,13 @@ impl<S: Service> Driver<S> {
 
     // ---- input -------------------------------------------------------
 
-    fn accept_all(&mut self) {
+    fn accept_all(&mut self, now: Nanos) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.adopt_accepted(stream),
+                Ok((stream, _)) => self.adopt_accepted(stream, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -412,28 +415,31 @@ impl<S: Service> Driver<S> {
         }
     }
 
-    fn adopt_accepted(&mut self, stream: TcpStream) {
+    fn adopt_accepted(&mut self, stream: TcpStream, now: Nanos) {
         if socket::configure_stream(&stream, &self.config).is_err() {
             return;
         }
         self.stats.accepted += 1;
-        let now = monotonic_now();
         // `None`: the session table is full; dropping the stream refuses it.
         if let Some(conn) = self.worker.handle_accepted(now) {
-            self.adopt(conn, stream, now);
+            if self.register(conn, stream, false, now) {
+                self.drain(now);
+            }
         }
-        self.drain(now);
     }
 
-    /// Makes `stream` the socket of the engine's `conn`. The engine may have
-    /// queued output for it already (`on_open`): the caller drains after.
-    fn adopt(&mut self, conn: ConnId, mut stream: TcpStream, now: Nanos) {
-        let interest = match self.config.write_mode {
-            // Edge-triggered: registering WRITABLE up front costs one
-            // spurious event per connection and saves a reregister per
-            // `WouldBlock`; a write is still attempted before any wait.
-            WriteMode::Speculative | WriteMode::Batched => Interest::READABLE | Interest::WRITABLE,
-            WriteMode::Deferred => Interest::READABLE,
+    /// Makes `stream` the socket of the engine's `conn`. Returns `false`
+    /// (the engine told) when it cannot be registered.
+    fn register(&mut self, conn: ConnId, mut stream: TcpStream, dialing: bool, now: Nanos) -> bool {
+        let interest = match (dialing, self.config.write_mode) {
+            // A dial completes with WRITABLE. Edge-triggered: registering
+            // WRITABLE up front costs one spurious event per connection and
+            // saves a reregister per `WouldBlock`; a write is still
+            // attempted before any wait.
+            (true, _) | (false, WriteMode::Speculative | WriteMode::Batched) => {
+                Interest::READABLE | Interest::WRITABLE
+            }
+            (false, WriteMode::Deferred) => Interest::READABLE,
         };
         if let Err(e) = self
             .poll
@@ -441,8 +447,12 @@ impl<S: Service> Driver<S> {
             .register(&mut stream, conn_token(conn), interest)
         {
             eprintln!("worker {}: register failed: {e}", self.id.0);
-            self.worker.handle_closed(now, conn);
-            return;
+            if dialing {
+                self.worker.handle_connect_failed(now, conn);
+            } else {
+                self.worker.handle_closed(now, conn);
+            }
+            return false;
         }
         let index = conn.index();
         if self.conns.len() <= index {
@@ -452,44 +462,47 @@ impl<S: Service> Driver<S> {
         self.conns[index] = Some(Conn {
             id: conn,
             stream,
+            dialing,
             blocked: false,
             closing_until: None,
             paused: false,
-            queued: false,
+            queued_ready: false,
+            queued_group: false,
+            queued_dirty: false,
         });
+        true
     }
 
-    fn read_all(&mut self, conn: ConnId, hangup: bool) {
-        if !self.resuming && !self.paused.is_empty() {
-            // Paused connections go first, so that room made by the last
-            // writes is not always taken by whoever happens to have an event
-            // (they would starve the paused ones).
-            self.resume_front();
-        }
-        loop {
+    /// Reads `conn` until the kernel has nothing more, the service pauses
+    /// it, or its read budget for this turn is spent (then it goes on next
+    /// turn, so one busy peer cannot starve the rest).
+    fn read(&mut self, conn: ConnId, hangup: bool, now: Nanos) {
+        for _ in 0..READS_PER_TURN_MAX {
             let Some(c) = find(&mut self.conns, conn) else {
                 return;
             };
-            if c.paused && !self.resuming {
-                // Its turn comes in the queue.
-                return;
-            }
             let closing = c.closing_until.is_some();
             // Backpressure: the bytes stay in the kernel until the service
-            // takes input again. After a hang-up it is read to the end.
-            if !closing && !hangup && !self.worker.accepts_input(monotonic_now(), conn) {
-                if !c.paused {
-                    c.paused = true;
-                    self.paused.push_back(conn);
-                    self.stats.input_pauses += 1;
+            // resumes the input. After a hang-up it is read to the end.
+            if !closing && !hangup {
+                if c.paused {
+                    return;
                 }
-                return;
+                if let Some(group) = self.worker.input_group(conn) {
+                    let g = group.index();
+                    if self.groups.get(g).is_some_and(|g| g.paused) {
+                        if !c.queued_group {
+                            c.queued_group = true;
+                            self.groups[g].waiting.push_back(conn);
+                        }
+                        return;
+                    }
+                }
             }
-            let result = (&c.stream).read(&mut self.read_buf);
-            match result {
+            match (&c.stream).read(&mut self.read_buf) {
                 Ok(0) => {
-                    self.finalize(conn, monotonic_now());
-                    self.drain(monotonic_now());
+                    self.finalize(conn, now);
+                    self.drain(now);
                     return;
                 }
                 Ok(n) => {
@@ -497,6 +510,8 @@ impl<S: Service> Driver<S> {
                     // only so that the close sends FIN, not RST.
                     self.stats.reads += 1;
                     if !closing {
+                        // The one clock read of this input: the stamps it
+                        // causes (t2, t4) must not be older than the bytes.
                         let now = monotonic_now();
                         self.worker.handle_read(now, conn, &self.read_buf[..n]);
                         self.drain(now);
@@ -512,92 +527,70 @@ impl<S: Service> Driver<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.finalize(conn, monotonic_now());
-                    self.drain(monotonic_now());
+                    self.finalize(conn, now);
+                    self.drain(now);
                     return;
                 }
             }
         }
+        self.queue_ready(conn);
     }
 
-    /// Reads paused connections from the oldest while the service accepts
-    /// their input; stops at the first it still refuses. O(1) when nothing
-    /// can go on: it runs before every read while some are paused.
-    fn resume_front(&mut self) {
-        self.resuming = true;
-        let now = monotonic_now();
-        while let Some(&conn) = self.paused.front() {
-            let Some(c) = find(&mut self.conns, conn) else {
-                self.paused.pop_front();
-                continue;
-            };
-            if c.closing_until.is_none() && !self.worker.accepts_input(now, conn) {
-                break;
+    fn queue_ready(&mut self, conn: ConnId) {
+        if let Some(c) = find(&mut self.conns, conn) {
+            if !c.queued_ready {
+                c.queued_ready = true;
+                self.ready.push_back(conn);
             }
-            c.paused = false;
-            self.paused.pop_front();
-            // Paused again, at the back, if it is refused part-way.
-            self.read_all(conn, false);
         }
-        self.resuming = false;
     }
 
-    /// Once per loop: reads every paused connection the service accepts
-    /// input from again (a refusal may be per connection), oldest first;
-    /// the others stay paused, in order.
-    fn resume_paused(&mut self) {
-        if self.paused.is_empty() {
-            return;
-        }
-        self.resuming = true;
-        let mut batch = std::mem::replace(&mut self.paused, std::mem::take(&mut self.paused_spare));
-        let now = monotonic_now();
-        for conn in batch.drain(..) {
+    /// Reads, once each, the connections queued before this turn's events.
+    fn read_ready(&mut self, now: Nanos) {
+        for _ in 0..self.ready.len() {
+            let Some(conn) = self.ready.pop_front() else {
+                return;
+            };
             let Some(c) = find(&mut self.conns, conn) else {
                 continue;
             };
-            if c.closing_until.is_none() && !self.worker.accepts_input(now, conn) {
-                self.paused.push_back(conn);
-                continue;
+            c.queued_ready = false;
+            if !c.dialing {
+                self.read(conn, false, now);
             }
-            c.paused = false;
-            self.read_all(conn, false);
         }
-        self.paused_spare = batch;
-        self.resuming = false;
     }
 
-    fn writable(&mut self, conn: ConnId) {
+    fn writable(&mut self, conn: ConnId, now: Nanos) {
         let Some(c) = self.conn_mut(conn) else {
             return;
         };
         if !c.blocked && c.closing_until.is_none() {
             return;
         }
-        match self.flush(conn) {
+        match self.flush(conn, now) {
             Flush::Blocked => {}
             Flush::Done => {
                 if self
                     .conn_mut(conn)
                     .is_some_and(|c| c.closing_until.is_some())
                 {
-                    self.finalize(conn, monotonic_now());
-                    self.drain(monotonic_now());
+                    self.finalize(conn, now);
                 }
             }
-            Flush::Failed => {
-                self.finalize(conn, monotonic_now());
-                self.drain(monotonic_now());
-            }
+            Flush::Failed => self.finalize(conn, now),
         }
+        // What went out may have drained a backlog: the service may resume
+        // input, or say more.
+        self.drain(now);
     }
 
-    fn finish_dial(&mut self, slot: usize, now: Nanos) {
-        let Some(dial) = self.dials.get(slot).and_then(Option::as_ref) else {
+    fn finish_dial(&mut self, conn: ConnId, now: Nanos) {
+        let Some(c) = self.conn_mut(conn) else {
             return;
         };
-        let connected = match dial.stream.take_error() {
-            Ok(None) => match dial.stream.peer_addr() {
+        let connected = match c.stream.take_error() {
+            Ok(None) => match c.stream.peer_addr() {
                 Ok(_) => true,
                 // Still connecting: a spurious event.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -605,41 +598,80 @@ impl<S: Service> Driver<S> {
             },
             Ok(Some(_)) | Err(_) => false,
         };
-        let mut dial = self.dials[slot].take().expect("checked above");
-        self.dials_len -= 1;
         if !connected {
             self.stats.dial_failures += 1;
-            let _ = self.poll.registry().deregister(&mut dial.stream);
-            self.worker.handle_connect_failed(now, dial.peer);
+            self.drop_socket(conn);
+            self.worker.handle_connect_failed(now, conn);
             self.drain(now);
             return;
         }
         self.stats.dialed += 1;
-        let _ = self.poll.registry().deregister(&mut dial.stream);
-        if let Some(conn) = self.worker.handle_connected(now, dial.peer) {
-            self.adopt(conn, dial.stream, now);
+        let deferred = self.config.write_mode == WriteMode::Deferred;
+        let c = find(&mut self.conns, conn).expect("checked above");
+        c.dialing = false;
+        if deferred {
+            let token = conn_token(conn);
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, token, Interest::READABLE)
+                .is_err()
+            {
+                self.drop_socket(conn);
+                self.worker.handle_connect_failed(now, conn);
+                self.drain(now);
+                return;
+            }
         }
+        self.worker.handle_connected(now, conn);
         self.drain(now);
+        // The peer may have spoken already; its event came with the dial's.
+        self.queue_ready(conn);
     }
 
-    /// Delivers the tasks other workers queued for this one; returns how
-    /// many.
+    /// Delivers the bytes other workers left for this one; returns how
+    /// many mailboxes had some.
     fn take_handoffs(&mut self) -> usize {
         let me = self.id.index();
         let mut taken = 0;
-        for source in 0..self.handoffs.workers() {
+        for source in 0..self.mailboxes.workers() {
             if source == me {
                 continue;
             }
-            while let Some(task) = self.handoffs.queue(source, me).pop() {
-                let now = monotonic_now();
-                self.worker.handle_handoff(now, task);
-                self.drain(now);
-                taken += 1;
-                self.stats.handoffs_received += 1;
+            let producer_waiting = self.mailboxes.take(source, me, &mut self.inbound);
+            if producer_waiting {
+                self.control.wake(source);
             }
+            if self.inbound.is_empty() {
+                continue;
+            }
+            let inbound = std::mem::take(&mut self.inbound);
+            let from = WorkerId(u16::try_from(source).expect("bounded by WORKERS_MAX"));
+            // A batch stamps what it forwards (t2) and returns (t4).
+            let now = monotonic_now();
+            self.worker.handle_handoff(now, from, &inbound);
+            self.inbound = inbound;
+            self.inbound.clear();
+            self.drain(now);
+            taken += 1;
+            self.stats.handoffs_received += 1;
         }
         taken
+    }
+
+    /// Offers again the bytes that found a mailbox full.
+    fn retry_lanes(&mut self) {
+        if self.lanes_waiting == 0 {
+            return;
+        }
+        for t in 0..self.lane_waiting.len() {
+            if self.lane_waiting[t] {
+                self.lane_waiting[t] = false;
+                self.lanes_waiting -= 1;
+                let target = WorkerId(u16::try_from(t).expect("bounded by WORKERS_MAX"));
+                self.handoff(target);
+            }
+        }
     }
 
     fn fire_deadlines(&mut self, now: Nanos) {
@@ -647,28 +679,25 @@ impl<S: Service> Driver<S> {
             self.worker.handle_timeout(now);
             self.drain(now);
         }
-        if self.lingering > 0 {
-            for index in 0..self.conns.len() {
-                let Some(c) = self.conns[index].as_ref() else {
-                    continue;
-                };
-                if c.closing_until.is_some_and(|at| at <= now) {
-                    let id = c.id;
-                    self.stats.lingers_expired += 1;
-                    self.finalize(id, now);
-                }
+        while let Some(&(at, conn, kind)) = self.deadlines.front() {
+            if at > now {
+                break;
             }
-            self.drain(now);
-        }
-        if self.dials_len > 0 {
-            for slot in 0..self.dials.len() {
-                if self.dials[slot].as_ref().is_some_and(|d| d.deadline <= now) {
-                    let mut dial = self.dials[slot].take().expect("checked above");
-                    self.dials_len -= 1;
+            self.deadlines.pop_front();
+            let Some(c) = self.conn_mut(conn) else {
+                continue;
+            };
+            match kind {
+                Deadline::Dial if c.dialing => {
                     self.stats.dial_failures += 1;
-                    let _ = self.poll.registry().deregister(&mut dial.stream);
-                    self.worker.handle_connect_failed(now, dial.peer);
+                    self.drop_socket(conn);
+                    self.worker.handle_connect_failed(now, conn);
                 }
+                Deadline::Linger if c.closing_until.is_some() => {
+                    self.stats.lingers_expired += 1;
+                    self.finalize(conn, now);
+                }
+                Deadline::Dial | Deadline::Linger => continue,
             }
             self.drain(now);
         }
@@ -677,7 +706,7 @@ impl<S: Service> Driver<S> {
     fn send_wakes(&mut self) {
         for target in 0..self.wake_pending.len() {
             if std::mem::take(&mut self.wake_pending[target]) && !self.config.busy_poll {
-                // A busy-polling target looks at its queues every turn.
+                // A busy-polling target looks at its mailboxes every turn.
                 self.control.wake(target);
             }
         }
@@ -687,20 +716,57 @@ impl<S: Service> Driver<S> {
 
     /// Carries out every effect the engine has queued.
     fn drain(&mut self, now: Nanos) {
-        if self.refusing_any {
-            self.refusing_any = false;
-            self.refusing.fill(false);
-        }
         while let Some(effect) = self.worker.poll_effect() {
             match effect {
                 Effect::Transmit { conn } => self.transmit(conn, now),
                 Effect::Close { conn } => self.close(conn, now),
-                Effect::Connect { peer } => self.dial(peer, now),
-                Effect::Handoff { target, task } => self.handoff(target, task, now),
-                // The loop asks `poll_timeout` before every poll.
-                Effect::Wake { .. } => {}
+                Effect::Connect { conn, peer } => self.dial(conn, peer, now),
+                Effect::Handoff { target } => self.handoff(target),
+                Effect::PauseInput { conn } => {
+                    if let Some(c) = self.conn_mut(conn) {
+                        c.paused = true;
+                        self.stats.input_pauses += 1;
+                    }
+                }
+                Effect::ResumeInput { conn } => {
+                    if let Some(c) = self.conn_mut(conn) {
+                        c.paused = false;
+                        // What waited in the kernel brings no new event.
+                        self.queue_ready(conn);
+                    }
+                }
+                Effect::PauseGroup { group } => {
+                    self.group_mut(group).paused = true;
+                    self.stats.input_pauses += 1;
+                }
+                Effect::ResumeGroup { group } => self.resume_group(group),
+                other => unreachable!("fep-net knows no {other:?}"),
             }
         }
+    }
+
+    fn group_mut(&mut self, group: InputGroup) -> &mut GroupIo {
+        let g = group.index();
+        if self.groups.len() <= g {
+            self.groups.resize_with(g + 1, GroupIo::default);
+        }
+        &mut self.groups[g]
+    }
+
+    /// The group's connections that were readable while it paused are read
+    /// (in the order they waited) before the next poll.
+    fn resume_group(&mut self, group: InputGroup) {
+        let g = self.group_mut(group);
+        g.paused = false;
+        let mut waiting = std::mem::take(&mut g.waiting);
+        for conn in waiting.drain(..) {
+            if let Some(c) = find(&mut self.conns, conn) {
+                c.queued_group = false;
+                self.queue_ready(conn);
+            }
+        }
+        // Keep the allocation for the next pause.
+        self.groups[group.index()].waiting = waiting;
     }
 
     fn transmit(&mut self, conn: ConnId, now: Nanos) {
@@ -714,13 +780,13 @@ impl<S: Service> Driver<S> {
         }
         match mode {
             WriteMode::Speculative => {
-                if let Flush::Failed = self.flush(conn) {
+                if let Flush::Failed = self.flush(conn, now) {
                     self.finalize(conn, now);
                 }
             }
             WriteMode::Batched => {
-                if !c.queued {
-                    c.queued = true;
+                if !c.queued_dirty {
+                    c.queued_dirty = true;
                     self.dirty.push(conn);
                 }
             }
@@ -743,8 +809,6 @@ impl<S: Service> Driver<S> {
         }
     }
 
-    /// Writes what the engine has for `conn` until it is all out or the
-    /// socket is full.
     /// Batched writes: every connection that got bytes since the last
     /// poll writes them now, once.
     fn flush_dirty(&mut self, now: Nanos) {
@@ -754,22 +818,26 @@ impl<S: Service> Driver<S> {
                 let Some(c) = find(&mut self.conns, conn) else {
                     continue;
                 };
-                c.queued = false;
+                c.queued_dirty = false;
                 if c.blocked || c.closing_until.is_some() {
                     continue;
                 }
-                if let Flush::Failed = self.flush(conn) {
+                if let Flush::Failed = self.flush(conn, now) {
                     self.finalize(conn, now);
                 }
             }
-            // A close above may have queued more; keep the allocation when not.
+            // Writes may have drained a backlog and let the service resume
+            // input, or a close may have queued more.
+            self.drain(now);
             if self.dirty.is_empty() {
                 self.dirty = batch;
             }
         }
     }
 
-    fn flush(&mut self, conn: ConnId) -> Flush {
+    /// Writes what the engine has for `conn` until it is all out or the
+    /// socket is full.
+    fn flush(&mut self, conn: ConnId, now: Nanos) -> Flush {
         let Some(c) = find(&mut self.conns, conn) else {
             return Flush::Failed;
         };
@@ -787,7 +855,7 @@ impl<S: Service> Driver<S> {
                     if n < pending_len {
                         self.stats.partial_writes += 1;
                     }
-                    self.worker.handle_written(conn, n);
+                    self.worker.handle_written(now, conn, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.stats.would_blocks += 1;
@@ -803,14 +871,18 @@ impl<S: Service> Driver<S> {
     fn close(&mut self, conn: ConnId, now: Nanos) {
         let linger = nanos(self.config.close_linger);
         let Some(c) = self.conn_mut(conn) else {
-            // Never adopted (or gone already): the engine still closes it.
+            // Never registered (or gone already): the engine still closes it.
             self.worker.handle_closed(now, conn);
             return;
         };
+        if c.dialing {
+            // An abandoned dial: nothing to flush.
+            return self.finalize(conn, now);
+        }
         if c.closing_until.is_some() {
             return;
         }
-        match self.flush(conn) {
+        match self.flush(conn, now) {
             Flush::Done | Flush::Failed => self.finalize(conn, now),
             Flush::Blocked => {
                 let c = find(&mut self.conns, conn).expect("flush keeps the conn");
@@ -826,6 +898,8 @@ impl<S: Service> Driver<S> {
                         .is_ok(),
                 };
                 self.lingering += 1;
+                self.deadlines
+                    .push_back((now + linger, conn, Deadline::Linger));
                 if !rearmed {
                     self.finalize(conn, now);
                 }
@@ -835,81 +909,80 @@ impl<S: Service> Driver<S> {
 
     /// Closes `conn`'s socket (if it has one) and tells the engine.
     fn finalize(&mut self, conn: ConnId, now: Nanos) {
-        if let Some(slot) = self.conns.get_mut(conn.index()) {
-            if slot.as_ref().is_some_and(|c| c.id == conn) {
-                let mut c = slot.take().expect("checked above");
-                if c.closing_until.is_some() {
-                    self.lingering -= 1;
-                }
-                let _ = self.poll.registry().deregister(&mut c.stream);
-                discard_input(&c.stream, &mut self.read_buf);
-            }
-        }
+        self.drop_socket(conn);
         self.worker.handle_closed(now, conn);
     }
 
-    fn dial(&mut self, peer: PeerId, now: Nanos) {
-        let Some(&addr) = self.config.peers.get(usize::from(peer.0)) else {
-            eprintln!("worker {}: no address for {peer:?}", self.id.0);
-            self.worker.handle_connect_failed(now, peer);
+    /// Closes `conn`'s socket, if it still has one.
+    fn drop_socket(&mut self, conn: ConnId) {
+        let Some(slot) = self.conns.get_mut(conn.index()) else {
             return;
         };
-        let slot = match self.dials.iter().position(Option::is_none) {
-            Some(slot) => slot,
-            None if self.dials.len() < DIALS_PER_WORKER_MAX => {
-                self.dials.push(None);
-                self.dials.len() - 1
-            }
-            None => {
-                self.worker.handle_connect_failed(now, peer);
-                return;
-            }
+        if slot.as_ref().is_none_or(|c| c.id != conn) {
+            return;
+        }
+        let mut c = slot.take().expect("checked above");
+        if c.closing_until.is_some() {
+            self.lingering -= 1;
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        if !c.dialing {
+            discard_input(&c.stream, &mut self.read_buf);
+        }
+    }
+
+    fn dial(&mut self, conn: ConnId, peer: PeerId, now: Nanos) {
+        let Some(&addr) = self.config.peers.get(usize::from(peer.0)) else {
+            eprintln!("worker {}: no address for {peer:?}", self.id.0);
+            self.worker.handle_connect_failed(now, conn);
+            return;
         };
-        let mut stream = match socket::dial(addr, &self.config) {
+        let stream = match socket::dial(addr, &self.config) {
             Ok(stream) => stream,
             Err(_) => {
                 self.stats.dial_failures += 1;
-                self.worker.handle_connect_failed(now, peer);
+                self.worker.handle_connect_failed(now, conn);
                 return;
             }
         };
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(DIAL_TAG | slot), interest)
-            .is_err()
-        {
-            self.worker.handle_connect_failed(now, peer);
-            return;
+        if self.register(conn, stream, true, now) {
+            let deadline = now + nanos(self.config.connect_timeout);
+            self.deadlines.push_back((deadline, conn, Deadline::Dial));
         }
-        self.dials[slot] = Some(Dial {
-            peer,
-            stream,
-            deadline: now + nanos(self.config.connect_timeout),
-        });
-        self.dials_len += 1;
     }
 
-    fn handoff(&mut self, target: WorkerId, task: S::Task, now: Nanos) {
+    /// Moves the bytes the engine holds for `target` into their mailbox,
+    /// all or none; when the mailbox is full they wait for the target's
+    /// wake-up.
+    fn handoff(&mut self, target: WorkerId) {
         let t = target.index();
-        if t >= self.handoffs.workers() || !self.control.is_alive(t) || self.refusing[t] {
-            self.stats.handoffs_refused += 1;
-            self.worker.handle_handoff_refused(now, target, task);
+        let bytes = self.worker.handoff_buf(target);
+        if bytes.is_empty() || self.lane_waiting[t] {
             return;
         }
-        match self.handoffs.queue(self.id.index(), t).push(task) {
-            Ok(()) => {
-                self.stats.handoffs_sent += 1;
+        if !self.control.is_alive(t) {
+            // The target stopped: nobody will read these. The process is
+            // stopping; the service's in-flight counts say what was lost.
+            self.worker.handle_handed_off(target);
+            return;
+        }
+        match self.mailboxes.push(self.id.index(), t, bytes) {
+            Pushed::First => {
                 self.wake_pending[t] = true;
+                self.stats.handoffs_sent += 1;
+                self.worker.handle_handed_off(target);
             }
-            Err(task) => {
-                // The target may drain its queue a moment later: without
-                // this, a later task could slip in ahead of this one.
-                self.refusing[t] = true;
-                self.refusing_any = true;
-                self.stats.handoffs_refused += 1;
-                self.worker.handle_handoff_refused(now, target, task);
+            Pushed::Behind => {
+                self.stats.handoffs_sent += 1;
+                self.worker.handle_handed_off(target);
+            }
+            Pushed::Full => {
+                self.stats.handoff_waits += 1;
+                self.lane_waiting[t] = true;
+                self.lanes_waiting += 1;
+                // The target may be asleep with a full mailbox: make sure
+                // it looks.
+                self.wake_pending[t] = true;
             }
         }
     }
@@ -920,20 +993,16 @@ impl<S: Service> Driver<S> {
     /// asks for after that (writes, dials, handoffs) goes nowhere: the worker
     /// is stopping.
     fn close_all(&mut self, now: Nanos) {
-        // Workers that hand us tasks from now on get them refused.
+        // Workers that hand us bytes from now on have them dropped.
         self.control.report_exited(self.id.index());
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        for slot in &mut self.dials {
-            *slot = None;
-        }
-        self.dials_len = 0;
         for index in 0..self.conns.len() {
             let Some(id) = self.conns[index].as_ref().map(|c| c.id) else {
                 continue;
             };
-            let _ = self.flush(id);
+            let _ = self.flush(id, now);
             self.finalize(id, now);
             self.drain_final(now);
         }
@@ -944,13 +1013,15 @@ impl<S: Service> Driver<S> {
         while let Some(effect) = self.worker.poll_effect() {
             match effect {
                 Effect::Transmit { conn } => {
-                    let _ = self.flush(conn);
+                    let _ = self.flush(conn, now);
                 }
                 Effect::Close { conn } => {
-                    let _ = self.flush(conn);
+                    let _ = self.flush(conn, now);
                     self.finalize(conn, now);
                 }
-                Effect::Connect { .. } | Effect::Handoff { .. } | Effect::Wake { .. } => {}
+                Effect::Connect { conn, .. } => self.worker.handle_connect_failed(now, conn),
+                Effect::Handoff { target } => self.worker.handle_handed_off(target),
+                _ => {}
             }
         }
     }

@@ -5,16 +5,25 @@
 //!   on the shared port (`SO_REUSEPORT`, the kernel spreads accepts), and
 //!   optionally its own CPU. Nothing on the hot path is shared but the
 //!   handoff queues.
-//! - Handoffs: one bounded lock-free queue per (source, target) pair and a
-//!   `mio::Waker` per target, so order holds per pair. A full queue gives
-//!   the task back to the service ([`fep_core::Worker::handle_handoff_refused`]);
-//!   once one task for a target is refused, the later ones of the same
-//!   drain are refused too, so the service gets them back in order and a
-//!   retry cannot be overtaken.
+//! - Handoffs: the engine hands whole frames for another worker to its
+//!   driver in batches ([`fep_core::Effect::Handoff`]); one bounded mailbox
+//!   per (source, target) pair takes a batch under its own lock, and the
+//!   target swaps the whole mailbox out at once: one wake-up per batch, no
+//!   allocation per message, order kept per pair. A full mailbox leaves the
+//!   bytes with the engine until the target has drained it and woken the
+//!   source.
+//! - Backpressure is pushed: [`fep_core::Effect::PauseInput`] leaves a
+//!   connection's bytes in the kernel until [`fep_core::Effect::ResumeInput`].
+//! - Each connection reads at most [`limits::READS_PER_TURN_MAX`] times per
+//!   loop turn, so one busy peer cannot starve the others.
 //! - Writes are speculative by default: the engine's output buffer is written
 //!   as soon as it fills, and only a `WouldBlock` makes the worker wait for
 //!   `WRITABLE`. [`WriteMode::Deferred`] is the comparison point.
-//! - Time is CLOCK_MONOTONIC ([`monotonic_now`]), read before each input.
+//! - Time is CLOCK_MONOTONIC ([`monotonic_now`]), read once per poll return.
+//! - A worker that panics stops the process's other workers, and
+//!   [`Running::join`] reports it ([`NetError::WorkerPanicked`]): the
+//!   release profile unwinds, so the panic is loud and the process exits
+//!   non-zero, instead of aborting the other threads mid-write.
 //! - Shutdown: [`Running::shutdown`] (or SIGINT/SIGTERM with
 //!   [`Config::handle_signals`]) makes each worker call
 //!   [`fep_core::Worker::handle_shutdown`] once, stop accepting, and run until
@@ -26,7 +35,7 @@
 //!
 //! ```no_run
 //! # fn demo<S: fep_core::Service + Send>(make: fn(fep_core::WorkerId) -> S)
-//! # where S::Task: Send, S::Data: Send {
+//! # where S::Data: Send {
 //! use fep_net::{Config, Readiness};
 //! let config = Config::new().listen("127.0.0.1:0".parse().unwrap()).workers(2);
 //! let running = fep_net::start(config, make).expect("start");
@@ -62,11 +71,11 @@ use mio::{Poll, Waker};
 
 pub use clock::monotonic_now;
 pub use config::{Config, WriteMode};
-pub use control::{Readiness, ShutdownHandle};
+pub use control::Readiness;
 pub use error::NetError;
 pub use stats::IoStats;
 
-use control::{Control, Handoffs};
+use control::{Control, Mailboxes};
 use driver::{Driver, WAKER};
 
 /// A look at one worker's service from its own thread, between two polls:
@@ -82,7 +91,6 @@ pub type Observer<S> = Arc<dyn Fn(WorkerId, &S) + Send + Sync>;
 pub fn start<S, F>(config: Config, factory: F) -> Result<Running<S>, NetError>
 where
     S: Service + Send,
-    S::Task: Send,
     S::Data: Send,
     F: Fn(WorkerId) -> S + Send + Sync + 'static,
 {
@@ -98,7 +106,6 @@ pub fn start_observed<S, F>(
 ) -> Result<Running<S>, NetError>
 where
     S: Service + Send,
-    S::Task: Send,
     S::Data: Send,
     F: Fn(WorkerId) -> S + Send + Sync + 'static,
 {
@@ -112,7 +119,6 @@ fn start_inner<S, F>(
 ) -> Result<Running<S>, NetError>
 where
     S: Service + Send,
-    S::Task: Send,
     S::Data: Send,
     F: Fn(WorkerId) -> S + Send + Sync + 'static,
 {
@@ -146,7 +152,7 @@ where
     } else {
         None
     };
-    let handoffs = Arc::new(Handoffs::new(workers, config.handoff_capacity));
+    let mailboxes = Arc::new(Mailboxes::new(workers, config.handoff_mailbox_bytes));
     let config = Arc::new(config);
     let factory = Arc::new(factory);
     let (started_tx, started_rx) = mpsc::channel();
@@ -163,7 +169,7 @@ where
             listener: listeners[index].take(),
             config: Arc::clone(&config),
             control: Arc::clone(&control),
-            handoffs: Arc::clone(&handoffs),
+            mailboxes: Arc::clone(&mailboxes),
             started: started_tx.clone(),
         };
         let factory = Arc::clone(&factory);
@@ -232,7 +238,6 @@ impl<S: Service> Stopped<S> {
 pub fn run<S, F>(config: Config, factory: F) -> Result<Vec<Stopped<S>>, NetError>
 where
     S: Service + Send,
-    S::Task: Send,
     S::Data: Send,
     F: Fn(WorkerId) -> S + Send + Sync + 'static,
 {
@@ -247,8 +252,8 @@ fn validate(config: &Config) -> Result<(), NetError> {
             config.workers
         ));
     }
-    if config.handoff_capacity == 0 {
-        return invalid("a handoff queue of 0 slots".to_owned());
+    if config.handoff_mailbox_bytes == 0 {
+        return invalid("a handoff mailbox of 0 bytes".to_owned());
     }
     let max_frame = config.worker.max_frame;
     if !(FRAME_LENGTH_MIN..=FRAME_LENGTH_MAX_CEILING).contains(&max_frame) {
@@ -279,18 +284,18 @@ fn validate(config: &Config) -> Result<(), NetError> {
 }
 
 /// What a worker thread is handed.
-struct Setup<T> {
+struct Setup {
     id: WorkerId,
     poll: Poll,
     listener: Option<TcpListener>,
     config: Arc<Config>,
     control: Arc<Control>,
-    handoffs: Arc<Handoffs<T>>,
+    mailboxes: Arc<Mailboxes>,
     started: mpsc::Sender<Result<(), NetError>>,
 }
 
 fn worker_thread<S, F>(
-    setup: Setup<S::Task>,
+    setup: Setup,
     factory: &F,
     observer: Option<Observer<S>>,
 ) -> Option<Stopped<S>>
@@ -304,7 +309,7 @@ where
         listener,
         config,
         control,
-        handoffs,
+        mailboxes,
         started,
     } = setup;
     let guard = PanicGuard {
@@ -329,7 +334,7 @@ where
         listener,
         Arc::clone(&config),
         Arc::clone(&control),
-        handoffs,
+        mailboxes,
         observer,
     ) {
         Ok(driver) => driver,
@@ -422,13 +427,6 @@ impl<S: Service> Running<S> {
     /// draining. Returns at once: [`Running::join`] waits.
     pub fn shutdown(&self) {
         self.control.shutdown();
-    }
-
-    /// A handle that can trigger the shutdown from elsewhere.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            control: Arc::clone(&self.control),
-        }
     }
 
     /// Waits for every worker to stop and gives the workers back, in worker

@@ -8,10 +8,12 @@ pub const READ_BUF_LEN: usize = 64 * 1024;
 pub const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Pending connections the kernel queues per listening socket.
 pub const LISTEN_BACKLOG: i32 = 1024;
-/// Dials in progress per worker; past it a dial fails at once.
-pub const DIALS_PER_WORKER_MAX: usize = 256;
-/// Default slots of one (source, target) handoff queue.
-pub const HANDOFF_QUEUE_CAPACITY_DEFAULT: usize = 4096;
+/// Reads of one connection per loop turn before the others get theirs
+/// (the rest waits for the next turn, without a new event).
+pub const READS_PER_TURN_MAX: usize = 4;
+/// Default bytes past which one (source, target) handoff mailbox takes no
+/// more until its target drains it (it may pass by one batch).
+pub const HANDOFF_MAILBOX_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 /// Default time a worker drains after a shutdown before it closes the rest.
 pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Default time a closing connection gets to flush its last bytes (an
@@ -19,10 +21,6 @@ pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const CLOSE_LINGER_DEFAULT: Duration = Duration::from_secs(2);
 /// Default time a dial may take before it is reported failed.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
-/// Longest sleep of a worker while connections wait for the service to
-/// accept their input again (their resumption is normally woken by the
-/// writes that drain the backlog; this is the fallback).
-pub const INPUT_PAUSE_RECHECK: Duration = Duration::from_millis(10);
 /// Reads of input discarded before a close, so the kernel sends FIN rather
 /// than RST (which could destroy our last frame at the peer).
 pub const CLOSE_DISCARD_READS_MAX: usize = 16;
@@ -32,7 +30,8 @@ pub const OBSERVE_EVERY_DEFAULT: Duration = Duration::from_millis(100);
 
 const _: () = assert!(READ_BUF_LEN >= 4096);
 const _: () = assert!(EVENTS_PER_POLL_MAX > 0);
-const _: () = assert!(HANDOFF_QUEUE_CAPACITY_DEFAULT > 0);
+const _: () = assert!(HANDOFF_MAILBOX_BYTES_DEFAULT > 0);
+const _: () = assert!(READS_PER_TURN_MAX > 0);
 
 /// Default bound of the WAL's pending (appended, not yet written) bytes per
 /// buffer. Past it `Wal::try_append` answers `Full` and the producer pauses

@@ -24,16 +24,16 @@ pub struct IoStats {
     pub dialed: u64,
     /// Dials that failed or timed out.
     pub dial_failures: u64,
-    /// Tasks queued for other workers.
+    /// Batches of handed-off bytes put in other workers' mailboxes.
     pub handoffs_sent: u64,
-    /// Tasks received from other workers.
+    /// Batches taken from this worker's mailboxes (one per source and turn).
     pub handoffs_received: u64,
-    /// Tasks given back to the service: a full queue or a stopped target.
-    pub handoffs_refused: u64,
+    /// Times a batch found its mailbox full and waited for the target.
+    pub handoff_waits: u64,
     /// Closing connections cut when their linger ran out.
     pub lingers_expired: u64,
-    /// Reads put off because the service refused input
-    /// ([`fep_core::Service::accepts_input`]): backpressure.
+    /// Connections whose input the service paused
+    /// ([`fep_core::Effect::PauseInput`]): backpressure.
     pub input_pauses: u64,
 }
 
@@ -42,7 +42,7 @@ impl fmt::Display for IoStats {
         write!(
             f,
             "polls {} reads {} writes {} partial {} would_block {} deferred_waits {} \
-             accepted {} dialed {} dial_failures {} handoffs sent {} received {} refused {} \
+             accepted {} dialed {} dial_failures {} handoffs sent {} received {} waits {} \
              lingers_expired {} input_pauses {}",
             self.polls,
             self.reads,
@@ -55,7 +55,7 @@ impl fmt::Display for IoStats {
             self.dial_failures,
             self.handoffs_sent,
             self.handoffs_received,
-            self.handoffs_refused,
+            self.handoff_waits,
             self.lingers_expired,
             self.input_pauses
         )

@@ -66,7 +66,7 @@ impl Arm for Real {
 #[test]
 fn the_scenario_bodies_pass_on_the_real_backend() {
     let config = Config::new().listen(loopback());
-    let exchange = fep_net::start(config, |_| Exchange::new(ExchangeConfig::default()))
+    let exchange = fep_net::start(config, |w| Exchange::new(w, ExchangeConfig::default()))
         .expect("exchange starts");
     assert_eq!(exchange.wait_ready(READY_TIMEOUT), Readiness::Ready);
     let mut arm = Real { exchange };

@@ -33,7 +33,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fep_core::{ConnId, Effect, Nanos, PeerId, Service, Worker, WorkerConfig, WorkerId};
+use fep_core::{
+    ConnId, Effect, InputGroup, Nanos, PeerId, Service, Worker, WorkerConfig, WorkerId,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -333,9 +335,13 @@ impl<S: Service> Host<S> {
     }
 }
 
+/// Whole frames one worker handed another, as they left its lane.
+type Batch = Vec<u8>;
+
 enum Input<T> {
     Accepted(TcpStream),
     Dialed {
+        conn: ConnId,
         peer: PeerId,
         result: io::Result<TcpStream>,
     },
@@ -400,12 +406,12 @@ async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
     let mut inboxes = Vec::new();
     let mut receivers = Vec::new();
     for _ in 0..spec.workers {
-        let (tx, rx) = channel::<Input<S::Task>>(INBOX_MAX);
+        let (tx, rx) = channel::<Input<Batch>>(INBOX_MAX);
         inboxes.push(tx);
         receivers.push(rx);
     }
     let queue_max = host.knobs.get().handoff_queue_max;
-    let fabric = Rc::new(start_couriers::<S>(spec.workers, &inboxes, queue_max));
+    let fabric = Rc::new(start_couriers(spec.workers, &inboxes, queue_max));
     let (control_tx, control_rx) = channel(CONTROL_MAX);
     host.control.replace(Some(control_tx));
     tokio::task::spawn_local(forward_control(control_rx, inboxes.clone()));
@@ -441,7 +447,8 @@ async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
                 u64::from(incarnation) << 16 | i as u64,
             ),
             held: (0..spec.workers).map(|_| None).collect(),
-            paused: std::collections::VecDeque::new(),
+            lanes_waiting: vec![false; usize::from(spec.workers)],
+            groups: Vec::new(),
         };
         tokio::task::spawn_local(task.run(inbox));
     }
@@ -467,11 +474,7 @@ async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
     }
 }
 
-fn start_couriers<S: Service>(
-    workers: u16,
-    inboxes: &[Inbox<S::Task>],
-    queue_max: u32,
-) -> Fabric<S::Task> {
+fn start_couriers(workers: u16, inboxes: &[Inbox<Batch>], queue_max: u32) -> Fabric<Batch> {
     let n = usize::from(workers);
     let mut couriers = Vec::with_capacity(n * n);
     for source in 0..n {
@@ -565,14 +568,18 @@ struct ConnIo {
     gate: Rc<ReadGate>,
     /// Input read before the reader stopped, held for the service.
     held: Vec<u8>,
+    /// The service paused this connection's input.
+    paused: bool,
+    /// Its input group is paused and it had input: it waits in the group.
+    group_held: bool,
 }
 
 struct WorkerTask<S: Service> {
     host: Rc<HostInner<S>>,
     id: WorkerId,
     worker: Rc<RefCell<Worker<S>>>,
-    inbox: Inbox<S::Task>,
-    fabric: Rc<Fabric<S::Task>>,
+    inbox: Inbox<Batch>,
+    fabric: Rc<Fabric<Batch>>,
     conns: Vec<Option<ConnIo>>,
     wake: Option<Nanos>,
     /// The last time a timeout was handled, so a deadline that does not
@@ -582,15 +589,17 @@ struct WorkerTask<S: Service> {
     handoff_rng: ChaCha8Rng,
     /// [`Sabotage::SwapHandoffs`]: the parcel per target waiting for the
     /// next one to overtake it.
-    held: Vec<Option<Parcel<S::Task>>>,
-    /// Connections whose input the service refused
-    /// ([`Service::accepts_input`](fep_core::Service::accepts_input)),
-    /// oldest first: they resume in order, as in the real backend.
-    paused: std::collections::VecDeque<ConnId>,
+    held: Vec<Option<Parcel<Batch>>>,
+    /// `lanes_waiting[t]`: bytes for worker `t` wait in the engine for room
+    /// in the courier's queue; offered again after every input.
+    lanes_waiting: Vec<bool>,
+    /// Input groups by index: paused, and the connections that had input
+    /// meanwhile, in order.
+    groups: Vec<(bool, Vec<ConnId>)>,
 }
 
 impl<S: Service> WorkerTask<S> {
-    async fn run(mut self, mut inbox: Receiver<Input<S::Task>>) {
+    async fn run(mut self, mut inbox: Receiver<Input<Batch>>) {
         let now = sim_now();
         self.worker.borrow_mut().start(now);
         self.drain(now);
@@ -599,6 +608,7 @@ impl<S: Service> WorkerTask<S> {
                 self.finish();
                 return;
             }
+            self.wake = self.next_wake();
             let input = match self.timer_wait() {
                 Some(wait) => {
                     tokio::select! {
@@ -619,7 +629,29 @@ impl<S: Service> WorkerTask<S> {
                 }
             }
             self.maybe_spurious_wake(now);
-            self.resume_paused(now);
+            self.retry_lanes(now);
+        }
+    }
+
+    /// The one timer channel, asked once per turn; bytes waiting for a
+    /// courier are offered again a millisecond later at the latest.
+    fn next_wake(&self) -> Option<Nanos> {
+        let wake = self.worker.borrow().poll_timeout();
+        if !self.lanes_waiting.contains(&true) {
+            return wake;
+        }
+        let retry = sim_now() + Nanos::from_millis(1);
+        Some(wake.map_or(retry, |w| w.min(retry)))
+    }
+
+    /// Offers the courier queues the bytes that found them full.
+    fn retry_lanes(&mut self, now: Nanos) {
+        for t in 0..self.lanes_waiting.len() {
+            if std::mem::take(&mut self.lanes_waiting[t]) {
+                let target = WorkerId(u16::try_from(t).expect("workers fit u16"));
+                self.handoff(now, target);
+                self.drain(now);
+            }
         }
     }
 
@@ -641,20 +673,26 @@ impl<S: Service> WorkerTask<S> {
         );
     }
 
-    fn handle(&mut self, now: Nanos, input: Input<S::Task>) {
+    fn handle(&mut self, now: Nanos, input: Input<Batch>) {
         match input {
             Input::Accepted(stream) => {
                 let conn = self.worker.borrow_mut().handle_accepted(now);
                 self.open(now, conn, stream, "accepted");
+                self.drain(now);
             }
-            Input::Dialed { peer, result } => match result {
+            Input::Dialed { conn, peer, result } => match result {
+                // Abandoned while it was dialled: the stream just drops.
+                Ok(_) if self.worker.borrow().session(conn).is_none() => {}
                 Ok(stream) => {
-                    let conn = self.worker.borrow_mut().handle_connected(now, peer);
-                    self.open(now, conn, stream, "connected");
+                    // The socket first: the service's first words (a hello)
+                    // go out on it.
+                    self.open(now, Some(conn), stream, "connected");
+                    self.worker.borrow_mut().handle_connected(now, conn);
+                    self.drain(now);
                 }
                 Err(e) => {
                     self.line(now, format_args!("connect-failed p{} {}", peer.0, e.kind()));
-                    self.worker.borrow_mut().handle_connect_failed(now, peer);
+                    self.worker.borrow_mut().handle_connect_failed(now, conn);
                     self.drain(now);
                 }
             },
@@ -682,8 +720,11 @@ impl<S: Service> WorkerTask<S> {
                 let pair = self.fabric.pair(source, self.id);
                 let queued = &self.fabric.queued[pair];
                 queued.set(queued.get() - 1);
-                self.line(now, format_args!("handoff-in w{}", source.0));
-                self.worker.borrow_mut().handle_handoff(now, task);
+                self.line(
+                    now,
+                    format_args!("handoff-in w{} {}B", source.0, task.len()),
+                );
+                self.worker.borrow_mut().handle_handoff(now, source, &task);
                 self.drain(now);
             }
             Input::Flush { conn } => {
@@ -749,6 +790,8 @@ impl<S: Service> WorkerTask<S> {
             flush_pending: false,
             gate,
             held: Vec::new(),
+            paused: false,
+            group_held: false,
         };
         let slot = conn.index();
         if self.conns.len() <= slot {
@@ -767,7 +810,6 @@ impl<S: Service> WorkerTask<S> {
             local,
             peer,
         });
-        self.drain(now);
     }
 
     fn io(&self, conn: ConnId) -> Option<&ConnIo> {
@@ -787,9 +829,10 @@ impl<S: Service> WorkerTask<S> {
     /// Forgets `conn`'s I/O. `abort`: drop it without flushing (a dead
     /// stream); otherwise the writer finishes what it holds, then FIN.
     fn drop_io(&mut self, conn: ConnId, abort: bool) {
-        let Some(io) = self.conns[conn.index()].take() else {
+        if self.io(conn).is_none() {
             return;
-        };
+        }
+        let io = self.conns[conn.index()].take().expect("checked above");
         io.reader_task.abort();
         if abort {
             io.writer_task.abort();
@@ -823,24 +866,62 @@ impl<S: Service> WorkerTask<S> {
     }
 
     /// Hands `bytes` read from `conn` to the worker, or holds them while the
-    /// service refuses the connection's input (backpressure, as the real
-    /// backend leaves them in the kernel).
+    /// service has the connection's input paused (a read already under way
+    /// when the pause came; the real backend leaves such bytes in the
+    /// kernel).
     fn feed(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
-        let refused = !self.worker.borrow_mut().accepts_input(now, conn);
+        let group = self.worker.borrow().input_group(conn).map(|g| g.index());
+        let group_paused = group.is_some_and(|g| self.groups.get(g).is_some_and(|g| g.0));
         let Some(io) = self.io_mut(conn) else {
             return;
         };
-        let paused = io.gate.is_stalled();
-        if paused || refused {
+        if group_paused && !io.group_held {
+            io.group_held = true;
+            io.gate.set_stalled(true);
+            let g = group.expect("checked above");
+            self.groups[g].1.push(conn);
+            self.line(now, format_args!("group-hold {conn:?} g{g}"));
+        }
+        let Some(io) = self.io_mut(conn) else {
+            return;
+        };
+        if io.gate.is_stalled() {
             io.held.extend_from_slice(bytes);
-            if !paused {
-                io.gate.set_stalled(true);
-                self.paused.push_back(conn);
-                self.line(now, format_args!("pause {conn:?}"));
-            }
             return;
         }
         self.deliver(now, conn, bytes);
+    }
+
+    /// [`Effect::PauseGroup`]: the group's connections stop as they are
+    /// found with input.
+    fn pause_group(&mut self, now: Nanos, group: InputGroup) {
+        let g = group.index();
+        if self.groups.len() <= g {
+            self.groups.resize_with(g + 1, Default::default);
+        }
+        self.groups[g].0 = true;
+        self.line(now, format_args!("pause-group g{g}"));
+    }
+
+    /// [`Effect::ResumeGroup`]: what its connections held goes to the
+    /// worker, in the order they were stopped.
+    fn resume_group(&mut self, now: Nanos, group: InputGroup) {
+        let g = group.index();
+        let Some(entry) = self.groups.get_mut(g) else {
+            return;
+        };
+        entry.0 = false;
+        let waiting = std::mem::take(&mut entry.1);
+        self.line(now, format_args!("resume-group g{g} {}", waiting.len()));
+        for conn in waiting {
+            let Some(io) = self.io_mut(conn) else {
+                continue;
+            };
+            io.group_held = false;
+            if !io.paused {
+                self.release(now, conn);
+            }
+        }
     }
 
     /// Hands `bytes` to the worker, in pieces when buggified.
@@ -875,24 +956,37 @@ impl<S: Service> WorkerTask<S> {
         cuts
     }
 
-    /// Gives held input to the worker, oldest paused connection first,
-    /// while it accepts; stops at the first it still refuses.
-    fn resume_paused(&mut self, now: Nanos) {
-        while let Some(&conn) = self.paused.front() {
-            let live = self.io(conn).is_some();
-            if live && !self.worker.borrow_mut().accepts_input(now, conn) {
-                return;
-            }
-            self.paused.pop_front();
-            let Some(io) = self.io_mut(conn) else {
-                continue;
-            };
-            io.gate.set_stalled(false);
-            let held = std::mem::take(&mut io.held);
-            self.line(now, format_args!("resume {conn:?} {}B", held.len()));
-            if !held.is_empty() {
-                self.deliver(now, conn, &held);
-            }
+    /// [`Effect::PauseInput`]: the reader stops before its next read.
+    fn pause(&mut self, now: Nanos, conn: ConnId) {
+        if let Some(io) = self.io_mut(conn) {
+            io.paused = true;
+            io.gate.set_stalled(true);
+            self.line(now, format_args!("pause {conn:?}"));
+        }
+    }
+
+    /// [`Effect::ResumeInput`]: the reader goes on, and what it read before
+    /// the pause took hold goes to the worker first.
+    fn resume(&mut self, now: Nanos, conn: ConnId) {
+        let Some(io) = self.io_mut(conn) else {
+            return;
+        };
+        io.paused = false;
+        if !io.group_held {
+            self.release(now, conn);
+        }
+    }
+
+    /// Opens `conn`'s reader again and hands the worker what it held.
+    fn release(&mut self, now: Nanos, conn: ConnId) {
+        let Some(io) = self.io_mut(conn) else {
+            return;
+        };
+        io.gate.set_stalled(false);
+        let held = std::mem::take(&mut io.held);
+        self.line(now, format_args!("resume {conn:?} {}B", held.len()));
+        if !held.is_empty() {
+            self.deliver(now, conn, &held);
         }
     }
 
@@ -965,7 +1059,7 @@ impl<S: Service> WorkerTask<S> {
         io.send_buf.borrow_mut().push(bytes);
         self.host.recorder.borrow_mut().wire_events(&seen);
         self.line(now, format_args!("send {target:?} {n}B h={hash:08x}"));
-        self.worker.borrow_mut().handle_written(conn, n);
+        self.worker.borrow_mut().handle_written(now, conn, n);
     }
 
     /// [`Sabotage::CrossWrites`]: another accepted connection to write a
@@ -1022,10 +1116,10 @@ impl<S: Service> WorkerTask<S> {
         self.worker.borrow_mut().handle_closed(now, conn);
     }
 
-    fn connect(&mut self, now: Nanos, peer: PeerId) {
+    fn connect(&mut self, now: Nanos, conn: ConnId, peer: PeerId) {
         let Some((name, port)) = self.host.spec.peers.get(usize::from(peer.0)).cloned() else {
             self.line(now, format_args!("connect p{} unknown peer", peer.0));
-            self.worker.borrow_mut().handle_connect_failed(now, peer);
+            self.worker.borrow_mut().handle_connect_failed(now, conn);
             return;
         };
         self.line(now, format_args!("connect p{} {name}:{port}", peer.0));
@@ -1037,22 +1131,28 @@ impl<S: Service> WorkerTask<S> {
                 Ok(result) => result,
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
             };
-            let _ = inbox.send(Input::Dialed { peer, result }).await;
+            let _ = inbox.send(Input::Dialed { conn, peer, result }).await;
         });
     }
 
-    fn handoff(&mut self, now: Nanos, target: WorkerId, task: S::Task) {
+    /// Moves the bytes the worker holds for `target` into the courier's
+    /// queue as one parcel; when the queue is full they stay with the
+    /// worker and are offered again after the next input.
+    fn handoff(&mut self, now: Nanos, target: WorkerId) {
         let knobs = self.host.knobs.get();
         let pair = self.fabric.pair(self.id, target);
         let queued = &self.fabric.queued[pair];
         let courier = self.fabric.couriers.get(pair).and_then(Option::as_ref);
+        let task = self.worker.borrow().handoff_buf(target).to_vec();
+        if task.is_empty() {
+            return;
+        }
         let Some(courier) = courier.filter(|_| queued.get() < knobs.handoff_queue_max) else {
-            self.line(now, format_args!("handoff-refused w{}", target.0));
-            self.worker
-                .borrow_mut()
-                .handle_handoff_refused(now, target, task);
+            self.line(now, format_args!("handoff-wait w{}", target.0));
+            self.lanes_waiting[target.index()] = true;
             return;
         };
+        self.worker.borrow_mut().handle_handed_off(target);
         let ms = self
             .handoff_rng
             .random_range(0..=knobs.handoff_delay_ms_max);
@@ -1078,17 +1178,18 @@ impl<S: Service> WorkerTask<S> {
                 }
             }
         }
-        if let Err(TrySendError::Full(parcel) | TrySendError::Closed(parcel)) =
-            courier.try_send(parcel)
-        {
-            self.line(now, format_args!("handoff-refused w{}", target.0));
-            self.worker
-                .borrow_mut()
-                .handle_handoff_refused(now, target, parcel.task);
-            return;
+        let n = parcel.task.len();
+        match courier.try_send(parcel) {
+            Ok(()) => {
+                queued.set(queued.get() + 1);
+                self.line(now, format_args!("handoff-out w{} {n}B +{ms}ms", target.0));
+            }
+            // The queue holds the count checked above; a closed one belongs
+            // to a stopping host.
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                self.line(now, format_args!("handoff-lost w{}", target.0));
+            }
         }
-        queued.set(queued.get() + 1);
-        self.line(now, format_args!("handoff-out w{} +{ms}ms", target.0));
     }
 
     /// Carries out every effect the worker has, until it has none.
@@ -1101,14 +1202,15 @@ impl<S: Service> WorkerTask<S> {
             match effect {
                 Effect::Transmit { conn } => self.transmit(now, conn),
                 Effect::Close { conn } => self.close(now, conn),
-                Effect::Connect { peer } => self.connect(now, peer),
-                Effect::Handoff { target, task } => self.handoff(now, target, task),
-                // The deadline is read back from `poll_timeout` below: it is
-                // the one source of truth, also when it moved to `None`.
-                Effect::Wake { .. } => {}
+                Effect::Connect { conn, peer } => self.connect(now, conn, peer),
+                Effect::Handoff { target } => self.handoff(now, target),
+                Effect::PauseInput { conn } => self.pause(now, conn),
+                Effect::ResumeInput { conn } => self.resume(now, conn),
+                Effect::PauseGroup { group } => self.pause_group(now, group),
+                Effect::ResumeGroup { group } => self.resume_group(now, group),
+                other => unreachable!("fep-sim knows no {other:?}"),
             }
         }
-        self.wake = self.worker.borrow().poll_timeout();
     }
 
     /// The worker is done: close what it left open and stop.

@@ -203,7 +203,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             peers: Vec::new(),
             worker_config: WorkerConfig::default(),
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
-            service: Rc::new(|_| Exchange::new(ExchangeConfig::default())),
+            service: Rc::new(|w| Exchange::new(w, ExchangeConfig::default())),
         },
         seed,
         knobs,

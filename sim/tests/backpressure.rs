@@ -1,7 +1,7 @@
 //! The simulated drivers hold peers back the way the real backend does: a
-//! gateway that refuses input (its handoffs are refused) stops reading its
-//! clients and resumes them later, and a client that stops reading has its
-//! pongs wait in the gateway instead of being lost.
+//! full handoff queue leaves the bytes with their worker until it has room,
+//! and a client that stops reading has its pongs wait in the gateway
+//! instead of being lost.
 
 use fep_sim::run::{run, Outcome, RunConfig};
 use fep_trading::scenario::Scenario;
@@ -31,15 +31,13 @@ fn lines<'a>(outcome: &'a Outcome, what: &'a str) -> impl Iterator<Item = &'a st
 }
 
 #[test]
-fn refused_handoffs_pause_the_gateways_clients_until_the_queue_has_room() {
+fn a_full_handoff_queue_holds_the_bytes_in_their_worker_until_it_has_room() {
     let outcome = traced(Scenario::S3, "refusehandoff@5+200/2");
-    let pauses = lines(&outcome, " pause ").count();
-    let resumes = lines(&outcome, " resume ").count();
-    assert!(pauses > 0, "no client connection was paused");
-    assert_eq!(pauses, resumes, "every pause ends");
+    let waits = lines(&outcome, " handoff-wait ").count();
+    assert!(waits > 0, "no handoff found its queue full");
     assert!(
-        lines(&outcome, " pause ").all(|l| l.contains("gateway/")),
-        "only the gateway refuses input"
+        lines(&outcome, " handoff-lost ").next().is_none(),
+        "a batch that waits is never dropped"
     );
     let report = outcome.report.unwrap();
     assert_eq!((report.pongs, report.rejects, report.lost), (2_000, 0, 0));

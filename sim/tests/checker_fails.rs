@@ -37,9 +37,20 @@ fn a_gateway_whose_handoff_queues_swap_tasks_is_caught_by_a_sweep() {
     // hands nothing off, and has nothing to swap.
     let caught = result.failures().count();
     assert!(caught >= 10, "only {caught} of 20 seeds caught it");
+    // Swapped batches reorder a connection's pongs, or the last batch,
+    // held for a successor that never comes, loses its pings.
     let seed = result.failures().next().expect("caught").seed;
     let names = failed_invariants(&RunConfig { seed, ..base });
-    assert!(names.contains(&"per-connection FIFO"), "{names:?}");
+    assert!(!names.is_empty());
+    assert!(
+        names.iter().all(|n| [
+            "per-connection FIFO",
+            "every ping answered exactly once",
+            "client reports pass the scenario check"
+        ]
+        .contains(n)),
+        "{names:?}"
+    );
 }
 
 #[test]

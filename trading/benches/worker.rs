@@ -47,7 +47,7 @@ fn exchange(c: &mut Criterion) {
     let mut worker = Worker::new(
         WorkerId(0),
         WorkerConfig::default(),
-        Exchange::new(ExchangeConfig::default()),
+        Exchange::new(WorkerId(0), ExchangeConfig::default()),
     );
     let mut now = Nanos(1);
     worker.start(now);
@@ -65,7 +65,7 @@ fn exchange(c: &mut Criterion) {
         while let Some(e) = w.poll_effect() {
             if let Effect::Transmit { conn } = e {
                 n = w.transmit_buf(conn).len();
-                w.handle_written(conn, n);
+                w.handle_written(Nanos::ZERO, conn, n);
             }
         }
         n

@@ -370,6 +370,10 @@ pub struct Client {
     phase: Phase,
     /// Next connection of the closed loop's round robin.
     next_link: usize,
+    /// Links are dialled in index order: the next one not dialled yet.
+    next_idle: usize,
+    /// Links idle, dialling or hand-shaking: the run starts at zero.
+    links_pending: usize,
     /// Pings in flight over all links (the sum of their windows).
     in_flight: usize,
     answers: u64,
@@ -410,6 +414,7 @@ impl Client {
             answers: 0,
             errors: 0,
         });
+        let config_connections = config.connections;
         let links = (0..config.connections)
             .map(|_| Link {
                 conn: None,
@@ -428,6 +433,8 @@ impl Client {
             pad,
             phase: Phase::Connecting,
             next_link: 0,
+            next_idle: 0,
+            links_pending: config_connections as usize,
             in_flight: 0,
             answers: 0,
             origin: Nanos::ZERO,
@@ -777,6 +784,7 @@ impl Client {
         )?;
         let i = self.link_of(cx, conn);
         self.links[i].state = LinkState::Ready;
+        self.links_pending -= 1;
         self.maybe_start(cx);
         Ok(())
     }
@@ -786,20 +794,31 @@ impl Client {
     /// the next, so ten thousand connections do not hit a driver's bound on
     /// dials in progress (or the listener's accept backlog) all at once.
     fn dial_next(&mut self, cx: &mut Context<'_, Self>) {
-        if let Some(link) = self.links.iter_mut().find(|l| l.state == LinkState::Idle) {
-            link.state = LinkState::Dialing;
-            cx.connect(PeerId(0));
+        while self
+            .links
+            .get(self.next_idle)
+            .is_some_and(|l| l.state != LinkState::Idle)
+        {
+            self.next_idle += 1;
         }
+        let i = self.next_idle;
+        if i == self.links.len() {
+            return;
+        }
+        self.next_idle += 1;
+        let Some(conn) = cx.connect(PeerId(0)) else {
+            // No room in the session table: the dial failed.
+            self.report.errors += 1;
+            return self.lose_link(cx, i);
+        };
+        *cx.data_mut(conn).expect("just opened") = LinkIndex(i as u32);
+        let link = &mut self.links[i];
+        link.state = LinkState::Dialing;
+        link.conn = Some(conn);
     }
 
     fn maybe_start(&mut self, cx: &mut Context<'_, Self>) {
-        let pending = self.links.iter().any(|l| {
-            matches!(
-                l.state,
-                LinkState::Idle | LinkState::Dialing | LinkState::Hello
-            )
-        });
-        if self.phase == Phase::Connecting && !pending {
+        if self.phase == Phase::Connecting && self.links_pending == 0 {
             self.phase = Phase::Running;
             let now = cx.now();
             self.report.measure_start = now;
@@ -865,6 +884,12 @@ impl Client {
         if link.state != LinkState::Closed {
             self.report.connections_lost += 1;
         }
+        if matches!(
+            link.state,
+            LinkState::Idle | LinkState::Dialing | LinkState::Hello
+        ) {
+            self.links_pending -= 1;
+        }
         link.state = LinkState::Closed;
         link.conn = None;
         self.report.lost += link.window.len() as u64;
@@ -880,7 +905,6 @@ impl Client {
 
 impl Service for Client {
     type Data = LinkIndex;
-    type Task = std::convert::Infallible;
 
     const HANDLERS: &'static [Handler<Self>] = &[
         Handler {
@@ -927,20 +951,15 @@ impl Service for Client {
             cx.close(conn);
             return;
         }
-        let Some(i) = self
-            .links
-            .iter()
-            .position(|l| l.state == LinkState::Dialing)
-        else {
+        let i = self.link_of(cx, conn);
+        let link = &mut self.links[i];
+        if link.conn != Some(conn) || link.state != LinkState::Dialing {
+            // Given up at the hand-shake deadline while it was dialled.
             cx.close(conn);
             return;
-        };
-        self.links[i].conn = Some(conn);
-        self.links[i].state = LinkState::Hello;
-        self.dial_next(cx);
-        if let Some(data) = cx.data_mut(conn) {
-            *data = LinkIndex(i as u32);
         }
+        link.state = LinkState::Hello;
+        self.dial_next(cx);
         let hello = RoleHelloReq {
             role: Role::Client.to_u8(),
             version: PROTOCOL_VERSION,
@@ -958,12 +977,18 @@ impl Service for Client {
         }
     }
 
-    fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, _: PeerId) {
+    fn on_connect_failed(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        session: Session<LinkIndex>,
+    ) {
         // A dial given up at the hand-shake deadline was counted then.
-        if let Some(i) = self
+        let i = session.data.0 as usize;
+        if self
             .links
-            .iter()
-            .position(|l| l.state == LinkState::Dialing)
+            .get(i)
+            .is_some_and(|l| l.conn == Some(conn) && l.state == LinkState::Dialing)
         {
             self.report.errors += 1;
             self.lose_link(cx, i);

@@ -5,11 +5,23 @@
 //!
 //! A client's pings all go through one upstream, chosen once per session:
 //! `Local` picks this worker's own (`worker_id % workers`), `Handoff` picks
-//! `session_id % workers`, which may be another worker's: the ping then
-//! crosses workers as a [`Handoff::Forward`] and its pong comes back as a
-//! [`Handoff::Return`]. The ping's `route` field carries a [`RouteTag`] that
-//! names the origin worker and session, so the pong finds its way without a
-//! lookup table.
+//! `session_id % workers`, which may be another worker's: the ping frame
+//! (route set) then crosses workers through the worker's handoff lane, and
+//! its pong (or a routed reject) comes back the same way. The ping's
+//! `route` field carries a [`RouteTag`] that names the origin worker and
+//! session, so the pong finds its way without a lookup table.
+//!
+//! # Backpressure
+//!
+//! The clients routed to one upstream form an input group. The group is
+//! paused (its input left in the kernel, one effect) while the way to that
+//! upstream is congested: this worker's upstream output is above its
+//! high-water mark, or, for another worker's upstream, that worker said its
+//! upstream is (an edge-triggered control frame), or half the credit of
+//! bytes in flight through it is used (until a quarter is). It resumes
+//! when all clear. Past the whole credit a ping is shed with
+//! `Reject{OVERLOADED}`: the bounds hold even for a driver that ignores
+//! pauses.
 //!
 //! # Order
 //!
@@ -21,12 +33,12 @@
 
 use std::collections::VecDeque;
 
-use fep_core::frame::encode_frame;
+use fep_core::frame::{encode_frame, FrameWriter};
 use fep_core::limits::WORKERS_MAX;
 use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{
-    ConnId, Context, ErrorCode, Fault, Handler, Nanos, Origin, PeerId, Phase, Service, Session,
-    Side, StateSet, WorkerId,
+    ConnId, Context, ErrorCode, Fault, Frame, Handler, InputGroup, Nanos, Origin, PeerId, Phase,
+    Service, Session, Side, StateSet, WorkerId,
 };
 
 use crate::hello::{accept_ack, Admission};
@@ -34,6 +46,8 @@ use crate::msg::{
     offset, patch_u64, read_u64, PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
     OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ, PROTOCOL_VERSION,
 };
+use crate::open_orders::OpenOrders;
+use crate::order::{self, OrderMsg};
 use crate::Role;
 
 /// Which upstream a client's pings take.
@@ -57,8 +71,15 @@ pub struct GatewayConfig {
     pub token: Option<String>,
     /// The token this gateway presents upstream.
     pub upstream_token: String,
-    /// Pings one client may have in flight; past it `Reject{OVERLOADED}`.
+    /// Requests (pings and order entry) one client may have in flight;
+    /// past it `Reject{OVERLOADED}`.
     pub inflight_per_session_max: u32,
+    /// Cancel a client's open orders when its connection closes
+    /// (PROTOCOL.md "Cancel on disconnect"; on by default).
+    pub cancel_on_disconnect: bool,
+    /// Open orders this worker tracks for its clients (for cancel on
+    /// disconnect); past it a `NewOrder` is refused `Reject{OVERLOADED}`.
+    pub open_orders_max: usize,
     /// Pings one upstream may have in flight; past it `Reject{OVERLOADED}`.
     /// The default holds 10,000 clients with 30 pings in flight each.
     pub upstream_inflight_max: usize,
@@ -66,17 +87,11 @@ pub struct GatewayConfig {
     pub reconnect_backoff_min: Nanos,
     /// Longest reconnect delay.
     pub reconnect_backoff_max: Nanos,
-    /// Handoff buffers kept for reuse.
-    pub buffer_pool_max: usize,
-    /// Delay before refused handoffs are offered again.
-    pub handoff_retry: Nanos,
-    /// Refused handoffs kept for a retry; past it a refused ping is shed
-    /// with `Reject{OVERLOADED}` (answers are always kept).
-    pub handoff_parked_max: usize,
-    /// Pings of this worker's clients out through one other worker's
-    /// upstream before its clients are no longer read: the credit that keeps
-    /// one worker from filling another's upstream.
-    pub handoff_inflight_max: u32,
+    /// Bytes of this worker's client pings out through one other worker's
+    /// upstream (ping frames, counted until their answer is back). At half
+    /// of it the clients routed there are paused; past it a ping is shed
+    /// with `Reject{OVERLOADED}`. It bounds what the handoff lanes hold.
+    pub handoff_inflight_bytes_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -90,10 +105,9 @@ impl Default for GatewayConfig {
             upstream_inflight_max: 1 << 19,
             reconnect_backoff_min: Nanos::from_millis(1),
             reconnect_backoff_max: Nanos::from_millis(500),
-            buffer_pool_max: 4096,
-            handoff_retry: Nanos::from_micros(50),
-            handoff_parked_max: 1 << 16,
-            handoff_inflight_max: 2048,
+            handoff_inflight_bytes_max: 16 * 1024 * 1024,
+            cancel_on_disconnect: true,
+            open_orders_max: 1 << 16,
         }
     }
 }
@@ -127,23 +141,22 @@ impl RouteTag {
     }
 }
 
-/// What gateway workers hand each other.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Handoff {
-    /// A ping frame (route set) for the target worker's upstream.
-    Forward(Vec<u8>),
-    /// A pong frame for the origin worker's client.
-    Return(Vec<u8>),
-    /// The target could not forward ping `seq`: the origin rejects it.
-    Reject {
-        /// The ping's route tag.
-        route: u64,
-        /// The ping's seq.
-        seq: u64,
-        /// Why.
-        code: ErrorCode,
-    },
-}
+/// Handed between gateway workers only (the engine's reserved range): a
+/// ping the target could not forward, for its origin to reject.
+/// `route:u64, seq:u64, code:u16, ping_len:u32`.
+const OP_ROUTED_REJECT: u16 = 1001;
+/// Handed between gateway workers only: the sender's upstream became
+/// congested (`1`) or clear (`0`). `congested:u8`.
+const OP_UPSTREAM_CONGESTED: u16 = 1002;
+/// Handed between gateway workers only: an order-entry request's first
+/// answer for its origin, with the credit it returns.
+/// `credit:u32, opcode:u16, payload`.
+const OP_ROUTED_FIRST: u16 = 1003;
+/// The connection a route names for the gateway's own requests: a slot
+/// index no session can have (the table is far smaller than 2^24).
+const INTERNAL_CONN: ConnId = ConnId::from_bits((1 << 48) - 1);
+/// Bytes of the control frames a lane may hold besides pings and answers.
+const CONTROL_BYTES_MAX: usize = 64 * 1024;
 
 /// Counters of one gateway worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,7 +169,7 @@ pub struct GatewayStats {
     pub pongs: u64,
     /// Rejects delivered to this worker's clients.
     pub rejects: u64,
-    /// Tasks handed to other workers.
+    /// Frames handed to other workers (pings, pongs, routed rejects).
     pub handoffs: u64,
     /// Answers whose client had gone.
     pub orphans: u64,
@@ -164,18 +177,30 @@ pub struct GatewayStats {
     pub upstream_connects: u64,
     /// Upstream connections lost.
     pub upstream_losses: u64,
+    /// Order-entry requests accepted from this worker's clients.
+    pub orders: u64,
+    /// Order-entry messages delivered to this worker's clients (first
+    /// answers and later ones).
+    pub order_answers: u64,
+    /// Cancels sent for the open orders of clients that left.
+    pub disconnect_cancels: u64,
+    /// Later messages (fills, IOC rests) not delivered: their client had
+    /// gone, or the lane to its worker was full.
+    pub later_dropped: u64,
 }
 
 /// Per-session data of the gateway.
 #[derive(Debug, Default)]
 pub struct Peer {
     inflight: u32,
+    /// The worker whose upstream carries this client's pings.
+    target: WorkerId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Link {
     Down { retry_at: Nanos },
-    Dialing,
+    Dialing(ConnId),
     Handshaking(ConnId),
     Up(ConnId),
 }
@@ -184,6 +209,12 @@ enum Link {
 struct Pending {
     route: u64,
     seq: u64,
+    /// The credit the request holds with its origin: a ping's frame
+    /// length (its pong is as long), or [`credit_of`] an order request.
+    len: u32,
+    /// Sent by the gateway itself (cancel on disconnect): its answer is
+    /// swallowed.
+    internal: bool,
 }
 
 /// One gateway worker's service.
@@ -196,15 +227,35 @@ pub struct Gateway {
     backoff: Nanos,
     /// Pings written upstream and not answered, oldest first.
     upstream_fifo: VecDeque<Pending>,
-    /// Handoffs the driver could not queue, retried in order.
-    refused: VecDeque<(WorkerId, Handoff)>,
-    retry_at: Option<Nanos>,
-    pool: Vec<Vec<u8>>,
     inflight_total: u64,
-    /// Pings handed to each worker and not back yet, by worker index.
-    via: Vec<u32>,
+    /// Bytes of pings handed to each worker and not back yet, by index.
+    via_bytes: Vec<usize>,
+    /// This worker's upstream output is above its high-water mark.
+    upstream_congested: bool,
+    /// `remote_congested[t]`: worker `t` said its upstream is congested.
+    remote_congested: Vec<bool>,
+    /// `via_high[t]`: half the credit with worker `t` is used, and not
+    /// yet back to a quarter.
+    via_high: Vec<bool>,
     draining: bool,
+    /// The open orders of this worker's clients, as their answers told.
+    open_orders: Option<OpenOrders>,
+    /// `cl_ord_id`s of the gateway's own cancels (echoed, never checked).
+    next_internal_id: u64,
     stats: GatewayStats,
+}
+
+/// The credit an order-entry request holds until its first answer is back:
+/// room for the largest answer it can get (a book snapshot's levels, or a
+/// fixed-size answer or reject).
+fn credit_of(opcode: u16, payload: &[u8]) -> usize {
+    let fixed = 6 + order::len::ORDER_EXECUTED.max(16 + fep_core::limits::REASON_LEN_MAX);
+    if opcode == order::OP_BOOK_QUERY && payload.len() == order::len::BOOK_QUERY {
+        let depth =
+            usize::from(u16::from_be_bytes([payload[52], payload[53]]).min(order::BOOK_DEPTH_MAX));
+        return fixed.max(6 + order::len::BOOK_SNAPSHOT_MIN + 2 * depth * order::LEVEL_LEN);
+    }
+    fixed
 }
 
 impl Gateway {
@@ -220,18 +271,23 @@ impl Gateway {
             roles: vec![Role::Client],
             token: config.token.clone(),
         };
+        let workers = usize::from(config.workers);
         Gateway {
             worker,
             admission,
-            link: Link::Dialing,
+            link: Link::Down {
+                retry_at: Nanos::ZERO,
+            },
             backoff: config.reconnect_backoff_min,
             upstream_fifo: VecDeque::with_capacity(config.upstream_inflight_max.min(1 << 14)),
-            refused: VecDeque::new(),
-            retry_at: None,
-            pool: Vec::with_capacity(config.buffer_pool_max),
             inflight_total: 0,
-            via: vec![0; usize::from(config.workers)],
+            via_bytes: vec![0; workers],
+            upstream_congested: false,
+            remote_congested: vec![false; workers],
+            via_high: vec![false; workers],
             draining: false,
+            open_orders: None,
+            next_internal_id: 1,
             stats: GatewayStats::default(),
             config,
         }
@@ -252,16 +308,64 @@ impl Gateway {
         self.inflight_total
     }
 
-    fn buffer(&mut self) -> Vec<u8> {
-        let mut buf = self.pool.pop().unwrap_or_default();
-        buf.clear();
-        buf
+    /// Whether new pings for worker `target`'s upstream should wait.
+    fn congested(&self, target: WorkerId) -> bool {
+        let t = target.index();
+        if target == self.worker {
+            self.upstream_congested
+        } else {
+            self.remote_congested[t] || self.via_high[t]
+        }
     }
 
-    fn recycle(&mut self, buf: Vec<u8>) {
-        if self.pool.len() < self.config.buffer_pool_max {
-            self.pool.push(buf);
+    /// Pauses or resumes the clients routed to `target`'s upstream as the
+    /// way there is congested or not (the core sends only the edges).
+    fn gate(&mut self, cx: &mut Context<'_, Self>, target: WorkerId) {
+        let group = InputGroup(target.0);
+        if self.congested(target) {
+            cx.pause_group(group);
+        } else {
+            cx.resume_group(group);
         }
+    }
+
+    /// The credit with `target` moved: past half it is high, back at a
+    /// quarter it is not (the gap keeps the group from flapping per ping).
+    fn update_via(&mut self, cx: &mut Context<'_, Self>, target: WorkerId) {
+        let t = target.index();
+        let via = self.via_bytes[t];
+        let max = self.config.handoff_inflight_bytes_max;
+        let high = if self.via_high[t] {
+            via > max / 4
+        } else {
+            via >= max / 2
+        };
+        if high != self.via_high[t] {
+            self.via_high[t] = high;
+            self.gate(cx, target);
+        }
+    }
+
+    /// Tells every other worker whether this worker's upstream is
+    /// congested, on each change.
+    fn announce_congestion(&mut self, cx: &mut Context<'_, Self>, congested: bool) {
+        if self.upstream_congested == congested {
+            return;
+        }
+        self.upstream_congested = congested;
+        for t in 0..self.config.workers {
+            let target = WorkerId(t);
+            if target == self.worker {
+                continue;
+            }
+            let handed = cx.handoff(target, 7, |out| {
+                let mut w = FrameWriter::new(out, OP_UPSTREAM_CONGESTED);
+                w.put_u8(u8::from(congested));
+                w.finish();
+            });
+            assert!(handed, "the lane bound leaves room for control frames");
+        }
+        self.gate(cx, self.worker);
     }
 
     fn upstream_of(&self, session: u64) -> WorkerId {
@@ -272,27 +376,17 @@ impl Gateway {
     }
 
     /// A ping this worker handed to another came back (answered there, or
-    /// refused here): one less in flight through that worker.
-    fn came_back(&mut self, tag: RouteTag) {
+    /// refused): its bytes of credit return.
+    fn came_back(&mut self, cx: &mut Context<'_, Self>, tag: RouteTag, len: usize) {
         debug_assert_eq!(tag.origin, self.worker);
-        let via = &mut self.via[tag.target.index()];
+        let via = &mut self.via_bytes[tag.target.index()];
         assert!(
-            *via > 0,
+            *via >= len,
             "an answer from {:?} for nothing handed to it",
             tag.target
         );
-        *via -= 1;
-    }
-
-    fn handoff(&mut self, cx: &mut Context<'_, Self>, target: WorkerId, task: Handoff) {
-        self.stats.handoffs += 1;
-        // Once one task to `target` waits for a retry, later ones queue
-        // behind it: order per worker pair is the protocol's order.
-        if self.refused.iter().any(|(t, _)| *t == target) {
-            self.refused.push_back((target, task));
-        } else {
-            cx.handoff(target, task);
-        }
+        *via -= len;
+        self.update_via(cx, tag.target);
     }
 
     fn on_client_hello(
@@ -311,27 +405,89 @@ impl Gateway {
         payload: &[u8],
     ) -> Result<(), Fault> {
         let seq = PerfPing::decode(OP_PERF_PING, payload)?.seq;
+        self.admit(cx, conn, OP_PERF_PING, seq, payload, 6 + payload.len());
+        Ok(())
+    }
+
+    /// An order-entry request from a client: checked whole, then on its way
+    /// like a ping.
+    fn on_request(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        let msg = OrderMsg::decode(opcode, payload)?;
+        let cl_ord_id = msg.header().cl_ord_id;
+        if opcode == order::OP_NEW_ORDER
+            && self.open_orders.as_ref().is_some_and(OpenOrders::is_full)
+        {
+            self.stats.rejects += 1;
+            let why = "gateway's open-order table is full";
+            cx.reject(conn, ErrorCode::Overloaded, cl_ord_id, why);
+            return Ok(());
+        }
+        self.stats.orders += 1;
+        self.admit(
+            cx,
+            conn,
+            opcode,
+            cl_ord_id,
+            payload,
+            credit_of(opcode, payload),
+        );
+        Ok(())
+    }
+
+    /// Takes a client request (`opcode`, `seq`, whole `payload`) on its way
+    /// to its upstream, holding `credit` bytes with a remote one until its
+    /// first answer is back; or rejects it.
+    fn admit(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        seq: u64,
+        payload: &[u8],
+        credit: usize,
+    ) {
         if self.draining {
             self.stats.rejects += 1;
             cx.reject(conn, ErrorCode::ShuttingDown, seq, "gateway is draining");
-            return Ok(());
+            return;
         }
-        let session = cx.session(conn).expect("handler runs on a live session");
-        let target = self.upstream_of(session.id.0);
         let peer = cx.data_mut(conn).expect("handler runs on a live session");
+        let target = peer.target;
         if peer.inflight >= self.config.inflight_per_session_max {
             self.stats.rejects += 1;
             cx.reject(
                 conn,
                 ErrorCode::Overloaded,
                 seq,
-                "too many pings in flight on this session",
+                "too many requests in flight on this session",
             );
-            return Ok(());
+            return;
+        }
+        let len = 6 + payload.len();
+        if target != self.worker
+            && self.via_bytes[target.index()] + credit > self.config.handoff_inflight_bytes_max
+        {
+            // Only a driver that ignores pauses gets here.
+            self.stats.rejects += 1;
+            cx.reject(
+                conn,
+                ErrorCode::Overloaded,
+                seq,
+                "credit with the upstream's worker spent",
+            );
+            return;
         }
         peer.inflight += 1;
         self.inflight_total += 1;
-        self.stats.pings += 1;
+        if opcode == OP_PERF_PING {
+            self.stats.pings += 1;
+        }
         let route = RouteTag {
             origin: self.worker,
             target,
@@ -339,59 +495,105 @@ impl Gateway {
         }
         .to_bits();
         if target == self.worker {
-            self.forward(cx, route, seq, payload);
+            self.forward(cx, opcode, route, seq, payload);
         } else {
-            let mut buf = self.buffer();
-            encode_frame(&mut buf, OP_PERF_PING, payload);
-            patch_u64(&mut buf, offset::ROUTE, route);
-            self.via[target.index()] += 1;
-            self.handoff(cx, target, Handoff::Forward(buf));
+            self.via_bytes[target.index()] += credit;
+            self.stats.handoffs += 1;
+            let handed = cx.handoff(target, len, |out| {
+                let start = out.len();
+                encode_frame(out, opcode, payload);
+                patch_u64(&mut out[start..], offset::ROUTE, route);
+            });
+            assert!(handed, "the credit keeps the lane within its bound");
+            self.update_via(cx, target);
         }
-        Ok(())
     }
 
-    /// Writes a ping to this worker's upstream, stamping `route` and `t2`, or
-    /// rejects it.
-    fn forward(&mut self, cx: &mut Context<'_, Self>, route: u64, seq: u64, payload: &[u8]) {
+    /// Writes a request (a ping or an order-entry request) to this worker's
+    /// upstream, stamping `route` and `t2`, or rejects it.
+    fn forward(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        opcode: u16,
+        route: u64,
+        seq: u64,
+        payload: &[u8],
+    ) {
+        let len = 6 + payload.len();
+        // The credit this request holds with its origin (same rule there).
+        let credit = if opcode == OP_PERF_PING {
+            len
+        } else {
+            credit_of(opcode, payload)
+        };
         let Link::Up(upstream) = self.link else {
-            return self.answer_reject(cx, route, seq, ErrorCode::UpstreamUnavailable);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::UpstreamUnavailable);
         };
         if self.upstream_fifo.len() >= self.config.upstream_inflight_max {
-            return self.answer_reject(cx, route, seq, ErrorCode::Overloaded);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
         }
         // Past the output bound the engine would cut the upstream, and with
-        // it every client's pings in flight: shed this one instead. (Input
-        // is paused well before, see `accepts_input`; handoffs from other
-        // workers are not.)
+        // it every client's pings in flight: shed this one instead. (Clients
+        // are paused well before, at the high-water mark; other workers
+        // hear of it a moment later.)
         let backlog = cx.session(upstream).map_or(0, |s| s.backlog());
-        if backlog + 6 + payload.len() > cx.config().output_backlog_max {
-            return self.answer_reject(cx, route, seq, ErrorCode::Overloaded);
+        if backlog + len > cx.config().output_backlog_max {
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
         }
         let t2 = cx.now().as_u64();
-        let sent = cx.send(upstream, 6 + payload.len(), |out| {
+        let sent = cx.send(upstream, len, |out| {
             let start = out.len();
-            encode_frame(out, OP_PERF_PING, payload);
+            encode_frame(out, opcode, payload);
             let frame = &mut out[start..];
             patch_u64(frame, offset::ROUTE, route);
             patch_u64(frame, offset::T2, t2);
         });
         if sent {
             self.stats.forwarded += 1;
-            self.upstream_fifo.push_back(Pending { route, seq });
+            let len = u32::try_from(credit).expect("a credit fits u32");
+            self.upstream_fifo.push_back(Pending {
+                route,
+                seq,
+                len,
+                internal: false,
+            });
+            if cx.session(upstream).is_some_and(|s| s.output_high()) {
+                self.announce_congestion(cx, true);
+            }
         } else {
-            self.answer_reject(cx, route, seq, ErrorCode::UpstreamUnavailable);
+            self.answer_reject(cx, route, seq, credit, ErrorCode::UpstreamUnavailable);
         }
     }
 
-    /// Sends `Reject{code}` for a ping to its client, on whichever worker
-    /// owns it.
-    fn answer_reject(&mut self, cx: &mut Context<'_, Self>, route: u64, seq: u64, code: ErrorCode) {
+    /// Sends `Reject{code}` for a ping (a frame of `len` bytes) to its
+    /// client, on whichever worker owns it.
+    fn answer_reject(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        route: u64,
+        seq: u64,
+        len: usize,
+        code: ErrorCode,
+    ) {
         let tag = RouteTag::from_bits(route);
         if tag.origin == self.worker {
             self.deliver_reject(cx, tag.conn, seq, code);
-        } else {
-            self.handoff(cx, tag.origin, Handoff::Reject { route, seq, code });
+            return;
         }
+        let len = u32::try_from(len).expect("a frame length fits u32");
+        self.stats.handoffs += 1;
+        let handed = cx.handoff(tag.origin, 28, |out| {
+            let mut w = FrameWriter::new(out, OP_ROUTED_REJECT);
+            w.put_u64(route)
+                .put_u64(seq)
+                .put_u16(code.to_u16())
+                .put_u32(len);
+            w.finish();
+        });
+        assert!(
+            handed,
+            "the origin's credit keeps the lane within its bound"
+        );
     }
 
     /// Settles one of this worker's client pings; `false` if its client went.
@@ -448,26 +650,45 @@ impl Gateway {
         payload: &[u8],
     ) -> Result<(), Fault> {
         let pong = PerfPing::decode(OP_PERF_PONG, payload)?;
-        let oldest = self.pop_oldest(OP_PERF_PONG, pong.seq)?;
+        // Check everything before taking the entry: a pong that fails a
+        // check cuts the upstream, and the entry must still be in the FIFO
+        // then, to be rejected with the others.
+        let oldest = self.oldest(OP_PERF_PONG, pong.seq)?;
         if oldest.route != pong.route {
             return Err(Fault::Unsolicited {
                 opcode: OP_PERF_PONG,
                 what: "pong route was altered",
             });
         }
+        // The pad comes back unchanged, so the pong is as long as its ping:
+        // the origin's credit counts on it.
+        if 6 + payload.len() != oldest.len as usize {
+            return Err(Fault::Unsolicited {
+                opcode: OP_PERF_PONG,
+                what: "pong length differs from its ping",
+            });
+        }
+        self.upstream_fifo.pop_front();
         debug_assert!(matches!(self.link, Link::Up(up) if up == conn));
         let tag = RouteTag::from_bits(pong.route);
         if tag.origin == self.worker {
             self.deliver_pong(cx, tag.conn, payload);
         } else {
-            let mut buf = self.buffer();
-            encode_frame(&mut buf, OP_PERF_PONG, payload);
-            self.handoff(cx, tag.origin, Handoff::Return(buf));
+            self.stats.handoffs += 1;
+            let handed = cx.handoff(tag.origin, 6 + payload.len(), |out| {
+                encode_frame(out, OP_PERF_PONG, payload);
+            });
+            assert!(
+                handed,
+                "the origin's credit keeps the lane within its bound"
+            );
         }
         Ok(())
     }
 
-    fn pop_oldest(&mut self, opcode: u16, seq: u64) -> Result<Pending, Fault> {
+    /// The oldest ping in flight upstream, if `seq` answers it. It stays in
+    /// the FIFO: the caller pops it once the whole answer checks out.
+    fn oldest(&self, opcode: u16, seq: u64) -> Result<Pending, Fault> {
         match self.upstream_fifo.front() {
             None => Err(Fault::Unsolicited {
                 opcode,
@@ -477,7 +698,7 @@ impl Gateway {
                 opcode,
                 what: "answer is not for the oldest ping in flight",
             }),
-            Some(_) => Ok(self.upstream_fifo.pop_front().expect("front exists")),
+            Some(p) => Ok(*p),
         }
     }
 
@@ -488,9 +709,211 @@ impl Gateway {
         p: &[u8],
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(p)?;
-        let oldest = self.pop_oldest(OP_REJECT, reject.seq)?;
-        self.answer_reject(cx, oldest.route, oldest.seq, reject.code);
+        let oldest = self.oldest(OP_REJECT, reject.seq)?;
+        self.upstream_fifo.pop_front();
+        if oldest.internal {
+            // A cancel on disconnect whose order had closed meanwhile.
+            return Ok(());
+        }
+        let len = oldest.len as usize;
+        self.answer_reject(cx, oldest.route, oldest.seq, len, reject.code);
         Ok(())
+    }
+
+    /// An order-entry message from the exchange: a request's first answer
+    /// closes its in-flight entry and goes back to its client; a later
+    /// message (a fill, an IOC's rest) goes to the client its `route` names.
+    fn on_answer(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        _: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        // Checked whole before anything moves: a bad answer cuts the
+        // upstream with its entries still in the FIFO.
+        let msg = OrderMsg::decode(opcode, payload)?;
+        let h = msg.header();
+        let tag = RouteTag::from_bits(h.route);
+        if !order::is_first_answer(opcode, payload) {
+            if tag.origin.0 >= self.config.workers {
+                return Err(Fault::Unsolicited {
+                    opcode,
+                    what: "a later message's route names no worker",
+                });
+            }
+            self.route_later(cx, tag, opcode, payload);
+            return Ok(());
+        }
+        let oldest = self.oldest(opcode, h.cl_ord_id)?;
+        if oldest.route != h.route {
+            return Err(Fault::Unsolicited {
+                opcode,
+                what: "answer route was altered",
+            });
+        }
+        self.upstream_fifo.pop_front();
+        if oldest.internal {
+            return Ok(());
+        }
+        if tag.origin == self.worker {
+            self.deliver_order_msg(cx, tag.conn, opcode, payload, true);
+        } else {
+            self.stats.handoffs += 1;
+            let handed = cx.handoff(tag.origin, 12 + payload.len(), |out| {
+                let mut w = FrameWriter::new(out, OP_ROUTED_FIRST);
+                w.put_u32(oldest.len).put_u16(opcode).put_slice(payload);
+                w.finish();
+            });
+            assert!(
+                handed,
+                "the origin's credit keeps the lane within its bound"
+            );
+        }
+        Ok(())
+    }
+
+    /// A later message for the client `tag` names, on whichever worker.
+    fn route_later(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        tag: RouteTag,
+        opcode: u16,
+        payload: &[u8],
+    ) {
+        if tag.origin == self.worker {
+            self.deliver_order_msg(cx, tag.conn, opcode, payload, false);
+            return;
+        }
+        // Outside any credit: shed rather than pass the lane's bound.
+        let room = cx.handoff_backlog(tag.origin) + 6 + payload.len()
+            <= cx.config().handoff_backlog_max / 2;
+        let handed = room
+            && cx.handoff(tag.origin, 6 + payload.len(), |out| {
+                encode_frame(out, opcode, payload);
+            });
+        if handed {
+            self.stats.handoffs += 1;
+        } else {
+            self.stats.later_dropped += 1;
+        }
+    }
+
+    /// Delivers an order-entry message to this worker's client `conn`,
+    /// stamping `t4` on what answers a request (a maker's message has no
+    /// stamps but `t3`), and learns the client's open orders from it.
+    fn deliver_order_msg(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+        first: bool,
+    ) {
+        if first && !self.settle(cx, conn) {
+            return;
+        }
+        let live = cx.state(conn).is_some_and(|s| s.phase == Phase::Handshaked);
+        if !live {
+            self.stats.later_dropped += 1;
+            return;
+        }
+        self.track(conn, opcode, payload);
+        self.stats.order_answers += 1;
+        let stamped = read_u64(payload, offset::T1 - offset::SEQ) != 0;
+        let t4 = cx.now().as_u64();
+        cx.send(conn, 6 + payload.len(), |out| {
+            let start = out.len();
+            encode_frame(out, opcode, payload);
+            if stamped {
+                patch_u64(&mut out[start..], offset::T4, t4);
+            }
+        });
+    }
+
+    /// Updates the open-order view with a message delivered to `conn`.
+    fn track(&mut self, conn: ConnId, opcode: u16, payload: &[u8]) {
+        let Some(orders) = self.open_orders.as_mut() else {
+            return;
+        };
+        let Ok(msg) = OrderMsg::decode(opcode, payload) else {
+            unreachable!("checked where it arrived");
+        };
+        let full = match msg {
+            OrderMsg::OrderAccepted(m) => orders
+                .open(conn, m.order_id, m.account, m.h.cl_ord_id, m.price, m.qty)
+                .is_err(),
+            OrderMsg::OrderReplaced(m) => orders
+                .open(conn, m.order_id, m.account, m.h.cl_ord_id, m.price, m.qty)
+                .is_err(),
+            OrderMsg::OrderExecuted(m) => {
+                orders.fill(m.order_id, m.leaves);
+                false
+            }
+            OrderMsg::OrderCanceled(m) => {
+                orders.close(m.order_id);
+                false
+            }
+            _ => false,
+        };
+        // Admission refuses new orders at a full table; only orders in
+        // flight then can miss it.
+        debug_assert!(!full || orders.is_full());
+    }
+
+    /// Cancels the open orders `conn`'s requests named (cancel on
+    /// disconnect), or forgets them when that is off.
+    fn cancel_orders_of(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        let Some(mut orders) = self.open_orders.take() else {
+            return;
+        };
+        while let Some(o) = orders.pop_conn(conn) {
+            if self.config.cancel_on_disconnect {
+                self.send_cancel(cx, o.account, o.name);
+            }
+        }
+        self.open_orders = Some(orders);
+    }
+
+    /// Sends the gateway's own `CancelOrder` for (`account`, `name`) on this
+    /// worker's upstream; its answer is swallowed.
+    fn send_cancel(&mut self, cx: &mut Context<'_, Self>, account: u32, name: u64) {
+        let Link::Up(upstream) = self.link else {
+            // No upstream: the exchange keeps the order (it has no session
+            // notion of its own). Counted, not retried.
+            self.stats.later_dropped += 1;
+            return;
+        };
+        let cl_ord_id = self.next_internal_id;
+        self.next_internal_id += 1;
+        let route = RouteTag {
+            origin: self.worker,
+            target: self.worker,
+            conn: INTERNAL_CONN,
+        }
+        .to_bits();
+        let msg = OrderMsg::CancelOrder(order::CancelOrder {
+            h: order::Header {
+                cl_ord_id,
+                route,
+                t2: cx.now(),
+                ..order::Header::default()
+            },
+            account,
+            orig_cl_ord_id: name,
+        });
+        let sent = cx.send(upstream, 6 + order::len::CANCEL_ORDER, |out| {
+            msg.encode(out);
+        });
+        if sent {
+            self.stats.disconnect_cancels += 1;
+            self.upstream_fifo.push_back(Pending {
+                route,
+                seq: cl_ord_id,
+                len: 0,
+                internal: true,
+            });
+        }
     }
 
     fn on_ack(
@@ -522,6 +945,14 @@ impl Gateway {
         Ok(())
     }
 
+    /// Dials the upstream; a full session table counts as a failed dial.
+    fn dial(&mut self, cx: &mut Context<'_, Self>) {
+        match cx.connect(PeerId(0)) {
+            Some(conn) => self.link = Link::Dialing(conn),
+            None => self.schedule_reconnect(cx.now()),
+        }
+    }
+
     fn schedule_reconnect(&mut self, now: Nanos) {
         self.link = Link::Down {
             retry_at: now + self.backoff,
@@ -530,9 +961,32 @@ impl Gateway {
     }
 }
 
+/// A client's order-entry request: allowed once hand-shaked, on the
+/// client side only (from upstream it is `UNEXPECTED`).
+macro_rules! request {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::SERVING,
+            handle: |g: &mut Gateway, cx, conn, p| g.on_request(cx, conn, $op, p),
+        }
+    };
+}
+
+/// An exchange's order-entry message: upstream only (a client sending one
+/// is `UNEXPECTED`).
+macro_rules! answer {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::UPSTREAM,
+            handle: |g: &mut Gateway, cx, conn, p| g.on_answer(cx, conn, $op, p),
+        }
+    };
+}
+
 impl Service for Gateway {
     type Data = Peer;
-    type Task = Handoff;
 
     const HANDLERS: &'static [Handler<Self>] = &[
         Handler {
@@ -565,102 +1019,139 @@ impl Service for Gateway {
             allowed: StateSet::UPSTREAM,
             handle: Gateway::on_pong,
         },
+        request!(order::OP_NEW_ORDER),
+        request!(order::OP_CANCEL_ORDER),
+        request!(order::OP_REPLACE_ORDER),
+        request!(order::OP_BOOK_QUERY),
+        request!(order::OP_BALANCE_QUERY),
+        answer!(order::OP_ORDER_ACCEPTED),
+        answer!(order::OP_ORDER_EXECUTED),
+        answer!(order::OP_ORDER_CANCELED),
+        answer!(order::OP_ORDER_REPLACED),
+        answer!(order::OP_BOOK_SNAPSHOT),
+        answer!(order::OP_BALANCE),
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
-        self.link = Link::Dialing;
-        cx.connect(PeerId(0));
+        // The lanes hold at most the pings of one worker's credit one way
+        // and the answers of the other's the other way, plus control.
+        let lane_need = 2 * self.config.handoff_inflight_bytes_max + CONTROL_BYTES_MAX;
+        assert!(
+            self.config.workers == 1 || lane_need <= cx.config().handoff_backlog_max,
+            "handoff lanes of {} bytes cannot hold a credit of {}",
+            cx.config().handoff_backlog_max,
+            self.config.handoff_inflight_bytes_max
+        );
+        self.open_orders = Some(OpenOrders::new(
+            self.config.open_orders_max,
+            cx.config().sessions_max,
+        ));
+        self.dial(cx);
     }
 
     fn on_open(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, origin: Origin) {
-        if let Origin::Dialed { .. } = origin {
-            let hello = RoleHelloReq {
-                role: Role::Gateway.to_u8(),
-                version: PROTOCOL_VERSION,
-                token: &self.config.upstream_token,
-            };
-            cx.send(conn, 7 + hello.token.len(), |out| {
-                hello.encode(out);
-            });
-            self.link = Link::Handshaking(conn);
+        match origin {
+            Origin::Accepted => {
+                let session = cx.session(conn).expect("just opened").id.0;
+                let target = self.upstream_of(session);
+                cx.data_mut(conn).expect("just opened").target = target;
+                cx.set_input_group(conn, InputGroup(target.0));
+            }
+            Origin::Dialed { .. } => {
+                let hello = RoleHelloReq {
+                    role: Role::Gateway.to_u8(),
+                    version: PROTOCOL_VERSION,
+                    token: &self.config.upstream_token,
+                };
+                cx.send(conn, 7 + hello.token.len(), |out| {
+                    hello.encode(out);
+                });
+                self.link = Link::Handshaking(conn);
+            }
         }
     }
 
     fn on_close(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, session: Session<Peer>) {
         if session.state.side == Side::Acceptor {
             self.inflight_total -= u64::from(session.data.inflight);
+            self.cancel_orders_of(cx, conn);
             return;
         }
-        if !matches!(self.link, Link::Up(c) | Link::Handshaking(c) if c == conn) {
+        if !matches!(self.link, Link::Dialing(c) | Link::Up(c) | Link::Handshaking(c) if c == conn)
+        {
             return;
         }
         self.stats.upstream_losses += 1;
         while let Some(p) = self.upstream_fifo.pop_front() {
-            self.answer_reject(cx, p.route, p.seq, ErrorCode::UpstreamUnavailable);
+            if p.internal {
+                continue;
+            }
+            let len = p.len as usize;
+            self.answer_reject(cx, p.route, p.seq, len, ErrorCode::UpstreamUnavailable);
         }
+        // Pings wait no more: with no upstream they are rejected at once.
+        self.announce_congestion(cx, false);
         self.schedule_reconnect(cx.now());
     }
 
-    fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, _: PeerId) {
-        self.schedule_reconnect(cx.now());
+    fn on_connect_failed(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, _: Session<Peer>) {
+        if self.link == Link::Dialing(conn) {
+            self.schedule_reconnect(cx.now());
+        }
     }
 
-    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, task: Handoff) {
-        match task {
-            Handoff::Forward(buf) => {
-                let route = read_u64(&buf, offset::ROUTE);
-                let seq = read_u64(&buf, offset::SEQ);
-                self.forward(cx, route, seq, &buf[offset::SEQ..]);
-                self.recycle(buf);
+    fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        if self.link == Link::Up(conn) {
+            self.announce_congestion(cx, false);
+        }
+    }
+
+    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, source: WorkerId, frame: Frame<'_>) {
+        let p = frame.payload;
+        match frame.opcode {
+            OP_PERF_PING | order::OP_NEW_ORDER..=order::OP_BALANCE_QUERY => {
+                let route = read_u64(p, offset::ROUTE - offset::SEQ);
+                let seq = read_u64(p, 0);
+                self.forward(cx, frame.opcode, route, seq, p);
             }
-            Handoff::Return(buf) => {
-                let tag = RouteTag::from_bits(read_u64(&buf, offset::ROUTE));
-                self.came_back(tag);
-                self.deliver_pong(cx, tag.conn, &buf[offset::SEQ..]);
-                self.recycle(buf);
+            OP_ROUTED_FIRST => {
+                let credit = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                let opcode = u16::from_be_bytes([p[4], p[5]]);
+                let payload = &p[6..];
+                let tag = RouteTag::from_bits(read_u64(payload, offset::ROUTE - offset::SEQ));
+                self.came_back(cx, tag, credit);
+                self.deliver_order_msg(cx, tag.conn, opcode, payload, true);
             }
-            Handoff::Reject { route, seq, code } => {
+            order::OP_ORDER_ACCEPTED..=order::OP_BALANCE => {
+                let tag = RouteTag::from_bits(read_u64(p, offset::ROUTE - offset::SEQ));
+                self.deliver_order_msg(cx, tag.conn, frame.opcode, p, false);
+            }
+            OP_PERF_PONG => {
+                let tag = RouteTag::from_bits(read_u64(p, offset::ROUTE - offset::SEQ));
+                self.came_back(cx, tag, frame.wire_len());
+                self.deliver_pong(cx, tag.conn, p);
+            }
+            OP_ROUTED_REJECT => {
+                let route = read_u64(p, 0);
+                let seq = read_u64(p, 8);
+                let code = ErrorCode::from_u16(u16::from_be_bytes([p[16], p[17]]));
+                let len = u32::from_be_bytes([p[18], p[19], p[20], p[21]]) as usize;
                 let tag = RouteTag::from_bits(route);
-                self.came_back(tag);
+                self.came_back(cx, tag, len);
                 self.deliver_reject(cx, tag.conn, seq, code);
             }
-        }
-    }
-
-    fn on_handoff_refused(&mut self, cx: &mut Context<'_, Self>, target: WorkerId, task: Handoff) {
-        match task {
-            // A ping that finds no room even among the parked tasks is shed
-            // at its origin.
-            Handoff::Forward(buf) if self.refused.len() >= self.config.handoff_parked_max => {
-                let tag = RouteTag::from_bits(read_u64(&buf, offset::ROUTE));
-                self.came_back(tag);
-                let conn = tag.conn;
-                self.deliver_reject(cx, conn, read_u64(&buf, offset::SEQ), ErrorCode::Overloaded);
-                self.recycle(buf);
+            OP_UPSTREAM_CONGESTED => {
+                self.remote_congested[source.index()] = p[0] != 0;
+                self.gate(cx, source);
             }
-            // Otherwise it waits, in order, like an answer (which must never
-            // be lost), and the clients are not read meanwhile: a full
-            // handoff queue slows them down instead of shedding their pings.
-            task => {
-                self.refused.push_back((target, task));
-                self.retry_at
-                    .get_or_insert(cx.now() + self.config.handoff_retry);
-            }
+            opcode => unreachable!("gateway workers hand off no opcode {opcode}"),
         }
     }
 
     fn on_timeout(&mut self, cx: &mut Context<'_, Self>) {
-        let now = cx.now();
         if let Link::Down { retry_at } = self.link {
-            if now >= retry_at {
-                self.link = Link::Dialing;
-                cx.connect(PeerId(0));
-            }
-        }
-        if self.retry_at.is_some_and(|at| now >= at) {
-            self.retry_at = None;
-            for (target, task) in std::mem::take(&mut self.refused) {
-                cx.handoff(target, task);
+            if cx.now() >= retry_at {
+                self.dial(cx);
             }
         }
     }
@@ -670,13 +1161,9 @@ impl Service for Gateway {
     }
 
     fn poll_timeout(&self) -> Option<Nanos> {
-        let reconnect = match self.link {
+        match self.link {
             Link::Down { retry_at } => Some(retry_at),
             _ => None,
-        };
-        match (reconnect, self.retry_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
         }
     }
 
@@ -684,34 +1171,7 @@ impl Service for Gateway {
         self.upstream_up()
     }
 
-    /// Backpressure: while this worker's upstream holds more than half its
-    /// output bound unsent, clients are not read (their pings wait in the
-    /// kernel, and TCP slows them down) instead of piling up here until the
-    /// bound cuts the upstream; likewise while handoffs wait for room in
-    /// another worker's queue. The upstream itself is always read: its pongs
-    /// are what drains it.
-    fn accepts_input(&self, cx: &Context<'_, Self>, conn: ConnId) -> bool {
-        if cx.state(conn).is_some_and(|s| s.side == Side::Initiator) {
-            return true;
-        }
-        // Handoffs wait for room in another worker's queue, or enough of
-        // this worker's pings are out through another worker's upstream
-        // (which does not pause for them): new pings wait in the kernel.
-        let credit = self.config.handoff_inflight_max;
-        if !self.refused.is_empty() || self.via.iter().any(|&n| n >= credit) {
-            return false;
-        }
-        let Link::Up(upstream) = self.link else {
-            return true;
-        };
-        cx.session(upstream)
-            .is_none_or(|s| s.backlog() <= cx.config().output_backlog_max / 2)
-    }
-
     fn is_done(&self) -> bool {
-        self.draining
-            && self.inflight_total == 0
-            && self.upstream_fifo.is_empty()
-            && self.refused.is_empty()
+        self.draining && self.inflight_total == 0 && self.upstream_fifo.is_empty()
     }
 }

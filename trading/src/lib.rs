@@ -2,6 +2,7 @@
 //! services on `fep-core`.
 //!
 //! - [`msg`]: every message of PROTOCOL.md, encode and decode;
+//! - [`order`]: the order-entry messages (20100 … 20155);
 //! - [`exchange`]: answers pings with pongs stamped `t3`;
 //! - [`gateway`]: client sessions, one upstream per worker, local or
 //!   cross-worker routing, `t2`/`t4` stamps;
@@ -15,10 +16,14 @@
 
 pub mod client;
 pub mod exchange;
+pub mod flow;
 pub mod gateway;
 pub mod harness;
 pub mod hello;
+mod id_table;
 pub mod msg;
+pub mod open_orders;
+pub mod order;
 pub mod scenario;
 pub mod schedule;
 

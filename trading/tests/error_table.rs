@@ -174,7 +174,19 @@ fn malformed_covers_short_lengths_short_payloads_and_bad_utf8() {
 #[test]
 fn unknown_opcodes_include_the_reserved_ranges() {
     let mut h = gateway();
-    for opcode in [0u16, 3, 999, 1000, 19_999, 20_003, 20_100, 20_199, u16::MAX] {
+    for opcode in [
+        0u16,
+        4,
+        999,
+        1000,
+        19_999,
+        20_003,
+        20_105,
+        20_149,
+        20_156,
+        20_199,
+        u16::MAX,
+    ] {
         let mut frame = Vec::new();
         encode_frame(&mut frame, opcode, b"");
         expect_error(
@@ -446,7 +458,7 @@ fn the_exchange_stamps_t3_and_echoes_every_other_field_and_the_pad() {
 
 #[test]
 fn an_initiator_refuses_an_ack_from_the_wrong_role_or_version() {
-    use fep_core::{Effect, PeerId, Worker, WorkerId};
+    use fep_core::{Effect, Worker, WorkerId};
     use fep_trading::gateway::Gateway;
     for (role, version) in [(1u8, 1u16), (2, 1), (3, 2)] {
         let mut w = Worker::new(
@@ -455,7 +467,13 @@ fn an_initiator_refuses_an_ack_from_the_wrong_role_or_version() {
             Gateway::new(WorkerId(0), GatewayConfig::default()),
         );
         w.start(Nanos(1));
-        let up = w.handle_connected(Nanos(2), PeerId(0)).unwrap();
+        let up = std::iter::from_fn(|| w.poll_effect())
+            .find_map(|e| match e {
+                Effect::Connect { conn, .. } => Some(conn),
+                _ => None,
+            })
+            .unwrap();
+        w.handle_connected(Nanos(2), up);
         while w.poll_effect().is_some() {}
         let sent_hello = w.transmit_buf(up).len();
         let mut ack = Vec::new();

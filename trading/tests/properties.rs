@@ -1,8 +1,8 @@
 //! Properties of framing, messages and roles over generated input.
 
 use fep_core::frame::{encode_frame, Decoder};
-use fep_core::wire::{ErrorMsg, RejectMsg};
-use fep_core::{ErrorCode, Frame, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
+use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR};
+use fep_core::{ErrorCode, Frame, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_trading::client::{Client, ClientConfig};
 use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::msg::{Message, PerfPing, RoleHelloAck, RoleHelloReq};
@@ -161,11 +161,40 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic_the_client(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+    fn random_bytes_close_the_client_connection_with_one_error_or_leave_it_quiet(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+    ) {
+        use fep_core::{Effect, Phase};
         let mut client = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(ClientConfig::default()));
         client.start(Nanos(1));
-        let conn = client.handle_connected(Nanos(2), PeerId(0)).unwrap();
-        client.handle_read(Nanos(3), conn, &bytes);
+        let conn = std::iter::from_fn(|| client.poll_effect())
+            .find_map(|e| match e {
+                Effect::Connect { conn, .. } => Some(conn),
+                _ => None,
+            })
+            .expect("the client dials");
+        client.handle_connected(Nanos(2), conn);
         while client.poll_effect().is_some() {}
+        let hello = client.transmit_buf(conn).len();
+        client.handle_written(Nanos(2), conn, hello);
+        client.handle_read(Nanos(3), conn, &bytes);
+        let effects: Vec<Effect> = std::iter::from_fn(|| client.poll_effect()).collect();
+        let closed = effects.contains(&Effect::Close { conn });
+        let closing = client.session(conn).is_some_and(|s| s.state.phase == Phase::Closing);
+        prop_assert_eq!(closed, closing, "a close is asked for exactly when the session closes");
+        let mut decoder = Decoder::new(1 << 20);
+        let mut sent = Vec::new();
+        let mut frames = decoder.frames(client.transmit_buf(conn));
+        while let Some(frame) = frames.next() {
+            sent.push(frame.expect("the client writes whole frames").opcode);
+        }
+        if closed {
+            // Its own failure says why in one `Error`; the peer's `Error`
+            // is followed by a plain close.
+            prop_assert!(sent.is_empty() || sent == vec![OP_ERROR], "{:?}", sent);
+        } else {
+            // Not hand-shaked with all its peers, it sends nothing else.
+            prop_assert!(sent.is_empty(), "{:?}", sent);
+        }
     }
 }

@@ -228,24 +228,30 @@ fn open_loop_latency_counts_from_the_intended_time_when_the_path_falls_behind() 
 
 #[test]
 fn dials_are_paced_and_every_connection_gets_its_turn() {
-    use fep_core::{Effect, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
+    use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig, WorkerId};
     use fep_trading::client::{Client, DIALS_IN_FLIGHT_MAX};
     let config = ClientConfig {
         connections: 1_000,
         ..Default::default()
     };
     let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
-    let dials = |w: &mut Worker<Client>| {
+    let dials = |w: &mut Worker<Client>| -> Vec<ConnId> {
         std::iter::from_fn(|| w.poll_effect())
-            .filter(|e| matches!(e, Effect::Connect { .. }))
-            .count()
+            .filter_map(|e| match e {
+                Effect::Connect { conn, .. } => Some(conn),
+                _ => None,
+            })
+            .collect()
     };
     w.start(Nanos(1));
-    assert_eq!(dials(&mut w), DIALS_IN_FLIGHT_MAX);
-    w.handle_connected(Nanos(2), PeerId(0)).unwrap();
-    assert_eq!(dials(&mut w), 1, "a finished dial starts the next");
-    w.handle_connect_failed(Nanos(3), PeerId(0));
-    assert_eq!(dials(&mut w), 1, "so does a failed one");
+    let first = dials(&mut w);
+    assert_eq!(first.len(), DIALS_IN_FLIGHT_MAX);
+    // Dials complete in any order: the handle says which one did.
+    w.handle_connected(Nanos(2), first[3]);
+    assert_eq!(dials(&mut w).len(), 1, "a finished dial starts the next");
+    w.handle_connect_failed(Nanos(3), first[5]);
+    assert_eq!(dials(&mut w).len(), 1, "so does a failed one");
+    assert_eq!(w.service().report().errors, 1);
     // In memory, all 1,000 connect, hand-shake and carry pings.
     let client = ClientConfig {
         connections: 1_000,
@@ -263,16 +269,67 @@ fn dials_are_paced_and_every_connection_gets_its_turn() {
 }
 
 #[test]
-fn a_worker_stops_reading_its_clients_at_its_credit_with_another_worker() {
-    use fep_core::{Effect, Nanos, Worker, WorkerConfig};
-    use fep_trading::gateway::{Gateway, Handoff, Routing};
+fn opening_many_connections_takes_time_linear_in_their_number() {
+    use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
+    use fep_trading::client::Client;
+    use fep_trading::msg::RoleHelloAck;
+    use std::time::Instant;
+    let mut ack = Vec::new();
+    RoleHelloAck {
+        role: 2,
+        version: 1,
+    }
+    .encode(&mut ack);
+    // Dial, connect and hand-shake n links; the work per link must not
+    // grow with n (it was a scan of every link per dial and per ack).
+    let open_all = |n: u32| {
+        let config = ClientConfig {
+            connections: n,
+            ..Default::default()
+        };
+        let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
+        let start = Instant::now();
+        w.start(Nanos(1));
+        let mut pending: Vec<_> = Vec::new();
+        let mut opened = 0;
+        loop {
+            pending.extend(
+                std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
+                    Effect::Connect { conn, .. } => Some(conn),
+                    _ => None,
+                }),
+            );
+            let Some(conn) = pending.pop() else { break };
+            w.handle_connected(Nanos(2), conn);
+            w.handle_read(Nanos(3), conn, &ack);
+            opened += 1;
+        }
+        assert_eq!(opened, n);
+        assert!(w.service().is_running());
+        start.elapsed()
+    };
+    let small = open_all(2_000).as_secs_f64();
+    let large = open_all(20_000).as_secs_f64();
+    // Linear is 10x; the quadratic scan was 100x. Leave room for noise.
+    assert!(
+        large < 40.0 * small.max(1e-4),
+        "2,000 links in {small:.4} s, 20,000 in {large:.4} s"
+    );
+}
+
+#[test]
+fn a_worker_pauses_only_the_clients_routed_through_a_spent_credit_and_resumes_them_at_a_quarter() {
+    use fep_core::{Effect, InputGroup, Nanos, Worker, WorkerConfig};
+    use fep_trading::gateway::{Gateway, Routing};
     use fep_trading::msg::{
         offset, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
     };
+    let ping_len = 54;
     let config = GatewayConfig {
         workers: 2,
         routing: Routing::Handoff,
-        handoff_inflight_max: 3,
+        // Half of it, four pings, pauses; a quarter, two, resumes.
+        handoff_inflight_bytes_max: 8 * ping_len,
         ..Default::default()
     };
     let mut w = Worker::new(
@@ -281,7 +338,13 @@ fn a_worker_stops_reading_its_clients_at_its_credit_with_another_worker() {
         Gateway::new(WorkerId(0), config),
     );
     w.start(Nanos(1));
-    let up = w.handle_connected(Nanos(1), fep_core::PeerId(0)).unwrap();
+    let up = std::iter::from_fn(|| w.poll_effect())
+        .find_map(|e| match e {
+            Effect::Connect { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .unwrap();
+    w.handle_connected(Nanos(1), up);
     let mut bytes = Vec::new();
     RoleHelloAck {
         role: 3,
@@ -303,10 +366,9 @@ fn a_worker_stops_reading_its_clients_at_its_credit_with_another_worker() {
     w.handle_read(Nanos(4), local, &bytes);
     w.handle_read(Nanos(4), remote, &bytes);
     while w.poll_effect().is_some() {}
-    let mut forwards = Vec::new();
-    for seq in 1..=3 {
+    let ping = |seq: u64| {
+        let mut frame = Vec::new();
         let z = Nanos::ZERO;
-        bytes.clear();
         PerfPing {
             seq,
             route: 0,
@@ -316,45 +378,70 @@ fn a_worker_stops_reading_its_clients_at_its_credit_with_another_worker() {
             t4: z,
             pad: &[],
         }
-        .encode(OP_PERF_PING, &mut bytes);
-        assert!(
-            w.accepts_input(Nanos(5), remote),
-            "below the credit after {} pings",
-            seq - 1
-        );
-        w.handle_read(Nanos(5), remote, &bytes);
-        forwards.extend(
-            std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
-                Effect::Handoff {
-                    target,
-                    task: Handoff::Forward(buf),
-                } => Some((target, buf)),
-                _ => None,
-            }),
-        );
+        .encode(OP_PERF_PING, &mut frame);
+        assert_eq!(frame.len(), ping_len);
+        frame
+    };
+    let mut handed = Vec::new();
+    let mut effects = Vec::new();
+    for seq in 1..=4 {
+        w.handle_read(Nanos(5), remote, &ping(seq));
+        while let Some(e) = w.poll_effect() {
+            if let Effect::Handoff { target } = e {
+                assert_eq!(target, WorkerId(1));
+                handed.extend_from_slice(w.handoff_buf(target));
+                w.handle_handed_off(target);
+            } else {
+                effects.push(e);
+            }
+        }
     }
-    assert_eq!(forwards.len(), 3);
-    assert!(forwards.iter().all(|(t, _)| *t == WorkerId(1)));
-    assert!(
-        !w.accepts_input(Nanos(6), remote),
-        "three pings out through worker 1: the credit is spent"
+    assert_eq!(handed.len(), 4 * ping_len, "the pings went to worker 1");
+    let to_worker_1 = InputGroup(1);
+    assert_eq!(w.input_group(remote), Some(to_worker_1));
+    assert_eq!(w.input_group(local), Some(InputGroup(0)));
+    assert_eq!(
+        effects,
+        vec![Effect::PauseGroup { group: to_worker_1 }],
+        "the fourth ping spent half the credit: the clients routed there \
+         pause, with one effect"
     );
+    // The local client is not held back by worker 1's credit.
+    w.handle_read(Nanos(6), local, &ping(1));
+    let local_effects: Vec<_> = std::iter::from_fn(|| w.poll_effect()).collect();
     assert!(
-        !w.accepts_input(Nanos(6), local),
-        "the pause is for every client of the worker"
+        !local_effects
+            .iter()
+            .any(|e| matches!(e, Effect::PauseGroup { .. })),
+        "{local_effects:?}"
     );
-    assert!(w.accepts_input(Nanos(6), up), "the upstream is always read");
-    // Worker 1 answers one: a slot of credit comes back.
-    let (_, mut pong) = forwards.remove(0);
-    pong[offset::OPCODE..offset::OPCODE + 2].copy_from_slice(&OP_PERF_PONG.to_be_bytes());
-    w.handle_handoff(Nanos(7), Handoff::Return(pong));
-    assert!(w.accepts_input(Nanos(7), remote));
-    assert_eq!(w.service().stats().pongs, 1);
+    // Worker 1 answers the first: more than a quarter of the credit is
+    // still out, so the group stays paused (no flapping per ping)...
+    let pong_of = |ping: &[u8]| {
+        let mut pong = ping.to_vec();
+        pong[offset::OPCODE..offset::OPCODE + 2].copy_from_slice(&OP_PERF_PONG.to_be_bytes());
+        pong
+    };
+    w.handle_handoff(Nanos(7), WorkerId(1), &pong_of(&handed[..ping_len]));
+    let effects: Vec<_> = std::iter::from_fn(|| w.poll_effect()).collect();
+    assert_eq!(effects, vec![Effect::Transmit { conn: remote }]);
+    // ...and the second brings it to a quarter: the group resumes.
+    w.handle_handoff(
+        Nanos(8),
+        WorkerId(1),
+        &pong_of(&handed[ping_len..2 * ping_len]),
+    );
+    let effects: Vec<_> = std::iter::from_fn(|| w.poll_effect()).collect();
+    assert!(
+        effects.contains(&Effect::ResumeGroup { group: to_worker_1 }),
+        "{effects:?}"
+    );
+    assert_eq!(w.service().stats().pongs, 2);
 }
 
 #[test]
 fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on() {
-    use fep_core::{Effect, Nanos, PeerId, Worker, WorkerConfig, WorkerId};
+    use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
     use fep_trading::client::Client;
     use fep_trading::msg::RoleHelloAck;
     let config = ClientConfig {
@@ -366,8 +453,15 @@ fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on(
     };
     let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
     w.start(Nanos(0));
-    let answered = w.handle_connected(Nanos(1), PeerId(0)).unwrap();
-    let silent = w.handle_connected(Nanos(1), PeerId(0)).unwrap();
+    let dials: Vec<_> = std::iter::from_fn(|| w.poll_effect())
+        .filter_map(|e| match e {
+            Effect::Connect { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .collect();
+    let (answered, silent, late) = (dials[0], dials[1], dials[2]);
+    w.handle_connected(Nanos(1), answered);
+    w.handle_connected(Nanos(1), silent);
     // The third dial never completes; the second peer never acks.
     let mut ack = Vec::new();
     RoleHelloAck {
@@ -386,6 +480,10 @@ fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on(
         "{effects:?}"
     );
     assert!(
+        effects.contains(&Effect::Close { conn: late }),
+        "the dial still under way is abandoned: {effects:?}"
+    );
+    assert!(
         w.service().is_running(),
         "the run goes on with the connection that answered"
     );
@@ -395,11 +493,9 @@ fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on(
     );
     let report = w.service().report();
     assert_eq!((report.connections_lost, report.errors), (2, 2));
-    // The late dial completing afterwards is closed at once, counted once.
-    let late = w
-        .handle_connected(Nanos::from_millis(6), PeerId(0))
-        .unwrap();
-    assert!(std::iter::from_fn(|| w.poll_effect()).any(|e| e == Effect::Close { conn: late }));
-    w.handle_connect_failed(Nanos::from_millis(6), PeerId(0));
+    // The abandoned dial completing afterwards changes nothing.
+    w.handle_connected(Nanos::from_millis(6), late);
+    w.handle_connect_failed(Nanos::from_millis(6), late);
     assert_eq!(w.service().report().errors, 2);
+    assert!(w.poll_effect().is_none());
 }

@@ -1,0 +1,766 @@
+//! The exchange role: accepts gateways and clients, answers each `PerfPing`
+//! with a `PerfPong` stamped `t3`, and runs order entry through one
+//! matching engine ([`fep_engine`]) for the whole process.
+//!
+//! # One engine, many workers
+//!
+//! The engine lives on worker 0 ([`ENGINE_WORKER`]) and runs inline there:
+//! a request on one of its own connections is matched in the same turn
+//! that read it, with no thread hop (on this project's 2-vCPU machines a
+//! wake-up on another CPU costs ~15 µs, more than matching by two orders of
+//! magnitude). Another worker hands each request, with its connection, to
+//! worker 0 (an `OP_XCH_REQUEST` frame in the handoff lane) and gets the
+//! frames for its connections back (`OP_XCH_DELIVER`); lanes are FIFO per
+//! worker pair, so a connection's answers keep their order. While a
+//! connection has requests at worker 0, its pings follow them there too, so
+//! a pong never overtakes an earlier order's answer. A lane past half its
+//! bound sheds: a request with `Reject{OVERLOADED}`, a maker's message to
+//! that worker's connections by not sending it (counted in
+//! [`ExchangeStats::unowned`]).
+//!
+//! # Who hears what
+//!
+//! A request's first answer, and the later messages about its own order
+//! that it caused (its fills as taker, an IOC's rest), go to its connection
+//! with its header echoed and `t3` set. A resting order's fills (maker) go
+//! to the connection of the request that last named it, with that
+//! request's `cl_ord_id` and `route` and `t1 = t2 = t4 = 0`; if that
+//! connection has closed, they are not sent. [`Owner`]s are kept by
+//! `order_id` in a table sized for every order the engine can hold.
+
+use fep_core::frame::{encode_frame, FrameWriter};
+use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
+use fep_core::{
+    ConnId, Context, ErrorCode, Fault, Frame, Handler, Service, Session, StateSet, WorkerId,
+};
+use fep_engine::{
+    BalanceQuery, BookQuery, Cancel, CancelReason, Command, Engine, Event, Liquidity, NewOrder,
+    Replace, Side, Tif,
+};
+
+use crate::hello::Admission;
+use crate::msg::{
+    offset, patch_u64, read_u64, PerfPing, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
+    OP_ROLE_HELLO_REQ,
+};
+use crate::order::{
+    self, Balance, BookSnapshot, Header, Level, OrderAccepted, OrderCanceled, OrderExecuted,
+    OrderMsg, OrderReplaced, BOOK_DEPTH_MAX,
+};
+use crate::Role;
+
+use crate::id_table::IdTable;
+
+/// The worker whose service owns the matching engine.
+pub const ENGINE_WORKER: WorkerId = WorkerId(0);
+
+/// Settings of the exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeConfig {
+    /// The token peers must present, if any.
+    pub token: Option<String>,
+    /// The matching engine's settings (instruments, accounts, balances,
+    /// capacities).
+    pub engine: fep_engine::Config,
+}
+
+/// Cash every account starts with unless configured (`mock_exchange --cash`).
+pub const CASH_DEFAULT: i64 = 1_000_000_000_000_000;
+
+impl Default for ExchangeConfig {
+    /// No token, and the engine as `mock_exchange` starts it by
+    /// default (16 instruments, 1,024 accounts, [`CASH_DEFAULT`]).
+    fn default() -> Self {
+        ExchangeConfig {
+            token: None,
+            engine: fep_engine::Config {
+                cash: CASH_DEFAULT,
+                ..fep_engine::Config::default()
+            },
+        }
+    }
+}
+
+/// Counters of one exchange worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExchangeStats {
+    /// Pongs sent.
+    pub pongs: u64,
+    /// Requests refused while draining.
+    pub rejects: u64,
+    /// Sessions closed.
+    pub closed: u64,
+    /// Order-entry requests matched (on the engine's worker).
+    pub requests: u64,
+    /// Orders accepted.
+    pub accepted: u64,
+    /// Fills (one per maker/taker pair).
+    pub fills: u64,
+    /// Requests refused by the engine.
+    pub engine_rejects: u64,
+    /// Maker messages not sent: their connection had closed or was unknown.
+    pub unowned: u64,
+}
+
+/// Where the messages about an open order go: the connection of the
+/// request that last named it, and that request's `route`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The worker that owns the connection.
+    pub worker: WorkerId,
+    /// The connection (generation-checked: a closed one is never reused).
+    pub conn: ConnId,
+    /// The naming request's `route`.
+    pub route: u64,
+}
+
+/// Handed to the engine's worker only (the engine's reserved range): a
+/// request read on another worker. `conn:u64, opcode:u16, payload`.
+const OP_XCH_REQUEST: u16 = 1101;
+/// Handed back from the engine's worker only: frames for one connection of
+/// the receiving worker. `conn:u64, finished:u32, frames`; `finished`
+/// counts the requests of `conn` these frames finish answering.
+const OP_XCH_DELIVER: u16 = 1102;
+/// Bytes of an `OP_XCH_DELIVER` payload before its frames.
+const DELIVER_HEAD_LEN: usize = 12;
+
+/// Per-session data of the exchange.
+#[derive(Debug, Default)]
+pub struct Peer {
+    /// Requests of this connection handed to the engine's worker and not
+    /// answered yet (on workers other than the engine's).
+    at_engine: u32,
+}
+
+/// The engine and what the exchange keeps beside it.
+#[derive(Debug)]
+struct Matching {
+    engine: Engine,
+    /// Reused per request: the engine's events.
+    events: Vec<Event>,
+    /// Reused per book query: the levels of a snapshot.
+    levels: Vec<Level>,
+    /// The owner of each open order.
+    owners: IdTable<Option<Owner>>,
+}
+
+/// One exchange worker's service.
+#[derive(Debug)]
+pub struct Exchange {
+    worker: WorkerId,
+    admission: Admission,
+    draining: bool,
+    matching: Option<Box<Matching>>,
+    /// The answers of the request being matched for another worker's
+    /// connection, handed back in one piece (reused).
+    reply: Vec<u8>,
+    /// Whose answers `reply` holds, while a handed-off request is matched.
+    reply_to: Option<Owner>,
+    stats: ExchangeStats,
+}
+
+impl Exchange {
+    /// Worker `worker`'s exchange, accepting roles `gateway` and `client`.
+    /// Worker 0 builds the engine. Panics on engine settings a CLI must have
+    /// refused ([`fep_engine::Config::validate`]).
+    pub fn new(worker: WorkerId, config: ExchangeConfig) -> Exchange {
+        let admission = Admission {
+            roles: vec![Role::Gateway, Role::Client],
+            token: config.token,
+        };
+        let matching = (worker == ENGINE_WORKER).then(|| {
+            let engine = Engine::new(config.engine).expect("engine settings were validated");
+            Box::new(Matching {
+                owners: IdTable::new(config.engine.orders_max as usize),
+                engine,
+                events: Vec::with_capacity(1024),
+                levels: Vec::with_capacity(2 * usize::from(BOOK_DEPTH_MAX)),
+            })
+        });
+        Exchange {
+            worker,
+            admission,
+            draining: false,
+            matching,
+            reply: Vec::new(),
+            reply_to: None,
+            stats: ExchangeStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ExchangeStats {
+        self.stats
+    }
+
+    /// The matching engine, on the engine's worker.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.matching.as_deref().map(|m| &m.engine)
+    }
+
+    fn on_hello(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        self.admission.accept(cx, conn, payload, Role::Exchange)
+    }
+
+    fn on_ping(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        let ping = PerfPing::decode(OP_PERF_PING, payload)?;
+        let at_engine = cx.data_mut(conn).map_or(0, |p| p.at_engine);
+        if at_engine > 0 {
+            // Behind this connection's requests at the engine's worker.
+            return self.hand_to_engine(cx, conn, OP_PERF_PING, payload);
+        }
+        let to = Owner {
+            worker: self.worker,
+            conn,
+            route: ping.route,
+        };
+        self.pong(cx, to, ping.seq, payload);
+        hold_back(cx, conn);
+        Ok(())
+    }
+
+    fn pong(&mut self, cx: &mut Context<'_, Self>, to: Owner, seq: u64, payload: &[u8]) {
+        if self.draining {
+            self.stats.rejects += 1;
+            let msg = RejectMsg {
+                code: ErrorCode::ShuttingDown,
+                seq,
+                reason: "exchange is draining",
+            };
+            self.emit(cx, to, 16 + msg.reason.len(), |out| {
+                msg.encode(out);
+            });
+            return;
+        }
+        let t3 = cx.now().as_u64();
+        self.stats.pongs += 1;
+        self.emit(cx, to, 6 + payload.len(), |out| {
+            let start = out.len();
+            encode_frame(out, OP_PERF_PONG, payload);
+            patch_u64(&mut out[start..], offset::T3, t3);
+        });
+    }
+
+    fn on_order(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        // A payload of the wrong length is the connection's MALFORMED,
+        // wherever the engine lives.
+        let msg = OrderMsg::decode(opcode, payload)?;
+        if self.matching.is_none() {
+            return self.hand_to_engine(cx, conn, opcode, payload);
+        }
+        let header = msg.header();
+        let from = Owner {
+            worker: self.worker,
+            conn,
+            route: header.route,
+        };
+        self.order(cx, from, &msg);
+        hold_back(cx, conn);
+        Ok(())
+    }
+
+    fn hand_to_engine(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        let lane_max = cx.config().handoff_backlog_max;
+        let room = cx.handoff_backlog(ENGINE_WORKER) + 16 + payload.len() <= lane_max / 2;
+        let handed = room
+            && cx.handoff(ENGINE_WORKER, 16 + payload.len(), |out| {
+                let mut w = FrameWriter::new(out, OP_XCH_REQUEST);
+                w.put_u64(conn.to_bits()).put_u16(opcode).put_slice(payload);
+                w.finish();
+            });
+        if !handed {
+            // Shed: the request never reached the engine.
+            self.stats.rejects += 1;
+            let seq = read_u64(payload, 0);
+            cx.reject(
+                conn,
+                ErrorCode::Overloaded,
+                seq,
+                "exchange engine queue is full",
+            );
+            return Ok(());
+        }
+        if let Some(peer) = cx.data_mut(conn) {
+            peer.at_engine += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends frames for `to`, on this worker or handed to its own.
+    fn emit(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        to: Owner,
+        additional: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        if to.worker == self.worker {
+            return cx.send(to.conn, additional, write);
+        }
+        if self
+            .reply_to
+            .is_some_and(|r| r.worker == to.worker && r.conn == to.conn)
+        {
+            write(&mut self.reply);
+            return true;
+        }
+        self.deliver(cx, to, 0, additional, write)
+    }
+
+    /// Hands frames for `to` (on another worker) back to its worker, with
+    /// the count of its requests they finish. `false` when the lane is past
+    /// half its bound: the frames are not sent.
+    fn deliver(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        to: Owner,
+        finished: u32,
+        additional: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let lane_max = cx.config().handoff_backlog_max;
+        let size = 6 + DELIVER_HEAD_LEN + additional;
+        if finished == 0 && cx.handoff_backlog(to.worker) + size > lane_max / 2 {
+            self.stats.unowned += 1;
+            return false;
+        }
+        cx.handoff(to.worker, size, |out| {
+            let start = out.len();
+            out.extend_from_slice(&[0; 4]);
+            out.extend_from_slice(&OP_XCH_DELIVER.to_be_bytes());
+            out.extend_from_slice(&to.conn.to_bits().to_be_bytes());
+            out.extend_from_slice(&finished.to_be_bytes());
+            write(out);
+            let length = u32::try_from(out.len() - start - 4).expect("a lane frame fits u32");
+            out[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        })
+    }
+
+    /// Runs one decoded order-entry request from `from` through the engine
+    /// and sends what it decided.
+    fn order(&mut self, cx: &mut Context<'_, Self>, from: Owner, msg: &OrderMsg<'_>) {
+        let mut h = msg.header();
+        h.t3 = cx.now();
+        if self.draining {
+            self.stats.rejects += 1;
+            return self.reject(
+                cx,
+                from,
+                ErrorCode::ShuttingDown,
+                h.cl_ord_id,
+                "exchange is draining",
+            );
+        }
+        let command = match command_of(msg) {
+            Ok(c) => c,
+            Err(why) => {
+                self.stats.engine_rejects += 1;
+                return self.reject(cx, from, ErrorCode::InvalidOrder, h.cl_ord_id, why);
+            }
+        };
+        self.stats.requests += 1;
+        let mut m = self
+            .matching
+            .take()
+            .expect("orders are matched on the engine's worker");
+        m.events.clear();
+        m.engine.handle(&command, &mut m.events);
+        self.answer(cx, from, &h, &mut m);
+        self.matching = Some(m);
+    }
+
+    fn reject(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        to: Owner,
+        code: ErrorCode,
+        seq: u64,
+        why: &str,
+    ) {
+        let msg = RejectMsg {
+            code,
+            seq,
+            reason: why,
+        };
+        self.emit(cx, to, 16 + why.len(), |out| {
+            msg.encode(out);
+        });
+    }
+
+    /// Turns the engine's events for one request into frames, in order.
+    fn answer(&mut self, cx: &mut Context<'_, Self>, from: Owner, h: &Header, m: &mut Matching) {
+        let mut i = 0;
+        while i < m.events.len() {
+            let event = m.events[i];
+            i += 1;
+            match event {
+                Event::Accepted {
+                    account,
+                    order_id,
+                    instrument,
+                    side,
+                    tif,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    self.stats.accepted += 1;
+                    m.owners.set(order_id, Some(from));
+                    let msg = OrderMsg::OrderAccepted(OrderAccepted {
+                        h: *h,
+                        account,
+                        order_id,
+                        instrument,
+                        side: side.wire(),
+                        tif: tif.wire(),
+                        price,
+                        qty,
+                    });
+                    self.send_msg(cx, from, &msg);
+                }
+                Event::Executed {
+                    account,
+                    order_id,
+                    cl_ord_id,
+                    exec_id,
+                    price,
+                    qty,
+                    leaves,
+                    liquidity,
+                } => {
+                    let owner = m.owners.get(order_id).flatten();
+                    if leaves == 0 {
+                        m.owners.remove(order_id);
+                    }
+                    let (to, header) = match liquidity {
+                        Liquidity::Taker => (Some(from), *h),
+                        Liquidity::Maker => {
+                            self.stats.fills += 1;
+                            (owner, maker_header(cl_ord_id, owner, h.t3))
+                        }
+                    };
+                    let Some(to) = to else {
+                        self.stats.unowned += 1;
+                        continue;
+                    };
+                    let msg = OrderMsg::OrderExecuted(OrderExecuted {
+                        h: header,
+                        account,
+                        order_id,
+                        exec_id,
+                        price,
+                        qty,
+                        leaves,
+                        liquidity: liquidity.wire(),
+                    });
+                    if !self.send_msg(cx, to, &msg) {
+                        self.stats.unowned += 1;
+                    }
+                }
+                Event::Canceled {
+                    account,
+                    order_id,
+                    canceled_qty,
+                    reason,
+                    ..
+                } => {
+                    m.owners.remove(order_id);
+                    let reason = match reason {
+                        CancelReason::Requested => order::CANCEL_REASON_REQUESTED,
+                        CancelReason::IocRest => order::CANCEL_REASON_IOC,
+                    };
+                    let msg = OrderMsg::OrderCanceled(OrderCanceled {
+                        h: *h,
+                        account,
+                        order_id,
+                        canceled_qty,
+                        reason,
+                    });
+                    self.send_msg(cx, from, &msg);
+                }
+                Event::Replaced {
+                    account,
+                    order_id,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    m.owners.set(order_id, Some(from));
+                    let msg = OrderMsg::OrderReplaced(OrderReplaced {
+                        h: *h,
+                        account,
+                        order_id,
+                        price,
+                        qty,
+                    });
+                    self.send_msg(cx, from, &msg);
+                }
+                Event::Rejected { code, reason } => {
+                    self.stats.engine_rejects += 1;
+                    let code = ErrorCode::from_u16(code.wire());
+                    self.reject(cx, from, code, h.cl_ord_id, reason);
+                }
+                Event::Book {
+                    instrument,
+                    bids,
+                    asks,
+                } => {
+                    m.levels.clear();
+                    let n = usize::from(bids) + usize::from(asks);
+                    for e in &m.events[i..i + n] {
+                        let Event::Level { price, qty, orders } = *e else {
+                            unreachable!("a book is followed by its levels");
+                        };
+                        m.levels.push(Level { price, qty, orders });
+                    }
+                    i += n;
+                    let (b, a) = m.levels.split_at(usize::from(bids));
+                    let size = order::len::BOOK_SNAPSHOT_MIN + 6 + n * order::LEVEL_LEN;
+                    self.emit(cx, from, size, |out| {
+                        BookSnapshot::encode_with(out, h, instrument, b, a);
+                    });
+                }
+                Event::Level { .. } => unreachable!("levels are read with their book"),
+                Event::Balance {
+                    account,
+                    asset,
+                    total,
+                    locked,
+                } => {
+                    let msg = OrderMsg::Balance(Balance {
+                        h: *h,
+                        account,
+                        asset,
+                        total,
+                        locked,
+                    });
+                    self.send_msg(cx, from, &msg);
+                }
+            }
+        }
+    }
+
+    fn send_msg(&mut self, cx: &mut Context<'_, Self>, to: Owner, msg: &OrderMsg<'_>) -> bool {
+        // Room for the largest fixed-size answer (an execution).
+        self.emit(cx, to, 6 + order::len::ORDER_EXECUTED, |out| {
+            msg.encode(out);
+        })
+    }
+
+    fn on_error(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &[u8],
+    ) -> Result<(), Fault> {
+        cx.close(conn);
+        Ok(())
+    }
+}
+
+/// Backpressure: a peer whose answers pile up unsent (past the high-water
+/// mark) is not read until they drain ([`Service::on_drained`]), so a
+/// gateway that reads slowly for a moment is slowed down by TCP rather than
+/// cut.
+fn hold_back(cx: &mut Context<'_, Exchange>, conn: ConnId) {
+    if cx.session(conn).is_some_and(|s| s.output_high()) {
+        cx.pause_input(conn);
+    }
+}
+
+/// The header of a maker's message: the naming request's `cl_ord_id` and
+/// `route`, the event's time as `t3`, no other stamps.
+fn maker_header(cl_ord_id: u64, owner: Option<Owner>, t3: fep_core::Nanos) -> Header {
+    Header {
+        cl_ord_id,
+        route: owner.map_or(0, |o| o.route),
+        t3,
+        ..Header::default()
+    }
+}
+
+/// The engine command of a request; `Err` with the reason for a side or
+/// time in force the engine's types cannot hold (`INVALID_ORDER`).
+fn command_of(msg: &OrderMsg<'_>) -> Result<Command, &'static str> {
+    Ok(match *msg {
+        OrderMsg::NewOrder(m) => Command::NewOrder(NewOrder {
+            account: m.account,
+            cl_ord_id: m.h.cl_ord_id,
+            instrument: m.instrument,
+            side: Side::from_wire(m.side).ok_or("side must be 1 (buy) or 2 (sell)")?,
+            tif: Tif::from_wire(m.tif).ok_or("tif must be 1 (day) or 2 (IOC)")?,
+            price: m.price,
+            qty: m.qty,
+        }),
+        OrderMsg::CancelOrder(m) => Command::Cancel(Cancel {
+            account: m.account,
+            cl_ord_id: m.h.cl_ord_id,
+            orig_cl_ord_id: m.orig_cl_ord_id,
+        }),
+        OrderMsg::ReplaceOrder(m) => Command::Replace(Replace {
+            account: m.account,
+            cl_ord_id: m.h.cl_ord_id,
+            orig_cl_ord_id: m.orig_cl_ord_id,
+            price: m.price,
+            qty: m.qty,
+        }),
+        OrderMsg::BookQuery(m) => Command::BookQuery(BookQuery {
+            instrument: m.instrument,
+            depth: m.depth,
+        }),
+        OrderMsg::BalanceQuery(m) => Command::BalanceQuery(BalanceQuery {
+            account: m.account,
+            asset: m.asset,
+        }),
+        _ => unreachable!("only requests are dispatched here"),
+    })
+}
+
+macro_rules! order_handler {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::SERVING,
+            handle: |svc: &mut Exchange, cx, conn, p| svc.on_order(cx, conn, $op, p),
+        }
+    };
+}
+
+macro_rules! client_only {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::NONE,
+            handle: |_, _, _, _| Ok(()),
+        }
+    };
+}
+
+impl Service for Exchange {
+    type Data = Peer;
+
+    const HANDLERS: &'static [Handler<Self>] = &[
+        Handler {
+            opcode: OP_ERROR,
+            allowed: StateSet::LIVE,
+            handle: Exchange::on_error,
+        },
+        client_only!(OP_REJECT),
+        Handler {
+            opcode: OP_ROLE_HELLO_REQ,
+            allowed: StateSet::ACCEPTED,
+            handle: Exchange::on_hello,
+        },
+        client_only!(OP_ROLE_HELLO_ACK),
+        Handler {
+            opcode: OP_PERF_PING,
+            allowed: StateSet::SERVING,
+            handle: Exchange::on_ping,
+        },
+        client_only!(OP_PERF_PONG),
+        order_handler!(order::OP_NEW_ORDER),
+        order_handler!(order::OP_CANCEL_ORDER),
+        order_handler!(order::OP_REPLACE_ORDER),
+        order_handler!(order::OP_BOOK_QUERY),
+        order_handler!(order::OP_BALANCE_QUERY),
+        client_only!(order::OP_ORDER_ACCEPTED),
+        client_only!(order::OP_ORDER_EXECUTED),
+        client_only!(order::OP_ORDER_CANCELED),
+        client_only!(order::OP_ORDER_REPLACED),
+        client_only!(order::OP_BOOK_SNAPSHOT),
+        client_only!(order::OP_BALANCE),
+    ];
+
+    fn on_close(&mut self, _: &mut Context<'_, Self>, _: ConnId, _: Session<Peer>) {
+        self.stats.closed += 1;
+    }
+
+    fn on_handoff(&mut self, cx: &mut Context<'_, Self>, source: WorkerId, frame: Frame<'_>) {
+        let p = frame.payload;
+        match frame.opcode {
+            OP_XCH_REQUEST => {
+                let conn = ConnId::from_bits(read_u64(p, 0));
+                let opcode = u16::from_be_bytes([p[8], p[9]]);
+                let payload = &p[10..];
+                self.reply.clear();
+                let reply_to = Owner {
+                    worker: source,
+                    conn,
+                    route: 0,
+                };
+                self.reply_to = Some(reply_to);
+                if opcode == OP_PERF_PING {
+                    let ping = PerfPing::decode(opcode, payload).expect("checked at its worker");
+                    let to = Owner {
+                        route: ping.route,
+                        ..reply_to
+                    };
+                    self.pong(cx, to, ping.seq, payload);
+                } else {
+                    let msg = OrderMsg::decode(opcode, payload).expect("checked at its worker");
+                    let from = Owner {
+                        route: msg.header().route,
+                        ..reply_to
+                    };
+                    self.order(cx, from, &msg);
+                }
+                self.reply_to = None;
+                let reply = std::mem::take(&mut self.reply);
+                let handed = self.deliver(cx, reply_to, 1, reply.len(), |out| {
+                    out.extend_from_slice(&reply);
+                });
+                // The request was let in only while its lane had room for
+                // its answers: they always fit.
+                assert!(handed, "a request's answers fit the lane that let it in");
+                self.reply = reply;
+            }
+            OP_XCH_DELIVER => {
+                let conn = ConnId::from_bits(read_u64(p, 0));
+                let finished = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+                if let Some(peer) = cx.data_mut(conn) {
+                    peer.at_engine = peer.at_engine.saturating_sub(finished);
+                }
+                let frames = &p[DELIVER_HEAD_LEN..];
+                if !frames.is_empty() {
+                    cx.send(conn, frames.len(), |out| out.extend_from_slice(frames));
+                }
+            }
+            opcode => unreachable!("exchange workers hand off no opcode {opcode}"),
+        }
+    }
+
+    fn on_shutdown(&mut self, _: &mut Context<'_, Self>) {
+        self.draining = true;
+    }
+
+    fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        cx.resume_input(conn);
+    }
+
+    fn is_done(&self) -> bool {
+        // Requests are answered as they arrive: nothing waits here.
+        self.draining
+    }
+}
