@@ -494,6 +494,10 @@ pub struct Leg {
     pub by_kind: Vec<Histogram<u64>>,
     /// Every command.
     pub all: Histogram<u64>,
+    /// Every command's own time, from its start to its end (no queueing).
+    pub service: Histogram<u64>,
+    /// Long gaps between clock reads.
+    pub gaps: Gaps,
     /// Commands run.
     pub ops: usize,
     /// Wall time of the measured commands.
@@ -521,37 +525,36 @@ fn measure(
 ) -> Leg {
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| histogram()).collect();
     let mut all = histogram();
-    let mut record = |kind: Kind, ns: u64| {
-        let ns = ns.clamp(1, 60_000_000_000);
-        by_kind[kind.index()].record(ns).expect("within bounds");
-        all.record(ns).expect("within bounds");
-    };
+    let mut service = histogram();
+    let mut gaps = Gaps::default();
     let start = Instant::now();
-    match rate {
-        Some(rate) => {
-            let interval_ns = 1e9 / rate as f64;
-            for (i, &kind) in kinds.iter().enumerate() {
-                let intended = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
-                while Instant::now() < intended {
-                    std::hint::spin_loop();
-                }
-                op(i);
-                let done = Instant::now();
-                record(
-                    kind,
-                    done.saturating_duration_since(intended).as_nanos() as u64,
-                );
-            }
+    let mut previous = start;
+    for (i, &kind) in kinds.iter().enumerate() {
+        // Open loop: wait for the intended start; the closed loop starts
+        // each command as the last one ends.
+        let intended = match rate {
+            Some(rate) => start + Duration::from_nanos((i as f64 * 1e9 / rate as f64) as u64),
+            None => previous,
+        };
+        let mut began = Instant::now();
+        gaps.see(began - previous);
+        while began < intended {
+            std::hint::spin_loop();
+            let now = Instant::now();
+            gaps.see(now - began);
+            began = now;
         }
-        None => {
-            let mut previous = start;
-            for (i, &kind) in kinds.iter().enumerate() {
-                op(i);
-                let done = Instant::now();
-                record(kind, done.duration_since(previous).as_nanos() as u64);
-                previous = done;
-            }
-        }
+        op(i);
+        let done = Instant::now();
+        gaps.see(done - began);
+        let ns = |d: Duration| (d.as_nanos() as u64).clamp(1, 60_000_000_000);
+        let latency = ns(done.saturating_duration_since(intended));
+        by_kind[kind.index()]
+            .record(latency)
+            .expect("within bounds");
+        all.record(latency).expect("within bounds");
+        service.record(ns(done - began)).expect("within bounds");
+        previous = done;
     }
     let elapsed = start.elapsed();
     Leg {
@@ -559,8 +562,37 @@ fn measure(
         rate,
         by_kind,
         all,
+        service,
+        gaps,
         ops: kinds.len(),
         elapsed,
+    }
+}
+
+/// Gaps between consecutive clock reads of a leg longer than
+/// [`Gaps::THRESHOLD`]: a command that slow is rare (see the service
+/// time's p99.99), so nearly all of them are the thread off the CPU, which
+/// on a shared machine is where an open loop's tail comes from.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gaps {
+    /// How many.
+    pub count: u64,
+    /// Their sum.
+    pub total: Duration,
+    /// The longest.
+    pub max: Duration,
+}
+
+impl Gaps {
+    /// What counts as a gap.
+    pub const THRESHOLD: Duration = Duration::from_micros(50);
+
+    fn see(&mut self, gap: Duration) {
+        if gap > Self::THRESHOLD {
+            self.count += 1;
+            self.total += gap;
+            self.max = self.max.max(gap);
+        }
     }
 }
 
@@ -659,7 +691,7 @@ fn lobster_max(w: &Workload) -> Max {
 fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
     let load = match leg.rate {
         Some(rate) => format!("open loop at {rate} cmd/s"),
-        None => "closed loop (service time)".to_string(),
+        None => "closed loop".to_string(),
     };
     println!(
         "{} {load}: {} commands in {:.3} s = {:.0} cmd/s{}",
@@ -679,7 +711,8 @@ fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
         "kind", "count", "p50 ns", "p99 ns", "p99.99 ns", "max ns"
     );
     let rows = std::iter::once(("all", &leg.all))
-        .chain(KINDS.iter().map(|k| (k.name(), &leg.by_kind[k.index()])));
+        .chain(KINDS.iter().map(|k| (k.name(), &leg.by_kind[k.index()])))
+        .chain(std::iter::once(("service", &leg.service)));
     for (name, h) in rows {
         if h.is_empty() {
             continue;
@@ -694,6 +727,13 @@ fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
             h.max()
         );
     }
+    println!(
+        "  off-CPU estimate: {} gaps over {} us between clock reads, {:.1} ms in all, longest {:.1} ms",
+        leg.gaps.count,
+        Gaps::THRESHOLD.as_micros(),
+        leg.gaps.total.as_secs_f64() * 1e3,
+        leg.gaps.max.as_secs_f64() * 1e3,
+    );
 }
 
 /// Runs the whole benchmark and prints it.

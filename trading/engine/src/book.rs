@@ -4,14 +4,24 @@
 //! Best last means that taking liquidity pops from the end and that a new
 //! level near the touch (where most orders go) moves only the few levels
 //! between it and the end. A level is found by binary search over a
-//! contiguous array, which stays in cache for the ~1,000 levels a book has.
+//! contiguous array.
+//!
+//! A level that empties stays in the array, empty, until the array needs
+//! its room. A replace that moves an order a few ticks (the commonest
+//! request in exchange-core's workload) usually empties its old level and
+//! needs a new one right beside it; reusing the empty neighbour for the new
+//! price keeps the array sorted and moves no memory at all, where removing
+//! and inserting would each shift every level on the far side of the
+//! touch. Empty levels are invisible outside this module: they count
+//! against nothing, queries skip them, and the array is compacted in one
+//! pass when it is full of them.
 
 use crate::command::Side;
 use crate::limits::NIL;
 use crate::pool::Pool;
 
 /// One price level: its orders oldest first, with their sum kept for
-/// snapshots.
+/// snapshots. `orders == 0` marks an empty level kept for reuse.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Level {
     pub price: i64,
@@ -21,10 +31,25 @@ pub(crate) struct Level {
     pub tail: u32,
 }
 
+impl Level {
+    fn empty(price: i64) -> Level {
+        Level {
+            price,
+            qty: 0,
+            orders: 0,
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Ladder {
     side: Side,
+    /// Sorted, best last; some may be empty.
     levels: Vec<Level>,
+    /// Levels with at least one order.
+    live: usize,
     levels_max: usize,
 }
 
@@ -33,21 +58,29 @@ impl Ladder {
         Ladder {
             side,
             levels: Vec::with_capacity(levels_max as usize),
+            live: 0,
             levels_max: levels_max as usize,
         }
     }
 
+    /// Levels with orders.
     pub fn len(&self) -> usize {
-        self.levels.len()
+        self.live
     }
 
-    pub fn is_full(&self) -> bool {
-        self.levels.len() >= self.levels_max
+    /// Whether an order at `price` would need a level the side has no room
+    /// for.
+    pub fn lacks_room_for(&self, price: i64) -> bool {
+        self.live >= self.levels_max && !self.has_level(price)
     }
 
-    /// `Ok(position)` of the level at `price`, or `Err(position)` where it
-    /// would go.
-    pub fn find(&self, price: i64) -> Result<usize, usize> {
+    fn has_level(&self, price: i64) -> bool {
+        matches!(self.find(price), Ok(p) if self.levels[p].orders > 0)
+    }
+
+    /// `Ok(position)` of the level at `price` (perhaps empty), or
+    /// `Err(position)` where it would go.
+    fn find(&self, price: i64) -> Result<usize, usize> {
         match self.side {
             // Ascending: the highest bid is last.
             Side::Buy => self.levels.binary_search_by(|l| l.price.cmp(&price)),
@@ -56,36 +89,67 @@ impl Ladder {
         }
     }
 
-    pub fn level_mut(&mut self, position: usize) -> &mut Level {
-        &mut self.levels[position]
+    /// The position of the level with orders at `price`.
+    fn position_of(&self, price: i64) -> usize {
+        match self.find(price) {
+            Ok(p) if self.levels[p].orders > 0 => p,
+            _ => panic!("a resting order's level exists"),
+        }
     }
 
-    /// Levels best first.
+    /// Subtracts `qty` from the level at `price` (an order there shrank).
+    pub fn shrink(&mut self, price: i64, qty: u64) {
+        let p = self.position_of(price);
+        self.levels[p].qty -= qty;
+    }
+
+    /// Levels with orders, best first.
     pub fn best_first(&self) -> impl Iterator<Item = &Level> {
-        self.levels.iter().rev()
+        self.levels.iter().rev().filter(|l| l.orders > 0)
+    }
+
+    /// The best level, dropping empty ones above it (at the end, so free).
+    pub fn best_mut(&mut self) -> Option<&mut Level> {
+        while self.levels.last().is_some_and(|l| l.orders == 0) {
+            self.levels.pop();
+        }
+        self.levels.last_mut()
+    }
+
+    /// The position of a level with orders at `price`, made if needed.
+    /// The caller has checked `lacks_room_for`.
+    fn level_for(&mut self, price: i64) -> usize {
+        let p = match self.find(price) {
+            Ok(p) => return p,
+            Err(p) => p,
+        };
+        // An empty neighbour can take the price without breaking the order.
+        if p < self.levels.len() && self.levels[p].orders == 0 {
+            self.levels[p].price = price;
+            return p;
+        }
+        if p > 0 && self.levels[p - 1].orders == 0 {
+            self.levels[p - 1].price = price;
+            return p - 1;
+        }
+        if self.levels.len() == self.levels_max {
+            assert!(self.live < self.levels_max, "level table overflow");
+            self.levels.retain(|l| l.orders > 0);
+            return self.level_for(price);
+        }
+        self.levels.insert(p, Level::empty(price));
+        p
     }
 
     /// Appends `slot` (already filled in, with its price) to the back of its
-    /// level, creating the level if needed. The caller has checked
-    /// `is_full` when the level may be new.
+    /// level.
     pub fn push_back(&mut self, pool: &mut Pool, slot: u32) {
         let (price, open) = (pool[slot].price, pool[slot].open);
-        let position = match self.find(price) {
-            Ok(p) => p,
-            Err(p) => {
-                assert!(self.levels.len() < self.levels_max, "level table overflow");
-                let level = Level {
-                    price,
-                    qty: 0,
-                    orders: 0,
-                    head: NIL,
-                    tail: NIL,
-                };
-                self.levels.insert(p, level);
-                p
-            }
-        };
+        let position = self.level_for(price);
         let level = &mut self.levels[position];
+        if level.orders == 0 {
+            self.live += 1;
+        }
         pool[slot].prev = level.tail;
         pool[slot].next = NIL;
         if level.tail == NIL {
@@ -98,13 +162,13 @@ impl Ladder {
         level.orders += 1;
     }
 
-    /// Takes `slot` out of its level, dropping the level when it empties.
+    /// Takes `slot` out of its level; an emptied level stays for reuse.
     pub fn unlink(&mut self, pool: &mut Pool, slot: u32) {
         let (price, open, prev, next) = {
             let o = &pool[slot];
             (o.price, o.open, o.prev, o.next)
         };
-        let position = self.find(price).expect("a resting order's level exists");
+        let position = self.position_of(price);
         let level = &mut self.levels[position];
         if prev == NIL {
             level.head = next;
@@ -120,7 +184,7 @@ impl Ladder {
         level.orders -= 1;
         if level.orders == 0 {
             debug_assert!(level.head == NIL && level.qty == 0);
-            self.levels.remove(position);
+            self.live -= 1;
         }
         pool[slot].prev = NIL;
         pool[slot].next = NIL;
@@ -142,12 +206,8 @@ impl Ladder {
         if level.orders == 0 {
             debug_assert!(level.qty == 0);
             self.levels.pop();
+            self.live -= 1;
         }
         slot
-    }
-
-    /// The best level's position, for fills at the touch.
-    pub fn best_position(&self) -> Option<usize> {
-        self.levels.len().checked_sub(1)
     }
 }
