@@ -812,3 +812,54 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(seed: u64) -> EngineArgs {
+        EngineArgs {
+            seed,
+            commands: 20_000,
+            rates: vec![],
+            orders: 400,
+            deviation: 2_000,
+            accounts: 50,
+            no_compare: false,
+        }
+    }
+
+    #[test]
+    fn the_stream_is_the_seeds_and_every_command_is_accepted() {
+        let a = generate(&args(7)).unwrap();
+        let b = generate(&args(7)).unwrap();
+        let c = generate(&args(8)).unwrap();
+        assert_eq!(a.bench, b.bench, "same seed, same stream");
+        assert_ne!(a.bench, c.bench, "another seed, another stream");
+        assert_eq!(a.rejects, 0, "cancels and replaces name open orders");
+        assert!(a.fills > 0);
+        assert!(
+            (300.0..=500.0).contains(&a.orders_mean),
+            "book near its target: {}",
+            a.orders_mean
+        );
+        let moves = a.kinds.iter().filter(|k| **k == Kind::Move).count();
+        assert!(
+            moves * 2 > a.kinds.len(),
+            "mostly moves: {moves} of {}",
+            a.kinds.len()
+        );
+    }
+
+    #[test]
+    fn a_leg_measures_every_command_under_its_kind() {
+        let w = generate(&args(1)).unwrap();
+        let leg = engine_leg(&w, None);
+        assert_eq!(leg.all.len(), w.bench.len() as u64);
+        assert_eq!(leg.service.len(), w.bench.len() as u64);
+        let moves = w.kinds.iter().filter(|k| **k == Kind::Move).count() as u64;
+        assert_eq!(leg.by_kind[Kind::Move.index()].len(), moves);
+        let lobster = lobster_leg(&w, Some(10_000_000));
+        assert_eq!(lobster.all.len(), w.bench.len() as u64);
+    }
+}
