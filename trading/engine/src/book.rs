@@ -14,11 +14,18 @@
 //! and inserting would each shift every level on the far side of the
 //! touch. Empty levels are invisible outside this module: they count
 //! against nothing, queries skip them, and the array is compacted in one
-//! pass when it is full of them.
+//! pass when it is full or holds more empty levels than live ones (plus a
+//! slack).
 
 use crate::command::Side;
 use crate::limits::NIL;
 use crate::pool::Pool;
+
+/// Empty levels kept beyond one per live level before a compaction: the
+/// bound keeps binary searches short (a table of thousands of empties would
+/// double their steps and miss the cache), and compacting only after
+/// `live + EMPTY_SLACK` new empties keeps its cost per request small.
+const EMPTY_SLACK: usize = 64;
 
 /// One price level: its orders oldest first, with their sum kept for
 /// snapshots. `orders == 0` marks an empty level kept for reuse.
@@ -132,7 +139,7 @@ impl Ladder {
             self.levels[p - 1].price = price;
             return p - 1;
         }
-        if self.levels.len() == self.levels_max {
+        if self.levels.len() == self.levels_max || self.levels.len() > EMPTY_SLACK + 2 * self.live {
             assert!(self.live < self.levels_max, "level table overflow");
             self.levels.retain(|l| l.orders > 0);
             return self.level_for(price);
