@@ -218,3 +218,53 @@ impl Ladder {
         slot
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Order;
+
+    fn order(price: i64) -> Order {
+        Order {
+            price,
+            open: 1,
+            order_id: 1,
+            cl_ord_id: 1,
+            account: 1,
+            instrument: 1,
+            prev: NIL,
+            next: NIL,
+            side: Side::Buy,
+        }
+    }
+
+    #[test]
+    fn empty_levels_never_outnumber_live_ones_by_more_than_the_slack() {
+        let mut pool = Pool::new(16);
+        let mut ladder = Ladder::new(Side::Buy, 1 << 16);
+        let mut resting: Vec<u32> = Vec::new();
+        // Ten orders walk down the book one far step at a time, each step
+        // leaving an empty level behind, as a drifting market does.
+        for step in 0..10_000i64 {
+            if resting.len() == 10 {
+                let slot = resting.remove(0);
+                ladder.unlink(&mut pool, slot);
+                pool.remove(slot);
+            }
+            let slot = pool.insert(order(1_000_000 - 7 * step)).unwrap();
+            ladder.push_back(&mut pool, slot);
+            resting.push(slot);
+            assert!(
+                ladder.levels.len() <= EMPTY_SLACK + 2 * ladder.len() + 1,
+                "step {step}"
+            );
+        }
+        assert_eq!(ladder.len(), 10);
+        let prices: Vec<i64> = ladder.best_first().map(|l| l.price).collect();
+        let expect: Vec<i64> = (9_990..10_000).map(|s| 1_000_000 - 7 * s).collect();
+        assert_eq!(
+            prices, expect,
+            "live levels best first, whatever was compacted"
+        );
+    }
+}
