@@ -54,6 +54,14 @@ pub struct EngineArgs {
     /// Skip the same stream through the lobster crate.
     #[arg(long)]
     pub no_compare: bool,
+    /// Sleep this long before each leg. Under a real-time scheduler
+    /// (`chrt -f 10 fepbench engine --pause-ms 1000 --commands 800000`)
+    /// each leg then starts with a full real-time budget (95% of each second
+    /// by default), so a leg shorter than that is never throttled and other
+    /// processes cannot preempt it: the figures are then the engine's, not
+    /// the machine's other load.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
 }
 
 /// What a command does, for per-kind figures.
@@ -764,23 +772,30 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
         "  book (mean over the stream): {:.0} resting orders over {:.0} price levels",
         w.orders_mean, w.levels_mean
     );
+    let pause = || std::thread::sleep(Duration::from_millis(args.pause_ms));
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for &rate in &args.rates {
+        pause();
         ours.push(engine_leg(&w, Some(rate)));
         print_leg(ours.last().expect("just pushed"), None);
         if !args.no_compare {
+            pause();
             theirs.push(lobster_leg(&w, Some(rate)));
             print_leg(theirs.last().expect("just pushed"), None);
         }
     }
+    pause();
     let our_max = engine_max(&w);
+    pause();
     ours.push(engine_leg(&w, None));
     print_leg(ours.last().expect("just pushed"), Some(our_max));
     if args.no_compare {
         return Ok(());
     }
+    pause();
     let their_max = lobster_max(&w);
+    pause();
     theirs.push(lobster_leg(&w, None));
     print_leg(theirs.last().expect("just pushed"), Some(their_max));
     println!("fep-engine / lobster (lobster runs a replace as cancel + limit, an IOC as a market order):");
@@ -826,6 +841,7 @@ mod tests {
             deviation: 2_000,
             accounts: 50,
             no_compare: false,
+            pause_ms: 0,
         }
     }
 
