@@ -824,6 +824,15 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
             a.all.value_at_quantile(0.99),
             b.all.value_at_quantile(0.99),
         );
+        for leg in [a, b] {
+            if leg.rate.is_some_and(|r| leg.throughput() < 0.95 * r as f64) {
+                println!(
+                    "    {} fell behind ({:.0} cmd/s achieved): its latency there is mostly backlog",
+                    leg.subject,
+                    leg.throughput()
+                );
+            }
+        }
     }
     Ok(())
 }
