@@ -54,6 +54,14 @@ pub struct EngineArgs {
     /// Skip the same stream through the lobster crate.
     #[arg(long)]
     pub no_compare: bool,
+    /// Sleep this long before each leg. Under a real-time scheduler
+    /// (`chrt -f 10 fepbench engine --pause-ms 1000 --commands 800000`)
+    /// each leg then starts with a full real-time budget (95% of each second
+    /// by default), so a leg shorter than that is never throttled and other
+    /// processes cannot preempt it: the figures are then the engine's, not
+    /// the machine's other load.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
 }
 
 /// What a command does, for per-kind figures.
@@ -494,6 +502,10 @@ pub struct Leg {
     pub by_kind: Vec<Histogram<u64>>,
     /// Every command.
     pub all: Histogram<u64>,
+    /// Every command's own time, from its start to its end (no queueing).
+    pub service: Histogram<u64>,
+    /// Long gaps between clock reads.
+    pub gaps: Gaps,
     /// Commands run.
     pub ops: usize,
     /// Wall time of the measured commands.
@@ -521,37 +533,36 @@ fn measure(
 ) -> Leg {
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| histogram()).collect();
     let mut all = histogram();
-    let mut record = |kind: Kind, ns: u64| {
-        let ns = ns.clamp(1, 60_000_000_000);
-        by_kind[kind.index()].record(ns).expect("within bounds");
-        all.record(ns).expect("within bounds");
-    };
+    let mut service = histogram();
+    let mut gaps = Gaps::default();
     let start = Instant::now();
-    match rate {
-        Some(rate) => {
-            let interval_ns = 1e9 / rate as f64;
-            for (i, &kind) in kinds.iter().enumerate() {
-                let intended = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
-                while Instant::now() < intended {
-                    std::hint::spin_loop();
-                }
-                op(i);
-                let done = Instant::now();
-                record(
-                    kind,
-                    done.saturating_duration_since(intended).as_nanos() as u64,
-                );
-            }
+    let mut previous = start;
+    for (i, &kind) in kinds.iter().enumerate() {
+        // Open loop: wait for the intended start; the closed loop starts
+        // each command as the last one ends.
+        let intended = match rate {
+            Some(rate) => start + Duration::from_nanos((i as f64 * 1e9 / rate as f64) as u64),
+            None => previous,
+        };
+        let mut began = Instant::now();
+        gaps.see(began - previous);
+        while began < intended {
+            std::hint::spin_loop();
+            let now = Instant::now();
+            gaps.see(now - began);
+            began = now;
         }
-        None => {
-            let mut previous = start;
-            for (i, &kind) in kinds.iter().enumerate() {
-                op(i);
-                let done = Instant::now();
-                record(kind, done.duration_since(previous).as_nanos() as u64);
-                previous = done;
-            }
-        }
+        op(i);
+        let done = Instant::now();
+        gaps.see(done - began);
+        let ns = |d: Duration| (d.as_nanos() as u64).clamp(1, 60_000_000_000);
+        let latency = ns(done.saturating_duration_since(intended));
+        by_kind[kind.index()]
+            .record(latency)
+            .expect("within bounds");
+        all.record(latency).expect("within bounds");
+        service.record(ns(done - began)).expect("within bounds");
+        previous = done;
     }
     let elapsed = start.elapsed();
     Leg {
@@ -559,8 +570,37 @@ fn measure(
         rate,
         by_kind,
         all,
+        service,
+        gaps,
         ops: kinds.len(),
         elapsed,
+    }
+}
+
+/// Gaps between consecutive clock reads of a leg longer than
+/// [`Gaps::THRESHOLD`]: a command that slow is rare (see the service
+/// time's p99.99), so nearly all of them are the thread off the CPU, which
+/// on a shared machine is where an open loop's tail comes from.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gaps {
+    /// How many.
+    pub count: u64,
+    /// Their sum.
+    pub total: Duration,
+    /// The longest.
+    pub max: Duration,
+}
+
+impl Gaps {
+    /// What counts as a gap.
+    pub const THRESHOLD: Duration = Duration::from_micros(50);
+
+    fn see(&mut self, gap: Duration) {
+        if gap > Self::THRESHOLD {
+            self.count += 1;
+            self.total += gap;
+            self.max = self.max.max(gap);
+        }
     }
 }
 
@@ -659,7 +699,7 @@ fn lobster_max(w: &Workload) -> Max {
 fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
     let load = match leg.rate {
         Some(rate) => format!("open loop at {rate} cmd/s"),
-        None => "closed loop (service time)".to_string(),
+        None => "closed loop".to_string(),
     };
     println!(
         "{} {load}: {} commands in {:.3} s = {:.0} cmd/s{}",
@@ -679,7 +719,8 @@ fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
         "kind", "count", "p50 ns", "p99 ns", "p99.99 ns", "max ns"
     );
     let rows = std::iter::once(("all", &leg.all))
-        .chain(KINDS.iter().map(|k| (k.name(), &leg.by_kind[k.index()])));
+        .chain(KINDS.iter().map(|k| (k.name(), &leg.by_kind[k.index()])))
+        .chain(std::iter::once(("service", &leg.service)));
     for (name, h) in rows {
         if h.is_empty() {
             continue;
@@ -694,6 +735,13 @@ fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
             h.max()
         );
     }
+    println!(
+        "  off-CPU estimate: {} gaps over {} us between clock reads, {:.1} ms in all, longest {:.1} ms",
+        leg.gaps.count,
+        Gaps::THRESHOLD.as_micros(),
+        leg.gaps.total.as_secs_f64() * 1e3,
+        leg.gaps.max.as_secs_f64() * 1e3,
+    );
 }
 
 /// Runs the whole benchmark and prints it.
@@ -724,23 +772,30 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
         "  book (mean over the stream): {:.0} resting orders over {:.0} price levels",
         w.orders_mean, w.levels_mean
     );
+    let pause = || std::thread::sleep(Duration::from_millis(args.pause_ms));
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for &rate in &args.rates {
+        pause();
         ours.push(engine_leg(&w, Some(rate)));
         print_leg(ours.last().expect("just pushed"), None);
         if !args.no_compare {
+            pause();
             theirs.push(lobster_leg(&w, Some(rate)));
             print_leg(theirs.last().expect("just pushed"), None);
         }
     }
+    pause();
     let our_max = engine_max(&w);
+    pause();
     ours.push(engine_leg(&w, None));
     print_leg(ours.last().expect("just pushed"), Some(our_max));
     if args.no_compare {
         return Ok(());
     }
+    pause();
     let their_max = lobster_max(&w);
+    pause();
     theirs.push(lobster_leg(&w, None));
     print_leg(theirs.last().expect("just pushed"), Some(their_max));
     println!("fep-engine / lobster (lobster runs a replace as cancel + limit, an IOC as a market order):");
@@ -769,6 +824,67 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
             a.all.value_at_quantile(0.99),
             b.all.value_at_quantile(0.99),
         );
+        for leg in [a, b] {
+            if leg.rate.is_some_and(|r| leg.throughput() < 0.95 * r as f64) {
+                println!(
+                    "    {} fell behind ({:.0} cmd/s achieved): its latency there is mostly backlog",
+                    leg.subject,
+                    leg.throughput()
+                );
+            }
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(seed: u64) -> EngineArgs {
+        EngineArgs {
+            seed,
+            commands: 20_000,
+            rates: vec![],
+            orders: 400,
+            deviation: 2_000,
+            accounts: 50,
+            no_compare: false,
+            pause_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_stream_is_the_seeds_and_every_command_is_accepted() {
+        let a = generate(&args(7)).unwrap();
+        let b = generate(&args(7)).unwrap();
+        let c = generate(&args(8)).unwrap();
+        assert_eq!(a.bench, b.bench, "same seed, same stream");
+        assert_ne!(a.bench, c.bench, "another seed, another stream");
+        assert_eq!(a.rejects, 0, "cancels and replaces name open orders");
+        assert!(a.fills > 0);
+        assert!(
+            (300.0..=500.0).contains(&a.orders_mean),
+            "book near its target: {}",
+            a.orders_mean
+        );
+        let moves = a.kinds.iter().filter(|k| **k == Kind::Move).count();
+        assert!(
+            moves * 2 > a.kinds.len(),
+            "mostly moves: {moves} of {}",
+            a.kinds.len()
+        );
+    }
+
+    #[test]
+    fn a_leg_measures_every_command_under_its_kind() {
+        let w = generate(&args(1)).unwrap();
+        let leg = engine_leg(&w, None);
+        assert_eq!(leg.all.len(), w.bench.len() as u64);
+        assert_eq!(leg.service.len(), w.bench.len() as u64);
+        let moves = w.kinds.iter().filter(|k| **k == Kind::Move).count() as u64;
+        assert_eq!(leg.by_kind[Kind::Move.index()].len(), moves);
+        let lobster = lobster_leg(&w, Some(10_000_000));
+        assert_eq!(lobster.all.len(), w.bench.len() as u64);
+    }
 }

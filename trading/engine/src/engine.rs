@@ -275,7 +275,7 @@ impl Engine {
                 return reject(sink, RejectCode::BookFull, reason::ORDER_POOL_FULL);
             }
             let ladder = &self.books[o.instrument as usize - 1][side_index(o.side)];
-            if ladder.is_full() && ladder.find(o.price).is_err() {
+            if ladder.lacks_room_for(o.price) {
                 return reject(sink, RejectCode::BookFull, reason::LEVELS_FULL);
             }
         }
@@ -365,10 +365,9 @@ impl Engine {
         let stride = config.instruments as usize + 1;
         let makers = &mut books[taker.instrument as usize - 1][side_index(taker.side.opposite())];
         while taker.open > 0 {
-            let Some(position) = makers.best_position() else {
+            let Some(level) = makers.best_mut() else {
                 break;
             };
-            let level = makers.level_mut(position);
             let crosses = match taker.side {
                 Side::Buy => level.price <= taker.price,
                 Side::Sell => level.price >= taker.price,
@@ -477,7 +476,7 @@ impl Engine {
             );
         }
         let ladder = &self.books[order.instrument as usize - 1][side_index(order.side)];
-        if r.price != order.price && ladder.is_full() && ladder.find(r.price).is_err() {
+        if r.price != order.price && ladder.lacks_room_for(r.price) {
             return reject(sink, RejectCode::BookFull, reason::LEVELS_FULL);
         }
         self.names.remove(r.account, r.orig_cl_ord_id);
@@ -496,10 +495,7 @@ impl Engine {
         let ladder = &mut self.books[order.instrument as usize - 1][side_index(order.side)];
         if r.price == order.price && r.qty <= order.open {
             // Keeps its place in the queue.
-            let position = ladder
-                .find(order.price)
-                .expect("a resting order's level exists");
-            ladder.level_mut(position).qty -= order.open - r.qty;
+            ladder.shrink(order.price, order.open - r.qty);
             let o = &mut self.pool[slot];
             o.open = r.qty;
             o.cl_ord_id = r.cl_ord_id;

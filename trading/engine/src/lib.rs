@@ -44,6 +44,7 @@ mod event;
 mod index;
 pub mod limits;
 mod pool;
+pub mod reference;
 mod snapshot;
 
 pub use command::{BalanceQuery, BookQuery, Cancel, Command, NewOrder, Replace, Side, Tif};

@@ -291,7 +291,7 @@ fn restore_side(
         }
         previous_price = Some(order.price);
         let ladder = &engine.books[instrument as usize - 1][usize::from(side == Side::Sell)];
-        if engine.pool.free_len() == 0 || (ladder.is_full() && ladder.find(order.price).is_err()) {
+        if engine.pool.free_len() == 0 || ladder.lacks_room_for(order.price) {
             return Err(r.bad(at, "more orders or levels than the settings hold"));
         }
         if engine.names.find(order.account, order.cl_ord_id).is_some() {

@@ -1,13 +1,11 @@
-//! The engine against the reference model (tests/model) over random
+//! The engine against the reference model (`fep_engine::reference`) over random
 //! command streams: the same events for every command, field for field,
 //! and the same state after a snapshot and restore at a random point.
 
-mod model;
-
+use fep_engine::reference::Model;
 use fep_engine::{
     BalanceQuery, BookQuery, Cancel, Command, Config, Engine, Event, NewOrder, Replace, Side, Tif,
 };
-use model::Model;
 use proptest::prelude::*;
 
 const ACCOUNTS: u32 = 3;

@@ -21,19 +21,20 @@ fn config() -> Config {
 fn busy_engine() -> Engine {
     let mut engine = Engine::new(config()).unwrap();
     let mut events: Vec<Event> = Vec::new();
-    let mut id = 0;
-    for (account, instrument, side, price, qty) in [
+    for (id, (account, instrument, side, price, qty)) in [
         (1, 1, Side::Buy, 10, 5),
         (2, 1, Side::Buy, 10, 3),
         (3, 1, Side::Sell, 12, 4),
         (4, 2, Side::Sell, 7, 6),
         (1, 2, Side::Buy, 8, 2),
         (2, 1, Side::Sell, 9, 1),
-    ] {
-        id += 1;
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let o = NewOrder {
             account,
-            cl_ord_id: id,
+            cl_ord_id: id as u64 + 1,
             instrument,
             side,
             tif: Tif::Day,

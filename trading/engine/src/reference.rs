@@ -1,13 +1,16 @@
 //! A deliberately simple reference engine: the resting orders in one `Vec`
 //! in arrival order, matching by scanning it, locks recomputed from the
-//! orders each time they are needed. Slow and obviously right; the real
-//! engine must give the same events, field for field.
-
-#![allow(dead_code)]
+//! orders each time they are needed. Slow (every request is linear in the
+//! open orders, and it allocates) and obviously right: [`Engine`] must
+//! give the same events, field for field, which the crate's property tests
+//! check. It is public so a simulator can feed both the same commands and
+//! compare online.
+//!
+//! [`Engine`]: crate::Engine
 
 use std::collections::BTreeMap;
 
-use fep_engine::{
+use crate::{
     reason, BalanceQuery, BookQuery, Cancel, CancelReason, Command, Config, Event, Liquidity,
     NewOrder, RejectCode, Replace, Side, Tif,
 };
@@ -25,7 +28,7 @@ struct Resting {
     seq: u64,
 }
 
-/// The reference engine.
+/// The reference engine. It trusts its [`Config`] (no limits checked).
 #[derive(Debug)]
 pub struct Model {
     config: Config,
@@ -43,6 +46,7 @@ fn reject(code: RejectCode, reason: &'static str) -> Vec<Event> {
 }
 
 impl Model {
+    /// Every account at its starting balances, no orders, marks at 0.
     pub fn new(config: Config) -> Model {
         let mut totals = BTreeMap::new();
         for account in 1..=config.accounts {
@@ -149,6 +153,7 @@ impl Model {
             && self.level_count(instrument, side) >= self.config.levels_max as usize
     }
 
+    /// Applies a request; its events, in order.
     pub fn handle(&mut self, command: &Command) -> Vec<Event> {
         match command {
             Command::NewOrder(o) => self.new_order(o),
