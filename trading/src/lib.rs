@@ -7,6 +7,7 @@
 //!   cross-worker routing, `t2`/`t4` stamps;
 //! - [`client`]: the load generator's logic: hand-shake, warm-up, measure,
 //!   hop histograms;
+//! - [`risk`]: entitlements and pre-trade risk checks the gateway calls;
 //! - [`scenario`]: the benchmark scenarios and the report checks both
 //!   drivers share;
 //! - [`harness`]: a deterministic in-memory driver for tests and benches.
@@ -19,6 +20,7 @@ pub mod gateway;
 pub mod harness;
 pub mod hello;
 pub mod msg;
+pub mod risk;
 pub mod scenario;
 pub mod schedule;
 
