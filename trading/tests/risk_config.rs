@@ -60,7 +60,11 @@ fn a_minimal_file_has_no_limits() {
 fn the_open_configuration_says_so() {
     let c = RiskConfig::open(None);
     assert!(c.is_open());
-    assert!(c.describe().contains("no configuration"), "{}", c.describe());
+    assert!(
+        c.describe().contains("no configuration"),
+        "{}",
+        c.describe()
+    );
     assert!(c.describe().contains("any token"));
     assert!(c.clients()[0].accounts.contains(u32::MAX));
     let t = RiskConfig::open(Some("s".into()));
@@ -142,7 +146,10 @@ fn a_client_needs_a_token_and_accounts() {
             "clients.b.token: must be 1 ..= 64 bytes",
         ],
     );
-    check("max_qty = 5\n", &["clients: no client configured (add a [clients.NAME] section)"]);
+    check(
+        "max_qty = 5\n",
+        &["clients: no client configured (add a [clients.NAME] section)"],
+    );
 }
 
 #[test]

@@ -562,7 +562,13 @@ fn reference_prices(table: Option<&toml::Table>, errors: &mut ConfigErrors) -> V
                 None
             }
             None => {
-                errors.push(&name, format_args!("expected an integer price in ticks, found {}", value.type_str()));
+                errors.push(
+                    &name,
+                    format_args!(
+                        "expected an integer price in ticks, found {}",
+                        value.type_str()
+                    ),
+                );
                 None
             }
         };
@@ -590,7 +596,10 @@ fn clients(
     errors: &mut ConfigErrors,
 ) -> Vec<ClientConfig> {
     let Some(table) = table.filter(|t| !t.is_empty()) else {
-        errors.push("clients", "no client configured (add a [clients.NAME] section)");
+        errors.push(
+            "clients",
+            "no client configured (add a [clients.NAME] section)",
+        );
         return Vec::new();
     };
     if table.len() > CLIENTS_MAX {
@@ -600,10 +609,16 @@ fn clients(
     for (name, value) in table {
         let scope = path("clients", name);
         if name.is_empty() || name.len() > CLIENT_NAME_LEN_MAX {
-            errors.push(&scope, format_args!("a name of 1 ..= {CLIENT_NAME_LEN_MAX} bytes"));
+            errors.push(
+                &scope,
+                format_args!("a name of 1 ..= {CLIENT_NAME_LEN_MAX} bytes"),
+            );
         }
         let Some(section_table) = value.as_table() else {
-            errors.push(&scope, format_args!("expected a table, found {}", value.type_str()));
+            errors.push(
+                &scope,
+                format_args!("expected a table, found {}", value.type_str()),
+            );
             continue;
         };
         let Some(raw) = section::<RawClient>(section_table, &scope, errors) else {
@@ -638,7 +653,10 @@ fn client(
     let limits = merge(&own, defaults, scope, errors);
     let token = match raw.token {
         None => {
-            errors.push(&path(scope, "token"), "missing (every client needs its own)");
+            errors.push(
+                &path(scope, "token"),
+                "missing (every client needs its own)",
+            );
             None
         }
         Some(t) if t.is_empty() || t.len() > CLIENT_TOKEN_LEN_MAX => {

@@ -252,7 +252,8 @@ impl RiskHandle {
         let mut names = Vec::with_capacity(CLIENTS_MAX);
         // A parsed configuration has at most CLIENTS_MAX clients.
         let applied = apply(config, 0, &mut names).expect("a fresh registry has room");
-        let clients: Arc<[ClientState]> = (0..CLIENTS_MAX).map(|_| ClientState::default()).collect();
+        let clients: Arc<[ClientState]> =
+            (0..CLIENTS_MAX).map(|_| ClientState::default()).collect();
         let trades: Arc<[AtomicI64]> = (0..=INSTRUMENT_ID_MAX).map(|_| AtomicI64::new(0)).collect();
         RiskHandle {
             registry: Arc::new(Registry {
@@ -355,7 +356,12 @@ impl Risk {
         let limits = &c.limits;
         check_instrument(limits, order.instrument)?;
         let n = check_size(limits, order.price, order.qty)?;
-        check_collar(self.reference(order.instrument), limits, order.side, order.price)?;
+        check_collar(
+            self.reference(order.instrument),
+            limits,
+            order.side,
+            order.price,
+        )?;
         state
             .reserve_order(limits.max_open_orders)
             .map_err(|over| Refusal::MaxOpenOrders {
@@ -396,7 +402,12 @@ impl Risk {
         }
         let n = check_size(limits, replace.price, replace.qty)?;
         if let Some(cur) = replace.current {
-            check_collar(self.reference(cur.instrument), limits, cur.side, replace.price)?;
+            check_collar(
+                self.reference(cur.instrument),
+                limits,
+                cur.side,
+                replace.price,
+            )?;
         }
         let held = replace
             .current

@@ -286,7 +286,13 @@ mod tests {
     #[test]
     fn a_reason_names_its_check_first() {
         for (r, want) in [
-            (Refusal::MaxQty { qty: 2000, max: 1000 }, "max_qty: 2000 > 1000"),
+            (
+                Refusal::MaxQty {
+                    qty: 2000,
+                    max: 1000,
+                },
+                "max_qty: 2000 > 1000",
+            ),
             (Refusal::Account { account: 7 }, "account: 7 not entitled"),
             (Refusal::KillSwitch { global: true }, "kill_switch: global"),
             (
