@@ -395,13 +395,14 @@ fn exposure_follows_fills_and_cancels_to_zero() {
 fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
     let (mut risk, alice, _) = worker(&config("", "max_open_notional = 2000"));
     let _ = risk.check_new(T0, alice, &buy(1, 2, 100, 10)).unwrap(); // 1000 open
-    let current = Some(Resting {
+    let resting = Resting {
         instrument: 2,
         side: Side::Buy,
         price: 100,
         open: 10,
-    });
-    // Up to 1500: reserves 500; 2500 would pass the credit limit.
+    };
+    let current = Some(resting);
+    // Up to 1500: reserves 500; 2600 would pass the credit limit.
     let up = ReplaceTerms {
         account: 1,
         price: 100,
@@ -435,7 +436,7 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
         qty: 10,
         current: Some(Resting {
             open: 15,
-            ..current.unwrap()
+            ..resting
         }),
     };
     let r = risk.check_replace(T0, alice, &down).unwrap();
@@ -452,7 +453,7 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
     let now_resting = Some(Resting {
         price: 30,
         open: 10,
-        ..current.unwrap()
+        ..resting
     });
     let again = ReplaceTerms {
         qty: 20,
