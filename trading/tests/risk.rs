@@ -53,6 +53,14 @@ fn reason(r: Refusal) -> String {
 }
 
 #[test]
+fn a_worker_can_take_its_risk_view_to_its_thread() {
+    fn send<T: Send>() {}
+    fn share<T: Send + Sync>() {}
+    send::<Risk>();
+    share::<RiskHandle>();
+}
+
+#[test]
 fn tokens_identify_clients_and_a_wrong_token_identifies_none() {
     let (mut risk, alice, bob) = worker(&config("", ""));
     assert_ne!(alice, bob);
@@ -360,9 +368,10 @@ fn exposure_follows_fills_and_cancels_to_zero() {
             notional: 1000
         }
     );
-    // Two partial fills, then the rest canceled.
-    risk.on_reduce(alice, notional(100, 3) as u64, false);
-    risk.on_reduce(alice, notional(100, 2) as u64, false);
+    // Two partial fills (the second at a better price: exposure is settled
+    // at the order's own limit), then the rest canceled.
+    risk.on_fill(alice, 100, 3, 7);
+    risk.on_fill(alice, 100, 2, 5);
     assert_eq!(
         risk.exposure(alice),
         Exposure {
@@ -370,11 +379,11 @@ fn exposure_follows_fills_and_cancels_to_zero() {
             open_notional: 500
         }
     );
-    risk.on_reduce(alice, 500, true);
+    risk.on_canceled(alice, 100, 5);
     assert_eq!(risk.exposure(alice), Exposure::default());
     // Filled in full: closed by its last fill.
     let _ = risk.check_new(T0, alice, &order).unwrap();
-    risk.on_reduce(alice, 1000, true);
+    risk.on_fill(alice, 100, 10, 0);
     assert_eq!(risk.exposure(alice), Exposure::default());
     // Refused by the exchange: released.
     let r = risk.check_new(T0, alice, &order).unwrap();
@@ -663,4 +672,14 @@ fn throttle_state_carries_over_a_reload() {
         "bucket kept"
     );
     assert!(w.check_new(T0 + Nanos::from_secs(1), alice, &o).is_ok());
+}
+
+#[test]
+fn notional_is_exact_for_every_price_and_quantity() {
+    assert_eq!(notional(-3, 4), 12);
+    assert_eq!(notional(0, u64::MAX), 0);
+    assert_eq!(
+        notional(i64::MIN, u64::MAX),
+        (1u128 << 63) * u128::from(u64::MAX)
+    );
 }

@@ -101,12 +101,20 @@ pub struct Throttle {
 impl Throttle {
     /// Nanoseconds between two messages at the steady rate.
     pub const fn interval_ns(self) -> u64 {
-        1_000_000_000 / self.rate_per_s
+        // A validated throttle has a rate of at least 1; guard the division
+        // for a hand-built one all the same.
+        let rate = if self.rate_per_s == 0 {
+            1
+        } else {
+            self.rate_per_s
+        };
+        1_000_000_000 / rate
     }
 
     /// How far ahead of `now` the bucket may run before it is empty.
     pub const fn tolerance_ns(self) -> u64 {
-        self.interval_ns().saturating_mul(self.burst - 1)
+        self.interval_ns()
+            .saturating_mul(self.burst.saturating_sub(1))
     }
 }
 

@@ -25,16 +25,17 @@
 //!
 //! # Keeping exposure right
 //!
-//! The exchange's answers settle what a check reserved ("notional" is
-//! always `|price| × qty` at the order's own limit price, see [`notional`]):
+//! The exchange's answers settle what a check reserved. Notional is
+//! always `|price| × qty` at the order's **own limit price** (see
+//! [`notional`]), never a fill's price: a taker's fill happens at the
+//! maker's price, but what was reserved was priced at its own limit.
 //!
 //! - `Reject` of a `NewOrder` or `ReplaceOrder`: [`Risk::release`] the
 //!   [`Reservation`] the check returned.
-//! - `OrderExecuted` (either side): [`Risk::on_reduce`]`(client,
-//!   notional(order price, fill qty), leaves == 0)`.
+//! - `OrderExecuted` (maker or taker): [`Risk::on_fill`]`(client, order
+//!   price, fill qty, leaves)`.
 //! - `OrderCanceled` (on request, an IOC's rest, cancel on disconnect):
-//!   [`Risk::on_reduce`]`(client, notional(order price, canceled_qty),
-//!   true)`.
+//!   [`Risk::on_canceled`]`(client, order price, canceled_qty)`.
 //! - `OrderReplaced`: [`Risk::on_replaced`]`(client, reservation,
 //!   old open notional, new open notional)`, a reduce and an open in one.
 //! - An order the gateway learns of without a check: [`Risk::on_open`].
@@ -456,6 +457,18 @@ impl Risk {
         self.clients[client.index()].sub(u64::from(closed), notional);
     }
 
+    /// Settles an `OrderExecuted`: `qty` filled of an order whose limit
+    /// price is `order_price`, `leaves` still open after it.
+    pub fn on_fill(&self, client: ClientId, order_price: i64, qty: u64, leaves: u64) {
+        self.on_reduce(client, settled(order_price, qty), leaves == 0);
+    }
+
+    /// Settles an `OrderCanceled`: `canceled_qty` of an order whose limit
+    /// price is `order_price`; the order is closed.
+    pub fn on_canceled(&self, client: ClientId, order_price: i64, canceled_qty: u64) {
+        self.on_reduce(client, settled(order_price, canceled_qty), true);
+    }
+
     /// Settles an `OrderReplaced`: the order's exposure goes from `held`
     /// (its open notional before) plus the replace's `reserved` to `now_open`
     /// (its open notional after). Equivalent to `on_reduce(held + reserved)`
@@ -548,6 +561,13 @@ impl ConfigErrors {
         e.push_line(line);
         e
     }
+}
+
+/// The notional of part of an open order. The whole order's notional was
+/// reserved as a u64, so a part that does not fit is the caller's bug.
+fn settled(price: i64, qty: u64) -> u64 {
+    let n = notional(price, qty);
+    u64::try_from(n).unwrap_or_else(|_| panic!("settling {n}, more than was ever reserved"))
 }
 
 /// Kill switches, then the throttle.
