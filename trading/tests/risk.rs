@@ -643,7 +643,7 @@ fn a_bad_reload_file_leaves_the_limits_unchanged_and_says_why() {
         lines,
         [
             "max_qty: must be at least 1",
-            "clients.alice.max_qyt: unknown key"
+            "clients.alice.max_qyt: unknown key (did you mean max_qty?)"
         ]
     );
     assert!(w.check_new(T0, alice, &buy(1, 2, 10, 10)).is_ok());

@@ -77,11 +77,11 @@ fn every_unknown_or_mistyped_key_is_reported_not_just_the_first() {
         "max_qtty = 3\nmax_qty = \"x\"\n[clients.a]\ntoken = \"ta\"\naccounts = [1]\n\
          foo = 1\nmax_qty = -1\n[clients.b]\ntoken = \"tb\"\naccounts = [2]\nkill_swich = true\n",
         &[
-            "max_qtty: unknown key",
+            "max_qtty: unknown key (did you mean max_qty?)",
             "max_qty: invalid type: string \"x\", expected u64",
             "clients.a.foo: unknown key",
             "clients.a.max_qty: invalid value: integer `-1`, expected u64",
-            "clients.b.kill_swich: unknown key",
+            "clients.b.kill_swich: unknown key (did you mean kill_switch?)",
         ],
     );
 }

@@ -26,6 +26,13 @@ pub const REASON_LEN_MAX: usize = fep_core::limits::REASON_LEN_MAX;
 /// Entries of one id list (`accounts`, `instruments`): ids and ranges.
 pub const ID_LIST_LEN_MAX: usize = 4_096;
 
+/// Configured reference prices.
+pub const REFERENCE_PRICES_MAX: usize = 65_536;
+
+/// Longest configuration text, in bytes; a file past it is refused whole
+/// (it is read at start and on reload, never on the hot path).
+pub const CONFIG_TEXT_LEN_MAX: usize = 16 * 1024 * 1024;
+
 /// Fastest throttle: one message per nanosecond. Faster would make the
 /// emission interval zero, which is no throttle at all.
 pub const RATE_PER_S_MAX: u64 = 1_000_000_000;
@@ -41,3 +48,4 @@ const _: () = assert!(CLIENT_TOKEN_LEN_MAX == 64);
 const _: () = assert!(REASON_LEN_MAX >= 128);
 const _: () = assert!(RATE_PER_S_MAX <= 1_000_000_000);
 const _: () = assert!(COLLAR_BPS_MAX >= BPS_PER_UNIT);
+const _: () = assert!(REFERENCE_PRICES_MAX >= INSTRUMENT_ID_MAX as usize);

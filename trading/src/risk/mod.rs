@@ -66,8 +66,8 @@ pub use config::{
     ClientConfig, Collar, ConfigErrors, IdSet, Limits, RiskConfig, Throttle, OPEN_CLIENT_NAME,
 };
 pub use limits::{
-    CLIENTS_MAX, CLIENT_NAME_LEN_MAX, CLIENT_TOKEN_LEN_MAX, COLLAR_BPS_MAX, ID_LIST_LEN_MAX,
-    INSTRUMENT_ID_MAX, RATE_PER_S_MAX, REASON_LEN_MAX,
+    CLIENTS_MAX, CLIENT_NAME_LEN_MAX, CLIENT_TOKEN_LEN_MAX, COLLAR_BPS_MAX, CONFIG_TEXT_LEN_MAX,
+    ID_LIST_LEN_MAX, INSTRUMENT_ID_MAX, RATE_PER_S_MAX, REASON_LEN_MAX, REFERENCE_PRICES_MAX,
 };
 pub use refusal::{Check, ReasonBuf, Refusal, Side};
 
@@ -529,6 +529,7 @@ impl Risk {
 
     /// Picks up a reload: one atomic load per check, the lock only once
     /// after each reload.
+    #[inline]
     fn refresh(&mut self) {
         let generation = self.registry.generation.load(Ordering::Acquire);
         if generation != self.applied.generation {
