@@ -41,7 +41,15 @@
 //! - An order the gateway learns of without a check: [`Risk::on_open`].
 //!
 //! Exposure never goes negative: removing more than is open is a broken
-//! invariant of the caller and panics. Bad input never panics.
+//! invariant of the caller and panics. Bad input never panics: the gateway
+//! settles from its own record of each order (a fill or cancel never for
+//! more than it knows to be open), so a misbehaving exchange cannot reach
+//! the assertion.
+//!
+//! The throttle counts new orders and replaces, refused ones included (a
+//! refused message is still a message); cancels and balance queries are
+//! checked for the account alone and are never blocked otherwise, not even
+//! by a kill switch.
 //!
 //! # Reload
 //!
