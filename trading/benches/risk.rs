@@ -63,11 +63,11 @@ fn checks(c: &mut Criterion) {
         price: 10_050,
         qty: 10,
         current: Some(Resting {
-            instrument: 1,
-            side: Side::Buy,
             price: 10_100,
             open: 10,
         }),
+        instrument: Some(1),
+        side: Some(Side::Buy),
     };
     group.bench_function("replace_down_all_limits", |b| {
         b.iter(|| {

@@ -247,6 +247,8 @@ fn a_client_kill_switch_refuses_orders_and_replaces_but_not_cancels() {
         price: 10,
         qty: 1,
         current: None,
+        instrument: None,
+        side: None,
     };
     assert_eq!(
         refused(risk.check_replace(T0, alice, &replace)),
@@ -325,6 +327,8 @@ fn a_client_never_reaches_another_clients_accounts_by_any_request() {
             price: 1000,
             qty: 1,
             current: None,
+            instrument: None,
+            side: None,
         };
         assert_eq!(
             refused(risk.check_replace(T0, alice, &replace)),
@@ -405,8 +409,6 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
     let (mut risk, alice, _) = worker(&config("", "max_open_notional = 2000"));
     let _ = risk.check_new(T0, alice, &buy(1, 2, 100, 10)).unwrap(); // 1000 open
     let resting = Resting {
-        instrument: 2,
-        side: Side::Buy,
         price: 100,
         open: 10,
     };
@@ -417,6 +419,8 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
         price: 100,
         qty: 15,
         current,
+        instrument: Some(2),
+        side: Some(Side::Buy),
     };
     let too_far = ReplaceTerms { qty: 26, ..up };
     let e = risk.check_replace(T0, alice, &too_far).unwrap_err();
@@ -447,6 +451,8 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
             open: 15,
             ..resting
         }),
+        instrument: Some(2),
+        side: Some(Side::Buy),
     };
     let r = risk.check_replace(T0, alice, &down).unwrap();
     assert_eq!(r, Reservation::default());
@@ -462,7 +468,6 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
     let now_resting = Some(Resting {
         price: 30,
         open: 10,
-        ..resting
     });
     let again = ReplaceTerms {
         qty: 20,
@@ -479,8 +484,6 @@ fn a_replace_reserves_only_its_increase_and_settles_to_the_new_notional() {
 fn a_replace_is_collared_and_sized_like_a_new_order() {
     let (mut risk, alice, _) = worker(&config("", "price_collar_ticks = 10\nmax_qty = 5"));
     let current = Some(Resting {
-        instrument: 1,
-        side: Side::Sell,
         price: 1000,
         open: 1,
     });
@@ -489,6 +492,8 @@ fn a_replace_is_collared_and_sized_like_a_new_order() {
         price: 1011,
         qty: 1,
         current,
+        instrument: Some(1),
+        side: Some(Side::Sell),
     };
     assert_eq!(
         refused(risk.check_replace(T0, alice, &r)),
@@ -505,6 +510,51 @@ fn a_replace_is_collared_and_sized_like_a_new_order() {
     );
     let r = ReplaceTerms { qty: 5, ..r };
     assert!(risk.check_replace(T0, alice, &r).is_ok());
+}
+
+#[test]
+fn a_replace_of_an_order_whose_instrument_is_unknown_skips_instrument_and_collar() {
+    let (mut risk, alice, _) = worker(&config("", "instruments = [2]\nprice_collar_ticks = 1"));
+    let blind = ReplaceTerms {
+        account: 1,
+        price: 5000,
+        qty: 1,
+        current: None,
+        instrument: None,
+        side: None,
+    };
+    let r = risk.check_replace(T0, alice, &blind).unwrap();
+    assert_eq!(
+        r.notional, 5000,
+        "the whole new notional, with no current order"
+    );
+    let known = ReplaceTerms {
+        instrument: Some(1),
+        ..blind
+    };
+    assert_eq!(
+        refused(risk.check_replace(T0, alice, &known)),
+        Some(Check::Instrument)
+    );
+    let listed = ReplaceTerms {
+        instrument: Some(2),
+        ..blind
+    };
+    assert!(
+        risk.check_replace(T0, alice, &listed).is_ok(),
+        "no reference for 2"
+    );
+    let collared = ReplaceTerms {
+        instrument: Some(1),
+        ..blind
+    };
+    let (mut risk, alice, _) = worker(&config("", "price_collar_ticks = 1"));
+    let e = risk.check_replace(T0, alice, &collared).unwrap_err();
+    assert_eq!(
+        reason(e),
+        "price_collar: 5000 outside 999..=1001 (reference 1000)",
+        "no side known, none shown"
+    );
 }
 
 #[test]

@@ -152,8 +152,10 @@ proptest! {
                     } else {
                         None
                     };
-                    let current = Resting { instrument: 1, side: Side::Buy, price: old_price, open };
-                    let replace = ReplaceTerms { account: 1, price, qty, current: Some(current) };
+                    let current = Resting { price: old_price, open };
+                    let replace = ReplaceTerms {
+                        account: 1, price, qty, current: Some(current), instrument: None, side: None,
+                    };
                     match risk.check_replace(now, a, &replace) {
                         Ok(r) => {
                             prop_assert_eq!(expect, None);

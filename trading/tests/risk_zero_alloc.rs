@@ -57,11 +57,11 @@ fn checks_refusals_and_exposure_updates_do_not_allocate() {
         price: 10_050,
         qty: 12,
         current: Some(Resting {
-            instrument: 1,
-            side: Side::Buy,
             price: 10_100,
             open: 10,
         }),
+        instrument: Some(1),
+        side: Some(Side::Buy),
     };
     let mut buf = ReasonBuf::new();
     let (mut passed, mut refused, mut reason_bytes) = (0u64, 0u64, 0usize);

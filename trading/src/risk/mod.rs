@@ -118,19 +118,20 @@ pub struct ReplaceTerms {
     pub price: i64,
     /// The new open quantity.
     pub qty: u64,
-    /// The order as it rests now, when the gateway knows it. Without it the
-    /// instrument and collar checks are skipped and the whole new notional
-    /// is reserved.
+    /// The order's price and open quantity now, when the gateway knows
+    /// them: then only the increase is reserved (else the whole new
+    /// notional).
     pub current: Option<Resting>,
+    /// The order's instrument, when the gateway keeps it: then the
+    /// instrument list and the collar apply to the replace too.
+    pub instrument: Option<u32>,
+    /// The order's side, when known (it only shows in a collar's reason).
+    pub side: Option<Side>,
 }
 
 /// An open order as the gateway last saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resting {
-    /// Its instrument.
-    pub instrument: u32,
-    /// Its side.
-    pub side: Side,
     /// Its limit price.
     pub price: i64,
     /// What is still open.
@@ -368,7 +369,7 @@ impl Risk {
         check_collar(
             self.reference(order.instrument),
             limits,
-            order.side,
+            Some(order.side),
             order.price,
         )?;
         state
@@ -390,8 +391,8 @@ impl Risk {
         })
     }
 
-    /// Checks a replace: account, kill switch, throttle, then (when the
-    /// current order is known) instrument, the new size, collar, and the
+    /// Checks a replace: account, kill switch, throttle, instrument (when
+    /// known), the new size, collar (when the instrument is known), and the
     /// open notional with the increase only. On `Ok` the increase over the
     /// current open notional (the whole new notional when unknown) is
     /// reserved.
@@ -406,17 +407,13 @@ impl Risk {
         let state = &self.clients[client.index()];
         gate(&self.applied.config, c, state, now)?;
         let limits = &c.limits;
-        if let Some(cur) = replace.current {
-            check_instrument(limits, cur.instrument)?;
+        if let Some(instrument) = replace.instrument {
+            check_instrument(limits, instrument)?;
         }
         let n = check_size(limits, replace.price, replace.qty)?;
-        if let Some(cur) = replace.current {
-            check_collar(
-                self.reference(cur.instrument),
-                limits,
-                cur.side,
-                replace.price,
-            )?;
+        if let Some(instrument) = replace.instrument {
+            let reference = self.reference(instrument);
+            check_collar(reference, limits, replace.side, replace.price)?;
         }
         let held = replace
             .current
@@ -628,7 +625,7 @@ fn check_size(limits: &Limits, price: i64, qty: u64) -> Result<u64, Refusal> {
 fn check_collar(
     reference: Option<i64>,
     limits: &Limits,
-    side: Side,
+    side: Option<Side>,
     price: i64,
 ) -> Result<(), Refusal> {
     let (Some(collar), Some(reference)) = (limits.collar, reference) else {

@@ -138,8 +138,8 @@ pub enum Refusal {
     },
     /// The price is outside `low ..= high`.
     PriceCollar {
-        /// The order's side.
-        side: Side,
+        /// The order's side, when known.
+        side: Option<Side>,
         /// The order's price.
         price: i64,
         /// Lowest price allowed.
@@ -210,11 +210,13 @@ impl fmt::Display for Refusal {
                 low,
                 high,
                 reference,
-            } => write!(
-                f,
-                "{name}: {} {price} outside {low}..={high} (reference {reference})",
-                side.name()
-            ),
+            } => {
+                write!(f, "{name}: ")?;
+                if let Some(side) = side {
+                    write!(f, "{} ", side.name())?;
+                }
+                write!(f, "{price} outside {low}..={high} (reference {reference})")
+            }
             Refusal::MaxOpenOrders { open, max } => write!(f, "{name}: {open} > {max}"),
             Refusal::MaxOpenNotional { open_notional, max } => {
                 write!(f, "{name}: {open_notional} > {max}")
@@ -311,7 +313,7 @@ mod tests {
     #[test]
     fn the_longest_reason_fits_the_protocol_bound() {
         let r = Refusal::PriceCollar {
-            side: Side::Sell,
+            side: Some(Side::Sell),
             price: i64::MIN,
             low: -(i64::MAX as i128) * 101,
             high: (i64::MAX as i128) * 101,
