@@ -29,7 +29,7 @@ fn checks(c: &mut Criterion) {
     let order = OrderTerms {
         account: 150,
         instrument: 1,
-        side: Side::Buy,
+        side: Some(Side::Buy),
         price: 10_100,
         qty: 10,
     };

@@ -37,7 +37,7 @@ fn buy(account: u32, instrument: u32, price: i64, qty: u64) -> OrderTerms {
     OrderTerms {
         account,
         instrument,
-        side: Side::Buy,
+        side: Some(Side::Buy),
         price,
         qty,
     }
@@ -132,7 +132,7 @@ fn the_collar_in_bps_passes_at_its_edges_and_refuses_past_them() {
         assert_eq!(e.check(), Check::PriceCollar, "{p}");
     }
     let mut sell = buy(1, 1, 1051, 1);
-    sell.side = Side::Sell;
+    sell.side = Some(Side::Sell);
     let e = risk.check_new(T0, alice, &sell).unwrap_err();
     assert_eq!(
         reason(e),

@@ -92,7 +92,7 @@ proptest! {
                     } else {
                         None
                     };
-                    let order = OrderTerms { account: 1, instrument: 1, side: Side::Buy, price, qty };
+                    let order = OrderTerms { account: 1, instrument: 1, side: Some(Side::Buy), price, qty };
                     match risk.check_new(now, a, &order) {
                         Ok(r) => {
                             prop_assert_eq!(expect, None);

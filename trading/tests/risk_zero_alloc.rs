@@ -33,7 +33,7 @@ fn checks_refusals_and_exposure_updates_do_not_allocate() {
     let good = OrderTerms {
         account: 12,
         instrument: 1,
-        side: Side::Buy,
+        side: Some(Side::Buy),
         price: 10_100,
         qty: 10,
     };

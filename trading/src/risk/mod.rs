@@ -100,8 +100,10 @@ pub struct OrderTerms {
     pub account: u32,
     /// The instrument.
     pub instrument: u32,
-    /// Buy or sell.
-    pub side: Side,
+    /// Buy or sell; `None` for a side byte that is neither (the exchange
+    /// refuses such an order; no check here depends on the side, it only
+    /// shows in a collar's reason).
+    pub side: Option<Side>,
     /// Limit price in ticks.
     pub price: i64,
     /// Quantity.
@@ -369,7 +371,7 @@ impl Risk {
         check_collar(
             self.reference(order.instrument),
             limits,
-            Some(order.side),
+            order.side,
             order.price,
         )?;
         state
