@@ -708,6 +708,28 @@ fn a_bad_reload_file_leaves_the_limits_unchanged_and_says_why() {
 }
 
 #[test]
+fn reload_text_keeps_the_old_limits_on_a_bad_file_and_applies_a_good_one() {
+    let h = handle(&config("", "max_qty = 10"));
+    let mut w = h.risk();
+    let alice = w.client_by_token("ta").unwrap();
+    let e = h.reload_text("max_qty = \"ten\"\n").unwrap_err();
+    assert_eq!(
+        e.lines(),
+        [
+            "max_qty: invalid type: string \"ten\", expected u64",
+            "clients: no client configured (add a [clients.NAME] section)",
+        ]
+    );
+    assert_eq!(
+        refused(w.check_new(T0, alice, &buy(1, 2, 1, 11))),
+        Some(Check::MaxQty)
+    );
+    let line = h.reload_text(&config("", "max_qty = 20")).unwrap();
+    assert!(line.starts_with("risk: 2 client(s)"), "{line}");
+    assert!(w.check_new(T0, alice, &buy(1, 2, 1, 11)).is_ok());
+}
+
+#[test]
 fn throttle_state_carries_over_a_reload() {
     let h = handle(&config("", "rate_per_s = 1\nburst = 1"));
     let mut w = h.risk();

@@ -310,6 +310,14 @@ impl RiskHandle {
         Ok(())
     }
 
+    /// What a gateway does on SIGHUP: parses `text` and, only when it is
+    /// good, puts it in force; returns the new [`RiskHandle::describe`]
+    /// line. On error the limits in force stay as they were.
+    pub fn reload_text(&self, text: &str) -> Result<String, ConfigErrors> {
+        self.reload(RiskConfig::parse(text)?)?;
+        Ok(self.describe())
+    }
+
     /// One line for the start-up (and reload) log.
     pub fn describe(&self) -> String {
         self.current().config.describe()
