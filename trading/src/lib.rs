@@ -8,6 +8,7 @@
 //!   cross-worker routing, `t2`/`t4` stamps;
 //! - [`client`]: the load generator's logic: hand-shake, warm-up, measure,
 //!   hop histograms;
+//! - [`risk`]: entitlements and pre-trade risk checks the gateway calls;
 //! - [`scenario`]: the benchmark scenarios and the report checks both
 //!   drivers share;
 //! - [`harness`]: a deterministic in-memory driver for tests and benches.
@@ -24,6 +25,7 @@ mod id_table;
 pub mod msg;
 pub mod open_orders;
 pub mod order;
+pub mod risk;
 pub mod scenario;
 pub mod schedule;
 
