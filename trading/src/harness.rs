@@ -263,12 +263,6 @@ impl Harness {
         self.push_bytes(pipe, 1, bytes);
     }
 
-    /// Raw peer `i` closes its connection.
-    pub fn close_raw(&mut self, i: u16) {
-        let pipe = self.raws[usize::from(i)].pipe;
-        self.close_pipe(pipe);
-    }
-
     /// Raw peer `i` stops (or resumes) reading.
     pub fn stall_raw(&mut self, i: u16, stalled: bool) {
         self.raws[usize::from(i)].stalled = stalled;

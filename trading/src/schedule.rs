@@ -637,12 +637,6 @@ impl Schedule {
         self.emitted
     }
 
-    /// The intended rate (per second) at the last arrival: what a report
-    /// puts next to the achieved rate.
-    pub fn rate_per_s_now(&self) -> f64 {
-        self.tick_rate_per_ns * NANOS_PER_S
-    }
-
     /// Spikes completed so far (always 0 unless the shape is spiky).
     pub fn spikes(&self) -> u64 {
         self.spiky.as_ref().map_or(0, |s| s.spikes)

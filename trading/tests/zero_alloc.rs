@@ -1,6 +1,7 @@
 //! The hot path does not allocate: a counting global allocator watches a
 //! warmed-up gateway through 10,000 round trips, alone and in the full
-//! in-memory path (s1 and s3, where the handoff buffers are pooled).
+//! in-memory path (s1, and s3, where handoffs travel as bytes in reused
+//! lanes).
 
 use fep_core::Nanos;
 use fep_trading::client::{ClientConfig, Load};
