@@ -1,17 +1,17 @@
 //! The real driver running the real services in one process: exchange,
 //! gateway and client each on their own `fep_net::start`, on loopback.
-//! The checks are `fep_trading::scenario::check`, the body every driver
+//! The checks are `fep_load::scenario::check`, the body every driver
 //! shares.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use fep_core::Nanos;
+use fep_load::client::{Client, ClientConfig, Load, Report};
+use fep_load::scenario::{check, Expect};
 use fep_net::{Config, NetError, Readiness, Running, WriteMode};
-use fep_trading::client::{Client, ClientConfig, Load, Report};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
-use fep_trading::scenario::{check, Expect};
 
 const READY_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 

@@ -5,21 +5,19 @@
 //! - [`exchange`]: answers pings with pongs stamped `t3`;
 //! - [`gateway`]: client sessions, one upstream per worker, local or
 //!   cross-worker routing, `t2`/`t4` stamps;
-//! - [`client`]: the load generator's logic: hand-shake, warm-up, measure,
-//!   hop histograms;
-//! - [`scenario`]: the benchmark scenarios and the report checks both
-//!   drivers share;
-//! - [`harness`]: a deterministic in-memory driver for tests and benches.
+//! - [`harness`]: one gateway worker driven in memory, for the allocation
+//!   test and the benchmark.
+//!
+//! Load generation (the client, schedules, scenarios and the in-memory
+//! harness of the whole path) is the `fep-load` crate: the gateway and the
+//! exchange do not link it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod client;
 pub mod exchange;
 pub mod gateway;
 pub mod harness;
 pub mod hello;
 pub mod msg;
-pub mod scenario;
-pub mod schedule;
 
 pub use msg::Role;

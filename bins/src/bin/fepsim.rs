@@ -15,10 +15,10 @@ use std::ops::Range;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use fep_load::scenario::Scenario;
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, Outcome, RunConfig};
 use fep_sim::sweep::{default_threads, shrink, sweep};
-use fep_trading::scenario::Scenario;
 use hdrhistogram::Histogram;
 
 /// `println!` that ignores a closed stdout (`fepsim … | head`).

@@ -17,7 +17,7 @@ pub struct ProfilePoint {
 
 /// A piecewise rate schedule: steps and linear ramps, optionally ending.
 ///
-/// Parse it from the text syntax in the [module docs](self).
+/// Parse it from the text syntax in the [module docs](crate::schedule).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub(super) points: Vec<ProfilePoint>,

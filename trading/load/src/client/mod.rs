@@ -25,13 +25,13 @@ use fep_core::{
 };
 use hdrhistogram::Histogram;
 
-use crate::hello::accept_ack;
-use crate::msg::{
+use crate::schedule::Schedule;
+use fep_trading::hello::accept_ack;
+use fep_trading::msg::{
     PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
     PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
 };
-use crate::schedule::Schedule;
-use crate::Role;
+use fep_trading::Role;
 
 mod config;
 mod link;

@@ -4,10 +4,11 @@
 //! lanes).
 
 use fep_core::Nanos;
-use fep_trading::client::{ClientConfig, Load};
-use fep_trading::harness::{GatewayRig, Harness, HarnessConfig};
+use fep_load::client::{ClientConfig, Load};
+use fep_load::harness::{Harness, HarnessConfig};
+use fep_load::scenario::Scenario;
+use fep_trading::harness::GatewayRig;
 use fep_trading::msg::{PerfPing, OP_PERF_PING};
-use fep_trading::scenario::Scenario;
 
 /// Allocations made while running `f` (the allocation-counter crate swaps
 /// in a counting global allocator for this test binary; it keeps the
