@@ -263,8 +263,9 @@ impl<S: Service> Driver<S> {
                 timeout = Some(Duration::ZERO);
             }
             self.flush_dirty(now);
-            if !self.ready.is_empty() {
-                // Input waits that no event will announce.
+            if !self.ready.is_empty() || !self.resumed.is_empty() {
+                // Input waits that no event will announce (a resume may
+                // come from the last handoff of the turn).
                 timeout = Some(Duration::ZERO);
             }
             let timeout = timeout.or_else(|| self.poll_timeout(now, stop_at));
@@ -280,7 +281,10 @@ impl<S: Service> Driver<S> {
             // stamps.
             now = monotonic_now();
             self.stats.polls += 1;
-            quiet = timeout == Some(Duration::ZERO) && events.is_empty() && self.ready.is_empty();
+            quiet = timeout == Some(Duration::ZERO)
+                && events.is_empty()
+                && self.ready.is_empty()
+                && self.resumed.is_empty();
             for event in events.iter() {
                 self.handle_event(event, now);
             }
