@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::Path;
 
-use fep_trading::client::Report;
+use fep_load::client::Report;
 use serde_json::Map;
 
 use crate::bench::hgrm::write_hgrm;

@@ -15,10 +15,10 @@ use fep_bins::cli::{fail, parse_cpus, parse_or_exit, watch_lifeline, CpuList};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_bins::loadgen::{describe, summary, write_histograms, LiveView, LoadShape};
 use fep_core::Nanos;
+use fep_load::client::{Client, ClientConfig, Load};
+use fep_load::schedule::{parse_duration, BaseRate, Profile, Schedule, ScheduleConfig, Shape};
 use fep_net::Config;
-use fep_trading::client::{Client, ClientConfig, Load};
 use fep_trading::msg::PING_FRAME_LEN_MIN;
-use fep_trading::schedule::{parse_duration, BaseRate, Profile, Schedule, ScheduleConfig, Shape};
 
 fn parse_shape(text: &str) -> Result<Shape, String> {
     text.parse().map_err(|e| format!("{e}"))

@@ -6,9 +6,9 @@ mod support;
 
 use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::ErrorCode;
-use fep_trading::client::ClientConfig;
+use fep_load::client::ClientConfig;
+use fep_load::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::gateway::GatewayConfig;
-use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::order::{self, SIDE_BUY, SIDE_SELL, TIF_DAY};
 use fep_trading::risk::{Check, RiskConfig, RiskHandle};
 

@@ -2,10 +2,10 @@
 //! cross-worker handoff, per-session order, and hops that sum to the rtt.
 
 use fep_core::WorkerId;
-use fep_trading::client::{Answer, ClientConfig, Load};
+use fep_load::client::{Answer, ClientConfig, Load};
+use fep_load::harness::{Harness, HarnessConfig};
+use fep_load::scenario::{check, Expect, Scenario};
 use fep_trading::gateway::{GatewayConfig, RouteTag};
-use fep_trading::harness::{Harness, HarnessConfig};
-use fep_trading::scenario::{check, Expect, Scenario};
 
 fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
     let client = ClientConfig {
@@ -155,7 +155,7 @@ fn a_direct_run_has_an_rtt_and_no_hops() {
 }
 
 fn open_loop(rate_per_s: f64, window: u32) -> Harness {
-    use fep_trading::schedule::{Schedule, ScheduleConfig, Shape};
+    use fep_load::schedule::{Schedule, ScheduleConfig, Shape};
     let schedule =
         Box::new(Schedule::new(ScheduleConfig::fixed(rate_per_s, Shape::Constant)).unwrap());
     let client = ClientConfig {
@@ -229,7 +229,7 @@ fn open_loop_latency_counts_from_the_intended_time_when_the_path_falls_behind() 
 #[test]
 fn dials_are_paced_and_every_connection_gets_its_turn() {
     use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_trading::client::{Client, DIALS_IN_FLIGHT_MAX};
+    use fep_load::client::{Client, DIALS_IN_FLIGHT_MAX};
     let config = ClientConfig {
         connections: 1_000,
         ..Default::default()
@@ -271,7 +271,7 @@ fn dials_are_paced_and_every_connection_gets_its_turn() {
 #[test]
 fn opening_many_connections_takes_time_linear_in_their_number() {
     use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_trading::client::Client;
+    use fep_load::client::Client;
     use fep_trading::msg::RoleHelloAck;
     use std::time::Instant;
     let mut ack = Vec::new();
@@ -442,7 +442,7 @@ fn a_worker_pauses_only_the_clients_routed_through_a_spent_credit_and_resumes_th
 #[test]
 fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on() {
     use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_trading::client::Client;
+    use fep_load::client::Client;
     use fep_trading::msg::RoleHelloAck;
     let config = ClientConfig {
         connections: 3,

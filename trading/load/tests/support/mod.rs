@@ -5,7 +5,7 @@
 
 use fep_core::frame::Decoder;
 use fep_core::Nanos;
-use fep_trading::harness::{Harness, NodeRef};
+use fep_load::harness::{Harness, NodeRef};
 use fep_trading::msg::RoleHelloReq;
 use fep_trading::order::{CancelOrder, Header, NewOrder, OrderMsg};
 
