@@ -1,11 +1,12 @@
 //! `fepbench wal`: the journal's figures, measured in one run on one disk:
 //! the disk's fsync latency (the probe), group-commit throughput of small
-//! records with N producer threads (`--wal-sync batch` vs `none`) against
-//! one fsync per record, and recovery speed over a journal of >= 1M
+//! records with N producer threads (`batch` vs `none` sync), closed-loop
+//! producers that each wait for their record (one producer: one fsync per
+//! record), and recovery speed over a journal of >= 1M
 //! records. Everything is written under `--dir` and removed afterwards.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -31,9 +32,14 @@ pub struct WalBenchOpts {
     /// Payload bytes of each record (an engine command is ~64).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
-    /// Records of the one-fsync-per-record leg (slow: keep it small).
+    /// Records of each closed-loop leg (slow: keep it small).
     #[arg(long, default_value_t = 2_000)]
     pub per_record_count: u64,
+    /// Closed-loop producer counts: each producer waits for its record to
+    /// be durable before the next (1 = one fsync per record; more = what
+    /// group commit makes of many waiting clients).
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    pub closed_producers: Vec<u32>,
     /// Records of the recovery leg.
     #[arg(long, default_value_t = 1_000_000)]
     pub recovery_records: u64,
@@ -120,9 +126,11 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
             group_commit.push(f);
         }
     }
-    let f = per_record_leg(opts)?;
-    print_commit(&f);
-    group_commit.push(f);
+    for &producers in &opts.closed_producers {
+        let f = closed_loop_leg(opts, producers)?;
+        print_commit(&f);
+        group_commit.push(f);
+    }
     let recovery = recovery_leg(opts)?;
     println!(
         "recovery: {} records in {} segments ({} MiB) in {:.3} s: {:.0} records/s",
@@ -227,24 +235,50 @@ fn group_commit_leg(
     ))
 }
 
-/// One producer that waits for each record to be durable before the
-/// next: one fdatasync per record, the journal without group commit.
-fn per_record_leg(opts: &WalBenchOpts) -> Result<CommitFigures, String> {
-    let scratch = Scratch::new(&opts.dir, "per-record")?;
-    let wal = start(&scratch.0, WalSync::Batch)?;
+/// Producers that each wait for their record to be durable before the
+/// next, woken by the WAL's durable callback (as an engine answering
+/// clients would be): with one producer, one fdatasync per record.
+fn closed_loop_leg(opts: &WalBenchOpts, producers: u32) -> Result<CommitFigures, String> {
+    let scratch = Scratch::new(&opts.dir, "closed")?;
+    let durable = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let notify = Arc::clone(&durable);
+    let config = WalConfig::new(&scratch.0, SETTINGS);
+    let on_durable = Box::new(move |seq| {
+        let (lock, cv) = &*notify;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = seq;
+        cv.notify_all();
+    });
+    let wal = Wal::start(config, AppendAt::NewSegment { seq_next: 1 }, on_durable)
+        .map_err(|e| e.to_string())?;
+    let wal = Arc::new(wal);
+    let per_producer = (opts.per_record_count / u64::from(producers.max(1))).max(1);
     let payload = vec![0x42u8; opts.payload];
     let t0 = Instant::now();
-    for _ in 0..opts.per_record_count {
-        let seq = wal.append(&payload).map_err(|e| e.to_string())?;
-        while wal.durable_seq() < seq {
-            std::thread::sleep(Duration::from_micros(5));
-        }
+    let threads: Vec<_> = (0..producers)
+        .map(|_| {
+            let (wal, durable, payload) = (Arc::clone(&wal), Arc::clone(&durable), payload.clone());
+            std::thread::spawn(move || {
+                for _ in 0..per_producer {
+                    let seq = wal.append(&payload).map_err(|e| e.to_string())?;
+                    let (lock, cv) = &*durable;
+                    let mut d = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while *d < seq {
+                        d = cv.wait(d).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a producer panicked".to_string())??;
     }
     let elapsed = t0.elapsed();
+    let wal = Arc::into_inner(wal).ok_or("the WAL is still shared")?;
     let stats = wal.shutdown().map_err(|e| e.to_string())?;
     Ok(commit_figures(
-        "per-record",
-        1,
+        "closed",
+        producers,
         stats.records,
         elapsed,
         stats.batches,
