@@ -289,3 +289,43 @@ fn the_fsync_probe_measures_every_append() {
         "probe file removed"
     );
 }
+
+#[test]
+fn an_io_error_stops_the_wal_and_nothing_past_it_becomes_durable() {
+    let dir = tempdir();
+    let config = config(dir.path()).segment_size(SEGMENT_SIZE_MIN);
+    let woken = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&woken);
+    let on_durable = Box::new(move |_| {
+        count.fetch_add(1, Ordering::AcqRel);
+    });
+    let wal = Wal::start(config, AppendAt::NewSegment { seq_next: 1 }, on_durable).unwrap();
+    let big = vec![3u8; 200 * 1024];
+    // Five records fit the first segment; the sixth rolls to a segment
+    // whose name is taken by a directory, so creating it fails.
+    let mut seq = 0;
+    for _ in 0..5 {
+        seq = wal.append(&big).unwrap();
+        while wal.durable_seq() < seq {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(seq, 5);
+    std::fs::create_dir(dir.path().join(segment_file_name(6))).unwrap();
+    wal.append(&big).unwrap();
+    while !wal.is_stopped() {
+        std::thread::yield_now();
+    }
+    assert_eq!(wal.durable_seq(), 5, "the failed batch is never published");
+    assert_eq!(wal.try_append(b"more"), Err(AppendError::Stopped));
+    // The owner was woken once per batch and once more for the failure.
+    while woken.load(Ordering::Acquire) < 6 {
+        std::thread::yield_now();
+    }
+    let err = wal.shutdown().unwrap_err();
+    let line = err.to_string();
+    assert!(
+        line.contains("cannot create") && line.contains(&segment_file_name(6)),
+        "{line}"
+    );
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use fep_journal::AppendAt;
 use fep_net::wal::{self, Wal, WalConfig, WalSync};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Settings of `fepbench wal`.
@@ -66,6 +67,9 @@ struct CommitFigures {
     batches: u64,
     records_per_batch_mean: f64,
     records_per_batch_max: u64,
+    /// Closed loop only: append to durable, as the waiting producer saw it.
+    ack_p50_us: Option<f64>,
+    ack_p99_us: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,9 +161,13 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
 }
 
 fn print_commit(f: &CommitFigures) {
+    let ack = match (f.ack_p50_us, f.ack_p99_us) {
+        (Some(p50), Some(p99)) => format!(", ack p50 {p50:.0} us p99 {p99:.0} us"),
+        _ => String::new(),
+    };
     println!(
-        "{:<10} producers {:>2}: {:>8} records in {:>7.3} s: {:>10.0} records/s, {:>6} batches \
-         (mean {:.1}, max {} records)",
+        "{:<6} producers {:>2}: {:>8} records in {:>7.3} s: {:>10.0} records/s, {:>6} batches \
+         (mean {:.1}, max {} records){ack}",
         f.mode,
         f.producers,
         f.records,
@@ -258,32 +266,42 @@ fn closed_loop_leg(opts: &WalBenchOpts, producers: u32) -> Result<CommitFigures,
         .map(|_| {
             let (wal, durable, payload) = (Arc::clone(&wal), Arc::clone(&durable), payload.clone());
             std::thread::spawn(move || {
+                let mut acks = ack_histogram();
                 for _ in 0..per_producer {
+                    let sent = Instant::now();
                     let seq = wal.append(&payload).map_err(|e| e.to_string())?;
                     let (lock, cv) = &*durable;
                     let mut d = lock.lock().unwrap_or_else(|e| e.into_inner());
                     while *d < seq {
                         d = cv.wait(d).unwrap_or_else(|e| e.into_inner());
                     }
+                    drop(d);
+                    let ns = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    acks.saturating_record(ns.max(1));
                 }
-                Ok::<(), String>(())
+                Ok::<_, String>(acks)
             })
         })
         .collect();
+    let mut acks = ack_histogram();
     for t in threads {
-        t.join().map_err(|_| "a producer panicked".to_string())??;
+        let h = t.join().map_err(|_| "a producer panicked".to_string())??;
+        acks.add(&h).map_err(|e| e.to_string())?;
     }
     let elapsed = t0.elapsed();
     let wal = Arc::into_inner(wal).ok_or("the WAL is still shared")?;
     let stats = wal.shutdown().map_err(|e| e.to_string())?;
-    Ok(commit_figures(
+    let mut f = commit_figures(
         "closed",
         producers,
         stats.records,
         elapsed,
         stats.batches,
         stats.batch_records_max,
-    ))
+    );
+    f.ack_p50_us = Some(acks.value_at_quantile(0.5) as f64 / 1000.0);
+    f.ack_p99_us = Some(acks.value_at_quantile(0.99) as f64 / 1000.0);
+    Ok(f)
 }
 
 fn commit_figures(
@@ -304,7 +322,13 @@ fn commit_figures(
         batches,
         records_per_batch_mean: records as f64 / batches.max(1) as f64,
         records_per_batch_max: batch_max,
+        ack_p50_us: None,
+        ack_p99_us: None,
     }
+}
+
+fn ack_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds")
 }
 
 /// Writes `recovery_records` records (without fsync, to save the disk's
