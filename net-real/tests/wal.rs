@@ -12,7 +12,7 @@ use fep_journal::limits::SEGMENT_SIZE_MIN;
 use fep_journal::record::encode_append;
 use fep_journal::segment::{header_len, segment_file_name};
 use fep_journal::{AppendAt, Recovered};
-use fep_net::wal::{self, AppendError, Wal, WalConfig, WalError, WalSync};
+use fep_net::wal::{self, AppendError, ProbeFile, Wal, WalConfig, WalError, WalSync};
 
 const SETTINGS: &[u8] = b"instruments=16 accounts=1024 cash=1e15 units=1e9";
 
@@ -281,13 +281,13 @@ fn a_producer_faster_than_the_disk_sees_full_and_too_long_payloads_are_refused()
 #[test]
 fn the_fsync_probe_measures_every_append() {
     let dir = tempdir();
-    let h = wal::probe_fsync(dir.path(), 20).unwrap();
-    assert_eq!(h.len(), 20);
-    assert!(h.min() > 0);
-    assert!(
-        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-        "probe file removed"
-    );
+    for kind in [ProbeFile::Growing, ProbeFile::Preallocated] {
+        let h = wal::probe_fsync(dir.path(), 20, kind).unwrap();
+        assert_eq!(h.len(), 20);
+        assert!(h.min() > 0);
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 0, "probe file removed");
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `fepbench wal`: the journal's figures, measured in one run on one disk:
-//! the disk's fsync latency (the probe), group-commit throughput of small
+//! the disk's fsync latency (the probe, on a growing file and on a
+//! preallocated one as the WAL writes), group-commit throughput of small
 //! records with N producer threads (`batch` vs `none` sync), closed-loop
 //! producers that each wait for their record (one producer: one fsync per
 //! record), and recovery speed over a journal of >= 1M
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use fep_journal::AppendAt;
-use fep_net::wal::{self, Wal, WalConfig, WalSync};
+use fep_net::wal::{self, ProbeFile, Wal, WalConfig, WalSync};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -51,6 +52,7 @@ pub struct WalBenchOpts {
 
 #[derive(Debug, Serialize)]
 struct ProbeFigures {
+    file: &'static str,
     appends: u64,
     p50_us: f64,
     p99_us: f64,
@@ -85,7 +87,7 @@ struct RecoveryFigures {
 struct Figures {
     dir: String,
     payload_bytes: usize,
-    fsync_probe: ProbeFigures,
+    fsync_probe: Vec<ProbeFigures>,
     group_commit: Vec<CommitFigures>,
     recovery: RecoveryFigures,
 }
@@ -117,11 +119,16 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
         "fepbench wal: on {} (a shared VM: figures are noisy)",
         opts.dir.display()
     );
-    let probe = probe(opts)?;
-    println!(
-        "fsync probe: {} x (4 KiB append + fdatasync): p50 {:.0} us, p99 {:.0} us, max {:.0} us",
-        probe.appends, probe.p50_us, probe.p99_us, probe.max_us
-    );
+    let mut probes = Vec::new();
+    for kind in [ProbeFile::Growing, ProbeFile::Preallocated] {
+        let p = probe(opts, kind)?;
+        println!(
+            "fsync probe, {:<12} file: {} x (4 KiB write + fdatasync): p50 {:.0} us, p99 {:.0} us, \
+             max {:.0} us",
+            p.file, p.appends, p.p50_us, p.p99_us, p.max_us
+        );
+        probes.push(p);
+    }
     let mut group_commit = Vec::new();
     for sync in [WalSync::Batch, WalSync::None] {
         for &producers in &opts.producers {
@@ -148,7 +155,7 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
         let figures = Figures {
             dir: opts.dir.display().to_string(),
             payload_bytes: opts.payload,
-            fsync_probe: probe,
+            fsync_probe: probes,
             group_commit,
             recovery,
         };
@@ -179,11 +186,15 @@ fn print_commit(f: &CommitFigures) {
     );
 }
 
-fn probe(opts: &WalBenchOpts) -> Result<ProbeFigures, String> {
+fn probe(opts: &WalBenchOpts, kind: ProbeFile) -> Result<ProbeFigures, String> {
     let scratch = Scratch::new(&opts.dir, "probe")?;
-    let h = wal::probe_fsync(&scratch.0, opts.probe_appends).map_err(|e| e.to_string())?;
+    let h = wal::probe_fsync(&scratch.0, opts.probe_appends, kind).map_err(|e| e.to_string())?;
     let us = |ns: u64| ns as f64 / 1000.0;
     Ok(ProbeFigures {
+        file: match kind {
+            ProbeFile::Growing => "growing",
+            ProbeFile::Preallocated => "preallocated",
+        },
         appends: h.len(),
         p50_us: us(h.value_at_quantile(0.5)),
         p99_us: us(h.value_at_quantile(0.99)),
