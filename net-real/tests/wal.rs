@@ -329,3 +329,18 @@ fn an_io_error_stops_the_wal_and_nothing_past_it_becomes_durable() {
         "{line}"
     );
 }
+
+#[test]
+fn the_wal_thread_is_pinned_when_asked() {
+    let dir = tempdir();
+    let cpu = core_affinity::get_core_ids()
+        .and_then(|ids| ids.first().map(|c| c.id))
+        .expect("at least one CPU");
+    let pinned = config(dir.path()).cpu(Some(cpu));
+    let wal = start(&pinned, AppendAt::NewSegment { seq_next: 1 });
+    wal.append(b"one").unwrap();
+    assert!(wal.shutdown().unwrap().pinned);
+    let dir = tempdir();
+    let wal = start(&config(dir.path()), AppendAt::NewSegment { seq_next: 1 });
+    assert!(!wal.shutdown().unwrap().pinned, "unpinned unless asked");
+}
