@@ -18,6 +18,8 @@ const SETTINGS: &[u8] = b"instruments=4 accounts=8 cash=100 units=10";
 const RECORDS: u64 = 500;
 
 type Files = BTreeMap<String, Vec<u8>>;
+/// What an arm leaves: its files and the records it recovered.
+type Outcome = (Files, Vec<u64>);
 
 /// Records of many sizes, some large enough that the journal rolls.
 fn payload(seq: u64) -> Vec<u8> {
@@ -34,7 +36,7 @@ fn syncs_after(seq: u64) -> bool {
     seq % 7 == 0
 }
 
-fn real_arm() -> (Files, Vec<u64>) {
+fn real_arm() -> Outcome {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let config = WalConfig::new(dir.path(), SETTINGS).segment_size(SEGMENT_SIZE_MIN);
     let wal = Wal::start(
@@ -71,8 +73,8 @@ fn real_arm() -> (Files, Vec<u64>) {
     (files, seqs)
 }
 
-fn sim_arm() -> (Files, Vec<u64>) {
-    let out: Rc<RefCell<Option<(Files, Vec<u64>)>>> = Rc::default();
+fn sim_arm() -> Outcome {
+    let out: Rc<RefCell<Option<Outcome>>> = Rc::default();
     let mut b = turmoil::Builder::new();
     b.rng_seed(1)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
