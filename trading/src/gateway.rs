@@ -114,7 +114,7 @@ impl Default for GatewayConfig {
             upstream_inflight_max: 1 << 19,
             reconnect_backoff_min: Nanos::from_millis(1),
             reconnect_backoff_max: Nanos::from_millis(500),
-            handoff_inflight_bytes_max: 4 * 1024 * 1024,
+            handoff_inflight_bytes_max: 2 * 1024 * 1024,
             cancel_on_disconnect: true,
             open_orders_max: 1 << 16,
             risk: None,
