@@ -63,7 +63,7 @@ fn a_short_knee_of_s1_writes_its_table_json_and_plot_and_finds_a_sustained_rate(
     assert_eq!(curve["sustainable_per_s"][0], 600.0, "{printed}");
     let svg = std::fs::read_to_string(dir.join("knee.svg")).unwrap();
     assert!(
-        svg.contains("s1 p99.9") && svg.contains("SLO p50"),
-        "the plot names its series"
+        svg.contains("rtt p99.9") && svg.contains("SLO p50"),
+        "the plot's legend names its series"
     );
 }
