@@ -1,5 +1,5 @@
 //! The result files' JSON: loadgen's `--json` line and fepbench's
-//! `summary.json`, exactly as `shared/CLI.md` lays them out.
+//! `summary.json`, exactly as `docs/CLI.md` lays them out.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};

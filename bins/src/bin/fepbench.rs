@@ -447,6 +447,11 @@ fn run_printed(
     let label = format!("{} round {round}/{runs}", leg.name);
     let outcome = bench.run_leg(leg, &dir, &label);
     println!("{label}: {}", one_line(&outcome.summary));
+    if round == 1 {
+        // Placement depends on the leg's load: say it once per leg.
+        let p = &outcome.summary.pinning;
+        println!("  placement {}: {}", p.plan, p.reason);
+    }
     for w in &outcome.summary.warnings {
         println!("  warning: {w}");
     }
