@@ -92,10 +92,12 @@ enum Command {
         opts: CommonOpts,
     },
     /// Latency against offered load: open-loop runs at rising rates (from
-    /// a fraction of a measured maximum to past it), each coordinated-
-    /// omission corrected; a table, one plot of every target, and with
+    /// a fraction of a measured maximum to past it), each corrected for
+    /// coordinated omission; a table, one plot of every target, and with
     /// `--slo` the highest rate that meets it. Writes knee.md, knee.json
-    /// and knee.svg into `<results>/knee/<UTC timestamp>/`.
+    /// and knee.svg into `<results>/knee/<UTC timestamp>/`. The steps set
+    /// their own count, warm-up and rate (`--warmup`, `--count`,
+    /// `--inflight` and `--rate` do not apply).
     Knee {
         /// Scenarios (s1, s2, s3, o1, o2, o3) and baselines (direct,
         /// tokio, c-relay), all on one plot.
