@@ -228,6 +228,14 @@ impl KneePoint {
         self.rtt_hgrm.as_ref()?.value_at_quantile(quantile)
     }
 
+    /// True when loadgen's own lateness makes up at least half the rtt
+    /// p99: the step then says as much about the load generator's host
+    /// (a busy or slow-to-wake CPU) as about the target.
+    pub fn generator_bound(&self) -> bool {
+        self.send_lag
+            .is_some_and(|l| l.p99_us * 2.0 >= self.rtt.p99_us && self.rtt.p99_us > 0.0)
+    }
+
     /// Achieved over offered.
     pub fn achieved_share(&self) -> f64 {
         self.achieved_per_s / self.offered_per_s
@@ -352,7 +360,11 @@ pub fn render_markdown(r: &KneeReport) -> String {
                 us(p.rtt.p99_us),
                 us(p.rtt.p999_us),
                 us(p.rtt.max_us),
-                p.send_lag.map_or("–".to_string(), |l| us(l.p99_us)),
+                p.send_lag.map_or("–".to_string(), |l| format!(
+                    "{}{}",
+                    us(l.p99_us),
+                    if p.generator_bound() { " †" } else { "" }
+                )),
                 p.failed_pings,
                 if p.partial { " (partial)" } else { "" }
             );
@@ -368,6 +380,14 @@ pub fn render_markdown(r: &KneeReport) -> String {
                 );
             }
             let _ = writeln!(md);
+        }
+        if c.points.iter().any(KneePoint::generator_bound) {
+            let _ = writeln!(
+                md,
+                "\n† loadgen's own lateness (send lag) is at least half the rtt p99 at this step: \
+                 the tail measures the load generator's host as much as {}.",
+                c.name
+            );
         }
         if let Some(why) = &c.stopped {
             let _ = writeln!(md, "\nStopped early: {why}.");
@@ -868,6 +888,18 @@ mod tests {
         assert!(md.contains("| s1 | 40000 |"), "{md}");
         assert!(md.contains("s1/c-relay at p99 ≤ 100µs: 0.50."), "{md}");
         assert!(md.contains("| p99 ≤ 100µs |"), "{md}");
+    }
+
+    #[test]
+    fn steps_where_the_generator_lags_are_marked_as_such() {
+        let mut r = report();
+        assert!(!render_markdown(&r).contains('†'));
+        let p = &mut r.curves[0].points[1];
+        p.send_lag = Some(lat(10.0, p.rtt.p99_us * 0.6));
+        assert!(p.generator_bound());
+        let md = render_markdown(&r);
+        assert_eq!(md.matches(" †").count(), 1, "{md}");
+        assert!(md.contains("† loadgen's own lateness"), "{md}");
     }
 
     #[test]
