@@ -880,6 +880,12 @@ mod tests {
     #[test]
     fn the_markdown_has_a_row_per_step_and_the_ratio_of_sustainable_rates() {
         let md = render_markdown(&report());
+        // Each table's rows have its header's cells.
+        for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
+            let lines: Vec<&str> = table.lines().collect();
+            let cells = |l: &str| l.matches('|').count();
+            assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{table}");
+        }
         assert!(md.contains("## s1") && md.contains("## c-relay"), "{md}");
         assert!(
             md.contains("| 20000 | 20000 | 100% | 20.0 | 50.0 |"),
