@@ -5,6 +5,7 @@ pub mod compare;
 pub mod crelay;
 pub mod hgrm;
 pub mod knee;
+pub mod kneerun;
 pub mod machine;
 pub mod pin;
 pub mod plot;
