@@ -269,52 +269,49 @@ fn dials_are_paced_and_every_connection_gets_its_turn() {
 }
 
 #[test]
-fn opening_many_connections_takes_time_linear_in_their_number() {
+fn twenty_thousand_connections_open_with_at_most_64_dials_in_flight() {
     use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_load::client::Client;
+    use fep_load::client::{Client, DIALS_IN_FLIGHT_MAX};
     use fep_trading::msg::RoleHelloAck;
-    use std::time::Instant;
     let mut ack = Vec::new();
     RoleHelloAck {
         role: 2,
         version: 1,
     }
     .encode(&mut ack);
-    // Dial, connect and hand-shake n links; the work per link must not
-    // grow with n (it was a scan of every link per dial and per ack).
-    let open_all = |n: u32| {
-        let config = ClientConfig {
-            connections: n,
-            ..Default::default()
-        };
-        let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
-        let start = Instant::now();
-        w.start(Nanos(1));
-        let mut pending: Vec<_> = Vec::new();
-        let mut opened = 0;
-        loop {
-            pending.extend(
-                std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
-                    Effect::Connect { conn, .. } => Some(conn),
-                    _ => None,
-                }),
-            );
-            let Some(conn) = pending.pop() else { break };
-            w.handle_connected(Nanos(2), conn);
-            w.handle_read(Nanos(3), conn, &ack);
-            opened += 1;
-        }
-        assert_eq!(opened, n);
-        assert!(w.service().is_running());
-        start.elapsed()
+    // Dial, connect and hand-shake every link. (How the cost grows with the
+    // number of links is measured by benchmarks, not asserted in time here:
+    // a timed test fails on a busy machine and passes a slow build.)
+    let n = 20_000u32;
+    let config = ClientConfig {
+        connections: n,
+        ..Default::default()
     };
-    let small = open_all(2_000).as_secs_f64();
-    let large = open_all(20_000).as_secs_f64();
-    // Linear is 10x; the quadratic scan was 100x. Leave room for noise.
-    assert!(
-        large < 40.0 * small.max(1e-4),
-        "2,000 links in {small:.4} s, 20,000 in {large:.4} s"
-    );
+    let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
+    w.start(Nanos(1));
+    let mut pending: Vec<_> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut opened = 0;
+    loop {
+        pending.extend(
+            std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
+                Effect::Connect { conn, .. } => Some(conn),
+                _ => None,
+            }),
+        );
+        assert!(
+            pending.len() <= DIALS_IN_FLIGHT_MAX,
+            "{} dials at once",
+            pending.len()
+        );
+        let Some(conn) = pending.pop() else { break };
+        assert!(seen.insert(conn), "{conn:?} dialled twice");
+        w.handle_connected(Nanos(2), conn);
+        w.handle_read(Nanos(3), conn, &ack);
+        opened += 1;
+    }
+    assert_eq!(opened, n);
+    assert!(w.service().is_running());
 }
 
 #[test]
