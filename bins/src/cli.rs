@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, ValueEnum};
 use fep_core::limits::{FRAME_LENGTH_MAX_CEILING, OUTPUT_BACKLOG_MAX_DEFAULT};
-use fep_core::WorkerConfig;
+use fep_core::{Nanos, WorkerConfig};
 use fep_net::{Config, WriteMode};
+use fep_trading::schedule::parse_duration;
 
 use crate::limits::NofileRaise;
 
@@ -150,6 +151,15 @@ pub fn parse_cpus(text: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
+/// A duration flag above zero (`5s`, `500ms`, `250us`).
+pub fn parse_positive_duration(text: &str) -> Result<Nanos, String> {
+    let d = parse_duration(text).map_err(|e| format!("{e}"))?;
+    if d == Nanos::ZERO {
+        return Err(format!("{text:?} must be above zero"));
+    }
+    Ok(d)
+}
+
 fn parse_max_frame(text: &str) -> Result<u32, String> {
     let n: u32 = text
         .parse()
@@ -194,17 +204,34 @@ pub struct DriverArgs {
     /// SO_RCVBUF of every socket in bytes.
     #[arg(long, env = "FEP_RCVBUF")]
     pub rcvbuf: Option<usize>,
+    /// Hand-shake deadline: an accepted connection without a valid
+    /// RoleHelloReq this long is closed with Error{TIMEOUT}.
+    #[arg(long, env = "FEP_HELLO_TIMEOUT", default_value = "5s",
+          value_parser = parse_positive_duration)]
+    pub hello_timeout: Nanos,
 }
 
 impl DriverArgs {
     /// The driver configuration these flags describe.
     pub fn config(&self) -> Config {
-        let worker = WorkerConfig {
+        self.config_with(self.worker_config())
+    }
+
+    /// The worker bounds these flags describe (a binary adds its own, such
+    /// as the gateway's heartbeat, before [`DriverArgs::config_with`]).
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
             max_frame: self.max_frame,
             // The bound must hold at least one whole frame.
             output_backlog_max: self.output_backlog_max.max(self.max_frame as usize),
+            hello_timeout: self.hello_timeout,
             ..WorkerConfig::default()
-        };
+        }
+    }
+
+    /// The driver configuration these flags describe, with `worker` as the
+    /// worker bounds.
+    pub fn config_with(&self, worker: WorkerConfig) -> Config {
         Config::new()
             .workers(usize::from(self.workers))
             .cpus(self.cpus.clone().map(|c| c.0))

@@ -8,8 +8,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fep_bins::cli::{fail, parse_or_exit, serve, watch_lifeline, DriverArgs};
+use fep_bins::cli::{
+    fail, parse_or_exit, parse_positive_duration, serve, watch_lifeline, DriverArgs,
+};
 use fep_bins::limits::{raise_nofile, NofileGoal};
+use fep_core::Nanos;
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 
 /// `--routing`.
@@ -43,6 +46,11 @@ struct Cli {
     /// Pings one client may have in flight; past it Reject{OVERLOADED}.
     #[arg(long, env = "FEP_INFLIGHT_PER_SESSION_MAX", default_value_t = 1024)]
     inflight_per_session_max: u32,
+    /// Heartbeat interval of the upstreams: a Heartbeat goes up after this
+    /// long with nothing sent; three intervals with nothing received
+    /// declare the upstream dead (Error{TIMEOUT}, rejects, reconnect).
+    #[arg(long, env = "FEP_HEARTBEAT", default_value = "1s", value_parser = parse_positive_duration)]
+    heartbeat: Nanos,
     #[command(flatten)]
     driver: DriverArgs,
 }
@@ -52,9 +60,13 @@ fn main() -> ExitCode {
     watch_lifeline();
     // A descriptor per client: as many as the hard limit allows.
     let nofile = raise_nofile(NofileGoal::server(1));
+    let worker = fep_core::WorkerConfig {
+        heartbeat_interval: Some(cli.heartbeat),
+        ..cli.driver.worker_config()
+    };
     let config = cli
         .driver
-        .config()
+        .config_with(worker)
         .listen(cli.listen)
         .peers(vec![cli.upstream]);
     let gateway = GatewayConfig {
