@@ -209,6 +209,10 @@ pub struct DriverArgs {
     #[arg(long, env = "FEP_HELLO_TIMEOUT", default_value = "5s",
           value_parser = parse_positive_duration)]
     pub hello_timeout: Nanos,
+    /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) on this
+    /// address; off by default. Prints `metrics <addr>` before `ready`.
+    #[arg(long, env = "FEP_METRICS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl DriverArgs {
@@ -242,6 +246,44 @@ impl DriverArgs {
             .recv_buffer(self.rcvbuf)
             .handle_signals(true)
     }
+}
+
+/// Starts the driver, and with `metrics` an HTTP endpoint on its own
+/// thread whose scrape reads what each worker's observer publishes with
+/// `publish` (every [`crate::metrics::PUBLISH_EVERY`], on the worker's
+/// thread: nothing on the hot path). Prints `metrics <addr>` once the
+/// endpoint listens. `prefix` names the process in every metric.
+pub fn start_with_metrics<S, F>(
+    config: Config,
+    factory: F,
+    metrics: Option<SocketAddr>,
+    prefix: &str,
+    series: &'static [crate::metrics::Series],
+    publish: fn(&crate::metrics::Board, usize, &S),
+) -> Result<fep_net::Running<S>, String>
+where
+    S: fep_core::Service + Send,
+    S::Data: Send,
+    F: Fn(fep_core::WorkerId) -> S + Send + Sync + 'static,
+{
+    let Some(addr) = metrics else {
+        return fep_net::start(config, factory).map_err(|e| e.to_string());
+    };
+    let board = crate::metrics::Board::new(series, config.worker_count());
+    let registry = crate::metrics::registry(prefix, board.clone());
+    let bound = crate::metrics::serve(addr, registry)
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    print_line(&format!("metrics {bound}"));
+    let observer: fep_net::Observer<S> =
+        std::sync::Arc::new(move |id, service: &S| publish(&board, id.index(), service));
+    let config = config.observe_every(crate::metrics::PUBLISH_EVERY);
+    fep_net::start_observed(config, factory, observer).map_err(|e| e.to_string())
+}
+
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// The rest of a server binary's life once its driver started: warn when

@@ -648,6 +648,15 @@ impl Schedule {
         self.spiky.as_ref().map_or(0, |s| s.spikes)
     }
 
+    /// Whether a spike is under way at the last arrival (never unless the
+    /// shape is spiky): the spike's start has passed and the next one has
+    /// not been drawn yet.
+    pub fn spike_active(&self) -> bool {
+        self.spiky
+            .as_ref()
+            .is_some_and(|s| self.tick_start() >= s.spike_start)
+    }
+
     fn tick_start(&self) -> f64 {
         (self.tick * RATE_TICK.as_u64()) as f64
     }

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use fep_bins::cli::{
-    fail, parse_or_exit, parse_positive_duration, serve, watch_lifeline, DriverArgs,
+    fail, parse_or_exit, parse_positive_duration, serve, start_with_metrics, watch_lifeline,
+    DriverArgs,
 };
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_core::Nanos;
@@ -80,7 +81,15 @@ fn main() -> ExitCode {
         inflight_per_session_max: cli.inflight_per_session_max,
         ..GatewayConfig::default()
     };
-    match fep_net::start(config, move |id| Gateway::new(id, gateway.clone())) {
+    let started = start_with_metrics(
+        config,
+        move |id| Gateway::new(id, gateway.clone()),
+        cli.driver.metrics,
+        "fep_gateway",
+        fep_bins::metrics::gateway::SERIES,
+        fep_bins::metrics::gateway::publish,
+    );
+    match started {
         Ok(running) => serve(running, &nofile),
         Err(e) => fail(e),
     }
