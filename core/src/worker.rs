@@ -330,6 +330,9 @@ struct Outbox {
     /// [`WorkerConfig::heartbeat_interval`] is set): a gateway's upstreams,
     /// a handful, so the deadline is a scan of them.
     watched: Vec<ConnId>,
+    /// Sessions in [`Phase::Connecting`]: dials the driver has not
+    /// reported yet.
+    dialing: usize,
 }
 
 impl Outbox {
@@ -466,6 +469,10 @@ impl<S: Service> Context<'_, S> {
         if session.state.phase == Phase::Closing {
             return;
         }
+        if session.state.phase == Phase::Connecting {
+            // An abandoned dial is no longer one.
+            self.outbox.dialing -= 1;
+        }
         session.state.phase = Phase::Closing;
         self.outbox.push(Queued::Close(conn));
     }
@@ -482,6 +489,7 @@ impl<S: Service> Context<'_, S> {
             Origin::Dialed { peer },
         );
         let conn = self.sessions.insert(session)?;
+        self.outbox.dialing += 1;
         self.outbox.push(Queued::Connect(conn));
         Some(conn)
     }
@@ -754,6 +762,7 @@ impl<S: Service> Worker<S> {
                 lane_queued: Vec::new(),
                 groups: Vec::new(),
                 watched: Vec::new(),
+                dialing: 0,
             },
             dispatch: Box::new(DispatchTable::new::<S>()),
             next_session: 0,
@@ -785,6 +794,12 @@ impl<S: Service> Worker<S> {
     /// Open sessions (dials in progress included).
     pub fn sessions_len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Sessions whose dial the driver has not reported yet (they have no
+    /// connection yet).
+    pub fn dialing_len(&self) -> usize {
+        self.outbox.dialing
     }
 
     /// The session of `conn`, if open.
@@ -888,6 +903,9 @@ impl<S: Service> Worker<S> {
                 .watched
                 .iter()
                 .filter_map(|&conn| self.sessions.get(conn))
+                // A closing session is the driver's until it is closed:
+                // its deadline would only wake the loop for nothing.
+                .filter(|s| s.state.phase != Phase::Closing)
                 .map(|s| watch_deadline(s, interval))
                 .min()
         });
@@ -936,6 +954,7 @@ impl<S: Service> Worker<S> {
             return;
         }
         s.state.phase = Phase::Connected;
+        self.outbox.dialing -= 1;
         // Silence is counted from the moment the dial completed.
         s.read_at = now;
         s.sent_at = now;
@@ -955,6 +974,7 @@ impl<S: Service> Worker<S> {
             return;
         }
         let session = self.sessions.remove(conn).expect("checked above");
+        self.outbox.dialing -= 1;
         self.act(now, |svc, cx| svc.on_connect_failed(cx, conn, session));
     }
 
@@ -1020,6 +1040,9 @@ impl<S: Service> Worker<S> {
         let Some(session) = self.sessions.remove(conn) else {
             return;
         };
+        if session.state.phase == Phase::Connecting {
+            self.outbox.dialing -= 1;
+        }
         if let Some(i) = self.outbox.watched.iter().position(|&c| c == conn) {
             self.outbox.watched.swap_remove(i);
         }

@@ -711,3 +711,21 @@ fn an_exchange_that_never_acks_the_hello_is_declared_dead_and_redialled() {
     rig.advance(Nanos::from_secs(1));
     assert!(!rig.dials[0].is_empty(), "the gateway dials again");
 }
+
+#[test]
+fn an_upstream_declared_dead_leaves_no_deadline_behind_while_it_closes() {
+    let mut rig = Rig::heartbeating(1, Nanos::from_secs(1));
+    let conn = rig.upstreams[0].expect("up");
+    // The driver is slow to close it: the Close effect is not carried out.
+    rig.now = rig.now + Nanos::from_secs(3);
+    rig.workers[0].handle_timeout(rig.now);
+    let effects: Vec<Effect> = std::iter::from_fn(|| rig.workers[0].poll_effect()).collect();
+    assert!(effects.contains(&Effect::Close { conn }), "{effects:?}");
+    // Meanwhile the worker does not ask to be woken again and again.
+    let next = rig.workers[0].poll_timeout();
+    assert!(
+        next.is_none_or(|at| at > rig.now),
+        "{next:?} at {:?}",
+        rig.now
+    );
+}
