@@ -572,17 +572,16 @@ pub mod loadgen {
         {
             row.set(i, v);
         }
-        // Per bucket from cumulative counts, so the buckets add up to the
-        // count exactly whatever the histogram's precision at the edges.
+        // One pass over the recorded values (not one range count per
+        // bucket: each walks the histogram's counters from zero), so the
+        // observer's turn stays short on the load generator's thread.
         let total = r.rtt.len();
         let mut buckets = [0u64; RTT_BOUNDS_NS.len() + 1];
-        let mut below = 0;
-        for (k, &high) in RTT_BOUNDS_NS.iter().enumerate() {
-            let cumulative = r.rtt.count_between(0, high).clamp(below, total);
-            buckets[k] = cumulative - below;
-            below = cumulative;
+        for v in r.rtt.iter_recorded() {
+            let value = v.value_iterated_to();
+            let k = RTT_BOUNDS_NS.partition_point(|&b| b < value);
+            buckets[k] += v.count_at_value();
         }
-        buckets[RTT_BOUNDS_NS.len()] = total - below;
         let sum_s = r.rtt.mean() * total as f64 / 1e9;
         row.set_histogram(5, &buckets, total, sum_s);
         row.set_f64(6, r.intervals.last().map_or(0.0, |s| s.rate_per_s));
