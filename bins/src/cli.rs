@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, ValueEnum};
 use fep_core::limits::{FRAME_LENGTH_MAX_CEILING, OUTPUT_BACKLOG_MAX_DEFAULT};
-use fep_core::WorkerConfig;
+use fep_core::{Nanos, WorkerConfig};
+use fep_load::schedule::parse_duration;
 use fep_net::{Config, WriteMode};
 
 use crate::limits::NofileRaise;
@@ -150,6 +151,15 @@ pub fn parse_cpus(text: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
+/// A duration flag above zero (`5s`, `500ms`, `250us`).
+pub fn parse_positive_duration(text: &str) -> Result<Nanos, String> {
+    let d = parse_duration(text).map_err(|e| format!("{e}"))?;
+    if d == Nanos::ZERO {
+        return Err(format!("{text:?} must be above zero"));
+    }
+    Ok(d)
+}
+
 fn parse_max_frame(text: &str) -> Result<u32, String> {
     let n: u32 = text
         .parse()
@@ -194,17 +204,38 @@ pub struct DriverArgs {
     /// SO_RCVBUF of every socket in bytes.
     #[arg(long, env = "FEP_RCVBUF")]
     pub rcvbuf: Option<usize>,
+    /// Hand-shake deadline: an accepted connection without a valid
+    /// RoleHelloReq this long is closed with Error{TIMEOUT}.
+    #[arg(long, env = "FEP_HELLO_TIMEOUT", default_value = "5s",
+          value_parser = parse_positive_duration)]
+    pub hello_timeout: Nanos,
+    /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) on this
+    /// address; off by default. Prints `metrics <addr>` before `ready`.
+    #[arg(long, env = "FEP_METRICS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl DriverArgs {
     /// The driver configuration these flags describe.
     pub fn config(&self) -> Config {
-        let worker = WorkerConfig {
+        self.config_with(self.worker_config())
+    }
+
+    /// The worker bounds these flags describe (a binary adds its own, such
+    /// as the gateway's heartbeat, before [`DriverArgs::config_with`]).
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
             max_frame: self.max_frame,
             // The bound must hold at least one whole frame.
             output_backlog_max: self.output_backlog_max.max(self.max_frame as usize),
+            hello_timeout: self.hello_timeout,
             ..WorkerConfig::default()
-        };
+        }
+    }
+
+    /// The driver configuration these flags describe, with `worker` as the
+    /// worker bounds.
+    pub fn config_with(&self, worker: WorkerConfig) -> Config {
         Config::new()
             .workers(usize::from(self.workers))
             .cpus(self.cpus.clone().map(|c| c.0))
@@ -215,6 +246,44 @@ impl DriverArgs {
             .recv_buffer(self.rcvbuf)
             .handle_signals(true)
     }
+}
+
+/// Starts the driver, and with `metrics` an HTTP endpoint on its own
+/// thread whose scrape reads what each worker's observer publishes with
+/// `publish` (every [`crate::metrics::PUBLISH_EVERY`], on the worker's
+/// thread: nothing on the hot path). Prints `metrics <addr>` once the
+/// endpoint listens. `prefix` names the process in every metric.
+pub fn start_with_metrics<S, F>(
+    config: Config,
+    factory: F,
+    metrics: Option<SocketAddr>,
+    prefix: &str,
+    series: &'static [crate::metrics::Series],
+    publish: fn(&crate::metrics::Board, usize, &S),
+) -> Result<fep_net::Running<S>, String>
+where
+    S: fep_core::Service + Send,
+    S::Data: Send,
+    F: Fn(fep_core::WorkerId) -> S + Send + Sync + 'static,
+{
+    let Some(addr) = metrics else {
+        return fep_net::start(config, factory).map_err(|e| e.to_string());
+    };
+    let board = crate::metrics::Board::new(series, config.worker_count());
+    let registry = crate::metrics::registry(prefix, board.clone());
+    let bound = crate::metrics::serve(addr, registry)
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    print_line(&format!("metrics {bound}"));
+    let observer: fep_net::Observer<S> =
+        std::sync::Arc::new(move |id, service: &S| publish(&board, id.index(), service));
+    let config = config.observe_every(crate::metrics::PUBLISH_EVERY);
+    fep_net::start_observed(config, factory, observer).map_err(|e| e.to_string())
+}
+
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// The rest of a server binary's life once its driver started: warn when

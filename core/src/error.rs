@@ -191,6 +191,18 @@ pub enum Fault {
         /// The bound.
         max: usize,
     },
+    /// An accepted connection sent no valid `RoleHelloReq` within the
+    /// hand-shake deadline.
+    HelloTimeout {
+        /// The deadline, in nanoseconds after the connection opened.
+        timeout_ns: u64,
+    },
+    /// A dialled peer sent nothing at all for too long (heartbeats
+    /// unanswered).
+    Silent {
+        /// How long nothing arrived, in nanoseconds.
+        silent_ns: u64,
+    },
 }
 
 impl Fault {
@@ -203,6 +215,7 @@ impl Fault {
             Fault::Unexpected { .. } | Fault::Unsolicited { .. } => ErrorCode::Unexpected,
             Fault::RoleRefused { .. } => ErrorCode::RoleRefused,
             Fault::Overloaded { .. } => ErrorCode::Overloaded,
+            Fault::HelloTimeout { .. } | Fault::Silent { .. } => ErrorCode::Timeout,
         }
     }
 }
@@ -234,6 +247,16 @@ impl fmt::Display for Fault {
             Fault::RoleRefused { what } => write!(f, "refused: {what}"),
             Fault::Overloaded { backlog, max } => {
                 write!(f, "output backlog {backlog} bytes passed the bound {max}")
+            }
+            Fault::HelloTimeout { timeout_ns } => {
+                write!(
+                    f,
+                    "no valid RoleHelloReq within {} ms",
+                    timeout_ns / 1_000_000
+                )
+            }
+            Fault::Silent { silent_ns } => {
+                write!(f, "nothing received for {} ms", silent_ns / 1_000_000)
             }
         }
     }

@@ -38,6 +38,19 @@ pub const HANDLERS_MAX: usize = 64;
 /// Slots of the dispatch table (a power of two above `2 * HANDLERS_MAX`).
 pub const DISPATCH_SLOTS: usize = 256;
 
+/// Default hand-shake deadline (PROTOCOL.md "Liveness"): an accepted
+/// connection without a valid `RoleHelloReq` this long after it opened is
+/// closed with `Error{TIMEOUT}`.
+pub const HELLO_TIMEOUT_NS_DEFAULT: u64 = 5_000_000_000;
+/// Heartbeat intervals of silence after which a dialled peer is declared
+/// dead (PROTOCOL.md: three).
+pub const HEARTBEAT_MISSES_MAX: u64 = 3;
+/// Hand-shake deadlines a worker remembers, per session it may own: a
+/// connection that closed before its deadline leaves its entry behind until
+/// the FIFO is compacted, which happens when it reaches this many times
+/// `sessions_max` (so compaction is amortised O(1) per accept).
+pub const HELLO_DEADLINES_PER_SESSION_MAX: usize = 2;
+
 /// Sessions one worker may own at once.
 pub const SESSIONS_PER_WORKER_MAX_DEFAULT: usize = 65_536;
 /// Bits of a [`crate::ConnId`]'s slot index; the table cannot be larger.
@@ -48,6 +61,9 @@ pub const CONN_GEN_BITS: u32 = 24;
 pub const WORKERS_MAX: usize = 256;
 
 const _: () = assert!(FRAME_LENGTH_MIN as usize == OPCODE_LEN);
+const _: () = assert!(HELLO_TIMEOUT_NS_DEFAULT > 0);
+const _: () = assert!(HEARTBEAT_MISSES_MAX >= 1);
+const _: () = assert!(HELLO_DEADLINES_PER_SESSION_MAX >= 2);
 const _: () = assert!(FRAME_LENGTH_MAX_DEFAULT <= FRAME_LENGTH_MAX_CEILING);
 const _: () = assert!(SESSIONS_PER_WORKER_MAX_DEFAULT <= 1 << CONN_INDEX_BITS);
 const _: () = assert!(CONN_INDEX_BITS + CONN_GEN_BITS <= 48);

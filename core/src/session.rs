@@ -5,6 +5,7 @@ use std::fmt;
 use crate::frame::Decoder;
 use crate::limits::{CONN_GEN_BITS, CONN_INDEX_BITS};
 use crate::state::ConnState;
+use crate::time::Nanos;
 use crate::worker::{InputGroup, Origin};
 
 /// A worker's handle on one of its connections: a slot and the slot's
@@ -124,6 +125,11 @@ pub struct Session<D> {
     pub(crate) output_high: bool,
     /// The input group the connection's input pauses with, if any.
     pub(crate) input_group: Option<InputGroup>,
+    /// When bytes last arrived (or the connection opened): liveness.
+    pub(crate) read_at: Nanos,
+    /// When output was last queued (or the connection opened): when to
+    /// send a heartbeat.
+    pub(crate) sent_at: Nanos,
     /// The service's own per-connection data.
     pub data: D,
 }
@@ -149,6 +155,16 @@ impl<D> Session<D> {
     /// The input group the connection's input pauses with, if any.
     pub fn input_group(&self) -> Option<InputGroup> {
         self.input_group
+    }
+
+    /// When bytes last arrived on the connection (or it opened).
+    pub fn read_at(&self) -> Nanos {
+        self.read_at
+    }
+
+    /// When output was last queued on the connection (or it opened).
+    pub fn sent_at(&self) -> Nanos {
+        self.sent_at
     }
 }
 

@@ -9,6 +9,12 @@ use crate::limits::REASON_LEN_MAX;
 pub const OP_ERROR: u16 = 1;
 /// Opcode of `Reject`.
 pub const OP_REJECT: u16 = 2;
+/// Opcode of `Heartbeat` (empty payload, after the hand-shake). The worker
+/// answers it itself on an accepted connection; see
+/// [`crate::WorkerConfig::heartbeat_interval`] for the dialling side.
+pub const OP_HEARTBEAT: u16 = 3;
+/// A whole `Heartbeat` frame: length 2 (the opcode alone), opcode 3.
+pub const HEARTBEAT_FRAME: [u8; 6] = [0, 0, 0, 2, 0, 3];
 
 /// `Error{code, reason}`: the sender closes the connection after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

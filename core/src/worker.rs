@@ -21,13 +21,14 @@ use crate::frame::{Decoder, Frame};
 use crate::limits::{
     DISPATCH_SLOTS, EFFECTS_PER_SESSION_MAX, FRAME_HEADER_LEN, FRAME_LENGTH_MAX_CEILING,
     FRAME_LENGTH_MAX_DEFAULT, FRAME_LENGTH_MIN, HANDLERS_MAX, HANDOFF_BACKLOG_MAX_DEFAULT,
+    HEARTBEAT_MISSES_MAX, HELLO_DEADLINES_PER_SESSION_MAX, HELLO_TIMEOUT_NS_DEFAULT,
     INPUT_GROUPS_MAX, OPCODE_LEN, OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX,
     SESSIONS_PER_WORKER_MAX_DEFAULT, WORKERS_MAX,
 };
 use crate::session::{ConnId, OutBuf, Session, SessionId, Slab};
 use crate::state::{ConnState, Phase, Side, StateSet};
 use crate::time::Nanos;
-use crate::wire::{ErrorMsg, RejectMsg};
+use crate::wire::{ErrorMsg, RejectMsg, HEARTBEAT_FRAME, OP_HEARTBEAT};
 
 /// A worker's index in its process, `0..workers`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,6 +170,15 @@ pub struct WorkerConfig {
     /// Bytes the worker holds for one other worker before the driver moves
     /// them; past it [`Context::handoff`] refuses.
     pub handoff_backlog_max: usize,
+    /// How long an accepted connection may take to send a valid
+    /// `RoleHelloReq` before it is closed with `Error{TIMEOUT}`.
+    pub hello_timeout: Nanos,
+    /// Liveness of the connections this worker dials (`None`: not watched).
+    /// Once hand-shaked, a dialled connection that had nothing queued for
+    /// this long gets a `Heartbeat`; one that received nothing at all for
+    /// [`HEARTBEAT_MISSES_MAX`] intervals (hand-shake included) is closed
+    /// with `Error{TIMEOUT}`.
+    pub heartbeat_interval: Option<Nanos>,
 }
 
 impl WorkerConfig {
@@ -200,6 +210,8 @@ impl Default for WorkerConfig {
             output_backlog_max: OUTPUT_BACKLOG_MAX_DEFAULT,
             sessions_max: SESSIONS_PER_WORKER_MAX_DEFAULT,
             handoff_backlog_max: HANDOFF_BACKLOG_MAX_DEFAULT,
+            hello_timeout: Nanos(HELLO_TIMEOUT_NS_DEFAULT),
+            heartbeat_interval: None,
         }
     }
 }
@@ -318,6 +330,13 @@ struct Outbox {
     lane_queued: Vec<bool>,
     /// Input groups, by index, grown on first use.
     groups: Vec<GroupGate>,
+    /// Dialled connections under the heartbeat watch (only when
+    /// [`WorkerConfig::heartbeat_interval`] is set): a gateway's upstreams,
+    /// a handful, so the deadline is a scan of them.
+    watched: Vec<ConnId>,
+    /// Sessions in [`Phase::Connecting`]: dials the driver has not
+    /// reported yet.
+    dialing: usize,
 }
 
 impl Outbox {
@@ -400,6 +419,7 @@ impl<S: Service> Context<'_, S> {
             return false;
         }
         write(session.out.tail(additional));
+        session.sent_at = self.now;
         queue_transmit(self.outbox, session, conn);
         let backlog = session.out.len();
         if backlog > self.config.output_high_water() {
@@ -439,6 +459,7 @@ impl<S: Service> Context<'_, S> {
             reason: reason.as_str(),
         };
         msg.encode(session.out.tail(8 + reason.len));
+        session.sent_at = self.now;
         queue_transmit(self.outbox, session, conn);
         self.close(conn);
     }
@@ -452,6 +473,10 @@ impl<S: Service> Context<'_, S> {
         if session.state.phase == Phase::Closing {
             return;
         }
+        if session.state.phase == Phase::Connecting {
+            // An abandoned dial is no longer one.
+            self.outbox.dialing -= 1;
+        }
         session.state.phase = Phase::Closing;
         self.outbox.push(Queued::Close(conn));
     }
@@ -461,8 +486,14 @@ impl<S: Service> Context<'_, S> {
     /// [`Service::on_connect_failed`] follows with it. `None`: the session
     /// table is full.
     pub fn connect(&mut self, peer: PeerId) -> Option<ConnId> {
-        let session = new_session(self.config, Side::Initiator, Origin::Dialed { peer });
+        let session = new_session(
+            self.config,
+            self.now,
+            Side::Initiator,
+            Origin::Dialed { peer },
+        );
         let conn = self.sessions.insert(session)?;
+        self.outbox.dialing += 1;
         self.outbox.push(Queued::Connect(conn));
         Some(conn)
     }
@@ -575,7 +606,12 @@ fn queue_transmit<D>(outbox: &mut Outbox, session: &mut Session<D>, conn: ConnId
     }
 }
 
-fn new_session<D: Default>(config: &WorkerConfig, side: Side, origin: Origin) -> Session<D> {
+fn new_session<D: Default>(
+    config: &WorkerConfig,
+    now: Nanos,
+    side: Side,
+    origin: Origin,
+) -> Session<D> {
     let phase = match origin {
         Origin::Accepted => Phase::Connected,
         Origin::Dialed { .. } => Phase::Connecting,
@@ -593,6 +629,8 @@ fn new_session<D: Default>(config: &WorkerConfig, side: Side, origin: Origin) ->
         input_queued: false,
         output_high: false,
         input_group: None,
+        read_at: now,
+        sent_at: now,
         data: D::default(),
     }
 }
@@ -698,6 +736,10 @@ pub struct Worker<S: Service> {
     outbox: Outbox,
     dispatch: Box<DispatchTable>,
     next_session: u64,
+    /// `(deadline, conn)` of accepted connections in accept order (so in
+    /// deadline order): the front is the next to expire. Entries of
+    /// connections that hand-shaked or closed are skipped when reached.
+    hello_deadlines: VecDeque<(Nanos, ConnId)>,
     service: S,
 }
 
@@ -723,9 +765,12 @@ impl<S: Service> Worker<S> {
                 lanes: Vec::new(),
                 lane_queued: Vec::new(),
                 groups: Vec::new(),
+                watched: Vec::new(),
+                dialing: 0,
             },
             dispatch: Box::new(DispatchTable::new::<S>()),
             next_session: 0,
+            hello_deadlines: VecDeque::new(),
             service,
         }
     }
@@ -753,6 +798,12 @@ impl<S: Service> Worker<S> {
     /// Open sessions (dials in progress included).
     pub fn sessions_len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Sessions whose dial the driver has not reported yet (they have no
+    /// connection yet).
+    pub fn dialing_len(&self) -> usize {
+        self.outbox.dialing
     }
 
     /// The session of `conn`, if open.
@@ -846,9 +897,26 @@ impl<S: Service> Worker<S> {
     }
 
     /// The earliest deadline; call [`Worker::handle_timeout`] then. Ask
-    /// once per loop turn, after the turn's inputs.
+    /// once per loop turn, after the turn's inputs. It covers the
+    /// service's timers, the oldest pending hand-shake deadline and the
+    /// heartbeat watch of dialled connections.
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        self.service.poll_timeout()
+        let hello = self.hello_deadlines.front().map(|&(at, _)| at);
+        let watch = self.config.heartbeat_interval.and_then(|interval| {
+            self.outbox
+                .watched
+                .iter()
+                .filter_map(|&conn| self.sessions.get(conn))
+                // A closing session is the driver's until it is closed:
+                // its deadline would only wake the loop for nothing.
+                .filter(|s| s.state.phase != Phase::Closing)
+                .map(|s| watch_deadline(s, interval))
+                .min()
+        });
+        [self.service.poll_timeout(), hello, watch]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs `f` on the service with a context, as an input of its own. For
@@ -872,8 +940,9 @@ impl<S: Service> Worker<S> {
     /// A connection was accepted. `None`: the session table is full; the
     /// driver closes the socket.
     pub fn handle_accepted(&mut self, now: Nanos) -> Option<ConnId> {
-        let session = new_session(&self.config, Side::Acceptor, Origin::Accepted);
+        let session = new_session(&self.config, now, Side::Acceptor, Origin::Accepted);
         let conn = self.sessions.insert(session)?;
+        self.remember_hello_deadline(now + self.config.hello_timeout, conn);
         self.opened(now, conn);
         Some(conn)
     }
@@ -889,6 +958,13 @@ impl<S: Service> Worker<S> {
             return;
         }
         s.state.phase = Phase::Connected;
+        self.outbox.dialing -= 1;
+        // Silence is counted from the moment the dial completed.
+        s.read_at = now;
+        s.sent_at = now;
+        if self.config.heartbeat_interval.is_some() {
+            self.outbox.watched.push(conn);
+        }
         self.opened(now, conn);
     }
 
@@ -902,6 +978,7 @@ impl<S: Service> Worker<S> {
             return;
         }
         let session = self.sessions.remove(conn).expect("checked above");
+        self.outbox.dialing -= 1;
         self.act(now, |svc, cx| svc.on_connect_failed(cx, conn, session));
     }
 
@@ -922,6 +999,7 @@ impl<S: Service> Worker<S> {
         if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
             return;
         }
+        session.read_at = now;
         let mut decoder = std::mem::take(&mut session.decoder);
         let mut cx = Context {
             now,
@@ -966,6 +1044,12 @@ impl<S: Service> Worker<S> {
         let Some(session) = self.sessions.remove(conn) else {
             return;
         };
+        if session.state.phase == Phase::Connecting {
+            self.outbox.dialing -= 1;
+        }
+        if let Some(i) = self.outbox.watched.iter().position(|&c| c == conn) {
+            self.outbox.watched.swap_remove(i);
+        }
         self.act(now, |svc, cx| svc.on_close(cx, conn, session));
     }
 
@@ -1009,13 +1093,124 @@ impl<S: Service> Worker<S> {
 
     /// A deadline passed (or the driver woke early; that is harmless).
     pub fn handle_timeout(&mut self, now: Nanos) {
+        self.expire_hellos(now);
+        self.watch_dials(now);
         self.act(now, |svc, cx| svc.on_timeout(cx));
+    }
+
+    /// Queues `conn`'s hand-shake deadline. Entries of connections gone or
+    /// hand-shaked are dropped when the FIFO reaches its bound, which keeps
+    /// it bounded whatever the churn of connections.
+    fn remember_hello_deadline(&mut self, at: Nanos, conn: ConnId) {
+        let bound = HELLO_DEADLINES_PER_SESSION_MAX * self.config.sessions_max;
+        if self.hello_deadlines.len() >= bound {
+            let sessions = &self.sessions;
+            self.hello_deadlines
+                .retain(|&(_, c)| awaits_hello(sessions.get(c)));
+        }
+        // At most sessions_max are live and awaiting a hello, the new one
+        // included: compaction always makes room.
+        assert!(self.hello_deadlines.len() < bound);
+        self.hello_deadlines.push_back((at, conn));
+    }
+
+    /// Closes with `Error{TIMEOUT}` every accepted connection whose
+    /// hand-shake deadline passed. Only the expired front is looked at.
+    fn expire_hellos(&mut self, now: Nanos) {
+        let timeout_ns = self.config.hello_timeout.as_u64();
+        while let Some(&(at, conn)) = self.hello_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.hello_deadlines.pop_front();
+            if awaits_hello(self.sessions.get(conn)) {
+                self.act(now, |_, cx| {
+                    cx.fail(conn, Fault::HelloTimeout { timeout_ns });
+                });
+            }
+        }
+    }
+
+    /// Heartbeats dialled connections that sent nothing for an interval
+    /// and closes those silent for [`HEARTBEAT_MISSES_MAX`] of them.
+    fn watch_dials(&mut self, now: Nanos) {
+        let Some(interval) = self.config.heartbeat_interval else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.outbox.watched.len() {
+            let conn = self.outbox.watched[i];
+            i += 1;
+            let Some(s) = self.sessions.get(conn) else {
+                continue;
+            };
+            if s.state.phase == Phase::Closing {
+                continue;
+            }
+            let silent = now.checked_since(s.read_at).unwrap_or(Nanos::ZERO);
+            if silent.as_u64() >= interval.as_u64().saturating_mul(HEARTBEAT_MISSES_MAX) {
+                let silent_ns = silent.as_u64();
+                self.act(now, |_, cx| cx.fail(conn, Fault::Silent { silent_ns }));
+            } else if s.state.phase == Phase::Handshaked && s.sent_at + interval <= now {
+                self.act(now, |_, cx| {
+                    cx.send(conn, HEARTBEAT_FRAME.len(), |out| {
+                        out.extend_from_slice(&HEARTBEAT_FRAME);
+                    });
+                });
+            }
+        }
     }
 
     /// The process drains: refuse new work, finish in-flight work.
     pub fn handle_shutdown(&mut self, now: Nanos) {
         self.act(now, |svc, cx| svc.on_shutdown(cx));
     }
+}
+
+/// Whether `session` is an accepted connection still waiting for its hello.
+fn awaits_hello<D>(session: Option<&Session<D>>) -> bool {
+    session.is_some_and(|s| s.state.side == Side::Acceptor && s.state.phase == Phase::Connected)
+}
+
+/// When a watched dialled session next needs the worker: its next
+/// heartbeat (once hand-shaked), or the moment it counts as dead.
+fn watch_deadline<D>(s: &Session<D>, interval: Nanos) -> Nanos {
+    let dead = s.read_at + Nanos(interval.as_u64().saturating_mul(HEARTBEAT_MISSES_MAX));
+    if s.state.phase == Phase::Handshaked {
+        dead.min(s.sent_at + interval)
+    } else {
+        dead
+    }
+}
+
+/// A `Heartbeat`, answered by the worker for every service: allowed only
+/// once hand-shaked, with an empty payload; the accepting side answers
+/// each with one, the dialling side only notes that the peer is alive
+/// (its read time, already taken).
+fn heartbeat<S: Service>(
+    cx: &mut Context<'_, S>,
+    conn: ConnId,
+    state: ConnState,
+    payload: &[u8],
+) -> Result<(), Fault> {
+    if state.phase != Phase::Handshaked {
+        return Err(Fault::Unexpected {
+            opcode: OP_HEARTBEAT,
+            state,
+        });
+    }
+    if !payload.is_empty() {
+        return Err(Fault::Malformed {
+            opcode: OP_HEARTBEAT,
+            what: "a heartbeat carries no payload",
+        });
+    }
+    if state.side == Side::Acceptor {
+        cx.send(conn, HEARTBEAT_FRAME.len(), |out| {
+            out.extend_from_slice(&HEARTBEAT_FRAME);
+        });
+    }
+    Ok(())
 }
 
 fn dispatch<S: Service>(
@@ -1026,6 +1221,10 @@ fn dispatch<S: Service>(
     frame: Frame<'_>,
 ) -> Result<(), Fault> {
     let opcode = frame.opcode;
+    if opcode == OP_HEARTBEAT {
+        let state = cx.state(conn).expect("dispatch runs on a live session");
+        return heartbeat(cx, conn, state, frame.payload);
+    }
     let Some(index) = table.find(opcode) else {
         return Err(Fault::UnknownOpcode { opcode });
     };

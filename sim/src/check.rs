@@ -139,7 +139,9 @@ struct Sent {
 ///   being when it was read.
 /// - A client is refused only for what the faults explain: no upstream
 ///   (`UPSTREAM_UNAVAILABLE`) when the exchange crashed or was cut off, a
-///   shed ping (`OVERLOADED`) when handoff queues refused; it never reads
+///   shed ping (`OVERLOADED`) when handoff queues refused, no upstream
+///   when the gateway–exchange link was held (past three heartbeat
+///   intervals the gateway declares the exchange dead); it never reads
 ///   an `Error`.
 /// - On the gateway: a ping goes upstream from the worker its route tag
 ///   names as target; a pong goes out on the very client connection (and
@@ -170,6 +172,11 @@ impl WireCheck {
         for f in faults {
             match f.kind {
                 FaultKind::Crash | FaultKind::Cut => allowed.push(ErrorCode::UpstreamUnavailable),
+                // The exchange gone silent: the gateway's heartbeat watch
+                // declares it dead and rejects what was in flight.
+                FaultKind::Hold if f.causes_rejects() => {
+                    allowed.push(ErrorCode::UpstreamUnavailable);
+                }
                 FaultKind::RefuseHandoff => allowed.push(ErrorCode::Overloaded),
                 _ => {}
             }
@@ -388,7 +395,7 @@ fn reports_hold(
     reports: &[Option<Report>],
 ) -> Verdict {
     let mut v = Verdict::new("client reports pass the scenario check", Class::Safety);
-    let rejects_allowed = faults.iter().any(|f| f.kind.causes_rejects());
+    let rejects_allowed = faults.iter().any(Fault::causes_rejects);
     for (k, (client, report)) in hosts.clients.iter().zip(reports).enumerate() {
         let Some(report) = report else {
             continue;

@@ -14,7 +14,7 @@
 //! | kind | what happens | how |
 //! |---|---|---|
 //! | `latency` | one link gets 1–5 ms latency with up to 25 ms jitter | turmoil link latency (1 ms resolution) |
-//! | `hold` | one link holds every message, then releases them in order | `hold`/`release`: clogging, reorders between connections |
+//! | `hold` | one link holds every message, then releases them in order; on the gateway–exchange link (the exchange goes silent) past three of the gateway's heartbeat intervals, the gateway declares the exchange dead: rejects in order, then reconnects | `hold`/`release`: clogging, reorders between connections |
 //! | `crash` | the exchange crashes and restarts | `crash`/`bounce`; the gateway reconnects and rejects in-flight pings |
 //! | `cut` | the gateway–exchange link is cut, then repaired | `partition` plus both TCP stacks giving up the connection, then `repair` |
 //! | `leave` | a client host disappears mid-run | `crash`, never restarted |
@@ -132,6 +132,14 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// Whether clients may see `Reject`s because of it: the kinds that
+    /// lose the upstream, and a hold of the gateway–exchange link (target
+    /// 0), which the gateway's heartbeat watch turns into a dead upstream
+    /// when it outlasts three intervals.
+    pub const fn causes_rejects(&self) -> bool {
+        self.kind.causes_rejects() || matches!(self.kind, FaultKind::Hold) && self.target == 0
+    }
+
     /// When it heals (its start for a fault that never heals).
     pub fn end_ms(&self) -> u64 {
         self.at_ms + self.for_ms

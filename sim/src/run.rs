@@ -56,6 +56,17 @@ const _: () = assert!(LIVENESS_GRACE_MS > CLIENT_DRAIN_MS);
 
 /// Base latency of every link: 0 or 1 ms (turmoil draws within the range).
 pub const LINK_LATENCY_MS_MAX: u64 = 2;
+/// Most latency a `latency` fault gives one message (1–5 ms plus up to
+/// 24 ms of jitter).
+pub const LATENCY_FAULT_MS_MAX: u64 = 5 + 24;
+/// The gateway's upstream heartbeat interval in simulation: a hold of the
+/// gateway–exchange link longer than three of them ends in a dead upstream,
+/// rejects and a reconnect, as `--heartbeat` does for real.
+pub const GATEWAY_HEARTBEAT_MS: u64 = 40;
+// A live but slow link is never declared dead: a heartbeat's round trip
+// under the worst latency fault fits in the two intervals left after it is
+// sent.
+const _: () = assert!(2 * GATEWAY_HEARTBEAT_MS > 2 * (LATENCY_FAULT_MS_MAX + LINK_LATENCY_MS_MAX));
 
 /// Everything a run is a function of.
 #[derive(Clone, Debug, PartialEq)]
@@ -217,7 +228,10 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             listen_port: Some(GATEWAY_PORT),
             workers,
             peers: vec![("exchange".into(), EXCHANGE_PORT)],
-            worker_config: WorkerConfig::default(),
+            worker_config: WorkerConfig {
+                heartbeat_interval: Some(Nanos::from_millis(GATEWAY_HEARTBEAT_MS)),
+                ..WorkerConfig::default()
+            },
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
             service: Rc::new(move |id| Gateway::new(id, gateway_config.clone())),
         },

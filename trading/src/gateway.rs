@@ -199,6 +199,26 @@ pub struct GatewayStats {
     pub later_dropped: u64,
     /// Requests refused `RISK_LIMIT`, by check (indexed as [`Check::ALL`]).
     pub risk_refusals: [u64; Check::ALL.len()],
+    /// Client connections accepted.
+    pub clients_opened: u64,
+    /// Client connections closed.
+    pub clients_closed: u64,
+    /// Rejects delivered to this worker's clients, by error code (index
+    /// = the code on the wire; codes past the table count in the last).
+    pub rejects_by_code: [u64; REJECT_CODES],
+}
+
+/// Slots of [`GatewayStats::rejects_by_code`]: every code PROTOCOL.md
+/// defines (1–14) has its own.
+pub const REJECT_CODES: usize = 16;
+
+impl GatewayStats {
+    /// Counts one `Reject` delivered to a client.
+    fn rejected(&mut self, code: ErrorCode) {
+        self.rejects += 1;
+        let i = usize::from(code.to_u16()).min(REJECT_CODES - 1);
+        self.rejects_by_code[i] += 1;
+    }
 }
 
 /// Per-session data of the gateway.
@@ -509,7 +529,7 @@ impl Gateway {
         if opcode == order::OP_NEW_ORDER
             && self.open_orders.as_ref().is_some_and(OpenOrders::is_full)
         {
-            self.stats.rejects += 1;
+            self.stats.rejected(ErrorCode::Overloaded);
             let why = "gateway's open-order table is full";
             cx.reject(conn, ErrorCode::Overloaded, cl_ord_id, why);
             return Ok(());
@@ -517,7 +537,7 @@ impl Gateway {
         let pend = match self.check_risk(cx, conn, &msg) {
             Ok(pend) => pend,
             Err(refusal) => {
-                self.stats.rejects += 1;
+                self.stats.rejected(ErrorCode::RiskLimit);
                 self.stats.risk_refusals[refusal.check().index()] += 1;
                 let why = refusal.reason(&mut self.reason);
                 cx.reject(conn, ErrorCode::RiskLimit, cl_ord_id, why);
@@ -597,14 +617,14 @@ impl Gateway {
         pend: Pend,
     ) -> bool {
         if self.draining {
-            self.stats.rejects += 1;
+            self.stats.rejected(ErrorCode::ShuttingDown);
             cx.reject(conn, ErrorCode::ShuttingDown, seq, "gateway is draining");
             return false;
         }
         let peer = cx.data_mut(conn).expect("handler runs on a live session");
         let target = peer.target;
         if peer.inflight >= self.config.inflight_per_session_max {
-            self.stats.rejects += 1;
+            self.stats.rejected(ErrorCode::Overloaded);
             cx.reject(
                 conn,
                 ErrorCode::Overloaded,
@@ -618,7 +638,7 @@ impl Gateway {
             && self.via_bytes[target.index()] + credit > self.config.handoff_inflight_bytes_max
         {
             // Only a driver that ignores pauses gets here.
-            self.stats.rejects += 1;
+            self.stats.rejected(ErrorCode::Overloaded);
             cx.reject(
                 conn,
                 ErrorCode::Overloaded,
@@ -772,7 +792,7 @@ impl Gateway {
         if let Some(pend) = self.settle(cx, conn) {
             // Refused upstream or here: what its check reserved goes back.
             self.risk.release(client_of(cx, conn), pend.reserved);
-            self.stats.rejects += 1;
+            self.stats.rejected(code);
             let reason = match code {
                 ErrorCode::UpstreamUnavailable => "no live upstream",
                 ErrorCode::Overloaded => "upstream in-flight bound reached",
@@ -1287,6 +1307,7 @@ impl Service for Gateway {
     fn on_open(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, origin: Origin) {
         match origin {
             Origin::Accepted => {
+                self.stats.clients_opened += 1;
                 let session = cx.session(conn).expect("just opened").id.0;
                 let target = self.upstream_of(session);
                 cx.data_mut(conn).expect("just opened").target = target;
@@ -1308,6 +1329,7 @@ impl Service for Gateway {
 
     fn on_close(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, session: Session<Peer>) {
         if session.state.side == Side::Acceptor {
+            self.stats.clients_closed += 1;
             self.inflight_total -= u64::from(session.data.inflight);
             // Requests still in flight give back what they reserved; their
             // answers will find no client.

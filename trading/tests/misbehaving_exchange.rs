@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use fep_core::frame::{encode_frame, Decoder};
-use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
+use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_HEARTBEAT, OP_REJECT};
 use fep_core::{ConnId, Effect, ErrorCode, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 use fep_trading::msg::{
@@ -57,6 +57,19 @@ struct Rig {
 
 impl Rig {
     fn new(workers: u16) -> Rig {
+        Rig::with_worker_config(workers, WorkerConfig::default())
+    }
+
+    /// A rig whose gateway watches its upstreams with heartbeats.
+    fn heartbeating(workers: u16, interval: Nanos) -> Rig {
+        let config = WorkerConfig {
+            heartbeat_interval: Some(interval),
+            ..WorkerConfig::default()
+        };
+        Rig::with_worker_config(workers, config)
+    }
+
+    fn with_worker_config(workers: u16, worker_config: WorkerConfig) -> Rig {
         let config = GatewayConfig {
             workers,
             routing: if workers > 1 {
@@ -73,7 +86,7 @@ impl Rig {
                 .map(|i| {
                     Worker::new(
                         WorkerId(i),
-                        WorkerConfig::default(),
+                        worker_config,
                         Gateway::new(WorkerId(i), config.clone()),
                     )
                 })
@@ -480,12 +493,12 @@ fn a_frame_length_below_the_opcode_fails_the_upstream_with_malformed() {
     );
 }
 
-/// There is no liveness deadline on the upstream yet (issue 12 adds the
-/// heartbeat): a silent exchange holds its pings until the link is declared
-/// lost, by the kernel today. What holds already: no answer is invented
-/// meanwhile, and every ping is answered once when the link goes.
+/// Without a heartbeat interval (the worker's default; the gateway binary
+/// sets one) a silent exchange holds its pings until the link is declared
+/// lost by the kernel. No answer is invented meanwhile, and every ping is
+/// answered once when the link goes.
 #[test]
-fn a_silent_exchange_holds_pings_until_the_link_is_declared_lost() {
+fn without_heartbeats_a_silent_exchange_holds_pings_until_the_link_is_declared_lost() {
     let mut rig = Rig::new(1);
     let c = rig.client();
     let seqs: Vec<u64> = (0..3).map(|_| rig.ping(c)).collect();
@@ -554,4 +567,165 @@ fn an_exchange_closing_mid_frame_never_answers_a_ping_twice_across_clients() {
         assert!(rig.client_open(c));
     }
     assert_eq!(rig.inflight(), 0);
+}
+
+/// The frames worker `w` wrote upstream since the last call.
+fn upstream_frames(rig: &mut Rig, w: usize) -> Vec<(u16, Vec<u8>)> {
+    frames(&std::mem::take(&mut rig.to_exchange[w]))
+}
+
+fn heartbeat_frame() -> Vec<u8> {
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, OP_HEARTBEAT, &[]);
+    frame
+}
+
+#[test]
+fn a_silent_exchange_is_declared_dead_after_three_intervals_and_its_pings_rejected_in_order() {
+    let interval = Nanos::from_secs(1);
+    let mut rig = Rig::heartbeating(1, interval);
+    let c = rig.client();
+    let start = rig.now;
+    let seqs: Vec<u64> = (0..3).map(|_| rig.ping(c)).collect();
+    assert_eq!(rig.exchange_receives(0).len(), 3);
+    // One heartbeat per interval with nothing else sent, no verdict yet.
+    rig.advance(Nanos::from_millis(2_900));
+    let sent = upstream_frames(&mut rig, 0);
+    assert_eq!(
+        sent.iter().filter(|(op, _)| *op == OP_HEARTBEAT).count(),
+        2,
+        "{sent:?}"
+    );
+    assert_eq!(rig.answers(c), vec![]);
+    assert!(rig.workers[0].service().upstream_up());
+    // Three intervals after the last byte from the exchange: dead.
+    rig.advance(Nanos::from_millis(200));
+    assert!(rig.now >= start + Nanos::from_secs(3));
+    let sent = upstream_frames(&mut rig, 0);
+    let (opcode, payload) = sent.last().expect("an Error goes upstream");
+    assert_eq!(*opcode, OP_ERROR);
+    assert_eq!(ErrorMsg::decode(payload).unwrap().code, ErrorCode::Timeout);
+    assert!(!rig.workers[0].service().upstream_up());
+    let answers = rig.answers(c);
+    assert_answered_once_in_order(&answers, &seqs);
+    assert!(rejected_unavailable(&answers, &seqs), "{answers:?}");
+    assert_eq!(rig.inflight(), 0);
+    assert_recovers(&mut rig, 0, c);
+}
+
+#[test]
+fn a_silent_exchange_behind_a_handoff_is_detected_and_every_ping_answered_once() {
+    let mut rig = Rig::heartbeating(2, Nanos::from_millis(100));
+    let clients: Vec<usize> = (0..4).map(|_| rig.client()).collect();
+    let seqs: Vec<(usize, u64)> = clients.iter().map(|&c| (c, rig.ping(c))).collect();
+    rig.advance(Nanos::from_millis(400));
+    for (c, seq) in seqs {
+        assert_eq!(
+            rig.answers(c),
+            vec![Answer::Reject(seq, ErrorCode::UpstreamUnavailable)]
+        );
+        assert!(rig.client_open(c));
+    }
+    assert_eq!(rig.inflight(), 0);
+}
+
+#[test]
+fn an_idle_exchange_that_answers_heartbeats_is_never_cut() {
+    let interval = Nanos::from_secs(1);
+    let mut rig = Rig::heartbeating(1, interval);
+    let c = rig.client();
+    let mut heartbeats = 0;
+    for _ in 0..60 {
+        rig.advance(Nanos::from_millis(500));
+        let sent = upstream_frames(&mut rig, 0);
+        for (opcode, _) in &sent {
+            assert_eq!(*opcode, OP_HEARTBEAT, "only heartbeats go up: {sent:?}");
+            heartbeats += 1;
+            rig.exchange_sends(0, &heartbeat_frame());
+        }
+    }
+    assert!(
+        rig.workers[0].service().upstream_up(),
+        "a live link was cut"
+    );
+    // 30 s idle at one heartbeat per interval (give or take the edges).
+    assert!((28..=31).contains(&heartbeats), "{heartbeats} heartbeats");
+    let seq = rig.ping(c);
+    let ping = rig.exchange_receives(0);
+    rig.exchange_sends(0, &pong_of(&ping[0]));
+    assert_eq!(rig.answers(c), vec![Answer::Pong(seq)]);
+}
+
+#[test]
+fn a_busy_upstream_gets_no_heartbeat() {
+    let mut rig = Rig::heartbeating(1, Nanos::from_secs(1));
+    let c = rig.client();
+    for _ in 0..20 {
+        let seq = rig.ping(c);
+        let ping = rig.exchange_receives(0);
+        rig.exchange_sends(0, &pong_of(&ping[0]));
+        assert_eq!(rig.answers(c), vec![Answer::Pong(seq)]);
+        rig.advance(Nanos::from_millis(900));
+    }
+    let sent = upstream_frames(&mut rig, 0);
+    assert!(sent.iter().all(|(op, _)| *op != OP_HEARTBEAT), "{sent:?}");
+    assert!(rig.workers[0].service().upstream_up());
+}
+
+#[test]
+fn a_heartbeat_with_a_payload_from_the_exchange_fails_the_upstream_malformed() {
+    let mut rig = Rig::heartbeating(1, Nanos::from_secs(1));
+    let c = rig.client();
+    let seq = rig.ping(c);
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, OP_HEARTBEAT, b"xy");
+    rig.exchange_sends(0, &frame);
+    let sent = upstream_frames(&mut rig, 0);
+    let (opcode, payload) = sent.last().expect("an Error goes upstream");
+    assert_eq!(*opcode, OP_ERROR);
+    assert_eq!(
+        ErrorMsg::decode(payload).unwrap().code,
+        ErrorCode::Malformed
+    );
+    assert_eq!(
+        rig.answers(c),
+        vec![Answer::Reject(seq, ErrorCode::UpstreamUnavailable)]
+    );
+}
+
+#[test]
+fn an_exchange_that_never_acks_the_hello_is_declared_dead_and_redialled() {
+    let mut rig = Rig::heartbeating(1, Nanos::from_secs(1));
+    rig.exchange_closes(0);
+    rig.advance(Nanos::from_secs(1));
+    // The new dial connects but the exchange never answers the hello.
+    let conn = rig.dials[0].pop_front().expect("the worker redials");
+    rig.upstreams[0] = Some(conn);
+    rig.workers[0].handle_connected(rig.now, conn);
+    rig.drain();
+    rig.advance(Nanos::from_secs(3));
+    assert!(
+        rig.closed.contains(&(0, conn)),
+        "a mute exchange holds the link"
+    );
+    rig.advance(Nanos::from_secs(1));
+    assert!(!rig.dials[0].is_empty(), "the gateway dials again");
+}
+
+#[test]
+fn an_upstream_declared_dead_leaves_no_deadline_behind_while_it_closes() {
+    let mut rig = Rig::heartbeating(1, Nanos::from_secs(1));
+    let conn = rig.upstreams[0].expect("up");
+    // The driver is slow to close it: the Close effect is not carried out.
+    rig.now = rig.now + Nanos::from_secs(3);
+    rig.workers[0].handle_timeout(rig.now);
+    let effects: Vec<Effect> = std::iter::from_fn(|| rig.workers[0].poll_effect()).collect();
+    assert!(effects.contains(&Effect::Close { conn }), "{effects:?}");
+    // Meanwhile the worker does not ask to be woken again and again.
+    let next = rig.workers[0].poll_timeout();
+    assert!(
+        next.is_none_or(|at| at > rig.now),
+        "{next:?} at {:?}",
+        rig.now
+    );
 }

@@ -14,8 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fep_bins::cli::{fail, parse_or_exit, serve, watch_lifeline, DriverArgs};
+use fep_bins::cli::{
+    fail, parse_or_exit, parse_positive_duration, serve, start_with_metrics, watch_lifeline,
+    DriverArgs,
+};
 use fep_bins::limits::{raise_nofile, NofileGoal};
+use fep_core::Nanos;
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 use fep_trading::risk::{RiskConfig, RiskHandle};
 
@@ -62,6 +66,11 @@ struct Cli {
     /// refused Reject{OVERLOADED}.
     #[arg(long, env = "FEP_OPEN_ORDERS_MAX", default_value_t = 1 << 16)]
     open_orders_max: usize,
+    /// Heartbeat interval of the upstreams: a Heartbeat goes up after this
+    /// long with nothing sent; three intervals with nothing received
+    /// declare the upstream dead (Error{TIMEOUT}, rejects, reconnect).
+    #[arg(long, env = "FEP_HEARTBEAT", default_value = "1s", value_parser = parse_positive_duration)]
+    heartbeat: Nanos,
     #[command(flatten)]
     driver: DriverArgs,
 }
@@ -71,9 +80,13 @@ fn main() -> ExitCode {
     watch_lifeline();
     // A descriptor per client: as many as the hard limit allows.
     let nofile = raise_nofile(NofileGoal::server(1));
+    let worker = fep_core::WorkerConfig {
+        heartbeat_interval: Some(cli.heartbeat),
+        ..cli.driver.worker_config()
+    };
     let config = cli
         .driver
-        .config()
+        .config_with(worker)
         .listen(cli.listen)
         .peers(vec![cli.upstream]);
     let risk_config = match &cli.risk {
@@ -110,7 +123,15 @@ fn main() -> ExitCode {
         risk: Some(risk),
         ..GatewayConfig::default()
     };
-    match fep_net::start(config, move |id| Gateway::new(id, gateway.clone())) {
+    let started = start_with_metrics(
+        config,
+        move |id| Gateway::new(id, gateway.clone()),
+        cli.driver.metrics,
+        "fep_gateway",
+        fep_bins::metrics::gateway::SERIES,
+        fep_bins::metrics::gateway::publish,
+    );
+    match started {
         Ok(running) => serve(running, &nofile),
         Err(e) => fail(e),
     }

@@ -33,6 +33,21 @@ fn parse_nanos(text: &str) -> Result<Nanos, String> {
     parse_duration(text).map_err(|e| format!("{e}"))
 }
 
+/// Starts the metrics endpoint on `addr` for `workers` workers and prints
+/// `metrics <addr>`.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> Result<Arc<fep_bins::metrics::Board>, String> {
+    use fep_bins::metrics;
+    let board = metrics::Board::new(metrics::loadgen::SERIES, workers);
+    let registry = metrics::registry("loadgen", board.clone());
+    let bound = metrics::serve(addr, registry)
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    println!("metrics {bound}");
+    Ok(board)
+}
+
 /// The load model the flags ask for: open loop with --rate or --profile,
 /// pipelined with --inflight above 1, else the closed loop.
 fn load(cli: &Cli) -> Result<Load, String> {
@@ -198,6 +213,10 @@ struct Cli {
     /// Print `progress warmup|measure <done>/<total>` lines while running.
     #[arg(long, env = "FEP_PROGRESS")]
     progress: bool,
+    /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) on this
+    /// address while the run goes; off by default. Prints `metrics <addr>`.
+    #[arg(long, env = "FEP_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -250,7 +269,19 @@ fn main() -> ExitCode {
         .worker_config(worker)
         .handle_signals(true);
     let view = LiveView::new(cli.warmup, cli.count, cli.progress);
-    let observer: fep_net::Observer<Client> = Arc::new(move |_, client: &Client| {
+    let workers = config.worker_count();
+    let board = match cli.metrics.map(|a| serve_metrics(a, workers)).transpose() {
+        Ok(board) => board,
+        Err(e) => return fail(e),
+    };
+    let config = match board {
+        Some(_) => config.observe_every(fep_bins::metrics::PUBLISH_EVERY),
+        None => config,
+    };
+    let observer: fep_net::Observer<Client> = Arc::new(move |id, client: &Client| {
+        if let Some(board) = &board {
+            fep_bins::metrics::loadgen::publish(board, id.index(), client);
+        }
         let lines = view.lines(client.report());
         if !lines.is_empty() {
             let mut stdout = std::io::stdout().lock();

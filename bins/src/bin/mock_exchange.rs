@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fep_bins::cli::{fail, parse_or_exit, serve, watch_lifeline, DriverArgs};
+use fep_bins::cli::{fail, parse_or_exit, serve, start_with_metrics, watch_lifeline, DriverArgs};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 
@@ -68,7 +68,15 @@ fn main() -> ExitCode {
         token: cli.token,
         engine,
     };
-    match fep_net::start(config, move |w| Exchange::new(w, exchange.clone())) {
+    let started = start_with_metrics(
+        config,
+        move |w| Exchange::new(w, exchange.clone()),
+        cli.driver.metrics,
+        "fep_exchange",
+        fep_bins::metrics::exchange::SERIES,
+        fep_bins::metrics::exchange::publish,
+    );
+    match started {
         Ok(running) => serve(running, &nofile),
         Err(e) => fail(e),
     }

@@ -36,6 +36,8 @@ pub struct Server {
     pub name: &'static str,
     pub child: Child,
     pub addr: SocketAddr,
+    /// What it printed on stdout before `ready`.
+    pub before_ready: Vec<String>,
 }
 
 impl Server {
@@ -60,14 +62,21 @@ impl Server {
             }
         });
         let deadline = Instant::now() + READY_TIMEOUT;
+        let mut before_ready = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("ready ") {
                         let addr = addr.trim().parse().expect("ready <addr>");
-                        return Server { name, child, addr };
+                        return Server {
+                            name,
+                            child,
+                            addr,
+                            before_ready,
+                        };
                     }
+                    before_ready.push(line);
                 }
                 Err(_) => {
                     let _ = child.kill();

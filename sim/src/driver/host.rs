@@ -112,13 +112,18 @@ impl<S: Service> Host<S> {
         self.inner.workers.borrow().clone()
     }
 
-    /// Open sessions of each worker of the current incarnation.
+    /// Sessions with a connection, of each worker of the current
+    /// incarnation (dials still in flight have none yet).
     pub fn sessions(&self) -> Vec<usize> {
         self.inner
             .workers
             .borrow()
             .iter()
-            .map(|w| w.borrow().sessions_len())
+            // A dial in flight has a session but no connection yet.
+            .map(|w| {
+                let w = w.borrow();
+                w.sessions_len() - w.dialing_len()
+            })
             .collect()
     }
 

@@ -148,6 +148,15 @@ impl Client {
         }
     }
 
+    /// The arrival schedule, in open loop (live rate and spike state for
+    /// a metrics observer).
+    pub fn schedule(&self) -> Option<&Schedule> {
+        match &self.config.load {
+            Load::Open { schedule, .. } => Some(schedule),
+            _ => None,
+        }
+    }
+
     /// What was measured so far.
     pub fn report(&self) -> &Report {
         &self.report

@@ -172,9 +172,24 @@ impl Schedule {
         self.emitted
     }
 
+    /// The intended rate (per second) at the last arrival: what a report
+    /// (and loadgen's target-rate metric) puts next to the achieved rate.
+    pub fn rate_per_s_now(&self) -> f64 {
+        self.tick_rate_per_ns * NANOS_PER_S
+    }
+
     /// Spikes completed so far (always 0 unless the shape is spiky).
     pub fn spikes(&self) -> u64 {
         self.spiky.as_ref().map_or(0, |s| s.spikes)
+    }
+
+    /// Whether a spike is under way at the last arrival (never unless the
+    /// shape is spiky): the spike's start has passed and the next one has
+    /// not been drawn yet.
+    pub fn spike_active(&self) -> bool {
+        self.spiky
+            .as_ref()
+            .is_some_and(|s| self.tick_start() >= s.spike_start)
     }
 
     fn tick_start(&self) -> f64 {
