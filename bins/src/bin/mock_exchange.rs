@@ -67,6 +67,7 @@ fn main() -> ExitCode {
     let exchange = ExchangeConfig {
         token: cli.token,
         engine,
+        journal: None,
     };
     match fep_net::start(config, move |w| Exchange::new(w, exchange.clone())) {
         Ok(running) => serve(running, &nofile),

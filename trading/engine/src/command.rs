@@ -381,6 +381,9 @@ mod tests {
         let mut bad = Vec::new();
         all()[0].encode(&mut bad);
         bad[17] = 9; // the side byte
-        assert_eq!(Command::decode(&bad), Err(CommandDecodeError::Field("side")));
+        assert_eq!(
+            Command::decode(&bad),
+            Err(CommandDecodeError::Field("side"))
+        );
     }
 }

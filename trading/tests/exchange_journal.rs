@@ -1,0 +1,256 @@
+//! The exchange with a journal, driven as a bare worker: what it asks the
+//! log to append, and that nothing a journaled request caused leaves before
+//! the log says it is durable.
+
+use fep_core::frame::Decoder;
+use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig, WorkerId};
+use fep_engine::Command;
+use fep_trading::exchange::{Exchange, ExchangeConfig, ENGINE_WORKER};
+use fep_trading::msg::{PerfPing, RoleHelloReq};
+use fep_trading::order::{self, OrderMsg, SIDE_BUY, SIDE_SELL, TIF_DAY};
+
+mod support;
+
+use support::new_order;
+
+fn exchange(journal: Option<u64>) -> Worker<Exchange> {
+    let config = ExchangeConfig {
+        journal,
+        ..ExchangeConfig::default()
+    };
+    let mut w = Worker::new(
+        ENGINE_WORKER,
+        WorkerConfig::default(),
+        Exchange::new(ENGINE_WORKER, config),
+    );
+    w.start(Nanos(1));
+    w
+}
+
+/// A hand-shaked connection whose ack was written.
+fn connect(w: &mut Worker<Exchange>) -> ConnId {
+    let conn = w.handle_accepted(Nanos(2)).expect("room");
+    let mut hello = Vec::new();
+    RoleHelloReq {
+        role: 1,
+        version: 1,
+        token: "",
+    }
+    .encode(&mut hello);
+    w.handle_read(Nanos(3), conn, &hello);
+    flush(w);
+    conn
+}
+
+/// Takes every effect: what was written (by connection) and the journal
+/// records appended, in order.
+#[derive(Default, Debug)]
+struct Out {
+    written: Vec<(ConnId, u16)>,
+    records: Vec<Command>,
+}
+
+fn flush(w: &mut Worker<Exchange>) -> Out {
+    let mut out = Out::default();
+    while let Some(e) = w.poll_effect() {
+        match e {
+            Effect::Transmit { conn } => {
+                let bytes = w.transmit_buf(conn).to_vec();
+                let mut d = Decoder::new(1 << 20);
+                let mut frames = d.frames(&bytes);
+                while let Some(f) = frames.next() {
+                    out.written.push((conn, f.expect("whole frames").opcode));
+                }
+                w.handle_written(Nanos(5), conn, bytes.len());
+            }
+            Effect::Journal => {
+                let bytes = w.journal_buf().to_vec();
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+                    out.records
+                        .push(Command::decode(&rest[4..4 + len]).expect("a command"));
+                    rest = &rest[4 + len..];
+                }
+                w.handle_journaled(bytes.len());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn ping(seq: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    PerfPing {
+        seq,
+        route: 0,
+        t1: Nanos(1),
+        t2: Nanos::ZERO,
+        t3: Nanos::ZERO,
+        t4: Nanos::ZERO,
+        pad: &[],
+    }
+    .encode(fep_trading::msg::OP_PERF_PING, &mut out);
+    out
+}
+
+fn book_query() -> Vec<u8> {
+    let mut out = Vec::new();
+    OrderMsg::BookQuery(order::BookQuery {
+        h: support::header(77, 0),
+        instrument: 1,
+        depth: 5,
+    })
+    .encode(&mut out);
+    out
+}
+
+#[test]
+fn an_order_is_journaled_and_its_answer_waits_until_it_is_durable() {
+    let mut w = exchange(Some(0));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    let out = flush(&mut w);
+    assert!(out.written.is_empty(), "nothing before durable: {out:?}");
+    assert_eq!(out.records.len(), 1);
+    assert!(matches!(out.records[0], Command::NewOrder(o) if o.cl_ord_id == 1 && o.qty == 5));
+    assert_eq!(w.service().journal_seqs(), Some((1, 0)));
+
+    w.handle_durable(Nanos(20), 1);
+    let out = flush(&mut w);
+    assert_eq!(out.written, [(a, order::OP_ORDER_ACCEPTED)]);
+    assert_eq!(w.service().held_len(), 0);
+}
+
+#[test]
+fn a_ping_and_a_query_behind_a_pending_order_wait_and_keep_their_order() {
+    let mut w = exchange(Some(0));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    w.handle_read(Nanos(11), a, &ping(9));
+    w.handle_read(Nanos(12), a, &book_query());
+    let out = flush(&mut w);
+    assert!(out.written.is_empty(), "{out:?}");
+    assert_eq!(out.records.len(), 1, "queries and pings are not journaled");
+    w.handle_durable(Nanos(20), 1);
+    let out = flush(&mut w);
+    let kinds: Vec<u16> = out.written.iter().map(|&(_, op)| op).collect();
+    assert_eq!(
+        kinds,
+        [
+            order::OP_ORDER_ACCEPTED,
+            fep_trading::msg::OP_PERF_PONG,
+            order::OP_BOOK_SNAPSHOT
+        ]
+    );
+}
+
+#[test]
+fn a_makers_fill_waits_for_the_taker_request_to_be_durable() {
+    let mut w = exchange(Some(0));
+    let (a, b) = (connect(&mut w), connect(&mut w));
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    flush(&mut w);
+    w.handle_durable(Nanos(11), 1);
+    assert_eq!(flush(&mut w).written.len(), 1);
+
+    w.handle_read(Nanos(12), b, &new_order(1, 0, 2, SIDE_BUY, TIF_DAY, 100, 2));
+    let out = flush(&mut w);
+    assert!(
+        out.written.is_empty(),
+        "the maker's fill is held too: {out:?}"
+    );
+    w.handle_durable(Nanos(13), 2);
+    let out = flush(&mut w);
+    assert!(out.written.contains(&(a, order::OP_ORDER_EXECUTED)));
+    assert!(out.written.contains(&(b, order::OP_ORDER_ACCEPTED)));
+    assert!(out.written.contains(&(b, order::OP_ORDER_EXECUTED)));
+}
+
+#[test]
+fn durable_up_to_one_record_releases_only_what_that_record_caused() {
+    let mut w = exchange(Some(0));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    w.handle_read(
+        Nanos(11),
+        a,
+        &new_order(2, 0, 1, SIDE_SELL, TIF_DAY, 101, 5),
+    );
+    assert_eq!(flush(&mut w).records.len(), 2);
+    w.handle_durable(Nanos(12), 1);
+    assert_eq!(flush(&mut w).written.len(), 1);
+    w.handle_durable(Nanos(13), 2);
+    assert_eq!(flush(&mut w).written.len(), 1);
+}
+
+#[test]
+fn a_failed_journal_sends_nothing_held_and_refuses_what_follows() {
+    let mut w = exchange(Some(0));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    flush(&mut w);
+    w.handle_journal_failed(Nanos(11));
+    w.handle_durable(Nanos(12), 1);
+    assert!(flush(&mut w).written.is_empty(), "never acknowledged");
+    assert!(w.service().journal_failed());
+    w.handle_read(
+        Nanos(13),
+        a,
+        &new_order(2, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    let out = flush(&mut w);
+    assert!(out.records.is_empty(), "a refused request is not journaled");
+    assert_eq!(out.written, [(a, fep_core::wire::OP_REJECT)]);
+}
+
+#[test]
+fn numbering_continues_after_the_recovered_journal() {
+    let mut w = exchange(Some(41));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    flush(&mut w);
+    assert_eq!(w.service().journal_seqs(), Some((42, 41)));
+    w.handle_durable(Nanos(11), 42);
+    assert_eq!(flush(&mut w).written.len(), 1);
+}
+
+#[test]
+fn without_a_journal_answers_go_out_at_once() {
+    let mut w = exchange(None);
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    let out = flush(&mut w);
+    assert!(out.records.is_empty());
+    assert_eq!(out.written, [(a, order::OP_ORDER_ACCEPTED)]);
+    let _ = WorkerId(0);
+}
