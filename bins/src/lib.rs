@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod cli;
+pub mod durable;
 pub mod limits;
 pub mod loadgen;

@@ -27,6 +27,7 @@ use crate::limits::{
 use crate::socket;
 use crate::stats::IoStats;
 use crate::timer::Timer;
+use crate::wal::{AppendError, Wal};
 use crate::Observer;
 
 /// The worker's listening socket.
@@ -148,6 +149,20 @@ pub(crate) struct Driver<S: Service> {
     dirty: Vec<ConnId>,
     observer: Option<Observer<S>>,
     next_observe: Nanos,
+    /// This worker's write-ahead log, if it journals.
+    journal: Option<JournalIo>,
+}
+
+/// The driver's side of a worker's write-ahead log.
+struct JournalIo {
+    wal: Wal,
+    /// The number the next appended record gets (the service numbers its
+    /// records the same way; a mismatch is a bug, reported as a failure).
+    seq_next: u64,
+    /// The last durable number told to the worker.
+    durable_told: u64,
+    /// The worker was told the log failed.
+    failed: bool,
 }
 
 impl<S: Service> Driver<S> {
@@ -159,6 +174,7 @@ impl<S: Service> Driver<S> {
         control: Arc<Control>,
         mailboxes: Arc<Mailboxes>,
         observer: Option<Observer<S>>,
+        wal: Option<Wal>,
     ) -> io::Result<Driver<S>> {
         let mut listener = listener;
         if let Some(l) = listener.as_mut() {
@@ -199,6 +215,15 @@ impl<S: Service> Driver<S> {
             dirty: Vec::new(),
             observer,
             next_observe: Nanos::ZERO,
+            journal: wal.map(|wal| {
+                let durable = wal.durable_seq();
+                JournalIo {
+                    wal,
+                    seq_next: durable + 1,
+                    durable_told: durable,
+                    failed: false,
+                }
+            }),
         })
     }
 
@@ -284,6 +309,7 @@ impl<S: Service> Driver<S> {
                 quiet = false;
             }
             self.retry_lanes();
+            self.poll_journal(now);
             self.fire_deadlines(now);
             self.send_wakes();
             self.observe(now, false);
@@ -291,7 +317,90 @@ impl<S: Service> Driver<S> {
         let now = monotonic_now();
         self.close_all(now);
         self.observe(now, true);
+        if let Some(j) = self.journal.take() {
+            // The final sync: what was appended reaches the disk.
+            match j.wal.shutdown() {
+                Ok(w) => eprintln!(
+                    "wal: {} records in {} batches ({} syncs, largest batch {}, pinned {})",
+                    w.records, w.batches, w.syncs, w.batch_records_max, w.pinned
+                ),
+                Err(e) => eprintln!("worker {}: {e}", self.id.0),
+            }
+        }
         (self.worker, self.stats)
+    }
+
+    /// Hands the worker's journal records to the log, in order; a full
+    /// log keeps the rest for the next turn (the WAL thread wakes us).
+    fn append_journal(&mut self, now: Nanos) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        let buf = self.worker.journal_buf();
+        let mut at = 0;
+        let mut failed = None;
+        while let Some(head) = buf[at..].first_chunk::<4>() {
+            let len = u32::from_be_bytes(*head) as usize;
+            let record = &buf[at + 4..at + 4 + len];
+            match j.wal.try_append(record) {
+                Ok(seq) if seq == j.seq_next => {
+                    j.seq_next += 1;
+                    at += 4 + len;
+                }
+                Ok(seq) => {
+                    failed = Some(format!("record numbered {seq}, expected {}", j.seq_next));
+                    break;
+                }
+                Err(AppendError::Full { .. }) => break,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(why) = failed {
+            // Nothing past this can become durable: drop the rest.
+            at = buf.len();
+            self.journal_failed(now, &why);
+        }
+        self.worker.handle_journaled(at);
+    }
+
+    /// Tells the worker what became durable, or that the log failed, and
+    /// retries records a full log refused.
+    fn poll_journal(&mut self, now: Nanos) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if j.failed {
+            return;
+        }
+        let durable = j.wal.durable_seq();
+        if durable > j.durable_told {
+            j.durable_told = durable;
+            self.worker.handle_durable(now, durable);
+        } else if j.durable_told + 1 < j.seq_next && j.wal.is_stopped() {
+            self.journal_failed(now, "the WAL thread stopped on an I/O error");
+        }
+        if !self.worker.journal_buf().is_empty() {
+            self.append_journal(now);
+        }
+        self.drain(now);
+    }
+
+    fn journal_failed(&mut self, now: Nanos, why: &str) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if !j.failed {
+            j.failed = true;
+            eprintln!(
+                "worker {}: journal failed ({why}); durable up to record {}, \
+                 acknowledging nothing more",
+                self.id.0, j.durable_told
+            );
+            self.worker.handle_journal_failed(now);
+        }
     }
 
     fn begin_drain(&mut self, now: Nanos) {
@@ -740,6 +849,7 @@ impl<S: Service> Driver<S> {
                     self.stats.input_pauses += 1;
                 }
                 Effect::ResumeGroup { group } => self.resume_group(group),
+                Effect::Journal => self.append_journal(now),
                 other => unreachable!("fep-net knows no {other:?}"),
             }
         }
