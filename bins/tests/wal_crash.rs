@@ -32,7 +32,7 @@ const WINDOW: usize = 16;
 /// before `ready`.
 fn start_exchange(dir: &Path) -> (Server, Vec<String>) {
     let dir = dir.to_str().expect("a UTF-8 temp path");
-    let mut child = Process::new(exchange_bin())
+    let child = Process::new(exchange_bin())
         .args(["--listen", "127.0.0.1:0", "--wal", dir])
         .env_clear()
         .stdin(Stdio::null())
@@ -40,7 +40,13 @@ fn start_exchange(dir: &Path) -> (Server, Vec<String>) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start mock_exchange");
-    let stdout = child.stdout.take().expect("piped");
+    // Killed on drop, whatever happens below.
+    let mut server = Server {
+        name: "mock_exchange",
+        child,
+        addr: "0.0.0.0:0".parse().unwrap(),
+    };
+    let stdout = server.child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -56,12 +62,7 @@ fn start_exchange(dir: &Path) -> (Server, Vec<String>) {
             .recv_timeout(READY_TIMEOUT)
             .expect("mock_exchange printed no ready line");
         if let Some(addr) = line.strip_prefix("ready ") {
-            let addr: SocketAddr = addr.trim().parse().expect("ready <addr>");
-            let server = Server {
-                name: "mock_exchange",
-                child,
-                addr,
-            };
+            server.addr = addr.trim().parse().expect("ready <addr>");
             return (server, before);
         }
         before.push(line);

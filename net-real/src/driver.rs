@@ -174,7 +174,6 @@ impl<S: Service> Driver<S> {
         control: Arc<Control>,
         mailboxes: Arc<Mailboxes>,
         observer: Option<Observer<S>>,
-        wal: Option<Wal>,
     ) -> io::Result<Driver<S>> {
         let mut listener = listener;
         if let Some(l) = listener.as_mut() {
@@ -215,16 +214,22 @@ impl<S: Service> Driver<S> {
             dirty: Vec::new(),
             observer,
             next_observe: Nanos::ZERO,
-            journal: wal.map(|wal| {
-                let durable = wal.durable_seq();
-                JournalIo {
-                    wal,
-                    seq_next: durable + 1,
-                    durable_told: durable,
-                    failed: false,
-                }
-            }),
+            journal: None,
         })
+    }
+
+    /// Gives this worker its write-ahead log (see [`Config::journal`]).
+    pub(crate) fn with_journal(mut self, wal: Option<Wal>) -> Driver<S> {
+        self.journal = wal.map(|wal| {
+            let durable = wal.durable_seq();
+            JournalIo {
+                wal,
+                seq_next: durable + 1,
+                durable_told: durable,
+                failed: false,
+            }
+        });
+        self
     }
 
     /// Runs until the service is done, or a shutdown drained (or timed out),

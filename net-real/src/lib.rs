@@ -359,9 +359,8 @@ where
         Arc::clone(&control),
         mailboxes,
         observer,
-        wal,
     ) {
-        Ok(driver) => driver,
+        Ok(driver) => driver.with_journal(wal),
         Err(source) => {
             control.report_exited(id.index());
             let _ = started.send(Err(NetError::Io {
