@@ -158,5 +158,22 @@ mod tests {
         let refused = recover(&wc_other, other).unwrap_err();
         assert!(!refused.contains('\n'), "{refused}");
         assert!(refused.contains("settings"), "{refused}");
+
+        // One flipped byte in the middle of the history: refused, naming
+        // the file and the offset, never truncated.
+        let segment = dir.path().join(fep_journal::segment::segment_file_name(1));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let middle = bytes.len() / 2;
+        // The file is preallocated: flip a byte inside the records, which
+        // end well before the zeros.
+        let records_end = bytes.iter().rposition(|&b| b != 0).unwrap();
+        let at = (records_end / 2).min(middle);
+        bytes[at] ^= 0x5a;
+        std::fs::write(&segment, &bytes).unwrap();
+        let refused = recover(&wc, config).unwrap_err();
+        let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(refused.contains(&name), "{refused}");
+        assert!(refused.contains("offset"), "{refused}");
+        assert!(!refused.contains('\n'), "{refused}");
     }
 }
