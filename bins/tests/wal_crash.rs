@@ -33,7 +33,16 @@ const WINDOW: usize = 16;
 fn start_exchange(dir: &Path) -> (Server, Vec<String>) {
     let dir = dir.to_str().expect("a UTF-8 temp path");
     let child = Process::new(exchange_bin())
-        .args(["--listen", "127.0.0.1:0", "--wal", dir])
+        // Snapshots every 500 records: recovery starts from one and
+        // replays the rest, and covered segments are deleted meanwhile.
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--wal",
+            dir,
+            "--wal-snapshot-every",
+            "500",
+        ])
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

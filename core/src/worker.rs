@@ -142,6 +142,11 @@ pub enum Effect {
     /// The service numbers records itself, from 1 after what recovery
     /// found, in the order it journals them; the log must agree.
     Journal,
+    /// A snapshot of the service's state waits in
+    /// [`Worker::take_snapshot`]: once its record is durable, store it and
+    /// delete the journal it makes redundant. Off the worker's thread: the
+    /// worker does no I/O.
+    Snapshot,
 }
 
 /// An effect as queued: the connection-level ones are completed from the
@@ -155,6 +160,7 @@ enum Queued {
     Group(InputGroup),
     Handoff(WorkerId),
     Journal,
+    Snapshot,
 }
 
 /// What the driver was told of an input group, and what the service wants.
@@ -192,10 +198,10 @@ impl WorkerConfig {
 
     /// The bound of the effect queue: every session's effects, twice (a
     /// closed session's unpolled effects may meet its slot's successor's in
-    /// one drain), one handoff per worker, one edge per input group and
-    /// one journal append.
+    /// one drain), one handoff per worker, one edge per input group, one
+    /// journal append and one snapshot.
     pub const fn effects_max(&self) -> usize {
-        2 * EFFECTS_PER_SESSION_MAX * self.sessions_max + WORKERS_MAX + INPUT_GROUPS_MAX + 1
+        2 * EFFECTS_PER_SESSION_MAX * self.sessions_max + WORKERS_MAX + INPUT_GROUPS_MAX + 2
     }
 }
 
@@ -338,6 +344,8 @@ struct Outbox {
     journal: OutBuf,
     /// A `Journal` effect is queued, not polled.
     journal_queued: bool,
+    /// The newest snapshot not taken by the driver: (record, state).
+    snapshot: Option<(u64, Vec<u8>)>,
 }
 
 impl Outbox {
@@ -605,6 +613,15 @@ impl<S: Service> Context<'_, S> {
         true
     }
 
+    /// Offers the driver `state`, the service's state right after journal
+    /// record `seq` (see [`Effect::Snapshot`]). One waits at most: a newer
+    /// one replaces one the driver has not taken.
+    pub fn journal_snapshot(&mut self, seq: u64, state: Vec<u8>) {
+        if self.outbox.snapshot.replace((seq, state)).is_none() {
+            self.outbox.push(Queued::Snapshot);
+        }
+    }
+
     /// Bytes held for worker `target` that the driver has not moved yet.
     pub fn handoff_backlog(&self, target: WorkerId) -> usize {
         self.outbox.lanes.get(target.index()).map_or(0, OutBuf::len)
@@ -768,6 +785,7 @@ impl<S: Service> Worker<S> {
                 groups: Vec::new(),
                 journal: OutBuf::default(),
                 journal_queued: false,
+                snapshot: None,
             },
             dispatch: Box::new(DispatchTable::new::<S>()),
             next_session: 0,
@@ -833,6 +851,12 @@ impl<S: Service> Worker<S> {
     /// in the log's hands.
     pub fn handle_journaled(&mut self, n: usize) {
         self.outbox.journal.consume(n);
+    }
+
+    /// The snapshot offered with [`Context::journal_snapshot`], if any:
+    /// `(seq, state)`.
+    pub fn take_snapshot(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.outbox.snapshot.take()
     }
 
     /// Every journal record up to `seq` is on stable storage.
@@ -904,6 +928,7 @@ impl<S: Service> Worker<S> {
                 self.outbox.journal_queued = false;
                 Some(Effect::Journal)
             }
+            Queued::Snapshot => self.outbox.snapshot.is_some().then_some(Effect::Snapshot),
         }
     }
 

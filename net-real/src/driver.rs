@@ -27,7 +27,7 @@ use crate::limits::{
 use crate::socket;
 use crate::stats::IoStats;
 use crate::timer::Timer;
-use crate::wal::{AppendError, Wal};
+use crate::wal::{AppendError, Wal, WalConfig};
 use crate::Observer;
 
 /// The worker's listening socket.
@@ -163,6 +163,11 @@ struct JournalIo {
     durable_told: u64,
     /// The worker was told the log failed.
     failed: bool,
+    /// Snapshots for the snapshot thread: (record, state). Bounded to one
+    /// waiting: a snapshot offered while one is being written is dropped
+    /// (the next one comes `snapshot_every` records later).
+    snapshots: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
+    config: WalConfig,
 }
 
 impl<S: Service> Driver<S> {
@@ -219,17 +224,47 @@ impl<S: Service> Driver<S> {
     }
 
     /// Gives this worker its write-ahead log (see [`Config::journal`]).
-    pub(crate) fn with_journal(mut self, wal: Option<Wal>) -> Driver<S> {
-        self.journal = wal.map(|wal| {
+    pub(crate) fn with_journal(mut self, wal: Option<(Wal, WalConfig)>) -> Driver<S> {
+        self.journal = wal.map(|(wal, config)| {
             let durable = wal.durable_seq();
             JournalIo {
                 wal,
                 seq_next: durable + 1,
                 durable_told: durable,
                 failed: false,
+                snapshots: None,
+                config,
             }
         });
         self
+    }
+
+    /// Hands the worker's snapshot to the snapshot thread (started on
+    /// first use), which waits until its record is durable, writes it and
+    /// deletes the segments it covers: the worker's thread does no I/O.
+    fn take_snapshot(&mut self) {
+        let Some(snapshot) = self.worker.take_snapshot() else {
+            return;
+        };
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if j.snapshots.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
+            let durable = j.wal.durable_counter();
+            let config = j.config.clone();
+            let spawned = std::thread::Builder::new()
+                .name("fep-snapshot".into())
+                .spawn(move || write_snapshots(&rx, &durable, &config));
+            if let Err(e) = spawned {
+                eprintln!("wal: no snapshot thread ({e}); the journal is not compacted");
+                return;
+            }
+            j.snapshots = Some(tx);
+        }
+        if let Some(tx) = &j.snapshots {
+            let _ = tx.try_send(snapshot);
+        }
     }
 
     /// Runs until the service is done, or a shutdown drained (or timed out),
@@ -855,6 +890,7 @@ impl<S: Service> Driver<S> {
                 }
                 Effect::ResumeGroup { group } => self.resume_group(group),
                 Effect::Journal => self.append_journal(now),
+                Effect::Snapshot => self.take_snapshot(),
                 other => unreachable!("fep-net knows no {other:?}"),
             }
         }
@@ -1138,6 +1174,40 @@ impl<S: Service> Driver<S> {
                 Effect::Handoff { target } => self.worker.handle_handed_off(target),
                 _ => {}
             }
+        }
+    }
+}
+
+/// The snapshot thread: each snapshot is written once its record is
+/// durable (a snapshot of state the journal does not hold yet could
+/// recover a state that never was), then the segments it covers go.
+fn write_snapshots(
+    rx: &std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    durable: &std::sync::atomic::AtomicU64,
+    config: &WalConfig,
+) {
+    use std::sync::atomic::Ordering;
+    for (seq, state) in rx {
+        let waited = std::time::Instant::now();
+        while durable.load(Ordering::Acquire) < seq {
+            if waited.elapsed() > crate::limits::SNAPSHOT_DURABLE_WAIT_MAX {
+                eprintln!("wal: snapshot at record {seq} dropped: the record never became durable");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if durable.load(Ordering::Acquire) < seq {
+            continue;
+        }
+        let written = crate::wal::write_snapshot(&config.dir, seq, &config.settings, &state)
+            .and_then(|()| crate::wal::prune(&config.dir, seq));
+        match written {
+            Ok(deleted) => eprintln!(
+                "wal: snapshot at record {seq} ({} bytes), {} files deleted",
+                state.len(),
+                deleted.len()
+            ),
+            Err(e) => eprintln!("wal: snapshot at record {seq} failed: {e}"),
         }
     }
 }

@@ -161,7 +161,10 @@ where
             // commit (and once more if it stops on an error).
             let on_durable = Box::new(move |_seq: u64| waker.wake(worker));
             let started = wal::Wal::start(setup.wal.clone(), setup.append_at, on_durable);
-            Some((setup.worker, started.map_err(NetError::Wal)?))
+            Some((
+                setup.worker,
+                (started.map_err(NetError::Wal)?, setup.wal.clone()),
+            ))
         }
         None => None,
     };
@@ -313,7 +316,7 @@ struct Setup {
     control: Arc<Control>,
     mailboxes: Arc<Mailboxes>,
     started: mpsc::Sender<Result<(), NetError>>,
-    wal: Option<wal::Wal>,
+    wal: Option<(wal::Wal, wal::WalConfig)>,
 }
 
 fn worker_thread<S, F>(

@@ -14,10 +14,13 @@ mod support;
 use support::new_order;
 
 fn exchange(journal: Option<u64>) -> Worker<Exchange> {
-    let config = ExchangeConfig {
+    exchange_with(ExchangeConfig {
         journal,
         ..ExchangeConfig::default()
-    };
+    })
+}
+
+fn exchange_with(config: ExchangeConfig) -> Worker<Exchange> {
     let mut w = Worker::new(
         ENGINE_WORKER,
         WorkerConfig::default(),
@@ -48,6 +51,7 @@ fn connect(w: &mut Worker<Exchange>) -> ConnId {
 struct Out {
     written: Vec<(ConnId, u16)>,
     records: Vec<Command>,
+    snapshots: Vec<(u64, Vec<u8>)>,
 }
 
 fn flush(w: &mut Worker<Exchange>) -> Out {
@@ -74,6 +78,7 @@ fn flush(w: &mut Worker<Exchange>) -> Out {
                 }
                 w.handle_journaled(bytes.len());
             }
+            Effect::Snapshot => out.snapshots.extend(w.take_snapshot()),
             _ => {}
         }
     }
@@ -253,4 +258,36 @@ fn without_a_journal_answers_go_out_at_once() {
     assert!(out.records.is_empty());
     assert_eq!(out.written, [(a, order::OP_ORDER_ACCEPTED)]);
     let _ = WorkerId(0);
+}
+
+#[test]
+fn a_snapshot_is_offered_every_n_journaled_requests_and_restores_the_engine() {
+    let mut w = exchange_with(ExchangeConfig {
+        journal: Some(0),
+        snapshot_every: 2,
+        ..ExchangeConfig::default()
+    });
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    assert!(flush(&mut w).snapshots.is_empty());
+    w.handle_read(Nanos(11), a, &book_query());
+    assert!(
+        flush(&mut w).snapshots.is_empty(),
+        "queries are not counted"
+    );
+    w.handle_read(Nanos(12), a, &new_order(2, 0, 2, SIDE_BUY, TIF_DAY, 100, 2));
+    let out = flush(&mut w);
+    assert_eq!(out.snapshots.len(), 1);
+    let (seq, state) = &out.snapshots[0];
+    assert_eq!(*seq, 2, "the state right after the second record");
+    let config = ExchangeConfig::default().engine;
+    let restored = fep_engine::Engine::restore(config, state).expect("a valid snapshot");
+    let live = w.service().engine().expect("the engine's worker");
+    assert_eq!(restored.next_order_id(), live.next_order_id());
+    assert_eq!(restored.balance(1, 0), live.balance(1, 0));
+    assert_eq!(restored.balance(2, 1), live.balance(2, 1));
 }

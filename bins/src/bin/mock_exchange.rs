@@ -13,7 +13,7 @@ use clap::{Parser, ValueEnum};
 use fep_bins::cli::{fail, parse_or_exit, serve, watch_lifeline, DriverArgs};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_net::wal::WalSync;
-use fep_trading::exchange::{Exchange, ExchangeConfig};
+use fep_trading::exchange::{Exchange, ExchangeConfig, SNAPSHOT_EVERY_DEFAULT};
 
 /// The mock exchange of the FEP benchmark.
 #[derive(Debug, Parser)]
@@ -52,6 +52,11 @@ struct Cli {
     /// for measuring everything but the disk).
     #[arg(long, env = "FEP_WAL_SYNC", value_enum, default_value = "batch")]
     wal_sync: WalSyncArg,
+    /// With --wal: snapshot the engine every N journaled requests (and
+    /// delete the journal segments it covers), so recovery replays at most
+    /// about N. 0: only on start.
+    #[arg(long, env = "FEP_WAL_SNAPSHOT_EVERY", default_value_t = SNAPSHOT_EVERY_DEFAULT)]
+    wal_snapshot_every: u64,
     #[command(flatten)]
     driver: DriverArgs,
 }
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         token: cli.token,
         engine,
         journal: None,
+        snapshot_every: cli.wal_snapshot_every,
     };
     let mut config = config;
     // The recovered engine, moved into worker 0's exchange once.
