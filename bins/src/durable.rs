@@ -13,12 +13,20 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fep_engine::{Command, Engine, Event};
+use fep_engine::{Command, Engine, Event, EventSink};
 use fep_journal::{AppendAt, Record};
 use fep_net::wal::{self, WalConfig, WalSync};
 
 /// Replayed records past which recovery writes a snapshot and prunes.
 pub const SNAPSHOT_AFTER_RECORDS: u64 = 100_000;
+
+/// An event sink that keeps nothing: replay wants the state, not the
+/// events.
+struct Discard;
+
+impl EventSink for Discard {
+    fn push(&mut self, _: Event) {}
+}
 
 /// What recovery rebuilt.
 #[derive(Debug)]
@@ -55,7 +63,6 @@ pub fn recover(wal: &WalConfig, engine: fep_engine::Config) -> Result<RecoveredE
     // Both callbacks reach the engine and the first failure (one at a time).
     let state = RefCell::new(Engine::new(engine).map_err(|e| e.to_string())?);
     let failure: RefCell<Option<String>> = RefCell::new(None);
-    let mut events: Vec<Event> = Vec::with_capacity(1024);
     let mut replayed = 0u64;
     let recovered = wal::recover(
         wal,
@@ -69,8 +76,9 @@ pub fn recover(wal: &WalConfig, engine: fep_engine::Config) -> Result<RecoveredE
             }
             match Command::decode(record.payload) {
                 Ok(c) => {
-                    events.clear();
-                    state.borrow_mut().handle(&c, &mut events);
+                    // Replay needs the state only: the events were the
+                    // answers, sent (or not) before the crash.
+                    state.borrow_mut().handle(&c, &mut Discard);
                     replayed += 1;
                 }
                 Err(e) => *failure.borrow_mut() = Some(format!("record {}: {e}", record.seq)),
