@@ -9,9 +9,39 @@ use fep_trading::exchange::{Exchange, ExchangeConfig, ENGINE_WORKER};
 use fep_trading::msg::{PerfPing, RoleHelloReq};
 use fep_trading::order::{self, OrderMsg, SIDE_BUY, SIDE_SELL, TIF_DAY};
 
-mod support;
+/// A client's header: `t1` set, nothing else.
+fn header(cl_ord_id: u64, route: u64) -> order::Header {
+    order::Header {
+        cl_ord_id,
+        route,
+        t1: Nanos(11),
+        ..order::Header::default()
+    }
+}
 
-use support::new_order;
+/// A `NewOrder` frame on instrument 1.
+fn new_order(
+    id: u64,
+    route: u64,
+    account: u32,
+    side: u8,
+    tif: u8,
+    price: i64,
+    qty: u64,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    OrderMsg::NewOrder(order::NewOrder {
+        h: header(id, route),
+        account,
+        instrument: 1,
+        side,
+        tif,
+        price,
+        qty,
+    })
+    .encode(&mut out);
+    out
+}
 
 fn exchange(journal: Option<u64>) -> Worker<Exchange> {
     exchange_with(ExchangeConfig {
@@ -103,7 +133,7 @@ fn ping(seq: u64) -> Vec<u8> {
 fn book_query() -> Vec<u8> {
     let mut out = Vec::new();
     OrderMsg::BookQuery(order::BookQuery {
-        h: support::header(77, 0),
+        h: header(77, 0),
         instrument: 1,
         depth: 5,
     })
