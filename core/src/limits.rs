@@ -72,3 +72,13 @@ const _: () = assert!(DISPATCH_SLOTS.is_power_of_two());
 const _: () = assert!(DISPATCH_SLOTS >= 2 * HANDLERS_MAX);
 const _: () = assert!(HANDLERS_MAX < u8::MAX as usize);
 const _: () = assert!(HANDOFF_BACKLOG_MAX_DEFAULT >= 2 * FRAME_LENGTH_MAX_DEFAULT as usize);
+
+/// Bytes of journal records a worker holds before its driver takes them
+/// ([`crate::Context::journal`] refuses past it). The service bounds what is
+/// appended but not durable far below this; the driver empties the buffer
+/// in every drain, so this only catches a service that journals without
+/// limit.
+pub const JOURNAL_BACKLOG_MAX: usize = 16 * 1024 * 1024;
+/// Bytes before each journal record in [`crate::Worker::journal_buf`]: its
+/// payload length, big-endian.
+pub const JOURNAL_RECORD_HEADER_LEN: usize = 4;

@@ -22,8 +22,8 @@ use crate::limits::{
     DISPATCH_SLOTS, EFFECTS_PER_SESSION_MAX, FRAME_HEADER_LEN, FRAME_LENGTH_MAX_CEILING,
     FRAME_LENGTH_MAX_DEFAULT, FRAME_LENGTH_MIN, HANDLERS_MAX, HANDOFF_BACKLOG_MAX_DEFAULT,
     HEARTBEAT_MISSES_MAX, HELLO_DEADLINES_PER_SESSION_MAX, HELLO_TIMEOUT_NS_DEFAULT,
-    INPUT_GROUPS_MAX, OPCODE_LEN, OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX,
-    SESSIONS_PER_WORKER_MAX_DEFAULT, WORKERS_MAX,
+    INPUT_GROUPS_MAX, JOURNAL_BACKLOG_MAX, JOURNAL_RECORD_HEADER_LEN, OPCODE_LEN,
+    OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX, SESSIONS_PER_WORKER_MAX_DEFAULT, WORKERS_MAX,
 };
 use crate::session::{ConnId, OutBuf, Session, SessionId, Slab};
 use crate::state::{ConnState, Phase, Side, StateSet};
@@ -136,6 +136,18 @@ pub enum Effect {
         /// The group.
         group: InputGroup,
     },
+    /// Journal records wait in [`Worker::journal_buf`] (each a big-endian
+    /// `u32` length, then its payload): append them to the log in order,
+    /// report [`Worker::handle_journaled`] with the bytes taken, and later
+    /// [`Worker::handle_durable`] (or [`Worker::handle_journal_failed`]).
+    /// The service numbers records itself, from 1 after what recovery
+    /// found, in the order it journals them; the log must agree.
+    Journal,
+    /// A snapshot of the service's state waits in
+    /// [`Worker::take_snapshot`]: once its record is durable, store it and
+    /// delete the journal it makes redundant. Off the worker's thread: the
+    /// worker does no I/O.
+    Snapshot,
 }
 
 /// An effect as queued: the connection-level ones are completed from the
@@ -148,6 +160,8 @@ enum Queued {
     Input(ConnId),
     Group(InputGroup),
     Handoff(WorkerId),
+    Journal,
+    Snapshot,
 }
 
 /// What the driver was told of an input group, and what the service wants.
@@ -197,9 +211,10 @@ impl WorkerConfig {
 
     /// The bound of the effect queue: every session's effects, twice (a
     /// closed session's unpolled effects may meet its slot's successor's in
-    /// one drain), one handoff per worker and one edge per input group.
+    /// one drain), one handoff per worker, one edge per input group, one
+    /// journal append and one snapshot.
     pub const fn effects_max(&self) -> usize {
-        2 * EFFECTS_PER_SESSION_MAX * self.sessions_max + WORKERS_MAX + INPUT_GROUPS_MAX
+        2 * EFFECTS_PER_SESSION_MAX * self.sessions_max + WORKERS_MAX + INPUT_GROUPS_MAX + 2
     }
 }
 
@@ -288,6 +303,17 @@ pub trait Service: Sized + 'static {
         let _ = (cx, source, frame);
     }
 
+    /// Every journal record up to `seq` is on stable storage (see
+    /// [`Context::journal`]).
+    fn on_durable(&mut self, cx: &mut Context<'_, Self>, seq: u64) {
+        let _ = (cx, seq);
+    }
+
+    /// The journal failed for good (see [`Worker::handle_journal_failed`]).
+    fn on_journal_failed(&mut self, cx: &mut Context<'_, Self>) {
+        let _ = cx;
+    }
+
     /// Time passed [`Service::poll_timeout`] (or a spurious wake-up).
     fn on_timeout(&mut self, cx: &mut Context<'_, Self>) {
         let _ = cx;
@@ -337,6 +363,12 @@ struct Outbox {
     /// Sessions in [`Phase::Connecting`]: dials the driver has not
     /// reported yet.
     dialing: usize,
+    /// Journal records for the driver's log (see [`Effect::Journal`]).
+    journal: OutBuf,
+    /// A `Journal` effect is queued, not polled.
+    journal_queued: bool,
+    /// The newest snapshot not taken by the driver: (record, state).
+    snapshot: Option<(u64, Vec<u8>)>,
 }
 
 impl Outbox {
@@ -593,6 +625,38 @@ impl<S: Service> Context<'_, S> {
         true
     }
 
+    /// Appends one journal record written by `write` (its payload, at most
+    /// `additional` bytes expected) for the driver's log. Returns `false`,
+    /// writing nothing, past [`JOURNAL_BACKLOG_MAX`]. Numbering is the
+    /// service's: records become durable in the order they are journaled.
+    pub fn journal(&mut self, additional: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let journal = &mut self.outbox.journal;
+        if journal.len() + JOURNAL_RECORD_HEADER_LEN + additional > JOURNAL_BACKLOG_MAX {
+            return false;
+        }
+        let out = journal.tail(JOURNAL_RECORD_HEADER_LEN + additional);
+        let start = out.len();
+        out.extend_from_slice(&[0; JOURNAL_RECORD_HEADER_LEN]);
+        write(out);
+        let len = u32::try_from(out.len() - start - JOURNAL_RECORD_HEADER_LEN)
+            .expect("a journal record fits u32");
+        out[start..start + JOURNAL_RECORD_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        if !self.outbox.journal_queued {
+            self.outbox.journal_queued = true;
+            self.outbox.push(Queued::Journal);
+        }
+        true
+    }
+
+    /// Offers the driver `state`, the service's state right after journal
+    /// record `seq` (see [`Effect::Snapshot`]). One waits at most: a newer
+    /// one replaces one the driver has not taken.
+    pub fn journal_snapshot(&mut self, seq: u64, state: Vec<u8>) {
+        if self.outbox.snapshot.replace((seq, state)).is_none() {
+            self.outbox.push(Queued::Snapshot);
+        }
+    }
+
     /// Bytes held for worker `target` that the driver has not moved yet.
     pub fn handoff_backlog(&self, target: WorkerId) -> usize {
         self.outbox.lanes.get(target.index()).map_or(0, OutBuf::len)
@@ -767,6 +831,9 @@ impl<S: Service> Worker<S> {
                 groups: Vec::new(),
                 watched: Vec::new(),
                 dialing: 0,
+                journal: OutBuf::default(),
+                journal_queued: false,
+                snapshot: None,
             },
             dispatch: Box::new(DispatchTable::new::<S>()),
             next_session: 0,
@@ -829,6 +896,35 @@ impl<S: Service> Worker<S> {
             .map_or(&[], OutBuf::pending)
     }
 
+    /// Journal records waiting for the driver's log (see
+    /// [`Effect::Journal`]).
+    pub fn journal_buf(&self) -> &[u8] {
+        self.outbox.journal.pending()
+    }
+
+    /// The first `n` bytes of [`Worker::journal_buf`] (whole records) are
+    /// in the log's hands.
+    pub fn handle_journaled(&mut self, n: usize) {
+        self.outbox.journal.consume(n);
+    }
+
+    /// The snapshot offered with [`Context::journal_snapshot`], if any:
+    /// `(seq, state)`.
+    pub fn take_snapshot(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.outbox.snapshot.take()
+    }
+
+    /// Every journal record up to `seq` is on stable storage.
+    pub fn handle_durable(&mut self, now: Nanos, seq: u64) {
+        self.act(now, |svc, cx| svc.on_durable(cx, seq));
+    }
+
+    /// The log failed (a write or sync error): nothing journaled past the
+    /// last [`Worker::handle_durable`] will ever be durable.
+    pub fn handle_journal_failed(&mut self, now: Nanos) {
+        self.act(now, |svc, cx| svc.on_journal_failed(cx));
+    }
+
     /// The next effect, or `None` when all are drained.
     pub fn poll_effect(&mut self) -> Option<Effect> {
         while let Some(queued) = self.outbox.effects.pop_front() {
@@ -883,6 +979,11 @@ impl<S: Service> Worker<S> {
                 self.outbox.lane_queued[target.index()] = false;
                 Some(Effect::Handoff { target })
             }
+            Queued::Journal => {
+                self.outbox.journal_queued = false;
+                Some(Effect::Journal)
+            }
+            Queued::Snapshot => self.outbox.snapshot.is_some().then_some(Effect::Snapshot),
         }
     }
 

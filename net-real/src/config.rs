@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fep_core::WorkerConfig;
+use fep_core::{WorkerConfig, WorkerId};
+use fep_journal::AppendAt;
+
+use crate::wal::WalConfig;
 
 use crate::limits::{
     CLOSE_LINGER_DEFAULT, CONNECT_TIMEOUT_DEFAULT, DRAIN_TIMEOUT_DEFAULT,
@@ -52,6 +55,16 @@ pub struct Config {
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,
     pub(crate) observe_every: Duration,
+    pub(crate) journal: Option<JournalSetup>,
+}
+
+/// A write-ahead log for one worker's [`fep_core::Effect::Journal`]
+/// records: where recovery ended and how to write.
+#[derive(Clone, Debug)]
+pub(crate) struct JournalSetup {
+    pub(crate) worker: WorkerId,
+    pub(crate) wal: WalConfig,
+    pub(crate) append_at: AppendAt,
 }
 
 impl Default for Config {
@@ -79,6 +92,7 @@ impl Config {
             send_buffer: None,
             recv_buffer: None,
             observe_every: OBSERVE_EVERY_DEFAULT,
+            journal: None,
         }
     }
 
@@ -99,6 +113,20 @@ impl Config {
     /// The peers the service dials: `PeerId(i)` is `peers[i]`.
     pub fn peers(mut self, peers: Vec<SocketAddr>) -> Config {
         self.peers = peers;
+        self
+    }
+
+    /// Gives worker `worker` a write-ahead log ([`crate::wal::Wal`]) on its
+    /// own thread, appending where recovery ended (`append_at`): the
+    /// worker's [`fep_core::Effect::Journal`] records go there and
+    /// [`fep_core::Worker::handle_durable`] follows each group commit. At
+    /// the end of the run what is pending is written and synced.
+    pub fn journal(mut self, worker: WorkerId, wal: WalConfig, append_at: AppendAt) -> Config {
+        self.journal = Some(JournalSetup {
+            worker,
+            wal,
+            append_at,
+        });
         self
     }
 

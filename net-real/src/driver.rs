@@ -27,6 +27,7 @@ use crate::limits::{
 use crate::socket;
 use crate::stats::IoStats;
 use crate::timer::Timer;
+use crate::wal::{AppendError, Wal, WalConfig};
 use crate::Observer;
 
 /// The worker's listening socket.
@@ -152,6 +153,25 @@ pub(crate) struct Driver<S: Service> {
     dirty: Vec<ConnId>,
     observer: Option<Observer<S>>,
     next_observe: Nanos,
+    /// This worker's write-ahead log, if it journals.
+    journal: Option<JournalIo>,
+}
+
+/// The driver's side of a worker's write-ahead log.
+struct JournalIo {
+    wal: Wal,
+    /// The number the next appended record gets (the service numbers its
+    /// records the same way; a mismatch is a bug, reported as a failure).
+    seq_next: u64,
+    /// The last durable number told to the worker.
+    durable_told: u64,
+    /// The worker was told the log failed.
+    failed: bool,
+    /// Snapshots for the snapshot thread: (record, state). Bounded to one
+    /// waiting: a snapshot offered while one is being written is dropped
+    /// (the next one comes `snapshot_every` records later).
+    snapshots: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
+    config: WalConfig,
 }
 
 impl<S: Service> Driver<S> {
@@ -204,7 +224,52 @@ impl<S: Service> Driver<S> {
             dirty: Vec::new(),
             observer,
             next_observe: Nanos::ZERO,
+            journal: None,
         })
+    }
+
+    /// Gives this worker its write-ahead log (see [`Config::journal`]).
+    pub(crate) fn with_journal(mut self, wal: Option<(Wal, WalConfig)>) -> Driver<S> {
+        self.journal = wal.map(|(wal, config)| {
+            let durable = wal.durable_seq();
+            JournalIo {
+                wal,
+                seq_next: durable + 1,
+                durable_told: durable,
+                failed: false,
+                snapshots: None,
+                config,
+            }
+        });
+        self
+    }
+
+    /// Hands the worker's snapshot to the snapshot thread (started on
+    /// first use), which waits until its record is durable, writes it and
+    /// deletes the segments it covers: the worker's thread does no I/O.
+    fn take_snapshot(&mut self) {
+        let Some(snapshot) = self.worker.take_snapshot() else {
+            return;
+        };
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if j.snapshots.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
+            let durable = j.wal.durable_counter();
+            let config = j.config.clone();
+            let spawned = std::thread::Builder::new()
+                .name("fep-snapshot".into())
+                .spawn(move || write_snapshots(&rx, &durable, &config));
+            if let Err(e) = spawned {
+                eprintln!("wal: no snapshot thread ({e}); the journal is not compacted");
+                return;
+            }
+            j.snapshots = Some(tx);
+        }
+        if let Some(tx) = &j.snapshots {
+            let _ = tx.try_send(snapshot);
+        }
     }
 
     /// Runs until the service is done, or a shutdown drained (or timed out),
@@ -294,6 +359,7 @@ impl<S: Service> Driver<S> {
                 quiet = false;
             }
             self.retry_lanes();
+            self.poll_journal(now);
             self.fire_deadlines(now);
             self.send_wakes();
             self.observe(now, false);
@@ -301,7 +367,90 @@ impl<S: Service> Driver<S> {
         let now = monotonic_now();
         self.close_all(now);
         self.observe(now, true);
+        if let Some(j) = self.journal.take() {
+            // The final sync: what was appended reaches the disk.
+            match j.wal.shutdown() {
+                Ok(w) => eprintln!(
+                    "wal: {} records in {} batches ({} syncs, largest batch {}, pinned {})",
+                    w.records, w.batches, w.syncs, w.batch_records_max, w.pinned
+                ),
+                Err(e) => eprintln!("worker {}: {e}", self.id.0),
+            }
+        }
         (self.worker, self.stats)
+    }
+
+    /// Hands the worker's journal records to the log, in order; a full
+    /// log keeps the rest for the next turn (the WAL thread wakes us).
+    fn append_journal(&mut self, now: Nanos) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        let buf = self.worker.journal_buf();
+        let mut at = 0;
+        let mut failed = None;
+        while let Some(head) = buf[at..].first_chunk::<4>() {
+            let len = u32::from_be_bytes(*head) as usize;
+            let record = &buf[at + 4..at + 4 + len];
+            match j.wal.try_append(record) {
+                Ok(seq) if seq == j.seq_next => {
+                    j.seq_next += 1;
+                    at += 4 + len;
+                }
+                Ok(seq) => {
+                    failed = Some(format!("record numbered {seq}, expected {}", j.seq_next));
+                    break;
+                }
+                Err(AppendError::Full { .. }) => break,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(why) = failed {
+            // Nothing past this can become durable: drop the rest.
+            at = buf.len();
+            self.journal_failed(now, &why);
+        }
+        self.worker.handle_journaled(at);
+    }
+
+    /// Tells the worker what became durable, or that the log failed, and
+    /// retries records a full log refused.
+    fn poll_journal(&mut self, now: Nanos) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if j.failed {
+            return;
+        }
+        let durable = j.wal.durable_seq();
+        if durable > j.durable_told {
+            j.durable_told = durable;
+            self.worker.handle_durable(now, durable);
+        } else if j.durable_told + 1 < j.seq_next && j.wal.is_stopped() {
+            self.journal_failed(now, "the WAL thread stopped on an I/O error");
+        }
+        if !self.worker.journal_buf().is_empty() {
+            self.append_journal(now);
+        }
+        self.drain(now);
+    }
+
+    fn journal_failed(&mut self, now: Nanos, why: &str) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if !j.failed {
+            j.failed = true;
+            eprintln!(
+                "worker {}: journal failed ({why}); durable up to record {}, \
+                 acknowledging nothing more",
+                self.id.0, j.durable_told
+            );
+            self.worker.handle_journal_failed(now);
+        }
     }
 
     fn begin_drain(&mut self, now: Nanos) {
@@ -750,6 +899,8 @@ impl<S: Service> Driver<S> {
                     self.stats.input_pauses += 1;
                 }
                 Effect::ResumeGroup { group } => self.resume_group(group),
+                Effect::Journal => self.append_journal(now),
+                Effect::Snapshot => self.take_snapshot(),
                 other => unreachable!("fep-net knows no {other:?}"),
             }
         }
@@ -1048,6 +1199,40 @@ impl<S: Service> Driver<S> {
                 Effect::Handoff { target } => self.worker.handle_handed_off(target),
                 _ => {}
             }
+        }
+    }
+}
+
+/// The snapshot thread: each snapshot is written once its record is
+/// durable (a snapshot of state the journal does not hold yet could
+/// recover a state that never was), then the segments it covers go.
+fn write_snapshots(
+    rx: &std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    durable: &std::sync::atomic::AtomicU64,
+    config: &WalConfig,
+) {
+    use std::sync::atomic::Ordering;
+    for (seq, state) in rx {
+        let waited = std::time::Instant::now();
+        while durable.load(Ordering::Acquire) < seq {
+            if waited.elapsed() > crate::limits::SNAPSHOT_DURABLE_WAIT_MAX {
+                eprintln!("wal: snapshot at record {seq} dropped: the record never became durable");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if durable.load(Ordering::Acquire) < seq {
+            continue;
+        }
+        let written = crate::wal::write_snapshot(&config.dir, seq, &config.settings, &state)
+            .and_then(|()| crate::wal::prune(&config.dir, seq));
+        match written {
+            Ok(deleted) => eprintln!(
+                "wal: snapshot at record {seq} ({} bytes), {} files deleted",
+                state.len(),
+                deleted.len()
+            ),
+            Err(e) => eprintln!("wal: snapshot at record {seq} failed: {e}"),
         }
     }
 }

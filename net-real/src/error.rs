@@ -41,6 +41,8 @@ pub enum NetError {
         /// The worker's index.
         worker: usize,
     },
+    /// The write-ahead log could not start.
+    Wal(crate::wal::WalError),
 }
 
 impl fmt::Display for NetError {
@@ -57,6 +59,7 @@ impl fmt::Display for NetError {
             }
             NetError::Io { context, source } => write!(f, "{context}: {source}"),
             NetError::WorkerPanicked { worker } => write!(f, "worker {worker} panicked"),
+            NetError::Wal(e) => write!(f, "{e}"),
         }
     }
 }

@@ -153,6 +153,21 @@ where
         None
     };
     let mailboxes = Arc::new(Mailboxes::new(workers, config.handoff_mailbox_bytes));
+    let mut wal = match &config.journal {
+        Some(setup) => {
+            let waker = Arc::clone(&control);
+            let worker = setup.worker.index();
+            // The WAL thread wakes the journal's worker after each group
+            // commit (and once more if it stops on an error).
+            let on_durable = Box::new(move |_seq: u64| waker.wake(worker));
+            let started = wal::Wal::start(setup.wal.clone(), setup.append_at, on_durable);
+            Some((
+                setup.worker,
+                (started.map_err(NetError::Wal)?, setup.wal.clone()),
+            ))
+        }
+        None => None,
+    };
     let config = Arc::new(config);
     let factory = Arc::new(factory);
     let (started_tx, started_rx) = mpsc::channel();
@@ -171,6 +186,7 @@ where
             control: Arc::clone(&control),
             mailboxes: Arc::clone(&mailboxes),
             started: started_tx.clone(),
+            wal: wal.take_if(|(w, _)| w.index() == index).map(|(_, wal)| wal),
         };
         let factory = Arc::clone(&factory);
         let observer = observer.clone();
@@ -267,6 +283,14 @@ fn validate(config: &Config) -> Result<(), NetError> {
             config.worker.output_backlog_max
         ));
     }
+    if let Some(j) = &config.journal {
+        if j.worker.index() >= config.workers {
+            return invalid(format!(
+                "a journal for worker {} of {}",
+                j.worker.0, config.workers
+            ));
+        }
+    }
     if let Some(cpus) = &config.cpus {
         if cpus.is_empty() {
             return invalid("an empty CPU list".to_owned());
@@ -292,6 +316,7 @@ struct Setup {
     control: Arc<Control>,
     mailboxes: Arc<Mailboxes>,
     started: mpsc::Sender<Result<(), NetError>>,
+    wal: Option<(wal::Wal, wal::WalConfig)>,
 }
 
 fn worker_thread<S, F>(
@@ -311,6 +336,7 @@ where
         control,
         mailboxes,
         started,
+        wal,
     } = setup;
     let guard = PanicGuard {
         control: &control,
@@ -337,7 +363,7 @@ where
         mailboxes,
         observer,
     ) {
-        Ok(driver) => driver,
+        Ok(driver) => driver.with_journal(wal),
         Err(source) => {
             control.report_exited(id.index());
             let _ = started.send(Err(NetError::Io {

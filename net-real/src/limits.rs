@@ -49,3 +49,7 @@ pub const WAL_ZERO_CHUNK_LEN: usize = 1024 * 1024;
 pub const FSYNC_PROBE_BLOCK_LEN: usize = 4096;
 
 const _: () = assert!(WAL_PENDING_BYTES_MAX_DEFAULT >= fep_journal::limits::RECORD_LEN_MAX);
+
+/// How long the snapshot thread waits for a snapshot's record to become
+/// durable before it drops the snapshot (the log failed, or stopped).
+pub const SNAPSHOT_DURABLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);

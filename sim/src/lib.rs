@@ -45,6 +45,7 @@
 
 pub mod check;
 pub mod driver;
+pub mod durable;
 pub mod faults;
 pub mod observe;
 pub mod run;

@@ -7,10 +7,13 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
 use fep_bins::cli::{fail, parse_or_exit, serve, start_with_metrics, watch_lifeline, DriverArgs};
 use fep_bins::limits::{raise_nofile, NofileGoal};
-use fep_trading::exchange::{Exchange, ExchangeConfig};
+use fep_net::wal::WalSync;
+use fep_trading::exchange::{Exchange, ExchangeConfig, SNAPSHOT_EVERY_DEFAULT};
 
 /// The mock exchange of the FEP benchmark.
 #[derive(Debug, Parser)]
@@ -41,8 +44,27 @@ struct Cli {
     /// Price levels one side of one book may hold; past it as above.
     #[arg(long, env = "FEP_LEVELS_MAX", default_value_t = 4096)]
     levels_max: u32,
+    /// Journal to DIR and acknowledge only what is on stable storage; on
+    /// start, recover from DIR if it holds a journal.
+    #[arg(long, env = "FEP_WAL")]
+    wal: Option<PathBuf>,
+    /// batch: one fdatasync per group commit; none: never (not durable:
+    /// for measuring everything but the disk).
+    #[arg(long, env = "FEP_WAL_SYNC", value_enum, default_value = "batch")]
+    wal_sync: WalSyncArg,
+    /// With --wal: snapshot the engine every N journaled requests (and
+    /// delete the journal segments it covers), so recovery replays at most
+    /// about N. 0: only on start.
+    #[arg(long, env = "FEP_WAL_SNAPSHOT_EVERY", default_value_t = SNAPSHOT_EVERY_DEFAULT)]
+    wal_snapshot_every: u64,
     #[command(flatten)]
     driver: DriverArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WalSyncArg {
+    Batch,
+    None,
 }
 
 fn main() -> ExitCode {
@@ -64,13 +86,61 @@ fn main() -> ExitCode {
     if let Err(e) = engine.validate() {
         return fail(e);
     }
-    let exchange = ExchangeConfig {
+    let mut exchange = ExchangeConfig {
         token: cli.token,
         engine,
+        journal: None,
+        snapshot_every: cli.wal_snapshot_every,
     };
+    let mut config = config;
+    // The recovered engine, moved into worker 0's exchange once.
+    let recovered = std::sync::Mutex::new(None);
+    if let Some(dir) = cli.wal {
+        let sync = match cli.wal_sync {
+            WalSyncArg::Batch => WalSync::Batch,
+            WalSyncArg::None => {
+                eprintln!("wal: --wal-sync none: nothing is fsynced, answers are not durable");
+                WalSync::None
+            }
+        };
+        // The WAL thread takes the CPU after the workers' in --cpus, so the
+        // engine's thread never waits on the disk on its own core.
+        let cpu = cli.driver.cpus.as_ref().map(|c| {
+            let cpus = &c.0;
+            cpus[usize::from(cli.driver.workers) % cpus.len()]
+        });
+        let wal = fep_bins::durable::wal_config(dir, &engine, sync).cpu(cpu);
+        let r = match fep_bins::durable::recover(&wal, engine) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        if r.seq_last > 0 {
+            println!(
+                "recovered {} requests in {:.3} s (replayed {} after snapshot {}{})",
+                r.seq_last,
+                r.elapsed.as_secs_f64(),
+                r.replayed,
+                r.snapshot_seq.map_or("none".to_owned(), |s| s.to_string()),
+                if r.compacted { ", compacted" } else { "" }
+            );
+        }
+        exchange.journal = Some(r.seq_last);
+        config = config.journal(fep_trading::exchange::ENGINE_WORKER, wal, r.append_at);
+        *recovered.lock().expect("not poisoned") = Some(r.engine);
+    }
     let started = start_with_metrics(
         config,
-        move |w| Exchange::new(w, exchange.clone()),
+        move |w| {
+            let engine = if w == fep_trading::exchange::ENGINE_WORKER {
+                recovered.lock().expect("not poisoned").take()
+            } else {
+                None
+            };
+            match engine {
+                Some(engine) => Exchange::recovered(w, exchange.clone(), engine),
+                None => Exchange::new(w, exchange.clone()),
+            }
+        },
         cli.driver.metrics,
         "fep_exchange",
         fep_bins::metrics::exchange::SERIES,

@@ -47,7 +47,10 @@ mod pool;
 pub mod reference;
 mod snapshot;
 
-pub use command::{BalanceQuery, BookQuery, Cancel, Command, NewOrder, Replace, Side, Tif};
+pub use command::{
+    BalanceQuery, BookQuery, Cancel, Command, CommandDecodeError, NewOrder, Replace, Side, Tif,
+    COMMAND_ENCODED_LEN_MAX,
+};
 pub use config::{Config, ConfigError, CONFIG_ENCODED_LEN, CONFIG_MAGIC};
 pub use engine::Engine;
 pub use event::{reason, CancelReason, Event, EventSink, Liquidity, RejectCode};

@@ -27,15 +27,38 @@
 //! request's `cl_ord_id` and `route` and `t1 = t2 = t4 = 0`; if that
 //! connection has closed, they are not sent. [`Owner`]s are kept by
 //! `order_id` in a table sized for every order the engine can hold.
+//!
+//! # Durability
+//!
+//! With a journal ([`ExchangeConfig::journal`]) every request the engine
+//! says must be journaled ([`Engine::must_journal`]) is encoded
+//! ([`Command::encode`]) and handed to the driver's log
+//! ([`Context::journal`]) before it is matched, numbered in order. Every
+//! frame the engine's worker emits while any journaled request is not yet
+//! durable is held, tagged with the number of the last journaled request,
+//! and released in emission order when the log says it is durable
+//! ([`Service::on_durable`]). That one ordered queue keeps every
+//! connection's answers in arrival order (a ping or query behind a pending
+//! order waits too) and holds maker messages to other connections with
+//! the request that caused them; it is conservative: an unrelated
+//! connection's pong also waits for the batch in flight. Past
+//! [`HELD_BYTES_MAX`]/2 the connection that added to it is not read until
+//! the queue drains; at [`NOT_DURABLE_RECORDS_MAX`] a new journaled request
+//! is refused `OVERLOADED` before it changes anything. If the log fails the
+//! exchange never sends what is held and refuses everything after
+//! (`SHUTTING_DOWN`, "journal failed"): nothing not durable is ever
+//! acknowledged.
 
 use fep_core::frame::{encode_frame, FrameWriter};
 use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{
     ConnId, Context, ErrorCode, Fault, Frame, Handler, Service, Session, StateSet, WorkerId,
 };
+use std::collections::VecDeque;
+
 use fep_engine::{
     BalanceQuery, BookQuery, Cancel, CancelReason, Command, Engine, Event, Liquidity, NewOrder,
-    Replace, Side, Tif,
+    Replace, Side, Tif, COMMAND_ENCODED_LEN_MAX,
 };
 
 use crate::hello::Admission;
@@ -62,7 +85,30 @@ pub struct ExchangeConfig {
     /// The matching engine's settings (instruments, accounts, balances,
     /// capacities).
     pub engine: fep_engine::Config,
+    /// Journal requests and hold their answers until durable (`--wal`):
+    /// the number of the last record the journal already holds (0 for a
+    /// new one). `None`: no journal, answers go out at once.
+    pub journal: Option<u64>,
+    /// With a journal: offer the driver a snapshot of the engine every
+    /// this many journaled requests ([`Context::journal_snapshot`]), so
+    /// recovery replays at most about this many. 0: never.
+    pub snapshot_every: u64,
 }
+
+/// Journaled requests between snapshots unless configured: about a second
+/// of replay at the measured recovery speed, a few MB of journal.
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 1_000_000;
+
+/// Bytes of answers the engine's worker holds for durability; past half of
+/// it the connection adding to it is paused.
+pub const HELD_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Journaled requests not yet durable; at it a new journaled request is
+/// refused `OVERLOADED` (it keeps the log's pending buffer, 4 MiB by
+/// default, from ever filling: a record is at most ~60 bytes).
+pub const NOT_DURABLE_RECORDS_MAX: u64 = 32_768;
+
+const _: () = assert!(NOT_DURABLE_RECORDS_MAX as usize * (COMMAND_ENCODED_LEN_MAX + 24) <= 4 << 20);
+const _: () = assert!(HELD_BYTES_MAX >= 2 * (u16::MAX as usize + 6));
 
 /// Cash every account starts with unless configured (`mock_exchange --cash`).
 pub const CASH_DEFAULT: i64 = 1_000_000_000_000_000;
@@ -77,6 +123,8 @@ impl Default for ExchangeConfig {
                 cash: CASH_DEFAULT,
                 ..fep_engine::Config::default()
             },
+            journal: None,
+            snapshot_every: SNAPSHOT_EVERY_DEFAULT,
         }
     }
 }
@@ -100,6 +148,12 @@ pub struct ExchangeStats {
     pub engine_rejects: u64,
     /// Maker messages not sent: their connection had closed or was unknown.
     pub unowned: u64,
+    /// Requests journaled.
+    pub journaled: u64,
+    /// Requests refused because the journal failed or was full.
+    pub journal_rejects: u64,
+    /// Times the held answers passed half their bound (a connection paused).
+    pub held_pauses: u64,
 }
 
 /// Where the messages about an open order go: the connection of the
@@ -130,6 +184,60 @@ pub struct Peer {
     /// Requests of this connection handed to the engine's worker and not
     /// answered yet (on workers other than the engine's).
     at_engine: u32,
+    /// Paused until the held answers drain (on the engine's worker).
+    paused_for_held: bool,
+}
+
+/// A run of held frames: for whom, behind which journal record.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// Released once this record is durable.
+    seq: u64,
+    to: Owner,
+    /// Requests of `to.conn` these frames finish (a handed-off request).
+    finished: u32,
+    len: usize,
+}
+
+/// The journal's side of the engine's worker.
+#[derive(Debug)]
+struct Journaling {
+    /// The number of the last record journaled.
+    seq_last: u64,
+    /// Every record up to this is durable.
+    durable: u64,
+    /// The log failed: nothing more becomes durable.
+    failed: bool,
+    /// The record the last snapshot was offered at.
+    snapshot_at: u64,
+    snapshot_every: u64,
+    /// Held frames, back to back, in emission order.
+    held: Vec<u8>,
+    entries: VecDeque<Held>,
+    /// Connections paused for the held bytes, to resume when they drain.
+    paused: Vec<ConnId>,
+}
+
+impl Journaling {
+    fn new(seq_last: u64, snapshot_every: u64) -> Journaling {
+        Journaling {
+            seq_last,
+            durable: seq_last,
+            failed: false,
+            snapshot_at: seq_last,
+            snapshot_every,
+            held: Vec::with_capacity(1 << 20),
+            entries: VecDeque::with_capacity(4096),
+            paused: Vec::new(),
+        }
+    }
+
+    /// Whether frames emitted now must wait. After a failure nothing is
+    /// held: every later request is refused unapplied, and that refusal
+    /// claims nothing durable.
+    fn holds(&self) -> bool {
+        !self.failed && self.seq_last > self.durable
+    }
 }
 
 /// The engine and what the exchange keeps beside it.
@@ -156,6 +264,8 @@ pub struct Exchange {
     reply: Vec<u8>,
     /// Whose answers `reply` holds, while a handed-off request is matched.
     reply_to: Option<Owner>,
+    /// On the engine's worker with a journal.
+    journal: Option<Box<Journaling>>,
     stats: ExchangeStats,
 }
 
@@ -164,12 +274,29 @@ impl Exchange {
     /// Worker 0 builds the engine. Panics on engine settings a CLI must have
     /// refused ([`fep_engine::Config::validate`]).
     pub fn new(worker: WorkerId, config: ExchangeConfig) -> Exchange {
+        Exchange::with_engine(worker, config, None)
+    }
+
+    /// As [`Exchange::new`], with worker 0 running `engine` (the state
+    /// recovery rebuilt from the journal) instead of a new one. Its orders
+    /// have no connection: their maker messages are not sent.
+    pub fn recovered(worker: WorkerId, config: ExchangeConfig, engine: Engine) -> Exchange {
+        Exchange::with_engine(worker, config, Some(engine))
+    }
+
+    fn with_engine(worker: WorkerId, config: ExchangeConfig, engine: Option<Engine>) -> Exchange {
         let admission = Admission {
             roles: vec![Role::Gateway, Role::Client],
             token: config.token,
         };
+        let journal = config
+            .journal
+            .filter(|_| worker == ENGINE_WORKER)
+            .map(|seq| Box::new(Journaling::new(seq, config.snapshot_every)));
         let matching = (worker == ENGINE_WORKER).then(|| {
-            let engine = Engine::new(config.engine).expect("engine settings were validated");
+            let engine = engine.unwrap_or_else(|| {
+                Engine::new(config.engine).expect("engine settings were validated")
+            });
             Box::new(Matching {
                 owners: IdTable::new(config.engine.orders_max as usize),
                 engine,
@@ -184,8 +311,25 @@ impl Exchange {
             matching,
             reply: Vec::new(),
             reply_to: None,
+            journal,
             stats: ExchangeStats::default(),
         }
+    }
+
+    /// The number of the last journaled request and of the last durable
+    /// one, with a journal on the engine's worker.
+    pub fn journal_seqs(&self) -> Option<(u64, u64)> {
+        self.journal.as_deref().map(|j| (j.seq_last, j.durable))
+    }
+
+    /// Whether the journal failed (the exchange acknowledges nothing since).
+    pub fn journal_failed(&self) -> bool {
+        self.journal.as_deref().is_some_and(|j| j.failed)
+    }
+
+    /// Bytes of answers held for durability.
+    pub fn held_len(&self) -> usize {
+        self.journal.as_deref().map_or(0, |j| j.held.len())
     }
 
     /// The counters.
@@ -272,6 +416,7 @@ impl Exchange {
         };
         self.order(cx, from, &msg);
         hold_back(cx, conn);
+        self.hold_back_for_journal(cx, conn);
         Ok(())
     }
 
@@ -316,9 +461,6 @@ impl Exchange {
         additional: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        if to.worker == self.worker {
-            return cx.send(to.conn, additional, write);
-        }
         if self
             .reply_to
             .is_some_and(|r| r.worker == to.worker && r.conn == to.conn)
@@ -326,7 +468,68 @@ impl Exchange {
             write(&mut self.reply);
             return true;
         }
+        if let Some(j) = self.journal.as_deref_mut().filter(|j| j.holds()) {
+            hold(j, to, 0, write);
+            return true;
+        }
+        if to.worker == self.worker {
+            return cx.send(to.conn, additional, write);
+        }
         self.deliver(cx, to, 0, additional, write)
+    }
+
+    /// Sends what is held up to the durable record, in order.
+    fn release(&mut self, cx: &mut Context<'_, Self>) {
+        let Some(mut j) = self.journal.take() else {
+            return;
+        };
+        let mut at = 0;
+        while let Some(&e) = j.entries.front() {
+            if j.failed || e.seq > j.durable {
+                break;
+            }
+            j.entries.pop_front();
+            let bytes = &j.held[at..at + e.len];
+            at += e.len;
+            if e.to.worker == self.worker {
+                if !bytes.is_empty() {
+                    cx.send(e.to.conn, bytes.len(), |out| out.extend_from_slice(bytes));
+                }
+            } else if !self.deliver(cx, e.to, e.finished, bytes.len(), |out| {
+                out.extend_from_slice(bytes)
+            }) {
+                self.stats.unowned += 1;
+            }
+        }
+        j.held.drain(..at);
+        if j.held.len() <= HELD_BYTES_MAX / 4 {
+            for conn in j.paused.drain(..) {
+                if let Some(peer) = cx.data_mut(conn) {
+                    peer.paused_for_held = false;
+                }
+                cx.resume_input(conn);
+            }
+        }
+        self.journal = Some(j);
+    }
+
+    /// Backpressure from the held answers: past half their bound, `conn`
+    /// is not read until they drain.
+    fn hold_back_for_journal(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+        let Some(j) = self.journal.as_deref_mut() else {
+            return;
+        };
+        if j.held.len() <= HELD_BYTES_MAX / 2 {
+            return;
+        }
+        if let Some(peer) = cx.data_mut(conn) {
+            if !peer.paused_for_held {
+                peer.paused_for_held = true;
+                j.paused.push(conn);
+                self.stats.held_pauses += 1;
+                cx.pause_input(conn);
+            }
+        }
     }
 
     /// Hands frames for `to` (on another worker) back to its worker, with
@@ -380,6 +583,38 @@ impl Exchange {
                 return self.reject(cx, from, ErrorCode::InvalidOrder, h.cl_ord_id, why);
             }
         };
+        if let Some(j) = self.journal.as_deref_mut() {
+            let m = self
+                .matching
+                .as_deref()
+                .expect("orders are matched on the engine's worker");
+            if j.failed {
+                self.stats.journal_rejects += 1;
+                return self.reject(
+                    cx,
+                    from,
+                    ErrorCode::ShuttingDown,
+                    h.cl_ord_id,
+                    "exchange journal failed",
+                );
+            }
+            if m.engine.must_journal(&command) {
+                let full = j.seq_last - j.durable >= NOT_DURABLE_RECORDS_MAX
+                    || j.held.len() >= HELD_BYTES_MAX;
+                if full || !cx.journal(COMMAND_ENCODED_LEN_MAX, |out| command.encode(out)) {
+                    self.stats.journal_rejects += 1;
+                    return self.reject(
+                        cx,
+                        from,
+                        ErrorCode::Overloaded,
+                        h.cl_ord_id,
+                        "exchange journal is full",
+                    );
+                }
+                j.seq_last += 1;
+                self.stats.journaled += 1;
+            }
+        }
         self.stats.requests += 1;
         let mut m = self
             .matching
@@ -388,6 +623,16 @@ impl Exchange {
         m.events.clear();
         m.engine.handle(&command, &mut m.events);
         self.answer(cx, from, &h, &mut m);
+        if let Some(j) = self.journal.as_deref_mut() {
+            if j.snapshot_every > 0 && j.seq_last - j.snapshot_at >= j.snapshot_every {
+                // Rare (every `snapshot_every` records): the one allocation
+                // and copy of the state; the file work is the driver's.
+                j.snapshot_at = j.seq_last;
+                let mut state = Vec::new();
+                m.engine.snapshot(&mut state);
+                cx.journal_snapshot(j.seq_last, state);
+            }
+        }
         self.matching = Some(m);
     }
 
@@ -580,6 +825,26 @@ impl Exchange {
     }
 }
 
+/// Appends frames written by `write` to the held queue, behind the last
+/// journaled record; merges with the previous run for the same recipient.
+fn hold(j: &mut Journaling, to: Owner, finished: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    let before = j.held.len();
+    write(&mut j.held);
+    let len = j.held.len() - before;
+    if let Some(last) = j.entries.back_mut() {
+        if last.seq == j.seq_last && last.to == to && finished == 0 {
+            last.len += len;
+            return;
+        }
+    }
+    j.entries.push_back(Held {
+        seq: j.seq_last,
+        to,
+        finished,
+        len,
+    });
+}
+
 /// Backpressure: a peer whose answers pile up unsent (past the high-water
 /// mark) is not read until they drain ([`Service::on_drained`]), so a
 /// gateway that reads slowly for a moment is slowed down by TCP rather than
@@ -728,12 +993,18 @@ impl Service for Exchange {
                 }
                 self.reply_to = None;
                 let reply = std::mem::take(&mut self.reply);
-                let handed = self.deliver(cx, reply_to, 1, reply.len(), |out| {
-                    out.extend_from_slice(&reply);
-                });
-                // The request was let in only while its lane had room for
-                // its answers: they always fit.
-                assert!(handed, "a request's answers fit the lane that let it in");
+                if let Some(j) = self.journal.as_deref_mut().filter(|j| j.holds()) {
+                    hold(j, reply_to, 1, |out| out.extend_from_slice(&reply));
+                } else {
+                    let handed = self.deliver(cx, reply_to, 1, reply.len(), |out| {
+                        out.extend_from_slice(&reply);
+                    });
+                    // The request was let in only while its lane had room
+                    // for its answers: they fit.
+                    if !handed {
+                        self.stats.unowned += 1;
+                    }
+                }
                 self.reply = reply;
             }
             OP_XCH_DELIVER => {
@@ -755,12 +1026,43 @@ impl Service for Exchange {
         self.draining = true;
     }
 
+    fn on_durable(&mut self, cx: &mut Context<'_, Self>, seq: u64) {
+        if let Some(j) = self.journal.as_deref_mut() {
+            // Durable numbers only grow; a stale notification changes nothing.
+            j.durable = j.durable.max(seq.min(j.seq_last));
+        }
+        self.release(cx);
+    }
+
+    fn on_journal_failed(&mut self, cx: &mut Context<'_, Self>) {
+        if let Some(j) = self.journal.as_deref_mut() {
+            if !j.failed {
+                eprintln!(
+                    "exchange: the journal failed after record {} (of {} journaled): \
+                     acknowledging nothing more",
+                    j.durable, j.seq_last
+                );
+            }
+            j.failed = true;
+            j.entries.clear();
+            j.held.clear();
+            for conn in j.paused.drain(..) {
+                cx.resume_input(conn);
+            }
+        }
+    }
+
     fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
         cx.resume_input(conn);
     }
 
     fn is_done(&self) -> bool {
-        // Requests are answered as they arrive: nothing waits here.
+        // Requests are answered as they arrive, or as soon as they are
+        // durable: done once nothing is held.
         self.draining
+            && self
+                .journal
+                .as_deref()
+                .is_none_or(|j| j.failed || j.entries.is_empty())
     }
 }
