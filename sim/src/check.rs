@@ -11,14 +11,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 
-use fep_core::wire::{OP_ERROR, OP_REJECT};
-use fep_core::{ErrorCode, WorkerId};
+use fep_core::ErrorCode;
 use fep_load::client::Report;
 use fep_load::scenario::{self, Expect};
-use fep_trading::gateway::RouteTag;
-use fep_trading::msg::{OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ};
 
 use crate::faults::{Fault, FaultKind};
+use crate::oracle::op::{
+    ERROR as OP_ERROR, PERF_PING as OP_PERF_PING, PERF_PONG as OP_PERF_PONG, REJECT as OP_REJECT,
+    ROLE_HELLO_ACK as OP_ROLE_HELLO_ACK, ROLE_HELLO_REQ as OP_ROLE_HELLO_REQ,
+};
+use crate::oracle::Route;
 use crate::run::{pings_of, Hosts, RunConfig};
 use crate::trace::{Dir, HostIx, Recorder, WireEvent};
 
@@ -87,8 +89,12 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// The invariant a run fails when a host's software panicked.
+pub const HOST_PANICKED: &str = "no host software panics";
+
 /// The invariants of a run, in order: safety, then liveness. `wire` has
-/// seen every frame of the run.
+/// seen every frame of the run; `failures` are the harness's own findings
+/// (liveness), `panic` the first panic of host software.
 pub(crate) fn check_run(
     config: &RunConfig,
     faults: &[Fault],
@@ -96,10 +102,16 @@ pub(crate) fn check_run(
     recorder: &Recorder,
     wire: WireCheck,
     reports: &[Option<Report>],
-    failures: Vec<String>,
+    (failures, panic): (Vec<String>, Option<String>),
 ) -> Vec<Verdict> {
     let answers = wire.answers.clone();
-    let mut verdicts = wire.finish(recorder);
+    // First: once a host panicked, whatever else broke follows from it.
+    let mut panicked = Verdict::new(HOST_PANICKED, Class::Safety);
+    if let Some(panic) = panic {
+        panicked.fail(panic);
+    }
+    let mut verdicts = vec![panicked];
+    verdicts.extend(wire.finish(recorder));
     verdicts.push(no_session_left(recorder, hosts));
     verdicts.push(reports_hold(config, faults, &answers, hosts, reports));
     let mut liveness = Verdict::new("completes after faults heal", Class::Liveness);
@@ -288,18 +300,24 @@ impl WireCheck {
     }
 
     fn routing_event(&mut self, e: &WireEvent) {
-        let tag = RouteTag::from_bits(e.route);
-        let worker = WorkerId(e.worker);
+        let tag = Route::read(e.route);
         match e.opcode {
-            OP_PERF_PING if tag.target != worker => self.routing.fail(format!(
+            OP_PERF_PING if tag.target != e.worker => self.routing.fail(format!(
                 "ping seq {} for upstream w{} left from w{} at {}",
-                e.seq, tag.target.0, e.worker, e.at
+                e.seq, tag.target, e.worker, e.at
             )),
-            OP_PERF_PONG if tag.origin != worker || tag.conn != e.conn => {
-                self.routing.fail(format!(
-                    "pong seq {} for w{} {:?} left on w{} {:?} at {}",
-                    e.seq, tag.origin.0, tag.conn, e.worker, e.conn, e.at
-                ))
+            OP_PERF_PONG => {
+                let conn = format!("{:?}", e.conn);
+                if tag.origin != e.worker || tag.conn_text() != conn {
+                    self.routing.fail(format!(
+                        "pong seq {} for w{} {} left on w{} {conn} at {}",
+                        e.seq,
+                        tag.origin,
+                        tag.conn_text(),
+                        e.worker,
+                        e.at
+                    ))
+                }
             }
             _ => {}
         }

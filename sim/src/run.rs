@@ -278,6 +278,7 @@ enum Action {
 /// Runs `config` to the end and checks it.
 pub fn run(config: &RunConfig) -> Outcome {
     assert!(config.clients >= 1 && config.connections >= 1 && config.inflight >= 1);
+    crate::panics::arm();
     let recorder: SharedRecorder = Rc::new(RefCell::new(Recorder::new(config.keep_trace)));
     let hosts = build_hosts(config, &recorder);
     let faults = config
@@ -383,6 +384,9 @@ pub fn run(config: &RunConfig) -> Outcome {
             failures.push(format!("host software failed: {e}"));
             break;
         }
+        if crate::panics::seen() {
+            break;
+        }
     }
     for (i, f) in faults.iter().enumerate() {
         if begun[i] && !ended[i] && f.kind != FaultKind::Leave {
@@ -395,6 +399,7 @@ pub fn run(config: &RunConfig) -> Outcome {
             break;
         }
     }
+    let panic = crate::panics::take();
     let sim_elapsed = Nanos(u64::try_from(sim.elapsed().as_nanos()).expect("short run"));
 
     let reports: Vec<Option<Report>> = hosts
@@ -429,7 +434,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         &recorder.borrow(),
         wire,
         &reports,
-        failures,
+        (failures, panic),
     );
     drop(sim);
     let merged = reports
