@@ -134,6 +134,27 @@ struct Sent {
     seq: u64,
     t1: u64,
     pad: u64,
+    /// An `UPSTREAM_UNAVAILABLE` reject of a later ping overtook this one:
+    /// PROTOCOL.md rejects the requests in flight "in their order", so it
+    /// may now only be shed (`OVERLOADED`), never ponged or rejected for
+    /// the lost upstream.
+    overtaken: bool,
+}
+
+/// A ping as the route tag and `seq` name it once it left the client.
+type PingKey = (u64, u64);
+
+/// When the simulator saw one ping cross each link (ns).
+#[derive(Clone, Copy, Debug, Default)]
+struct Crossings {
+    /// The exchange read it: `t3` must equal this.
+    exchange_read: Option<u64>,
+    /// The gateway wrote it upstream.
+    gateway_forwarded: Option<u64>,
+    /// The gateway read its pong from the exchange.
+    gateway_pong_read: Option<u64>,
+    /// The gateway wrote its pong to the client.
+    gateway_pong_written: Option<u64>,
 }
 
 /// The invariants read off the wire, checked frame by frame as the run
@@ -160,7 +181,12 @@ struct Sent {
 pub struct WireCheck {
     clients: Vec<HostIx>,
     gateway: HostIx,
+    exchange: HostIx,
     allowed: Vec<ErrorCode>,
+    /// When the gateway read each client ping: (worker, connection as
+    /// printed, seq) -> ns.
+    gateway_reads: BTreeMap<(u16, String, u64), u64>,
+    crossings: BTreeMap<PingKey, Crossings>,
     shaken: BTreeMap<ConnKey, bool>,
     windows: BTreeMap<ConnKey, VecDeque<Sent>>,
     /// Pongs and `Reject`s each client host read.
@@ -171,13 +197,19 @@ pub struct WireCheck {
     same: Verdict,
     stamps: Verdict,
     rejects: Verdict,
+    reject_order: Verdict,
     routing: Verdict,
 }
 
 impl WireCheck {
     /// Checks for a run with these client hosts, this gateway host, and
     /// these faults.
-    pub fn new(clients: Vec<HostIx>, gateway: HostIx, faults: &[Fault]) -> WireCheck {
+    pub fn new(
+        clients: Vec<HostIx>,
+        gateway: HostIx,
+        exchange: HostIx,
+        faults: &[Fault],
+    ) -> WireCheck {
         let mut allowed = Vec::new();
         for f in faults {
             match f.kind {
@@ -189,7 +221,10 @@ impl WireCheck {
         WireCheck {
             clients,
             gateway,
+            exchange,
             allowed,
+            gateway_reads: BTreeMap::new(),
+            crossings: BTreeMap::new(),
             shaken: BTreeMap::new(),
             windows: BTreeMap::new(),
             answers: BTreeMap::new(),
@@ -197,7 +232,14 @@ impl WireCheck {
             once: Verdict::new("every ping answered exactly once", Class::Safety),
             fifo: Verdict::new("per-connection FIFO", Class::Safety),
             same: Verdict::new("pong on the connection that sent the ping", Class::Safety),
-            stamps: Verdict::new("t1 <= t2 <= t3 <= t4 <= t5", Class::Safety),
+            stamps: Verdict::new(
+                "t1 <= t2 <= t3 <= t4 <= t5, each the time its hop was handled",
+                Class::Safety,
+            ),
+            reject_order: Verdict::new(
+                "requests in flight on a lost upstream are rejected in their order",
+                Class::Safety,
+            ),
             rejects: Verdict::new(
                 "rejects and errors only where faults explain them",
                 Class::Safety,
@@ -221,6 +263,74 @@ impl WireCheck {
         if e.host == self.gateway && e.dir == Dir::Out && e.route != 0 {
             self.routing_event(e);
         }
+        self.crossing_event(e);
+    }
+
+    /// Notes when a ping or pong crossed a link, for the exact stamps.
+    fn crossing_event(&mut self, e: &WireEvent) {
+        let at = e.at.as_u64();
+        let key = (e.route, e.seq);
+        match (e.host, e.dir, e.opcode) {
+            (h, Dir::In, OP_PERF_PING) if h == self.gateway => {
+                self.gateway_reads
+                    .insert((e.worker, format!("{:?}", e.conn), e.seq), at);
+            }
+            (h, Dir::Out, OP_PERF_PING) if h == self.gateway => {
+                self.crossings.entry(key).or_default().gateway_forwarded = Some(at);
+            }
+            (h, Dir::In, OP_PERF_PING) if h == self.exchange => {
+                self.crossings.entry(key).or_default().exchange_read = Some(at);
+            }
+            (h, Dir::In, OP_PERF_PONG) if h == self.gateway => {
+                self.crossings.entry(key).or_default().gateway_pong_read = Some(at);
+            }
+            (h, Dir::Out, OP_PERF_PONG) if h == self.gateway => {
+                self.crossings.entry(key).or_default().gateway_pong_written = Some(at);
+            }
+            _ => {}
+        }
+    }
+
+    /// The stamps of a pong read by a client, against the times the
+    /// simulator saw its ping and pong cross each link. `t3` is the
+    /// exchange's time of arrival, so it equals the exchange's read. A
+    /// gateway routing locally forwards in the step that read: `t2` equals
+    /// its read of the ping, `t4` its read of the pong. Across workers a
+    /// handoff sits between, so they are bounded by the reads and writes
+    /// on either side.
+    fn exact_stamps(&mut self, e: &WireEvent) -> Option<String> {
+        let [_, t2, t3, t4] = e.t;
+        let tag = Route::read(e.route);
+        let crossed = self.crossings.remove(&(e.route, e.seq)).unwrap_or_default();
+        let read = self
+            .gateway_reads
+            .remove(&(tag.origin, tag.conn_text(), e.seq));
+        let mut wrong = Vec::new();
+        match crossed.exchange_read {
+            Some(at) if at != t3 => wrong.push(format!("t3 {t3} but the exchange read it at {at}")),
+            None => wrong.push("the exchange never read this ping".to_owned()),
+            _ => {}
+        }
+        let local = tag.origin == tag.target;
+        if let (Some(read), Some(out)) = (read, crossed.gateway_forwarded) {
+            if (local && t2 != read) || !(read <= t2 && t2 <= out) {
+                wrong.push(format!(
+                    "t2 {t2} but the gateway read the ping at {read} and forwarded it at {out}"
+                ));
+            }
+        } else {
+            wrong.push("the gateway never read or forwarded this ping".to_owned());
+        }
+        if let (Some(read), Some(out)) = (crossed.gateway_pong_read, crossed.gateway_pong_written) {
+            if (local && t4 != read) || !(read <= t4 && t4 <= out) {
+                wrong.push(format!(
+                    "t4 {t4} but the gateway read the pong at {read} and wrote it at {out}"
+                ));
+            }
+        } else {
+            wrong.push("the gateway never read or wrote this pong".to_owned());
+        }
+        (!wrong.is_empty()).then(|| wrong.join("; "))
     }
 
     fn handshake_event(&mut self, e: &WireEvent, name: &str) {
@@ -244,6 +354,7 @@ impl WireCheck {
                 seq: e.seq,
                 t1: e.t[0],
                 pad: e.pad,
+                overtaken: false,
             }),
             (Dir::In, OP_PERF_PONG | OP_REJECT) => {
                 let counts = self.answers.entry(e.host).or_default();
@@ -263,8 +374,22 @@ impl WireCheck {
                     return;
                 };
                 let sent = window.remove(pos).expect("position is in range");
+                let lost_upstream =
+                    e.opcode == OP_REJECT && e.code == ErrorCode::UpstreamUnavailable.to_u16();
+                if sent.overtaken && (e.opcode == OP_PERF_PONG || lost_upstream) {
+                    self.reject_order.fail(format!(
+                        "{}: answered after a later ping was rejected for its lost upstream",
+                        here()
+                    ));
+                }
+                if lost_upstream {
+                    for older in window.iter_mut().take(pos) {
+                        older.overtaken = true;
+                    }
+                }
                 if e.opcode == OP_REJECT {
-                    // PROTOCOL.md orders pongs; a Reject may overtake.
+                    // PROTOCOL.md orders pongs; a shed ping's Reject may
+                    // overtake.
                     return;
                 }
                 if pos != 0 {
@@ -284,6 +409,8 @@ impl WireCheck {
                 if t2 == 0 || t4 == 0 || !(t1 <= t2 && t2 <= t3 && t3 <= t4 && t4 <= t5) {
                     self.stamps
                         .fail(format!("{}: t = {:?}, t5 = {t5}", here(), e.t));
+                } else if let Some(wrong) = self.exact_stamps(e) {
+                    self.stamps.fail(format!("{}: {wrong}", here()));
                 }
             }
             (Dir::In, OP_ERROR) => {
@@ -346,6 +473,7 @@ impl WireCheck {
             self.same,
             self.stamps,
             self.rejects,
+            self.reject_order,
             self.routing,
         ]
     }

@@ -285,9 +285,12 @@ pub fn run(config: &RunConfig) -> Outcome {
         .faults
         .resolve(config.seed, config.horizon_ms(), config.clients);
     let clients = hosts.clients.iter().map(Host::ix).collect();
-    recorder
-        .borrow_mut()
-        .check_wire(WireCheck::new(clients, hosts.gateway.ix(), &faults));
+    recorder.borrow_mut().check_wire(WireCheck::new(
+        clients,
+        hosts.gateway.ix(),
+        hosts.exchange.ix(),
+        &faults,
+    ));
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
