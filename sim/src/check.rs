@@ -561,3 +561,134 @@ fn reports_hold(
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fep_core::{ConnId, Nanos};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const CLIENT: HostIx = 0;
+    const GATEWAY: HostIx = 1;
+    const EXCHANGE: HostIx = 2;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    fn event(host: HostIx, dir: Dir, opcode: u16, at: u64) -> WireEvent {
+        WireEvent {
+            at: Nanos(at),
+            host,
+            worker: 0,
+            conn: ConnId::from_bits(0),
+            local: addr(1000 + host),
+            peer: addr(2000 + host),
+            dir,
+            opcode,
+            seq: 0,
+            route: 0,
+            t: [0; 4],
+            pad: 0,
+            code: 0,
+        }
+    }
+
+    fn check() -> WireCheck {
+        let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[]);
+        // The hand-shake, so that nothing is sent before it.
+        for host in [CLIENT, GATEWAY, EXCHANGE] {
+            c.shaken.insert(key(&event(host, Dir::Out, 0, 0)), true);
+        }
+        c
+    }
+
+    fn names() -> Vec<String> {
+        vec!["client-0".into(), "gateway".into(), "exchange".into()]
+    }
+
+    /// One ping's whole trip, local routing on w0, the exchange reading it
+    /// at 30 and stamping `t3`.
+    fn trip(c: &mut WireCheck, seq: u64, t3: u64) {
+        let names = names();
+        let route = 0; // origin w0, target w0, connection c0.0
+        let mut ping = event(CLIENT, Dir::Out, OP_PERF_PING, 10);
+        ping.seq = seq;
+        ping.t = [10, 0, 0, 0];
+        c.event(&ping, &names);
+        let mut read = event(GATEWAY, Dir::In, OP_PERF_PING, 20);
+        read.seq = seq;
+        c.event(&read, &names);
+        let mut fwd = event(GATEWAY, Dir::Out, OP_PERF_PING, 20);
+        (fwd.seq, fwd.route, fwd.t) = (seq, route, [10, 20, 0, 0]);
+        c.event(&fwd, &names);
+        let mut at_exchange = event(EXCHANGE, Dir::In, OP_PERF_PING, 30);
+        (at_exchange.seq, at_exchange.route) = (seq, route);
+        c.event(&at_exchange, &names);
+        let mut pong_read = event(GATEWAY, Dir::In, OP_PERF_PONG, 40);
+        (pong_read.seq, pong_read.route) = (seq, route);
+        c.event(&pong_read, &names);
+        let mut pong_out = event(GATEWAY, Dir::Out, OP_PERF_PONG, 40);
+        (pong_out.seq, pong_out.route) = (seq, route);
+        c.event(&pong_out, &names);
+        let mut pong = event(CLIENT, Dir::In, OP_PERF_PONG, 50);
+        (pong.seq, pong.route, pong.t) = (seq, route, [10, 20, t3, 40]);
+        c.event(&pong, &names);
+    }
+
+    #[test]
+    fn a_pong_stamped_with_the_times_its_hops_were_handled_passes() {
+        let mut c = check();
+        trip(&mut c, 1, 30);
+        assert!(c.stamps.passed(), "{}", c.stamps);
+    }
+
+    #[test]
+    fn a_t3_ordered_but_not_the_exchanges_arrival_time_fails() {
+        let mut c = check();
+        // 35 still lies between t2 = 20 and t4 = 40: only exactness catches it.
+        trip(&mut c, 1, 35);
+        assert_eq!(c.stamps.count, 1, "{}", c.stamps);
+    }
+
+    fn reject(seq: u64, code: ErrorCode, at: u64) -> WireEvent {
+        let mut r = event(CLIENT, Dir::In, OP_REJECT, at);
+        (r.seq, r.code) = (seq, code.to_u16());
+        r
+    }
+
+    fn two_pings(c: &mut WireCheck) {
+        for seq in [1, 2] {
+            let mut ping = event(CLIENT, Dir::Out, OP_PERF_PING, seq);
+            ping.seq = seq;
+            c.event(&ping, &names());
+        }
+    }
+
+    #[test]
+    fn rejects_for_a_lost_upstream_in_send_order_pass() {
+        let mut c = check();
+        two_pings(&mut c);
+        c.event(&reject(1, ErrorCode::UpstreamUnavailable, 5), &names());
+        c.event(&reject(2, ErrorCode::UpstreamUnavailable, 6), &names());
+        assert!(c.reject_order.passed(), "{}", c.reject_order);
+    }
+
+    #[test]
+    fn rejects_for_a_lost_upstream_out_of_send_order_fail() {
+        let mut c = check();
+        two_pings(&mut c);
+        c.event(&reject(2, ErrorCode::UpstreamUnavailable, 5), &names());
+        c.event(&reject(1, ErrorCode::UpstreamUnavailable, 6), &names());
+        assert_eq!(c.reject_order.count, 1);
+    }
+
+    #[test]
+    fn a_shed_ping_may_be_rejected_after_a_later_ones_upstream_reject() {
+        let mut c = check();
+        two_pings(&mut c);
+        c.event(&reject(2, ErrorCode::UpstreamUnavailable, 5), &names());
+        c.event(&reject(1, ErrorCode::Overloaded, 6), &names());
+        assert!(c.reject_order.passed(), "{}", c.reject_order);
+    }
+}
