@@ -141,6 +141,30 @@ struct Sent {
     overtaken: bool,
 }
 
+const NS_PER_MS: u64 = 1_000_000;
+
+/// What the run's setup says about when a reject can be explained.
+#[derive(Clone, Copy, Debug)]
+pub struct Explain {
+    /// The gateway hands pings off between workers (a refused handoff can
+    /// shed only then).
+    pub hands_off: bool,
+    /// After a crash or cut heals, how long the gateway may still have no
+    /// upstream: its longest reconnect backoff, a dial, a hand-shake.
+    pub upstream_back_ns: u64,
+    /// How long after a cause its answer may still be read (links slowed
+    /// by a latency fault, handoff delays).
+    pub answer_late_ns: u64,
+}
+
+/// One reject code, allowed in a window (ns from the clients' start).
+#[derive(Clone, Copy, Debug)]
+struct Explained {
+    code: ErrorCode,
+    from_ns: u64,
+    until_ns: u64,
+}
+
 /// A ping as the route tag and `seq` name it once it left the client.
 type PingKey = (u64, u64);
 
@@ -170,10 +194,15 @@ struct Crossings {
 ///   carries its own ping's `t1` and pad (it came back on the connection
 ///   that sent it); its stamps are ordered `t1 ≤ t2 ≤ t3 ≤ t4 ≤ t5`, `t5`
 ///   being when it was read.
-/// - A client is refused only for what the faults explain: no upstream
-///   (`UPSTREAM_UNAVAILABLE`) when the exchange crashed or was cut off, a
-///   shed ping (`OVERLOADED`) when handoff queues refused; it never reads
-///   an `Error`.
+/// - A client is refused only for what a fault explains, while it does:
+///   no upstream (`UPSTREAM_UNAVAILABLE`) from a crash or cut of the
+///   exchange until the gateway can have reconnected, a shed ping
+///   (`OVERLOADED`) while handoff queues refuse in a scenario that hands
+///   off; it never reads an `Error`. Upstream rejects come in the order of
+///   the pings they answer.
+/// - Stamps are exact: `t3` is when the exchange read the ping; `t2` and
+///   `t4` when the gateway read the ping and the pong (local routing), or
+///   between those reads and the matching writes (handoff).
 /// - On the gateway: a ping goes upstream from the worker its route tag
 ///   names as target; a pong goes out on the very client connection (and
 ///   worker) the tag names as origin.
@@ -182,7 +211,10 @@ pub struct WireCheck {
     clients: Vec<HostIx>,
     gateway: HostIx,
     exchange: HostIx,
-    allowed: Vec<ErrorCode>,
+    /// Reject codes and when faults explain them (from the clients' start).
+    allowed: Vec<Explained>,
+    /// When the clients started (fault times count from it).
+    start_ns: u64,
     /// When the gateway read each client ping: (worker, connection as
     /// printed, seq) -> ns.
     gateway_reads: BTreeMap<(u16, String, u64), u64>,
@@ -209,12 +241,26 @@ impl WireCheck {
         gateway: HostIx,
         exchange: HostIx,
         faults: &[Fault],
+        explain: Explain,
     ) -> WireCheck {
         let mut allowed = Vec::new();
         for f in faults {
+            let begin = f.at_ms * NS_PER_MS;
+            let end = f.end_ms() * NS_PER_MS;
             match f.kind {
-                FaultKind::Crash | FaultKind::Cut => allowed.push(ErrorCode::UpstreamUnavailable),
-                FaultKind::RefuseHandoff => allowed.push(ErrorCode::Overloaded),
+                // The gateway rejects until its upstream is back: a
+                // reconnect backoff, a dial and a hand-shake after the heal.
+                FaultKind::Crash | FaultKind::Cut => allowed.push(Explained {
+                    code: ErrorCode::UpstreamUnavailable,
+                    from_ns: begin,
+                    until_ns: end + explain.upstream_back_ns,
+                }),
+                // Refused handoffs shed only where pings are handed off.
+                FaultKind::RefuseHandoff if explain.hands_off => allowed.push(Explained {
+                    code: ErrorCode::Overloaded,
+                    from_ns: begin,
+                    until_ns: end + explain.answer_late_ns,
+                }),
                 _ => {}
             }
         }
@@ -223,6 +269,7 @@ impl WireCheck {
             gateway,
             exchange,
             allowed,
+            start_ns: 0,
             gateway_reads: BTreeMap::new(),
             crossings: BTreeMap::new(),
             shaken: BTreeMap::new(),
@@ -246,6 +293,18 @@ impl WireCheck {
             ),
             routing: Verdict::new("gateway routes by the tag", Class::Safety),
         }
+    }
+
+    /// The clients start now: fault times count from here.
+    pub fn clients_started(&mut self, at: u64) {
+        self.start_ns = at;
+    }
+
+    fn explained(&self, code: u16, at: u64) -> bool {
+        let at = at.saturating_sub(self.start_ns);
+        self.allowed
+            .iter()
+            .any(|x| x.code.to_u16() == code && x.from_ns <= at && at <= x.until_ns)
     }
 
     /// Pongs and `Reject`s read by all clients.
@@ -348,6 +407,7 @@ impl WireCheck {
 
     fn client_event(&mut self, e: &WireEvent, name: &str) {
         let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
+        let explained = e.opcode != OP_REJECT || self.explained(e.code, e.at.as_u64());
         let window = self.windows.entry(key(e)).or_default();
         match (e.dir, e.opcode) {
             (Dir::Out, OP_PERF_PING) => window.push_back(Sent {
@@ -362,10 +422,13 @@ impl WireCheck {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
-                    let code = ErrorCode::from_u16(e.code);
-                    if !self.allowed.contains(&code) {
-                        self.rejects
-                            .fail(format!("{}: Reject {}", here(), code.name()));
+                    if !explained {
+                        let code = ErrorCode::from_u16(e.code);
+                        self.rejects.fail(format!(
+                            "{}: Reject {} while no fault explains it",
+                            here(),
+                            code.name()
+                        ));
                     }
                 }
                 let Some(pos) = window.iter().position(|s| s.seq == e.seq) else {
@@ -595,7 +658,12 @@ mod tests {
     }
 
     fn check() -> WireCheck {
-        let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[]);
+        let explain = Explain {
+            hands_off: false,
+            upstream_back_ns: 0,
+            answer_late_ns: 0,
+        };
+        let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[], explain);
         // The hand-shake, so that nothing is sent before it.
         for host in [CLIENT, GATEWAY, EXCHANGE] {
             c.shaken.insert(key(&event(host, Dir::Out, 0, 0)), true);
@@ -690,5 +758,49 @@ mod tests {
         c.event(&reject(2, ErrorCode::UpstreamUnavailable, 5), &names());
         c.event(&reject(1, ErrorCode::Overloaded, 6), &names());
         assert!(c.reject_order.passed(), "{}", c.reject_order);
+    }
+
+    fn faulted(kind: FaultKind, hands_off: bool) -> WireCheck {
+        let fault = Fault {
+            kind,
+            at_ms: 10,
+            for_ms: 10,
+            target: 0,
+        };
+        let explain = Explain {
+            hands_off,
+            upstream_back_ns: 5 * NS_PER_MS,
+            answer_late_ns: NS_PER_MS,
+        };
+        let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[fault], explain);
+        c.clients_started(100 * NS_PER_MS);
+        two_pings(&mut c);
+        c
+    }
+
+    #[test]
+    fn an_upstream_reject_is_explained_only_from_the_loss_until_the_upstream_can_be_back() {
+        let ms = |t: u64| (100 + t) * NS_PER_MS;
+        let mut during = faulted(FaultKind::Crash, false);
+        during.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(12)), &names());
+        during.event(&reject(2, ErrorCode::UpstreamUnavailable, ms(24)), &names());
+        assert!(during.rejects.passed(), "{}", during.rejects);
+        let mut before = faulted(FaultKind::Crash, false);
+        before.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(9)), &names());
+        assert_eq!(before.rejects.count, 1);
+        let mut long_after = faulted(FaultKind::Crash, false);
+        long_after.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(26)), &names());
+        assert_eq!(long_after.rejects.count, 1);
+    }
+
+    #[test]
+    fn a_shed_ping_is_explained_by_refused_handoffs_only_where_pings_are_handed_off() {
+        let at = 112 * NS_PER_MS;
+        let mut handoff = faulted(FaultKind::RefuseHandoff, true);
+        handoff.event(&reject(1, ErrorCode::Overloaded, at), &names());
+        assert!(handoff.rejects.passed(), "{}", handoff.rejects);
+        let mut local = faulted(FaultKind::RefuseHandoff, false);
+        local.event(&reject(1, ErrorCode::Overloaded, at), &names());
+        assert_eq!(local.rejects.count, 1);
     }
 }

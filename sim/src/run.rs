@@ -23,9 +23,9 @@ use fep_core::{Nanos, WorkerConfig};
 use fep_load::client::{Client, ClientConfig, Load, Report, RoundTrip};
 use fep_load::scenario::Scenario;
 use fep_trading::exchange::{Exchange, ExchangeConfig};
-use fep_trading::gateway::Gateway;
+use fep_trading::gateway::{Gateway, Routing};
 
-use crate::check::{self, Verdict, WireCheck};
+use crate::check::{self, Explain, Verdict, WireCheck};
 use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
 use crate::faults::{Fault, FaultKind, FaultPlan};
 use crate::trace::{Recorder, SharedRecorder};
@@ -275,6 +275,22 @@ enum Action {
     End(usize),
 }
 
+/// Late answers the checker still explains by an earlier cause: a latency
+/// fault's slowest link (its `max` is below 30 ms) twice, plus handoff
+/// delays.
+pub const ANSWER_LATE_MS: u64 = 100;
+
+/// When this run's rejects can be explained.
+fn explain(config: &RunConfig) -> Explain {
+    let gateway = config.scenario.gateway_config();
+    let backoff_ns = gateway.reconnect_backoff_max.0;
+    Explain {
+        hands_off: config.scenario.routing() == Routing::Handoff,
+        upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
+        answer_late_ns: ANSWER_LATE_MS * 1_000_000,
+    }
+}
+
 /// Runs `config` to the end and checks it.
 pub fn run(config: &RunConfig) -> Outcome {
     assert!(config.clients >= 1 && config.connections >= 1 && config.inflight >= 1);
@@ -290,6 +306,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         hosts.gateway.ix(),
         hosts.exchange.ix(),
         &faults,
+        explain(config),
     ));
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
@@ -319,6 +336,9 @@ pub fn run(config: &RunConfig) -> Outcome {
         failures.push(format!("gateway not ready after {STARTUP_MS_MAX} ms"));
     }
     let start_ms = millis(sim.elapsed());
+    if let Some(wire) = recorder.borrow_mut().wire_check_mut() {
+        wire.clients_started(start_ms * 1_000_000);
+    }
     for client in &hosts.clients {
         client.install(&mut sim);
     }
