@@ -180,6 +180,9 @@ fn the_checkers_wire_reading_calls_no_product_parser() {
         ("observe.rs", include_str!("../src/observe.rs")),
         ("check.rs", include_str!("../src/check.rs")),
     ] {
+        // The unit tests below a module's `#[cfg(test)]` may build product
+        // values to feed it; the code above may not parse with the product.
+        let source = source.split("#[cfg(test)]").next().unwrap_or(source);
         for banned in [
             "Decoder",
             "fep_trading::msg",
