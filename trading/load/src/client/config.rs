@@ -28,6 +28,17 @@ pub enum Load {
     },
 }
 
+/// What the load sends.
+#[derive(Clone, Debug, Default)]
+pub enum Workload {
+    /// `PerfPing`s (PROTOCOL.md "Ping / pong").
+    #[default]
+    Ping,
+    /// A seeded order flow ([`crate::flow`]); its `connections` is set to
+    /// the run's.
+    Orders(crate::flow::FlowConfig),
+}
+
 /// Settings of a load run.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -53,6 +64,8 @@ pub struct ClientConfig {
     /// hand-shaked by then are given up (counted in `connections_lost`
     /// and `errors`) and the run goes on with the others.
     pub handshake_timeout: Nanos,
+    /// Pings or orders.
+    pub workload: Workload,
 }
 
 impl Default for ClientConfig {
@@ -68,6 +81,7 @@ impl Default for ClientConfig {
             trace_max: 0,
             interval: None,
             handshake_timeout: Nanos::from_secs(10),
+            workload: Workload::Ping,
         }
     }
 }

@@ -25,12 +25,14 @@ use fep_core::{
 };
 use hdrhistogram::Histogram;
 
+use crate::flow::{FlowConfig, OrderFlow, Seen};
 use crate::schedule::Schedule;
 use fep_trading::hello::accept_ack;
 use fep_trading::msg::{
     PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
     PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
 };
+use fep_trading::order::{self, OrderMsg};
 use fep_trading::Role;
 
 mod config;
@@ -72,6 +74,8 @@ pub struct Client {
     /// When connections not hand-shaked yet are given up.
     connect_deadline: Nanos,
     intervals: Option<Intervals>,
+    /// The order flow, when the workload is orders.
+    flow: Option<OrderFlow>,
     report: Report,
 }
 
@@ -81,8 +85,19 @@ pub struct LinkIndex(u32);
 
 impl Client {
     /// A client for `config`. Panics on a config a CLI must have refused
-    /// (no connection, a frame smaller than a ping).
+    /// (no connection, a frame smaller than a ping, an order flow
+    /// [`OrderFlow::new`] refuses).
     pub fn new(config: ClientConfig) -> Client {
+        let flow = match &config.workload {
+            Workload::Ping => None,
+            Workload::Orders(fc) => Some(
+                OrderFlow::new(FlowConfig {
+                    connections: config.connections,
+                    ..*fc
+                })
+                .expect("the order flow's settings were checked"),
+            ),
+        };
         assert!(config.connections > 0, "a load needs a connection");
         assert!(
             config.size >= PING_FRAME_LEN_MIN,
@@ -129,6 +144,7 @@ impl Client {
             next_due: None,
             connect_deadline: Nanos::MAX,
             intervals,
+            flow,
         }
     }
 
@@ -137,9 +153,16 @@ impl Client {
         &self.report
     }
 
-    /// Takes the report out (at the end of a run).
-    pub fn into_report(self) -> Report {
+    /// Takes the report out (at the end of a run), with the order flow's
+    /// counters.
+    pub fn into_report(mut self) -> Report {
+        self.report.flow = self.flow.as_ref().map(|f| f.stats().clone());
         self.report
+    }
+
+    /// The order flow's counters so far (orders only).
+    pub fn flow_stats(&self) -> Option<&crate::flow::FlowStats> {
+        self.flow.as_ref().map(OrderFlow::stats)
     }
 
     /// Whether every connection is hand-shaked or gone and pings flow.
@@ -156,6 +179,9 @@ impl Client {
     }
 
     fn send_ping(&mut self, cx: &mut Context<'_, Self>, i: usize, intended: Option<Nanos>) {
+        if self.flow.is_some() {
+            return self.send_order(cx, i, intended);
+        }
         let link = &mut self.links[i];
         let conn = link.conn.expect("a ready link has a connection");
         let seq = link.next_seq;
@@ -180,6 +206,73 @@ impl Client {
         cx.send(conn, ping.wire_len(), |out| {
             ping.encode(OP_PERF_PING, out);
         });
+    }
+
+    /// Sends link `i`'s next order-flow request (its `cl_ord_id` plays the
+    /// ping's `seq`).
+    fn send_order(&mut self, cx: &mut Context<'_, Self>, i: usize, intended: Option<Nanos>) {
+        let flow = self.flow.as_mut().expect("an order workload");
+        let link = &mut self.links[i];
+        let conn = link.conn.expect("a ready link has a connection");
+        let t1 = cx.now();
+        let mut cl_ord_id = 0;
+        // The largest request (a replace) with its frame header.
+        cx.send(conn, 6 + order::len::REPLACE_ORDER, |out| {
+            cl_ord_id = flow.next_request(i, t1, out);
+        });
+        self.in_flight += 1;
+        link.window.push_back(InFlight {
+            seq: cl_ord_id,
+            t1,
+            intended: intended.unwrap_or(t1),
+        });
+        self.report.sent += 1;
+    }
+
+    /// An order-entry message: a request's first answer ends its round trip
+    /// (stamped like a pong); a later one (a fill, an IOC's rest) is only
+    /// checked and counted.
+    fn on_order_msg(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        let msg = OrderMsg::decode(opcode, payload)?;
+        let i = self.link_of(cx, conn);
+        let Some(flow) = self.flow.as_mut() else {
+            // Orders nobody sent: a ping client counts them as violations.
+            self.report.window_violations += 1;
+            return Ok(());
+        };
+        let cl_ord_id = match flow.on_message(i, &msg) {
+            Ok(Seen::First { cl_ord_id }) => cl_ord_id,
+            Ok(Seen::Later) => return Ok(()),
+            Err(_) => {
+                // Counted in the flow's violations.
+                return Ok(());
+            }
+        };
+        let t5 = cx.now();
+        let Some(request) = self.settle(i, cl_ord_id) else {
+            return Ok(());
+        };
+        self.report.pongs += 1;
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.answers += 1;
+            iv.rtt
+                .saturating_record((t5 - request.intended).as_u64().max(1));
+        }
+        let h = msg.header();
+        if h.t1 != request.t1 {
+            self.report.corrupt += 1;
+        }
+        if self.count_answer(t5) {
+            self.record(request, [h.t2, h.t3, h.t4], t5);
+        }
+        self.pump_after_answer(cx, i);
+        Ok(())
     }
 
     /// Offers pings as the load model allows.
@@ -367,7 +460,7 @@ impl Client {
             self.report.corrupt += 1;
         }
         if self.count_answer(t5) {
-            self.record(ping, &pong, t5);
+            self.record(ping, [pong.t2, pong.t3, pong.t4], t5);
         }
         if self.report.trace.len() < self.config.trace_max {
             let t = [t1, pong.t2, pong.t3, pong.t4, t5];
@@ -384,7 +477,9 @@ impl Client {
         Ok(())
     }
 
-    fn record(&mut self, ping: InFlight, pong: &PerfPing<'_>, t5: Nanos) {
+    /// Records one round trip: `t` holds the answer's `t2, t3, t4`.
+    fn record(&mut self, ping: InFlight, t: [Nanos; 3], t5: Nanos) {
+        let [t2, t3, t4] = t;
         let t1 = ping.t1;
         let rtt = (t5 - ping.intended).as_u64();
         self.report.rtt.saturating_record(rtt.max(1));
@@ -393,11 +488,11 @@ impl Client {
             let lag = t1.checked_since(ping.intended).unwrap_or(Nanos::ZERO);
             self.report.send_lag.saturating_record(lag.as_u64().max(1));
         }
-        if pong.t2 == Nanos::ZERO && pong.t4 == Nanos::ZERO {
+        if t2 == Nanos::ZERO && t4 == Nanos::ZERO {
             self.report.direct += 1;
             return;
         }
-        let stamps = [t1, pong.t2, pong.t3, pong.t4, t5];
+        let stamps = [t1, t2, t3, t4, t5];
         if stamps.windows(2).any(|w| w[0] > w[1]) {
             self.report.clock_skews += 1;
             return;
@@ -416,6 +511,10 @@ impl Client {
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(payload)?;
         let i = self.link_of(cx, conn);
+        if let Some(flow) = self.flow.as_mut() {
+            // A violation is counted there; the window check below too.
+            let _ = flow.on_reject(i, reject.seq, reject.code);
+        }
         let Some(InFlight { t1, .. }) = self.settle_rejected(i, reject.seq) else {
             return Ok(());
         };
@@ -591,6 +690,17 @@ impl Client {
     }
 }
 
+/// An order-entry message from the gateway or exchange.
+macro_rules! answer {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::UPSTREAM,
+            handle: |c: &mut Client, cx, conn, p| c.on_order_msg(cx, conn, $op, p),
+        }
+    };
+}
+
 impl Service for Client {
     type Data = LinkIndex;
 
@@ -625,6 +735,12 @@ impl Service for Client {
             allowed: StateSet::UPSTREAM,
             handle: Client::on_pong,
         },
+        answer!(order::OP_ORDER_ACCEPTED),
+        answer!(order::OP_ORDER_EXECUTED),
+        answer!(order::OP_ORDER_CANCELED),
+        answer!(order::OP_ORDER_REPLACED),
+        answer!(order::OP_BOOK_SNAPSHOT),
+        answer!(order::OP_BALANCE),
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {

@@ -95,6 +95,9 @@ pub struct Report {
     pub intervals: Vec<IntervalSample>,
     /// Intended send time of the first and the last ping (open loop).
     pub intended: Option<(Nanos, Nanos)>,
+    /// With an order flow: messages by kind, rejects by code, and messages
+    /// that broke the contract or disagreed with this client's orders.
+    pub flow: Option<crate::flow::FlowStats>,
 }
 
 impl Report {
@@ -122,6 +125,7 @@ impl Report {
             trace: Vec::with_capacity(trace_max),
             intervals: Vec::new(),
             intended: None,
+            flow: None,
         }
     }
 
@@ -156,6 +160,9 @@ impl Report {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
         };
+        if let Some(theirs) = &other.flow {
+            self.flow.get_or_insert_with(Default::default).merge(theirs);
+        }
     }
 
     /// The rate the schedule intended (open loop): pings over the span of
