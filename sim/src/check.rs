@@ -11,14 +11,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 
-use fep_core::wire::{OP_ERROR, OP_REJECT};
-use fep_core::{ErrorCode, WorkerId};
+use fep_core::ErrorCode;
 use fep_load::client::Report;
 use fep_load::scenario::{self, Expect};
-use fep_trading::gateway::RouteTag;
-use fep_trading::msg::{OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ};
 
 use crate::faults::{Fault, FaultKind};
+use crate::oracle::op::{
+    ERROR as OP_ERROR, PERF_PING as OP_PERF_PING, PERF_PONG as OP_PERF_PONG, REJECT as OP_REJECT,
+    ROLE_HELLO_ACK as OP_ROLE_HELLO_ACK, ROLE_HELLO_REQ as OP_ROLE_HELLO_REQ,
+};
+use crate::oracle::Route;
 use crate::run::{pings_of, Hosts, RunConfig};
 use crate::trace::{Dir, HostIx, Recorder, WireEvent};
 
@@ -87,8 +89,12 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// The invariant a run fails when a host's software panicked.
+pub const HOST_PANICKED: &str = "no host software panics";
+
 /// The invariants of a run, in order: safety, then liveness. `wire` has
-/// seen every frame of the run.
+/// seen every frame of the run; `failures` are the harness's own findings
+/// (liveness), `panic` the first panic of host software.
 pub(crate) fn check_run(
     config: &RunConfig,
     faults: &[Fault],
@@ -96,10 +102,16 @@ pub(crate) fn check_run(
     recorder: &Recorder,
     wire: WireCheck,
     reports: &[Option<Report>],
-    failures: Vec<String>,
+    (failures, panic): (Vec<String>, Option<String>),
 ) -> Vec<Verdict> {
     let answers = wire.answers.clone();
-    let mut verdicts = wire.finish(recorder);
+    // First: once a host panicked, whatever else broke follows from it.
+    let mut panicked = Verdict::new(HOST_PANICKED, Class::Safety);
+    if let Some(panic) = panic {
+        panicked.fail(panic);
+    }
+    let mut verdicts = vec![panicked];
+    verdicts.extend(wire.finish(recorder));
     verdicts.push(no_session_left(recorder, hosts));
     verdicts.push(reports_hold(config, faults, &answers, hosts, reports));
     let mut liveness = Verdict::new("completes after faults heal", Class::Liveness);
@@ -122,6 +134,53 @@ struct Sent {
     seq: u64,
     t1: u64,
     pad: u64,
+    /// An `UPSTREAM_UNAVAILABLE` reject of a later ping overtook this one:
+    /// PROTOCOL.md rejects the requests in flight "in their order", so it
+    /// may now only be shed (`OVERLOADED`), never ponged or rejected for
+    /// the lost upstream.
+    overtaken: bool,
+}
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// What the run's setup says about when a reject can be explained.
+#[derive(Clone, Copy, Debug)]
+pub struct Explain {
+    /// The gateway hands pings off between workers (a refused handoff can
+    /// shed only then).
+    pub hands_off: bool,
+    /// After a crash or cut heals, how long the gateway may still have no
+    /// upstream: its longest reconnect backoff, a dial, a hand-shake.
+    pub upstream_back_ns: u64,
+    /// How long after a cause its answer may still be read (links slowed
+    /// by a latency fault, handoff delays).
+    pub answer_late_ns: u64,
+}
+
+/// One reject code, allowed in a window (ns from the clients' start).
+#[derive(Clone, Copy, Debug)]
+struct Explained {
+    code: ErrorCode,
+    from_ns: u64,
+    until_ns: u64,
+}
+
+/// A ping as the route tag and `seq` name it once it left the client.
+type PingKey = (u64, u64);
+
+/// When the simulator saw one ping cross each link (ns).
+#[derive(Clone, Copy, Debug, Default)]
+struct Crossings {
+    /// The exchange read it.
+    exchange_read: Option<u64>,
+    /// The exchange wrote its pong.
+    exchange_written: Option<u64>,
+    /// The gateway wrote it upstream.
+    gateway_forwarded: Option<u64>,
+    /// The gateway read its pong from the exchange.
+    gateway_pong_read: Option<u64>,
+    /// The gateway wrote its pong to the client.
+    gateway_pong_written: Option<u64>,
 }
 
 /// The invariants read off the wire, checked frame by frame as the run
@@ -137,12 +196,18 @@ struct Sent {
 ///   carries its own ping's `t1` and pad (it came back on the connection
 ///   that sent it); its stamps are ordered `t1 ≤ t2 ≤ t3 ≤ t4 ≤ t5`, `t5`
 ///   being when it was read.
-/// - A client is refused only for what the faults explain: no upstream
-///   (`UPSTREAM_UNAVAILABLE`) when the exchange crashed or was cut off, a
-///   shed ping (`OVERLOADED`) when handoff queues refused, no upstream
-///   when the gateway–exchange link was held (past three heartbeat
-///   intervals the gateway declares the exchange dead); it never reads
-///   an `Error`.
+/// - A client is refused only for what a fault explains, while it does:
+///   no upstream (`UPSTREAM_UNAVAILABLE`) from a crash or cut of the
+///   exchange, or a hold of the gateway–exchange link (past three
+///   heartbeat intervals the gateway declares the exchange dead), until
+///   the gateway can have reconnected, a shed ping
+///   (`OVERLOADED`) while handoff queues refuse in a scenario that hands
+///   off; it never reads an `Error`. Upstream rejects come in the order of
+///   the pings they answer.
+/// - Stamps are pinned to the hops: `t3` between the exchange's read of
+///   the ping and its write of the pong, `t2` between the gateway's read
+///   of the ping and its write upstream, `t4` between its read of the pong
+///   and its write to the client.
 /// - On the gateway: a ping goes upstream from the worker its route tag
 ///   names as target; a pong goes out on the very client connection (and
 ///   worker) the tag names as origin.
@@ -150,7 +215,15 @@ struct Sent {
 pub struct WireCheck {
     clients: Vec<HostIx>,
     gateway: HostIx,
-    allowed: Vec<ErrorCode>,
+    exchange: HostIx,
+    /// Reject codes and when faults explain them (from the clients' start).
+    allowed: Vec<Explained>,
+    /// When the clients started (fault times count from it).
+    start_ns: u64,
+    /// When the gateway read each client ping: (worker, connection as
+    /// printed, seq) -> ns.
+    gateway_reads: BTreeMap<(u16, String, u64), u64>,
+    crossings: BTreeMap<PingKey, Crossings>,
     shaken: BTreeMap<ConnKey, bool>,
     windows: BTreeMap<ConnKey, VecDeque<Sent>>,
     /// Pongs and `Reject`s each client host read.
@@ -161,30 +234,56 @@ pub struct WireCheck {
     same: Verdict,
     stamps: Verdict,
     rejects: Verdict,
+    reject_order: Verdict,
     routing: Verdict,
 }
 
 impl WireCheck {
     /// Checks for a run with these client hosts, this gateway host, and
     /// these faults.
-    pub fn new(clients: Vec<HostIx>, gateway: HostIx, faults: &[Fault]) -> WireCheck {
+    pub fn new(
+        clients: Vec<HostIx>,
+        gateway: HostIx,
+        exchange: HostIx,
+        faults: &[Fault],
+        explain: Explain,
+    ) -> WireCheck {
         let mut allowed = Vec::new();
         for f in faults {
+            let begin = f.at_ms * NS_PER_MS;
+            let end = f.end_ms() * NS_PER_MS;
             match f.kind {
-                FaultKind::Crash | FaultKind::Cut => allowed.push(ErrorCode::UpstreamUnavailable),
+                // The gateway rejects until its upstream is back: a
+                // reconnect backoff, a dial and a hand-shake after the heal.
+                FaultKind::Crash | FaultKind::Cut => allowed.push(Explained {
+                    code: ErrorCode::UpstreamUnavailable,
+                    from_ns: begin,
+                    until_ns: end + explain.upstream_back_ns,
+                }),
                 // The exchange gone silent: the gateway's heartbeat watch
                 // declares it dead and rejects what was in flight.
-                FaultKind::Hold if f.causes_rejects() => {
-                    allowed.push(ErrorCode::UpstreamUnavailable);
-                }
-                FaultKind::RefuseHandoff => allowed.push(ErrorCode::Overloaded),
+                FaultKind::Hold if f.causes_rejects() => allowed.push(Explained {
+                    code: ErrorCode::UpstreamUnavailable,
+                    from_ns: begin,
+                    until_ns: end + explain.upstream_back_ns,
+                }),
+                // Refused handoffs shed only where pings are handed off.
+                FaultKind::RefuseHandoff if explain.hands_off => allowed.push(Explained {
+                    code: ErrorCode::Overloaded,
+                    from_ns: begin,
+                    until_ns: end + explain.answer_late_ns,
+                }),
                 _ => {}
             }
         }
         WireCheck {
             clients,
             gateway,
+            exchange,
             allowed,
+            start_ns: 0,
+            gateway_reads: BTreeMap::new(),
+            crossings: BTreeMap::new(),
             shaken: BTreeMap::new(),
             windows: BTreeMap::new(),
             answers: BTreeMap::new(),
@@ -192,13 +291,32 @@ impl WireCheck {
             once: Verdict::new("every ping answered exactly once", Class::Safety),
             fifo: Verdict::new("per-connection FIFO", Class::Safety),
             same: Verdict::new("pong on the connection that sent the ping", Class::Safety),
-            stamps: Verdict::new("t1 <= t2 <= t3 <= t4 <= t5", Class::Safety),
+            stamps: Verdict::new(
+                "t1 <= t2 <= t3 <= t4 <= t5, each the time its hop was handled",
+                Class::Safety,
+            ),
+            reject_order: Verdict::new(
+                "requests in flight on a lost upstream are rejected in their order",
+                Class::Safety,
+            ),
             rejects: Verdict::new(
                 "rejects and errors only where faults explain them",
                 Class::Safety,
             ),
             routing: Verdict::new("gateway routes by the tag", Class::Safety),
         }
+    }
+
+    /// The clients start now: fault times count from here.
+    pub fn clients_started(&mut self, at: u64) {
+        self.start_ns = at;
+    }
+
+    fn explained(&self, code: u16, at: u64) -> bool {
+        let at = at.saturating_sub(self.start_ns);
+        self.allowed
+            .iter()
+            .any(|x| x.code.to_u16() == code && x.from_ns <= at && at <= x.until_ns)
     }
 
     /// Pongs and `Reject`s read by all clients.
@@ -216,6 +334,80 @@ impl WireCheck {
         if e.host == self.gateway && e.dir == Dir::Out && e.route != 0 {
             self.routing_event(e);
         }
+        self.crossing_event(e);
+    }
+
+    /// Notes when a ping or pong crossed a link, for the exact stamps.
+    fn crossing_event(&mut self, e: &WireEvent) {
+        let at = e.at.as_u64();
+        let key = (e.route, e.seq);
+        match (e.host, e.dir, e.opcode) {
+            (h, Dir::In, OP_PERF_PING) if h == self.gateway => {
+                self.gateway_reads
+                    .insert((e.worker, format!("{:?}", e.conn), e.seq), at);
+            }
+            (h, Dir::Out, OP_PERF_PING) if h == self.gateway => {
+                self.crossings.entry(key).or_default().gateway_forwarded = Some(at);
+            }
+            (h, Dir::In, OP_PERF_PING) if h == self.exchange => {
+                self.crossings.entry(key).or_default().exchange_read = Some(at);
+            }
+            (h, Dir::Out, OP_PERF_PONG) if h == self.exchange => {
+                self.crossings.entry(key).or_default().exchange_written = Some(at);
+            }
+            (h, Dir::In, OP_PERF_PONG) if h == self.gateway => {
+                self.crossings.entry(key).or_default().gateway_pong_read = Some(at);
+            }
+            (h, Dir::Out, OP_PERF_PONG) if h == self.gateway => {
+                self.crossings.entry(key).or_default().gateway_pong_written = Some(at);
+            }
+            _ => {}
+        }
+    }
+
+    /// The stamps of a pong read by a client, against the times the
+    /// simulator saw its ping and pong cross each link: each stamp lies
+    /// between the read of the frame by the process that stamps it and
+    /// that process's write of it onward (a worker under backpressure
+    /// handles bytes it read in a later step; a handoff sits between a
+    /// read and a forward across workers). A stamp taken on another step,
+    /// another worker's clock or a copied field falls outside.
+    fn exact_stamps(&mut self, e: &WireEvent) -> Option<String> {
+        let [_, t2, t3, t4] = e.t;
+        let tag = Route::read(e.route);
+        let crossed = self.crossings.remove(&(e.route, e.seq)).unwrap_or_default();
+        let read = self
+            .gateway_reads
+            .remove(&(tag.origin, tag.conn_text(), e.seq));
+        let mut wrong = Vec::new();
+        if let (Some(read), Some(out)) = (crossed.exchange_read, crossed.exchange_written) {
+            if !(read <= t3 && t3 <= out) {
+                wrong.push(format!(
+                    "t3 {t3} but the exchange read the ping at {read} and wrote the pong at {out}"
+                ));
+            }
+        } else {
+            wrong.push("the exchange never read this ping or wrote its pong".to_owned());
+        }
+        if let (Some(read), Some(out)) = (read, crossed.gateway_forwarded) {
+            if !(read <= t2 && t2 <= out) {
+                wrong.push(format!(
+                    "t2 {t2} but the gateway read the ping at {read} and forwarded it at {out}"
+                ));
+            }
+        } else {
+            wrong.push("the gateway never read or forwarded this ping".to_owned());
+        }
+        if let (Some(read), Some(out)) = (crossed.gateway_pong_read, crossed.gateway_pong_written) {
+            if !(read <= t4 && t4 <= out) {
+                wrong.push(format!(
+                    "t4 {t4} but the gateway read the pong at {read} and wrote it at {out}"
+                ));
+            }
+        } else {
+            wrong.push("the gateway never read or wrote this pong".to_owned());
+        }
+        (!wrong.is_empty()).then(|| wrong.join("; "))
     }
 
     fn handshake_event(&mut self, e: &WireEvent, name: &str) {
@@ -233,12 +425,14 @@ impl WireCheck {
 
     fn client_event(&mut self, e: &WireEvent, name: &str) {
         let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
+        let explained = e.opcode != OP_REJECT || self.explained(e.code, e.at.as_u64());
         let window = self.windows.entry(key(e)).or_default();
         match (e.dir, e.opcode) {
             (Dir::Out, OP_PERF_PING) => window.push_back(Sent {
                 seq: e.seq,
                 t1: e.t[0],
                 pad: e.pad,
+                overtaken: false,
             }),
             (Dir::In, OP_PERF_PONG | OP_REJECT) => {
                 let counts = self.answers.entry(e.host).or_default();
@@ -246,10 +440,13 @@ impl WireCheck {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
-                    let code = ErrorCode::from_u16(e.code);
-                    if !self.allowed.contains(&code) {
-                        self.rejects
-                            .fail(format!("{}: Reject {}", here(), code.name()));
+                    if !explained {
+                        let code = ErrorCode::from_u16(e.code);
+                        self.rejects.fail(format!(
+                            "{}: Reject {} while no fault explains it",
+                            here(),
+                            code.name()
+                        ));
                     }
                 }
                 let Some(pos) = window.iter().position(|s| s.seq == e.seq) else {
@@ -258,8 +455,22 @@ impl WireCheck {
                     return;
                 };
                 let sent = window.remove(pos).expect("position is in range");
+                let lost_upstream =
+                    e.opcode == OP_REJECT && e.code == ErrorCode::UpstreamUnavailable.to_u16();
+                if sent.overtaken && (e.opcode == OP_PERF_PONG || lost_upstream) {
+                    self.reject_order.fail(format!(
+                        "{}: answered after a later ping was rejected for its lost upstream",
+                        here()
+                    ));
+                }
+                if lost_upstream {
+                    for older in window.iter_mut().take(pos) {
+                        older.overtaken = true;
+                    }
+                }
                 if e.opcode == OP_REJECT {
-                    // PROTOCOL.md orders pongs; a Reject may overtake.
+                    // PROTOCOL.md orders pongs; a shed ping's Reject may
+                    // overtake.
                     return;
                 }
                 if pos != 0 {
@@ -279,6 +490,8 @@ impl WireCheck {
                 if t2 == 0 || t4 == 0 || !(t1 <= t2 && t2 <= t3 && t3 <= t4 && t4 <= t5) {
                     self.stamps
                         .fail(format!("{}: t = {:?}, t5 = {t5}", here(), e.t));
+                } else if let Some(wrong) = self.exact_stamps(e) {
+                    self.stamps.fail(format!("{}: {wrong}", here()));
                 }
             }
             (Dir::In, OP_ERROR) => {
@@ -295,18 +508,24 @@ impl WireCheck {
     }
 
     fn routing_event(&mut self, e: &WireEvent) {
-        let tag = RouteTag::from_bits(e.route);
-        let worker = WorkerId(e.worker);
+        let tag = Route::read(e.route);
         match e.opcode {
-            OP_PERF_PING if tag.target != worker => self.routing.fail(format!(
+            OP_PERF_PING if tag.target != e.worker => self.routing.fail(format!(
                 "ping seq {} for upstream w{} left from w{} at {}",
-                e.seq, tag.target.0, e.worker, e.at
+                e.seq, tag.target, e.worker, e.at
             )),
-            OP_PERF_PONG if tag.origin != worker || tag.conn != e.conn => {
-                self.routing.fail(format!(
-                    "pong seq {} for w{} {:?} left on w{} {:?} at {}",
-                    e.seq, tag.origin.0, tag.conn, e.worker, e.conn, e.at
-                ))
+            OP_PERF_PONG => {
+                let conn = format!("{:?}", e.conn);
+                if tag.origin != e.worker || tag.conn_text() != conn {
+                    self.routing.fail(format!(
+                        "pong seq {} for w{} {} left on w{} {conn} at {}",
+                        e.seq,
+                        tag.origin,
+                        tag.conn_text(),
+                        e.worker,
+                        e.at
+                    ))
+                }
             }
             _ => {}
         }
@@ -335,6 +554,7 @@ impl WireCheck {
             self.same,
             self.stamps,
             self.rejects,
+            self.reject_order,
             self.routing,
         ]
     }
@@ -421,4 +641,187 @@ fn reports_hold(
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fep_core::{ConnId, Nanos};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const CLIENT: HostIx = 0;
+    const GATEWAY: HostIx = 1;
+    const EXCHANGE: HostIx = 2;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    fn event(host: HostIx, dir: Dir, opcode: u16, at: u64) -> WireEvent {
+        WireEvent {
+            at: Nanos(at),
+            host,
+            worker: 0,
+            conn: ConnId::from_bits(0),
+            local: addr(1000 + host),
+            peer: addr(2000 + host),
+            dir,
+            opcode,
+            seq: 0,
+            route: 0,
+            t: [0; 4],
+            pad: 0,
+            code: 0,
+        }
+    }
+
+    fn check() -> WireCheck {
+        let explain = Explain {
+            hands_off: false,
+            upstream_back_ns: 0,
+            answer_late_ns: 0,
+        };
+        let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[], explain);
+        // The hand-shake, so that nothing is sent before it.
+        for host in [CLIENT, GATEWAY, EXCHANGE] {
+            c.shaken.insert(key(&event(host, Dir::Out, 0, 0)), true);
+        }
+        c
+    }
+
+    fn names() -> Vec<String> {
+        vec!["client-0".into(), "gateway".into(), "exchange".into()]
+    }
+
+    /// One ping's whole trip, local routing on w0, the exchange reading it
+    /// at 30 and stamping `t3`.
+    fn trip(c: &mut WireCheck, seq: u64, t3: u64) {
+        let names = names();
+        let route = 0; // origin w0, target w0, connection c0.0
+        let mut ping = event(CLIENT, Dir::Out, OP_PERF_PING, 10);
+        ping.seq = seq;
+        ping.t = [10, 0, 0, 0];
+        c.event(&ping, &names);
+        let mut read = event(GATEWAY, Dir::In, OP_PERF_PING, 20);
+        read.seq = seq;
+        c.event(&read, &names);
+        let mut fwd = event(GATEWAY, Dir::Out, OP_PERF_PING, 20);
+        (fwd.seq, fwd.route, fwd.t) = (seq, route, [10, 20, 0, 0]);
+        c.event(&fwd, &names);
+        let mut at_exchange = event(EXCHANGE, Dir::In, OP_PERF_PING, 30);
+        (at_exchange.seq, at_exchange.route) = (seq, route);
+        c.event(&at_exchange, &names);
+        let mut from_exchange = event(EXCHANGE, Dir::Out, OP_PERF_PONG, 30);
+        (from_exchange.seq, from_exchange.route) = (seq, route);
+        c.event(&from_exchange, &names);
+        let mut pong_read = event(GATEWAY, Dir::In, OP_PERF_PONG, 40);
+        (pong_read.seq, pong_read.route) = (seq, route);
+        c.event(&pong_read, &names);
+        let mut pong_out = event(GATEWAY, Dir::Out, OP_PERF_PONG, 40);
+        (pong_out.seq, pong_out.route) = (seq, route);
+        c.event(&pong_out, &names);
+        let mut pong = event(CLIENT, Dir::In, OP_PERF_PONG, 50);
+        (pong.seq, pong.route, pong.t) = (seq, route, [10, 20, t3, 40]);
+        c.event(&pong, &names);
+    }
+
+    #[test]
+    fn a_pong_stamped_with_the_times_its_hops_were_handled_passes() {
+        let mut c = check();
+        trip(&mut c, 1, 30);
+        assert!(c.stamps.passed(), "{}", c.stamps);
+    }
+
+    #[test]
+    fn a_t3_ordered_but_not_the_exchanges_arrival_time_fails() {
+        let mut c = check();
+        // 35 still lies between t2 = 20 and t4 = 40: only exactness catches it.
+        trip(&mut c, 1, 35);
+        assert_eq!(c.stamps.count, 1, "{}", c.stamps);
+    }
+
+    fn reject(seq: u64, code: ErrorCode, at: u64) -> WireEvent {
+        let mut r = event(CLIENT, Dir::In, OP_REJECT, at);
+        (r.seq, r.code) = (seq, code.to_u16());
+        r
+    }
+
+    fn two_pings(c: &mut WireCheck) {
+        for seq in [1, 2] {
+            let mut ping = event(CLIENT, Dir::Out, OP_PERF_PING, seq);
+            ping.seq = seq;
+            c.event(&ping, &names());
+        }
+    }
+
+    #[test]
+    fn rejects_for_a_lost_upstream_in_send_order_pass() {
+        let mut c = check();
+        two_pings(&mut c);
+        c.event(&reject(1, ErrorCode::UpstreamUnavailable, 5), &names());
+        c.event(&reject(2, ErrorCode::UpstreamUnavailable, 6), &names());
+        assert!(c.reject_order.passed(), "{}", c.reject_order);
+    }
+
+    #[test]
+    fn rejects_for_a_lost_upstream_out_of_send_order_fail() {
+        let mut c = check();
+        two_pings(&mut c);
+        c.event(&reject(2, ErrorCode::UpstreamUnavailable, 5), &names());
+        c.event(&reject(1, ErrorCode::UpstreamUnavailable, 6), &names());
+        assert_eq!(c.reject_order.count, 1);
+    }
+
+    #[test]
+    fn a_shed_ping_may_be_rejected_after_a_later_ones_upstream_reject() {
+        let mut c = check();
+        two_pings(&mut c);
+        c.event(&reject(2, ErrorCode::UpstreamUnavailable, 5), &names());
+        c.event(&reject(1, ErrorCode::Overloaded, 6), &names());
+        assert!(c.reject_order.passed(), "{}", c.reject_order);
+    }
+
+    fn faulted(kind: FaultKind, hands_off: bool) -> WireCheck {
+        let fault = Fault {
+            kind,
+            at_ms: 10,
+            for_ms: 10,
+            target: 0,
+        };
+        let explain = Explain {
+            hands_off,
+            upstream_back_ns: 5 * NS_PER_MS,
+            answer_late_ns: NS_PER_MS,
+        };
+        let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[fault], explain);
+        c.clients_started(100 * NS_PER_MS);
+        two_pings(&mut c);
+        c
+    }
+
+    #[test]
+    fn an_upstream_reject_is_explained_only_from_the_loss_until_the_upstream_can_be_back() {
+        let ms = |t: u64| (100 + t) * NS_PER_MS;
+        let mut during = faulted(FaultKind::Crash, false);
+        during.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(12)), &names());
+        during.event(&reject(2, ErrorCode::UpstreamUnavailable, ms(24)), &names());
+        assert!(during.rejects.passed(), "{}", during.rejects);
+        let mut before = faulted(FaultKind::Crash, false);
+        before.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(9)), &names());
+        assert_eq!(before.rejects.count, 1);
+        let mut long_after = faulted(FaultKind::Crash, false);
+        long_after.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(26)), &names());
+        assert_eq!(long_after.rejects.count, 1);
+    }
+
+    #[test]
+    fn a_shed_ping_is_explained_by_refused_handoffs_only_where_pings_are_handed_off() {
+        let at = 112 * NS_PER_MS;
+        let mut handoff = faulted(FaultKind::RefuseHandoff, true);
+        handoff.event(&reject(1, ErrorCode::Overloaded, at), &names());
+        assert!(handoff.rejects.passed(), "{}", handoff.rejects);
+        let mut local = faulted(FaultKind::RefuseHandoff, false);
+        local.event(&reject(1, ErrorCode::Overloaded, at), &names());
+        assert_eq!(local.rejects.count, 1);
+    }
 }

@@ -20,7 +20,9 @@
 //! - [`storage`]: the exchange's journal on turmoil's simulated filesystem
 //!   (crash, torn writes, I/O errors);
 //! - [`trace`]: the trace, its digest, and wire events;
-//! - [`observe`]: decodes the wire apart from the roles.
+//! - [`observe`]: decodes the wire apart from the roles;
+//! - [`oracle`]: the checker's own wire decoder, written from the contract;
+//! - [`panics`]: a panic in host software fails the run by name.
 //!
 //! # Modelling choices
 //!
@@ -48,6 +50,8 @@ pub mod driver;
 pub mod durable;
 pub mod faults;
 pub mod observe;
+pub mod oracle;
+pub mod panics;
 pub mod run;
 pub mod seed;
 pub mod storage;

@@ -3,30 +3,18 @@
 //! invariant checker reads those, not the roles' own accounts, so a role
 //! that lies about what it sent is still caught.
 
-use fep_core::limits::FRAME_LENGTH_MAX_CEILING;
-use fep_core::Decoder;
-use fep_trading::msg::Message;
+use crate::oracle::StreamReader;
+use crate::trace::{Dir, WireEvent};
 
-use crate::trace::{fnv1a64, Dir, WireEvent};
-
-/// The two decoders of one connection.
-#[derive(Debug)]
+/// The two readers of one connection, from [`crate::oracle`]: the
+/// checker's own decoder, which shares no parsing code with the product.
+#[derive(Debug, Default)]
 pub struct ConnObserver {
-    out: Decoder,
-    input: Decoder,
+    out: StreamReader,
+    input: StreamReader,
     /// A stream that does not decode is not followed further; the state
     /// machine reports its own framing faults.
     broken: bool,
-}
-
-impl Default for ConnObserver {
-    fn default() -> Self {
-        ConnObserver {
-            out: Decoder::new(FRAME_LENGTH_MAX_CEILING),
-            input: Decoder::new(FRAME_LENGTH_MAX_CEILING),
-            broken: false,
-        }
-    }
 }
 
 impl ConnObserver {
@@ -43,36 +31,24 @@ impl ConnObserver {
         if self.broken {
             return;
         }
-        let decoder = match dir {
+        let reader = match dir {
             Dir::Out => &mut self.out,
             Dir::In => &mut self.input,
         };
-        let mut frames = decoder.frames(bytes);
-        while let Some(frame) = frames.next() {
-            let Ok(frame) = frame else {
-                self.broken = true;
-                return;
-            };
-            let mut event = WireEvent {
+        let pushed = reader.push(bytes, |seen| {
+            emit(WireEvent {
                 dir,
-                opcode: frame.opcode,
+                opcode: seen.opcode,
+                seq: seen.seq,
+                route: seen.route,
+                t: seen.t,
+                pad: seen.pad,
+                code: seen.code,
                 ..template
-            };
-            match Message::decode(frame) {
-                Ok(Message::PerfPing(p) | Message::PerfPong(p)) => {
-                    event.seq = p.seq;
-                    event.route = p.route;
-                    event.t = [p.t1.0, p.t2.0, p.t3.0, p.t4.0];
-                    event.pad = fnv1a64(p.pad);
-                }
-                Ok(Message::Reject(r)) => {
-                    event.seq = r.seq;
-                    event.code = r.code.to_u16();
-                }
-                Ok(Message::Error(e)) => event.code = e.code.to_u16(),
-                Ok(Message::RoleHelloReq(_) | Message::RoleHelloAck(_)) | Err(_) => {}
-            }
-            emit(event);
+            })
+        });
+        if pushed.is_err() {
+            self.broken = true;
         }
     }
 }

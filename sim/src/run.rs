@@ -23,9 +23,9 @@ use fep_core::{Nanos, WorkerConfig};
 use fep_load::client::{Client, ClientConfig, Load, Report, RoundTrip};
 use fep_load::scenario::Scenario;
 use fep_trading::exchange::{Exchange, ExchangeConfig};
-use fep_trading::gateway::Gateway;
+use fep_trading::gateway::{Gateway, Routing};
 
-use crate::check::{self, Verdict, WireCheck};
+use crate::check::{self, Explain, Verdict, WireCheck};
 use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
 use crate::faults::{Fault, FaultKind, FaultPlan};
 use crate::trace::{Recorder, SharedRecorder};
@@ -53,6 +53,11 @@ pub const CLIENT_DRAIN_MS: u64 = 1_000;
 /// A dial that has not completed by then has failed.
 pub const CONNECT_TIMEOUT_MS: u64 = 20;
 const _: () = assert!(LIVENESS_GRACE_MS > CLIENT_DRAIN_MS);
+
+/// The smallest ping frame: length, opcode and six `u64`s.
+pub const FRAME_SIZE_MIN: usize = 4 + 2 + 48;
+/// The largest ping frame the default `max_frame` (65,536) allows.
+pub const FRAME_SIZE_MAX: usize = 4 + 65_536;
 
 /// Base latency of every link: 0 or 1 ms (turmoil draws within the range).
 pub const LINK_LATENCY_MS_MAX: u64 = 2;
@@ -85,6 +90,11 @@ pub struct RunConfig {
     pub connections: u32,
     /// Pings in flight per connection.
     pub inflight: u32,
+    /// Whole ping frame size in bytes (54 to [`FRAME_SIZE_MAX`]).
+    pub size: usize,
+    /// Buggify's short reads on every host for the whole run (the
+    /// `buggify` fault turns them on only while it lasts).
+    pub short_reads: bool,
     /// Round trips of client-0 kept in [`Outcome::round_trips`].
     pub round_trips: usize,
     /// Keep the trace text in [`Outcome::trace`].
@@ -105,23 +115,56 @@ impl RunConfig {
             clients: 2,
             connections: 2,
             inflight: 4,
+            size: 64,
+            short_reads: false,
             round_trips: 0,
             keep_trace: false,
             sabotage: Sabotage::None,
         }
     }
 
-    /// `scenario` with `seed`, the topology drawn from the seed: 1–3
-    /// clients of 1–3 connections with 1–8 pings in flight each, so that a
-    /// sweep also explores the shapes of the load.
+    /// `scenario` with `seed`, the workload swarmed from the seed (as
+    /// TigerBeetle's VOPR swarms its options), so that a sweep explores the
+    /// shapes of the load and not one of them: 1–3 clients of 1–3
+    /// connections with 1–8 pings in flight each (a few seeds 16–64), a
+    /// run length from `pings / 8` to `pings × 2`, frames from the minimum
+    /// to the frame bound (most small, some large), and buggify's short
+    /// reads on a quarter of the seeds. `pings` is the mean-ish length; the
+    /// draws average a little under it, so a sweep's budget stays put.
     pub fn seeded(scenario: Scenario, seed: u64, pings: u64, faults: FaultPlan) -> RunConfig {
         let mut rng = crate::seed::rng(seed, "harness", "topology", 0);
+        let clients = rng.random_range(1..=3);
+        let connections = rng.random_range(1..=3);
+        let inflight = rng.random_range(1..=8);
+        // Drawn from a second stream so that the topology of a seed is the
+        // one it always had.
+        let mut swarm = crate::seed::rng(seed, "harness", "swarm", 0);
+        let deep = swarm.random_bool(0.1);
+        let length = match swarm.random_range(0..8) {
+            0 => pings / 8,
+            1 => pings / 4,
+            2 | 3 => pings / 2,
+            4 | 5 => pings,
+            _ => pings + pings / 2,
+        };
+        let size = match swarm.random_range(0..10) {
+            0..=4 => 64,
+            5..=7 => swarm.random_range(FRAME_SIZE_MIN..=1024),
+            8 => swarm.random_range(1024..=16 * 1024),
+            _ => swarm.random_range(16 * 1024..=FRAME_SIZE_MAX),
+        };
         RunConfig {
-            pings,
+            pings: length.max(1),
             faults,
-            clients: rng.random_range(1..=3),
-            connections: rng.random_range(1..=3),
-            inflight: rng.random_range(1..=8),
+            clients,
+            connections,
+            inflight: if deep {
+                swarm.random_range(16..=64)
+            } else {
+                inflight
+            },
+            size,
+            short_reads: swarm.random_bool(0.25),
             ..RunConfig::new(scenario, seed)
         }
     }
@@ -138,8 +181,20 @@ impl RunConfig {
     /// The command line that repeats this run.
     pub fn command(&self) -> String {
         format!(
-            "fepsim run {} --seed {} --pings {} --faults {} --clients {} --connections {} --inflight {}",
-            self.scenario, self.seed, self.pings, self.faults, self.clients, self.connections, self.inflight
+            "fepsim run {} --seed {} --pings {} --faults {} --clients {} --connections {} --inflight {}{}{}",
+            self.scenario,
+            self.seed,
+            self.pings,
+            self.faults,
+            self.clients,
+            self.connections,
+            self.inflight,
+            if self.size == 64 {
+                String::new()
+            } else {
+                format!(" --size {}", self.size)
+            },
+            if self.short_reads { " --short-reads" } else { "" },
         )
     }
 }
@@ -189,9 +244,18 @@ pub(crate) struct Hosts {
     pub(crate) clients: Vec<Host<Client>>,
 }
 
-fn base_knobs(sabotage: Sabotage) -> Knobs {
+fn base_knobs(sabotage: Sabotage, short_reads: bool) -> Knobs {
+    let buggify = Buggify {
+        short_read: if short_reads {
+            BUGGIFY_ON.short_read
+        } else {
+            0.0
+        },
+        ..Buggify::OFF
+    };
     Knobs {
         sabotage,
+        buggify,
         ..Knobs::default()
     }
 }
@@ -205,7 +269,7 @@ const BUGGIFY_ON: Buggify = Buggify {
 
 fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
     let seed = config.seed;
-    let knobs = base_knobs(Sabotage::None);
+    let knobs = base_knobs(Sabotage::None, config.short_reads);
     let exchange = Host::new(
         HostSpec {
             name: "exchange".into(),
@@ -236,7 +300,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             service: Rc::new(move |id| Gateway::new(id, gateway_config.clone())),
         },
         seed,
-        base_knobs(config.sabotage),
+        base_knobs(config.sabotage, config.short_reads),
         recorder.clone(),
     );
     let clients = (0..config.clients)
@@ -248,7 +312,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
                 load: Load::Pipelined {
                     inflight: config.inflight,
                 },
-                size: 64,
+                size: config.size,
                 token: String::new(),
                 drain_timeout: Nanos::from_millis(CLIENT_DRAIN_MS),
                 trace_max: if k == 0 { config.round_trips } else { 0 },
@@ -289,18 +353,39 @@ enum Action {
     End(usize),
 }
 
+/// Late answers the checker still explains by an earlier cause: a latency
+/// fault's slowest link (its `max` is below 30 ms) twice, plus handoff
+/// delays.
+pub const ANSWER_LATE_MS: u64 = 100;
+
+/// When this run's rejects can be explained.
+fn explain(config: &RunConfig) -> Explain {
+    let gateway = config.scenario.gateway_config();
+    let backoff_ns = gateway.reconnect_backoff_max.0;
+    Explain {
+        hands_off: config.scenario.routing() == Routing::Handoff,
+        upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
+        answer_late_ns: ANSWER_LATE_MS * 1_000_000,
+    }
+}
+
 /// Runs `config` to the end and checks it.
 pub fn run(config: &RunConfig) -> Outcome {
     assert!(config.clients >= 1 && config.connections >= 1 && config.inflight >= 1);
+    crate::panics::arm();
     let recorder: SharedRecorder = Rc::new(RefCell::new(Recorder::new(config.keep_trace)));
     let hosts = build_hosts(config, &recorder);
     let faults = config
         .faults
         .resolve(config.seed, config.horizon_ms(), config.clients);
     let clients = hosts.clients.iter().map(Host::ix).collect();
-    recorder
-        .borrow_mut()
-        .check_wire(WireCheck::new(clients, hosts.gateway.ix(), &faults));
+    recorder.borrow_mut().check_wire(WireCheck::new(
+        clients,
+        hosts.gateway.ix(),
+        hosts.exchange.ix(),
+        &faults,
+        explain(config),
+    ));
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
@@ -329,6 +414,9 @@ pub fn run(config: &RunConfig) -> Outcome {
         failures.push(format!("gateway not ready after {STARTUP_MS_MAX} ms"));
     }
     let start_ms = millis(sim.elapsed());
+    if let Some(wire) = recorder.borrow_mut().wire_check_mut() {
+        wire.clients_started(start_ms * 1_000_000);
+    }
     for client in &hosts.clients {
         client.install(&mut sim);
     }
@@ -397,6 +485,9 @@ pub fn run(config: &RunConfig) -> Outcome {
             failures.push(format!("host software failed: {e}"));
             break;
         }
+        if crate::panics::seen() {
+            break;
+        }
     }
     for (i, f) in faults.iter().enumerate() {
         if begun[i] && !ended[i] && f.kind != FaultKind::Leave {
@@ -409,6 +500,7 @@ pub fn run(config: &RunConfig) -> Outcome {
             break;
         }
     }
+    let panic = crate::panics::take();
     let sim_elapsed = Nanos(u64::try_from(sim.elapsed().as_nanos()).expect("short run"));
 
     let reports: Vec<Option<Report>> = hosts
@@ -443,7 +535,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         &recorder.borrow(),
         wire,
         &reports,
-        failures,
+        (failures, panic),
     );
     drop(sim);
     let merged = reports
@@ -593,14 +685,14 @@ fn end(
         FaultKind::SlowHandoff => {
             let knobs = hosts.gateway.knobs();
             hosts.gateway.set_knobs(Knobs {
-                handoff_delay_ms_max: base_knobs(sabotage).handoff_delay_ms_max,
+                handoff_delay_ms_max: base_knobs(sabotage, false).handoff_delay_ms_max,
                 ..knobs
             });
         }
         FaultKind::RefuseHandoff => {
             let knobs = hosts.gateway.knobs();
             hosts.gateway.set_knobs(Knobs {
-                handoff_queue_max: base_knobs(sabotage).handoff_queue_max,
+                handoff_queue_max: base_knobs(sabotage, false).handoff_queue_max,
                 ..knobs
             });
         }

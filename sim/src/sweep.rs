@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -67,6 +68,33 @@ fn summarize(outcome: &Outcome) -> SeedResult {
     }
 }
 
+/// Runs one seed; a panic anywhere in it (harness, driver or product) is
+/// that seed's failure, not the sweep's end. The release profile unwinds,
+/// so the panic is caught here rather than in a child process per seed.
+fn run_caught(config: &RunConfig) -> SeedResult {
+    // A run owns everything it touches (its turmoil sim, hosts and recorder
+    // are dropped while unwinding), so nothing half-updated is seen after.
+    match panic::catch_unwind(AssertUnwindSafe(|| run(config))) {
+        Ok(outcome) => summarize(&outcome),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".to_owned());
+            SeedResult {
+                seed: config.seed,
+                digest: 0,
+                answered: 0,
+                failure: Some(format!("{PANICKED}: {message}")),
+            }
+        }
+    }
+}
+
+/// The invariant name a seed that panicked fails with.
+pub const PANICKED: &str = "the run panicked";
+
 /// Runs `config(seed)` for every seed in `seeds` on `threads` threads.
 pub fn sweep(config: impl Fn(u64) -> RunConfig + Sync, seeds: Range<u64>, threads: usize) -> Sweep {
     sweep_shard(config, seeds, Shard::WHOLE, threads)
@@ -96,7 +124,7 @@ pub fn sweep_shard(
                 };
                 let config = config(seed);
                 assert_eq!(config.seed, seed, "a sweep runs the seed it is given");
-                let result = summarize(&run(&config));
+                let result = run_caught(&config);
                 results
                     .lock()
                     .expect("no thread panics holding it")

@@ -179,6 +179,11 @@ impl Recorder {
         self.wire = Some(check);
     }
 
+    /// The wire check in place, if any.
+    pub fn wire_check_mut(&mut self) -> Option<&mut WireCheck> {
+        self.wire.as_mut()
+    }
+
     /// The wire check, with what it has seen.
     pub fn take_wire_check(&mut self) -> Option<WireCheck> {
         self.wire.take()

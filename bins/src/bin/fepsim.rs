@@ -119,6 +119,12 @@ struct RunArgs {
     /// Pings in flight per connection.
     #[arg(long, default_value_t = 4)]
     inflight: u32,
+    /// Whole ping frame size in bytes (54 to 65,540).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Buggify's short reads on every host for the whole run.
+    #[arg(long)]
+    short_reads: bool,
 }
 
 impl RunArgs {
@@ -129,6 +135,8 @@ impl RunArgs {
             clients: self.clients,
             connections: self.connections,
             inflight: self.inflight,
+            size: self.size,
+            short_reads: self.short_reads,
             ..RunConfig::new(self.scenario, seed)
         }
     }
@@ -280,6 +288,15 @@ fn check_args(command: &Command) -> Result<(), String> {
     };
     if args.pings == 0 || args.clients == 0 || args.connections == 0 || args.inflight == 0 {
         return Err("--pings, --clients, --connections and --inflight must be at least 1".into());
+    }
+    let sizes = fep_sim::run::FRAME_SIZE_MIN..=fep_sim::run::FRAME_SIZE_MAX;
+    if !sizes.contains(&args.size) {
+        return Err(format!(
+            "--size {} is outside {}..={}",
+            args.size,
+            sizes.start(),
+            sizes.end()
+        ));
     }
     Ok(())
 }

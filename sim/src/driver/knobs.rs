@@ -45,6 +45,9 @@ pub enum Sabotage {
     IgnoreEof,
     /// Every handoff is lost on the way.
     DropHandoffs,
+    /// The driver panics at its first write, as a product bug that panics
+    /// would: a sweep must report the seed and go on.
+    Panic,
 }
 
 /// Settings of a host's driver that faults may change during a run.

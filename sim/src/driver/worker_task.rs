@@ -525,6 +525,9 @@ impl<S: Service> WorkerTask<S> {
     /// pong to, now and then.
     pub(super) fn sabotage_target(&mut self, conn: ConnId, bytes: &[u8]) -> Option<ConnId> {
         const OPCODE_PONG: [u8; 2] = fep_trading::msg::OP_PERF_PONG.to_be_bytes();
+        if self.host.knobs.get().sabotage == Sabotage::Panic {
+            panic!("sabotage: the driver panics at its first write");
+        }
         if self.host.knobs.get().sabotage != Sabotage::CrossWrites
             || bytes.get(4..6) != Some(&OPCODE_PONG[..])
             || !self.buggify_rng.random_bool(0.05)
