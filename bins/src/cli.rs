@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, ValueEnum};
 use fep_core::limits::{FRAME_LENGTH_MAX_CEILING, OUTPUT_BACKLOG_MAX_DEFAULT};
 use fep_core::{Nanos, WorkerConfig};
+use fep_load::schedule::parse_duration;
 use fep_net::{Config, WriteMode};
-use fep_trading::schedule::parse_duration;
 
 use crate::limits::NofileRaise;
 

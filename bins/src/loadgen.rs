@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::Path;
 
-use fep_trading::client::Report;
+use fep_load::client::Report;
 use serde_json::Map;
 
 use crate::bench::hgrm::write_hgrm;
@@ -81,6 +81,28 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
     extra.insert("connections_lost".into(), report.connections_lost.into());
     if let Some(rate) = report.intended_rate_per_s() {
         extra.insert("intended_rate".into(), rate.into());
+    }
+    if let Some(flow) = &report.flow {
+        // --workload orders: every kind of answer, rejects by code, and
+        // what broke the contract (first answers out of order, fills that
+        // disagree with the order they name).
+        extra.insert("workload".into(), "orders".into());
+        let answers: Map<String, serde_json::Value> = fep_load::flow::Kind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), flow.count(*k).into()))
+            .collect();
+        extra.insert("answers".into(), answers.into());
+        let rejects: Map<String, serde_json::Value> = flow
+            .rejects_by_code
+            .iter()
+            .map(|(code, n)| {
+                let name = fep_core::ErrorCode::from_u16(*code).name();
+                (name.to_string(), (*n).into())
+            })
+            .collect();
+        extra.insert("rejects_by_code".into(), rejects.into());
+        extra.insert("order_violations".into(), flow.violations.into());
+        extra.insert("filled_qty".into(), flow.filled_qty.into());
     }
     if !report.intervals.is_empty() {
         let intervals = report

@@ -495,7 +495,7 @@ pub mod exchange {
 /// loadgen's series: the traffic tool's set.
 pub mod loadgen {
     use super::{counter, gauge, series, Board, Kind, Series};
-    use fep_trading::client::Client;
+    use fep_load::client::Client;
 
     /// Upper bounds of the rtt histogram, in seconds (10 µs to 1 s).
     pub const RTT_BOUNDS: &[f64] = &[

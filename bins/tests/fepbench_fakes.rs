@@ -753,3 +753,48 @@ fn knee_refuses_an_unknown_target_and_a_bad_slo_in_one_line() {
         assert!(fakes.args_log().is_empty(), "nothing started: {args:?}");
     }
 }
+
+#[test]
+fn baseline_places_closed_loop_legs_together_and_pipelined_legs_nowhere_on_two_cpus() {
+    let fakes = Fakes::new();
+    let out = fakes.run(
+        &[
+            "baseline",
+            "--count",
+            "500",
+            "--pipelined-count",
+            "1000",
+            "--cpus",
+            "0,1",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let base = baseline_dir(&fakes);
+    let plan = |leg: &str| summary_in(&run_dirs(&base.join(leg))[0]).pinning;
+    for leg in ["direct", "gateway", "c-relay"] {
+        assert_eq!(plan(leg).plan, "colocate", "{leg}");
+    }
+    for leg in ["gateway-pipelined", "c-relay-pipelined", "tokio-pipelined"] {
+        let p = plan(leg);
+        assert_eq!(p.plan, "none", "{leg}");
+        assert!(p.reason.contains("pipelined load"), "{}", p.reason);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  placement colocate: auto: closed-loop"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  placement none: auto: pipelined"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(base.join("baseline.md")).unwrap();
+    assert!(
+        md.contains("| gateway-pipelined | 100 × 30 × 1024 |"),
+        "{md}"
+    );
+    assert!(md.contains("| none |"), "{md}");
+    assert!(md.contains("Placement colocate: auto: closed-loop"), "{md}");
+    assert!(md.contains("Placement none: auto: pipelined"), "{md}");
+}

@@ -16,9 +16,12 @@ fn a_short_knee_of_s1_writes_its_table_json_and_plot_and_finds_a_sustained_rate(
             "0.5",
             "--warmup-seconds",
             "0.1",
-            // Generous: a debug build on a shared CI machine.
+            // Generous: a debug build on a shared, busy CI machine, where a
+            // half-second step may well fall short of 95% of its rate.
             "--slo",
             "p50=1s",
+            "--achieved-min",
+            "0.5",
             "--no-progress",
             "--results",
         ])
@@ -60,10 +63,11 @@ fn a_short_knee_of_s1_writes_its_table_json_and_plot_and_finds_a_sustained_rate(
         assert_eq!(p["failed_pings"], 0, "{p}");
         assert!(p["rtt"]["p50_us"].as_f64().unwrap() > 0.0);
     }
-    assert_eq!(curve["sustainable_per_s"][0], 600.0, "{printed}");
+    let md = std::fs::read_to_string(dir.join("knee.md")).unwrap();
+    assert_eq!(curve["sustainable_per_s"][0], 600.0, "{md}");
     let svg = std::fs::read_to_string(dir.join("knee.svg")).unwrap();
     assert!(
-        svg.contains("s1 p99.9") && svg.contains("SLO p50"),
-        "the plot names its series"
+        svg.contains("rtt p99.9") && svg.contains("SLO p50"),
+        "the plot's legend names its series"
     );
 }

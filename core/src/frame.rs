@@ -231,12 +231,6 @@ impl<'a> FrameWriter<'a> {
         self
     }
 
-    /// Appends `n` copies of `byte`.
-    pub fn put_fill(&mut self, byte: u8, n: usize) -> &mut Self {
-        self.out.resize(self.out.len() + n, byte);
-        self
-    }
-
     /// Patches the length field; returns the frame's size on the wire.
     pub fn finish(self) -> usize {
         let total = self.out.len() - self.start;

@@ -120,8 +120,8 @@ pub struct Session<D> {
     pub(crate) input_told_paused: bool,
     /// An input edge for this connection is queued and not polled yet.
     pub(crate) input_queued: bool,
-    /// The output passed the high-water mark and has not drained to the
-    /// low-water mark since: the service hears of it then.
+    /// The output passed the high-water mark and has not drained back
+    /// since: the service hears of it then.
     pub(crate) output_high: bool,
     /// The input group the connection's input pauses with, if any.
     pub(crate) input_group: Option<InputGroup>,
@@ -141,8 +141,8 @@ impl<D> Session<D> {
     }
 
     /// Whether the output passed the high-water mark (half the bound) and
-    /// has not drained to the low-water mark (a quarter) since; the service
-    /// hears [`crate::Service::on_drained`] when it does.
+    /// has not drained back to it since; the service hears
+    /// [`crate::Service::on_drained`] when it does.
     pub fn output_high(&self) -> bool {
         self.output_high
     }

@@ -187,9 +187,12 @@ impl WorkerConfig {
         self.output_backlog_max / 2
     }
 
-    /// A high output that falls to this is drained again.
+    /// A high output that falls to this is drained again: the high-water
+    /// mark itself. Each crossing is one edge at most per write (a write
+    /// drains far more than a frame adds), and a lower mark would leave the
+    /// peer idle while the backlog drains further (measured: s2 halved).
     pub const fn output_low_water(&self) -> usize {
-        self.output_backlog_max / 4
+        self.output_high_water()
     }
 
     /// The bound of the effect queue: every session's effects, twice (a
@@ -273,8 +276,9 @@ pub trait Service: Sized + 'static {
         let _ = (cx, conn, session);
     }
 
-    /// `conn`'s output, which had passed the high-water mark, fell to the
-    /// low-water mark: input paused for its sake may resume.
+    /// `conn`'s output, which had passed the high-water mark, is back at
+    /// [`WorkerConfig::output_low_water`]: input paused for its sake may
+    /// resume.
     fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
         let _ = (cx, conn);
     }

@@ -102,6 +102,8 @@ struct GroupIo {
     paused: bool,
     /// Connections found readable while the group was paused, in order.
     waiting: VecDeque<ConnId>,
+    /// In [`Driver::resumed`]: its waiting connections are read this turn.
+    scheduled: bool,
 }
 
 enum Flush {
@@ -142,6 +144,8 @@ pub(crate) struct Driver<S: Service> {
     ready: VecDeque<ConnId>,
     /// Input groups, by index, grown on first use.
     groups: Vec<GroupIo>,
+    /// Groups resumed since their waiting connections were last read.
+    resumed: Vec<InputGroup>,
     stats: IoStats,
     /// Batched write mode: connections with output to write before the
     /// next poll, each once.
@@ -195,6 +199,7 @@ impl<S: Service> Driver<S> {
             draining: false,
             ready: VecDeque::new(),
             groups: Vec::new(),
+            resumed: Vec::new(),
             stats: IoStats::default(),
             dirty: Vec::new(),
             observer,
@@ -258,8 +263,9 @@ impl<S: Service> Driver<S> {
                 timeout = Some(Duration::ZERO);
             }
             self.flush_dirty(now);
-            if !self.ready.is_empty() {
-                // Input waits that no event will announce.
+            if !self.ready.is_empty() || !self.resumed.is_empty() {
+                // Input waits that no event will announce (a resume may
+                // come from the last handoff of the turn).
                 timeout = Some(Duration::ZERO);
             }
             let timeout = timeout.or_else(|| self.poll_timeout(now, stop_at));
@@ -275,11 +281,15 @@ impl<S: Service> Driver<S> {
             // stamps.
             now = monotonic_now();
             self.stats.polls += 1;
-            quiet = timeout == Some(Duration::ZERO) && events.is_empty() && self.ready.is_empty();
+            quiet = timeout == Some(Duration::ZERO)
+                && events.is_empty()
+                && self.ready.is_empty()
+                && self.resumed.is_empty();
             for event in events.iter() {
                 self.handle_event(event, now);
             }
             self.read_ready(now);
+            self.read_resumed(now);
             if self.take_handoffs() > 0 {
                 quiet = false;
             }
@@ -753,20 +763,35 @@ impl<S: Service> Driver<S> {
         &mut self.groups[g]
     }
 
-    /// The group's connections that were readable while it paused are read
-    /// (in the order they waited) before the next poll.
+    /// The group's connections that were readable while it paused are
+    /// read before the next poll ([`Driver::read_resumed`]).
     fn resume_group(&mut self, group: InputGroup) {
         let g = self.group_mut(group);
         g.paused = false;
-        let mut waiting = std::mem::take(&mut g.waiting);
-        for conn in waiting.drain(..) {
-            if let Some(c) = find(&mut self.conns, conn) {
-                c.queued_group = false;
-                self.queue_ready(conn);
+        if !g.scheduled && !g.waiting.is_empty() {
+            g.scheduled = true;
+            self.resumed.push(group);
+        }
+    }
+
+    /// Reads the waiting connections of resumed groups, oldest first, until
+    /// each group is empty or paused again: the work is one read per
+    /// connection read, whatever the number left waiting.
+    fn read_resumed(&mut self, now: Nanos) {
+        while let Some(group) = self.resumed.pop() {
+            let g = group.index();
+            self.groups[g].scheduled = false;
+            while !self.groups[g].paused {
+                let Some(conn) = self.groups[g].waiting.pop_front() else {
+                    break;
+                };
+                if let Some(c) = find(&mut self.conns, conn) {
+                    c.queued_group = false;
+                    // Paused again part-way: it queues at the back.
+                    self.read(conn, false, now);
+                }
             }
         }
-        // Keep the allocation for the next pause.
-        self.groups[group.index()].waiting = waiting;
     }
 
     fn transmit(&mut self, conn: ConnId, now: Nanos) {

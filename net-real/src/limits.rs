@@ -9,8 +9,12 @@ pub const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Pending connections the kernel queues per listening socket.
 pub const LISTEN_BACKLOG: i32 = 1024;
 /// Reads of one connection per loop turn before the others get theirs
-/// (the rest waits for the next turn, without a new event).
-pub const READS_PER_TURN_MAX: usize = 4;
+/// (the rest waits for the next turn, without a new event): 1 MiB. A
+/// client rarely has that much waiting; an upstream, which carries every
+/// client's answers, often does, and a smaller budget starved it (s2 at
+/// 4 reads: the exchange idled, paused on a full output, while the
+/// gateway served thousands of clients a read each).
+pub const READS_PER_TURN_MAX: usize = 16;
 /// Default bytes past which one (source, target) handoff mailbox takes no
 /// more until its target drains it (it may pass by one batch).
 pub const HANDOFF_MAILBOX_BYTES_DEFAULT: usize = 4 * 1024 * 1024;

@@ -750,19 +750,34 @@ pub fn prune(dir: &Path, snapshot_durable_seq: u64) -> Result<Vec<String>, WalEr
     Ok(names)
 }
 
-/// Measures this disk: `appends` appends of 4 KiB to a temporary file in
-/// `dir`, each followed by `fdatasync`; the histogram holds each append +
+/// Where the fsync probe writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFile {
+    /// Appends to a growing file: every sync also commits the new size
+    /// (the classic "append + fdatasync" figure).
+    Growing,
+    /// Writes into a preallocated file, as the WAL does into its segments.
+    Preallocated,
+}
+
+/// Measures this disk: `appends` writes of 4 KiB to a temporary file in
+/// `dir`, each followed by `fdatasync`; the histogram holds each write +
 /// sync in nanoseconds. The file is removed afterwards.
-pub fn probe_fsync(dir: &Path, appends: u32) -> Result<Histogram<u64>, WalError> {
+pub fn probe_fsync(dir: &Path, appends: u32, kind: ProbeFile) -> Result<Histogram<u64>, WalError> {
     let path = dir.join(format!(".fsync-probe-{}.tmp", std::process::id()));
-    let result = probe_into(&path, appends);
+    let result = probe_into(&path, appends, kind);
     let _ = fs::remove_file(&path);
     result
 }
 
-fn probe_into(path: &Path, appends: u32) -> Result<Histogram<u64>, WalError> {
+fn probe_into(path: &Path, appends: u32, kind: ProbeFile) -> Result<Histogram<u64>, WalError> {
     let file = File::create(path).map_err(io_err("create", path))?;
     let block = [0xA5u8; FSYNC_PROBE_BLOCK_LEN];
+    if kind == ProbeFile::Preallocated {
+        let len = u64::from(appends) * FSYNC_PROBE_BLOCK_LEN as u64;
+        preallocate(&file, len).map_err(io_err("preallocate", path))?;
+        file.sync_all().map_err(io_err("fsync", path))?;
+    }
     let mut hist = Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds");
     for i in 0..u64::from(appends) {
         let start = Instant::now();

@@ -1,15 +1,15 @@
-//! The shared scenario bodies (`fep_trading::scenario::conformance`) on the
+//! The shared scenario bodies (`fep_load::scenario::conformance`) on the
 //! real backend: exchange, gateway and client each on their own mio workers
 //! over loopback, in this process.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use fep_load::client::{Client, ClientConfig, Load, Report};
+use fep_load::scenario::conformance::{run_all, Arm, Spec};
 use fep_net::{Config, Readiness, Running};
-use fep_trading::client::{Client, ClientConfig, Load, Report};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::Gateway;
-use fep_trading::scenario::conformance::{run_all, Arm, Spec};
 
 const READY_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 

@@ -1,17 +1,17 @@
 //! The real driver running the real services in one process: exchange,
 //! gateway and client each on their own `fep_net::start`, on loopback.
-//! The checks are `fep_trading::scenario::check`, the body every driver
+//! The checks are `fep_load::scenario::check`, the body every driver
 //! shares.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use fep_core::Nanos;
+use fep_load::client::{Client, ClientConfig, Load, Report};
+use fep_load::scenario::{check, Expect};
 use fep_net::{Config, NetError, Readiness, Running, WriteMode};
-use fep_trading::client::{Client, ClientConfig, Load, Report};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
-use fep_trading::scenario::{check, Expect};
 
 const READY_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 
@@ -523,6 +523,39 @@ fn a_full_handoff_mailbox_holds_the_bytes_until_the_target_drains_it() {
     let io: Vec<_> = stopped.iter().map(|w| w.io).collect();
     let waits: u64 = io.iter().map(|io| io.handoff_waits).sum();
     assert!(waits > 0, "{io:?}");
+    stop(ex);
+}
+
+#[test]
+fn clients_paused_by_a_spent_credit_resume_when_the_answers_come_back() {
+    // A credit of 64 KiB between two gateway workers (one read of a
+    // client holds at most 16 KiB of pings): the clients routed
+    // across pause and resume many times, and the resume comes with the
+    // answers handed back, not with a socket event. Every ping is answered.
+    let ex = exchange(Config::new());
+    let config = Config::new()
+        .listen(loopback())
+        .peers(vec![ex.local_addr().unwrap()])
+        .workers(2);
+    let gw_config = GatewayConfig {
+        workers: 2,
+        routing: Routing::Handoff,
+        handoff_inflight_bytes_max: 64 * 1024,
+        ..GatewayConfig::default()
+    };
+    let gw = fep_net::start(config, move |id| Gateway::new(id, gw_config.clone())).unwrap();
+    assert_eq!(gw.wait_ready(READY_TIMEOUT), Readiness::Ready);
+    let client = ClientConfig {
+        load: Load::Pipelined { inflight: 32 },
+        size: 512,
+        ..pings(16, 20_000)
+    };
+    let report = load(gw.local_addr().unwrap(), client);
+    assert_healthy(&report, 20_100, true);
+    assert_eq!(report.drain_timeouts, 0);
+    let stopped = stop(gw);
+    let pauses: u64 = stopped.iter().map(|w| w.io.input_pauses).sum();
+    assert!(pauses > 0, "the credit never paused a client");
     stop(ex);
 }
 

@@ -12,7 +12,7 @@ use fep_journal::limits::SEGMENT_SIZE_MIN;
 use fep_journal::record::encode_append;
 use fep_journal::segment::{header_len, segment_file_name};
 use fep_journal::{AppendAt, Recovered};
-use fep_net::wal::{self, AppendError, Wal, WalConfig, WalError, WalSync};
+use fep_net::wal::{self, AppendError, ProbeFile, Wal, WalConfig, WalError, WalSync};
 
 const SETTINGS: &[u8] = b"instruments=16 accounts=1024 cash=1e15 units=1e9";
 
@@ -281,11 +281,66 @@ fn a_producer_faster_than_the_disk_sees_full_and_too_long_payloads_are_refused()
 #[test]
 fn the_fsync_probe_measures_every_append() {
     let dir = tempdir();
-    let h = wal::probe_fsync(dir.path(), 20).unwrap();
-    assert_eq!(h.len(), 20);
-    assert!(h.min() > 0);
+    for kind in [ProbeFile::Growing, ProbeFile::Preallocated] {
+        let h = wal::probe_fsync(dir.path(), 20, kind).unwrap();
+        assert_eq!(h.len(), 20);
+        assert!(h.min() > 0);
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 0, "probe file removed");
+    }
+}
+
+#[test]
+fn an_io_error_stops_the_wal_and_nothing_past_it_becomes_durable() {
+    let dir = tempdir();
+    let config = config(dir.path()).segment_size(SEGMENT_SIZE_MIN);
+    let woken = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&woken);
+    let on_durable = Box::new(move |_| {
+        count.fetch_add(1, Ordering::AcqRel);
+    });
+    let wal = Wal::start(config, AppendAt::NewSegment { seq_next: 1 }, on_durable).unwrap();
+    let big = vec![3u8; 200 * 1024];
+    // Five records fit the first segment; the sixth rolls to a segment
+    // whose name is taken by a directory, so creating it fails.
+    let mut seq = 0;
+    for _ in 0..5 {
+        seq = wal.append(&big).unwrap();
+        while wal.durable_seq() < seq {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(seq, 5);
+    std::fs::create_dir(dir.path().join(segment_file_name(6))).unwrap();
+    wal.append(&big).unwrap();
+    while !wal.is_stopped() {
+        std::thread::yield_now();
+    }
+    assert_eq!(wal.durable_seq(), 5, "the failed batch is never published");
+    assert_eq!(wal.try_append(b"more"), Err(AppendError::Stopped));
+    // The owner was woken once per batch and once more for the failure.
+    while woken.load(Ordering::Acquire) < 6 {
+        std::thread::yield_now();
+    }
+    let err = wal.shutdown().unwrap_err();
+    let line = err.to_string();
     assert!(
-        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-        "probe file removed"
+        line.contains("cannot create") && line.contains(&segment_file_name(6)),
+        "{line}"
     );
+}
+
+#[test]
+fn the_wal_thread_is_pinned_when_asked() {
+    let dir = tempdir();
+    let cpu = core_affinity::get_core_ids()
+        .and_then(|ids| ids.first().map(|c| c.id))
+        .expect("at least one CPU");
+    let pinned = config(dir.path()).cpu(Some(cpu));
+    let wal = start(&pinned, AppendAt::NewSegment { seq_next: 1 });
+    wal.append(b"one").unwrap();
+    assert!(wal.shutdown().unwrap().pinned);
+    let dir = tempdir();
+    let wal = start(&config(dir.path()), AppendAt::NewSegment { seq_next: 1 });
+    assert!(!wal.shutdown().unwrap().pinned, "unpinned unless asked");
 }

@@ -4,7 +4,7 @@
 //! Most of them read the wire as the drivers decoded it
 //! ([`crate::observe`]), not the roles' own counters, so a role cannot pass
 //! by miscounting. The clients' reports are checked too, with the same
-//! `fep_trading::scenario::check` the real backend applies, and must agree
+//! `fep_load::scenario::check` the real backend applies, and must agree
 //! with the wire.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 
 use fep_core::wire::{OP_ERROR, OP_REJECT};
 use fep_core::{ErrorCode, WorkerId};
-use fep_trading::client::Report;
+use fep_load::client::Report;
+use fep_load::scenario::{self, Expect};
 use fep_trading::gateway::RouteTag;
 use fep_trading::msg::{OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ};
-use fep_trading::scenario::{self, Expect};
 
 use crate::faults::{Fault, FaultKind};
 use crate::run::{pings_of, Hosts, RunConfig};

@@ -20,10 +20,10 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fep_core::{Nanos, WorkerConfig};
-use fep_trading::client::{Client, ClientConfig, Load, Report, RoundTrip};
+use fep_load::client::{Client, ClientConfig, Load, Report, RoundTrip};
+use fep_load::scenario::Scenario;
 use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::Gateway;
-use fep_trading::scenario::Scenario;
 
 use crate::check::{self, Verdict, WireCheck};
 use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};

@@ -3,8 +3,8 @@
 //! and a client that stops reading has its pongs wait in the gateway
 //! instead of being lost.
 
+use fep_load::scenario::Scenario;
 use fep_sim::run::{run, Outcome, RunConfig};
-use fep_trading::scenario::Scenario;
 
 fn traced(scenario: Scenario, faults: &str) -> Outcome {
     let outcome = run(&RunConfig {

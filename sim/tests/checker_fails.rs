@@ -1,9 +1,9 @@
 //! The checker can fail: deliberately broken drivers are caught by a sweep.
 
+use fep_load::scenario::Scenario;
 use fep_sim::driver::Sabotage;
 use fep_sim::run::{run, RunConfig};
 use fep_sim::sweep::{default_threads, sweep};
-use fep_trading::scenario::Scenario;
 
 fn broken(scenario: Scenario, sabotage: Sabotage) -> RunConfig {
     RunConfig {

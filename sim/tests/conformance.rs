@@ -1,9 +1,9 @@
-//! The shared scenario bodies (`fep_trading::scenario::conformance`) under
+//! The shared scenario bodies (`fep_load::scenario::conformance`) under
 //! the simulator: one client host, no faults, a fixed seed.
 
+use fep_load::client::Report;
+use fep_load::scenario::conformance::{run_all, Arm, Spec};
 use fep_sim::run::{run, RunConfig};
-use fep_trading::client::Report;
-use fep_trading::scenario::conformance::{run_all, Arm, Spec};
 
 struct Simulated {
     seed: u64,

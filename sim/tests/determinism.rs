@@ -6,9 +6,9 @@
 
 use std::process::Command;
 
+use fep_load::scenario::Scenario;
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, RunConfig};
-use fep_trading::scenario::Scenario;
 
 const CHILD_ENV: &str = "FEP_SIM_DIGEST_OF";
 const TEST_NAME: &str = "one_seed_gives_one_digest_in_two_processes_and_other_seeds_others";

@@ -21,6 +21,7 @@ struct Observed {
     acked: u64,
     recovered: Option<Vec<u64>>,
     torn: bool,
+    rereads: u32,
     errors: Vec<String>,
     after_error: Option<String>,
 }
@@ -31,10 +32,11 @@ fn payload(seq: u64) -> Vec<u8> {
     format!("cmd-{seq}-{}", "z".repeat((seq % 50) as usize)).into_bytes()
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Disk {
     block_size: Option<u64>,
     io_error_probability: f64,
+    corruption_probability: f64,
 }
 
 fn sim(seed: u64, disk: Disk) -> turmoil::Sim<'static> {
@@ -47,6 +49,7 @@ fn sim(seed: u64, disk: Disk) -> turmoil::Sim<'static> {
         b.fs().block_size(bs);
     }
     b.fs().io_error_probability(disk.io_error_probability);
+    b.fs().corruption_probability(disk.corruption_probability);
     b.build()
 }
 
@@ -78,6 +81,7 @@ async fn journal_host(shared: Shared, seed: u64, settings: &'static [u8]) -> tur
         let mut o = shared.borrow_mut();
         o.recovered = Some(seqs);
         o.torn = recovered.torn.is_some();
+        o.rereads = recovered.rereads;
     }
     let mut rng = seed::rng(seed, "journal", "burst", u64::from(incarnation));
     loop {
@@ -148,10 +152,7 @@ fn check_prefix(seqs: &[u64]) {
 
 #[test]
 fn a_crash_loses_exactly_the_unsynced_writes_when_writes_are_atomic() {
-    let disk = Disk {
-        block_size: None,
-        io_error_probability: 0.0,
-    };
+    let disk = Disk::default();
     for seed in 0..30 {
         let (o, acked, _) = crash_and_recover(seed, disk);
         let seqs = o.recovered.expect("recovered");
@@ -169,7 +170,7 @@ fn a_crash_loses_exactly_the_unsynced_writes_when_writes_are_atomic() {
 fn torn_writes_never_lose_an_acknowledged_record_and_are_discarded_as_tails() {
     let disk = Disk {
         block_size: Some(512),
-        io_error_probability: 0.0,
+        ..Disk::default()
     };
     let mut torn_seen = 0;
     let mut unacked_kept = 0;
@@ -202,6 +203,7 @@ fn io_errors_surface_as_errors_and_stop_acknowledgement() {
     let disk = Disk {
         block_size: Some(512),
         io_error_probability: 0.05,
+        ..Disk::default()
     };
     let mut failures = 0;
     let mut refused_after_error = 0;
@@ -260,13 +262,7 @@ fn io_errors_surface_as_errors_and_stop_acknowledgement() {
 #[test]
 fn a_journal_written_with_other_settings_is_refused_after_a_restart() {
     let shared = Shared::default();
-    let mut sim = sim(
-        7,
-        Disk {
-            block_size: None,
-            io_error_probability: 0.0,
-        },
-    );
+    let mut sim = sim(7, Disk::default());
     let host_shared = Rc::clone(&shared);
     sim.host("wal", move || {
         let settings: &'static [u8] = if host_shared.borrow().incarnations == 0 {
@@ -293,7 +289,7 @@ fn a_journal_written_with_other_settings_is_refused_after_a_restart() {
 fn the_same_seed_crashes_and_recovers_the_same_way() {
     let disk = Disk {
         block_size: Some(512),
-        io_error_probability: 0.0,
+        ..Disk::default()
     };
     for seed in [3, 11] {
         let (a, acked_a, app_a) = crash_and_recover(seed, disk);
@@ -302,4 +298,34 @@ fn the_same_seed_crashes_and_recovers_the_same_way() {
         assert_eq!(a.recovered, b.recovered);
         assert_eq!(a.torn, b.torn);
     }
+}
+
+#[test]
+fn corrupt_reads_are_read_again_and_never_cost_an_acknowledged_record() {
+    let disk = Disk {
+        block_size: Some(512),
+        corruption_probability: 0.3,
+        ..Disk::default()
+    };
+    let mut rereads = 0;
+    for seed in 0..40 {
+        let (o, acked, appended) = crash_and_recover(seed, disk);
+        // A damaged read believed as corruption refuses the start (and a
+        // restart reads again); it must never truncate what was acked.
+        let Some(seqs) = o.recovered else {
+            panic!("seed {seed}: not recovered: {:?}", o.errors)
+        };
+        check_prefix(&seqs);
+        let n = seqs.len() as u64;
+        assert!(
+            n >= acked,
+            "seed {seed}: acknowledged {acked}, recovered {n}"
+        );
+        assert!(n <= appended, "seed {seed}");
+        rereads += o.rereads;
+    }
+    assert!(
+        rereads > 0,
+        "no read was corrupted: the test did not test rereads"
+    );
 }

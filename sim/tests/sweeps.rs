@@ -7,10 +7,10 @@
 
 use std::ops::Range;
 
+use fep_load::scenario::Scenario;
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::RunConfig;
 use fep_sim::sweep::{default_threads, merge, sweep, sweep_shard, Shard};
-use fep_trading::scenario::Scenario;
 
 /// Seeds per scenario when `FEP_SIM_SEEDS` is not set.
 const SEEDS_DEFAULT: u64 = 200;

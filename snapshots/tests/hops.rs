@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
+use fep_load::client::{Answer, RoundTrip};
+use fep_load::scenario::Scenario;
 use fep_sim::run::{run, RunConfig};
-use fep_trading::client::{Answer, RoundTrip};
 use fep_trading::gateway::RouteTag;
-use fep_trading::scenario::Scenario;
 
 const SEED: u64 = 7;
 const ROUND_TRIPS: usize = 50;

@@ -48,6 +48,10 @@ use crate::msg::{
 };
 use crate::open_orders::OpenOrders;
 use crate::order::{self, OrderMsg};
+use crate::risk::{
+    self, Check, ClientId, OrderTerms, ReasonBuf, Refusal, ReplaceTerms, Reservation, Risk,
+    RiskConfig, RiskHandle,
+};
 use crate::Role;
 
 /// Which upstream a client's pings take.
@@ -78,8 +82,13 @@ pub struct GatewayConfig {
     /// (PROTOCOL.md "Cancel on disconnect"; on by default).
     pub cancel_on_disconnect: bool,
     /// Open orders this worker tracks for its clients (for cancel on
-    /// disconnect); past it a `NewOrder` is refused `Reject{OVERLOADED}`.
+    /// disconnect and exposure); past it a `NewOrder` is refused
+    /// `Reject{OVERLOADED}`.
     pub open_orders_max: usize,
+    /// Who may trade what, and the pre-trade limits (`--risk FILE`),
+    /// shared by every worker. `None`: one client, every account, no
+    /// limits, the hand-shake checked against `token` (as without a file).
+    pub risk: Option<RiskHandle>,
     /// Pings one upstream may have in flight; past it `Reject{OVERLOADED}`.
     /// The default holds 10,000 clients with 30 pings in flight each.
     pub upstream_inflight_max: usize,
@@ -105,9 +114,10 @@ impl Default for GatewayConfig {
             upstream_inflight_max: 1 << 19,
             reconnect_backoff_min: Nanos::from_millis(1),
             reconnect_backoff_max: Nanos::from_millis(500),
-            handoff_inflight_bytes_max: 16 * 1024 * 1024,
+            handoff_inflight_bytes_max: 2 * 1024 * 1024,
             cancel_on_disconnect: true,
             open_orders_max: 1 << 16,
+            risk: None,
         }
     }
 }
@@ -194,6 +204,8 @@ pub struct GatewayStats {
     /// Rejects delivered to this worker's clients, by error code (index
     /// = the code on the wire; codes past the table count in the last).
     pub rejects_by_code: [u64; REJECT_CODES],
+    /// Requests refused `RISK_LIMIT`, by check (indexed as [`Check::ALL`]).
+    pub risk_refusals: [u64; Check::ALL.len()],
 }
 
 /// Slots of [`GatewayStats::rejects_by_code`]: every code PROTOCOL.md
@@ -215,6 +227,19 @@ pub struct Peer {
     inflight: u32,
     /// The worker whose upstream carries this client's pings.
     target: WorkerId,
+    /// The configured client the hand-shake's token named.
+    client: Option<ClientId>,
+    /// This connection's requests in flight, oldest first: what each
+    /// reserved, settled by its first answer. Answers to one connection
+    /// come back in the order its requests were let through.
+    pending: VecDeque<Pend>,
+}
+
+/// A request in flight, as its connection's worker remembers it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pend {
+    /// What the risk check reserved (nothing for pings, queries, cancels).
+    reserved: Reservation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +260,23 @@ struct Pending {
     /// Sent by the gateway itself (cancel on disconnect): its answer is
     /// swallowed.
     internal: bool,
+    /// The request's opcode: its first answer must be of the kind the
+    /// contract pairs with it.
+    opcode: u16,
+}
+
+/// Whether `answer` can be the first answer of a request `request`
+/// (PROTOCOL.md's table; a `Reject` fits any request).
+fn answers(request: u16, answer: u16) -> bool {
+    match request {
+        OP_PERF_PING => answer == OP_PERF_PONG,
+        order::OP_NEW_ORDER => answer == order::OP_ORDER_ACCEPTED,
+        order::OP_CANCEL_ORDER => answer == order::OP_ORDER_CANCELED,
+        order::OP_REPLACE_ORDER => answer == order::OP_ORDER_REPLACED,
+        order::OP_BOOK_QUERY => answer == order::OP_BOOK_SNAPSHOT,
+        order::OP_BALANCE_QUERY => answer == order::OP_BALANCE,
+        _ => false,
+    }
 }
 
 /// One gateway worker's service.
@@ -262,7 +304,25 @@ pub struct Gateway {
     open_orders: Option<OpenOrders>,
     /// `cl_ord_id`s of the gateway's own cancels (echoed, never checked).
     next_internal_id: u64,
+    /// This worker's view of the process's risk state.
+    risk: Risk,
+    /// Where a refusal's reason is written (no allocation).
+    reason: ReasonBuf,
     stats: GatewayStats,
+}
+
+/// `|price| × qty` for the risk counters, saturated to 64 bits (the
+/// exchange refuses anything above 2^63 − 1 anyway).
+fn risk_notional(price: i64, qty: u64) -> u64 {
+    u64::try_from(risk::notional(price, qty)).unwrap_or(u64::MAX)
+}
+
+/// The client `conn`'s hand-shake named (a handler runs only on
+/// hand-shaked sessions, and every one has a client).
+fn client_of(cx: &Context<'_, Gateway>, conn: ConnId) -> ClientId {
+    cx.session(conn)
+        .and_then(|s| s.data.client)
+        .expect("a hand-shaked client session has a client")
 }
 
 /// The credit an order-entry request holds until its first answer is back:
@@ -287,9 +347,10 @@ impl Gateway {
             "worker {worker:?} of {} workers",
             config.workers
         );
+        // Tokens are the risk configuration's: one per client.
         let admission = Admission {
             roles: vec![Role::Client],
-            token: config.token.clone(),
+            token: None,
         };
         let workers = usize::from(config.workers);
         Gateway {
@@ -308,6 +369,12 @@ impl Gateway {
             draining: false,
             open_orders: None,
             next_internal_id: 1,
+            risk: config
+                .risk
+                .clone()
+                .unwrap_or_else(|| RiskHandle::new(RiskConfig::open(config.token.clone())))
+                .risk(),
+            reason: ReasonBuf::default(),
             stats: GatewayStats::default(),
             config,
         }
@@ -415,7 +482,17 @@ impl Gateway {
         conn: ConnId,
         p: &[u8],
     ) -> Result<(), Fault> {
-        self.admission.accept(cx, conn, p, Role::Gateway)
+        let hello = RoleHelloReq::decode(p)?;
+        // Role and version first, then whose token it is.
+        self.admission.check(&hello)?;
+        let Some(client) = self.risk.client_by_token(hello.token) else {
+            return Err(Fault::RoleRefused {
+                what: "wrong token",
+            });
+        };
+        self.admission.accept(cx, conn, p, Role::Gateway)?;
+        cx.data_mut(conn).expect("just hand-shaked").client = Some(client);
+        Ok(())
     }
 
     fn on_ping(
@@ -425,7 +502,16 @@ impl Gateway {
         payload: &[u8],
     ) -> Result<(), Fault> {
         let seq = PerfPing::decode(OP_PERF_PING, payload)?.seq;
-        self.admit(cx, conn, OP_PERF_PING, seq, payload, 6 + payload.len());
+        let pend = Pend::default();
+        self.admit(
+            cx,
+            conn,
+            OP_PERF_PING,
+            seq,
+            payload,
+            6 + payload.len(),
+            pend,
+        );
         Ok(())
     }
 
@@ -448,21 +534,78 @@ impl Gateway {
             cx.reject(conn, ErrorCode::Overloaded, cl_ord_id, why);
             return Ok(());
         }
+        let pend = match self.check_risk(cx, conn, &msg) {
+            Ok(pend) => pend,
+            Err(refusal) => {
+                self.stats.rejected(ErrorCode::RiskLimit);
+                self.stats.risk_refusals[refusal.check().index()] += 1;
+                let why = refusal.reason(&mut self.reason);
+                cx.reject(conn, ErrorCode::RiskLimit, cl_ord_id, why);
+                return Ok(());
+            }
+        };
         self.stats.orders += 1;
-        self.admit(
-            cx,
-            conn,
-            opcode,
-            cl_ord_id,
-            payload,
-            credit_of(opcode, payload),
-        );
+        let credit = credit_of(opcode, payload);
+        if !self.admit(cx, conn, opcode, cl_ord_id, payload, credit, pend) {
+            self.risk.release(client_of(cx, conn), pend.reserved);
+        }
         Ok(())
+    }
+
+    /// The pre-trade checks of a request from `conn`'s client: what it
+    /// reserves, or why it is refused (it then never reaches the exchange).
+    /// Cancels and queries are checked for the account alone.
+    fn check_risk(
+        &mut self,
+        cx: &Context<'_, Self>,
+        conn: ConnId,
+        msg: &OrderMsg<'_>,
+    ) -> Result<Pend, Refusal> {
+        let client = client_of(cx, conn);
+        let now = cx.now();
+        let reserved = match *msg {
+            OrderMsg::NewOrder(m) => {
+                let terms = OrderTerms {
+                    account: m.account,
+                    instrument: m.instrument,
+                    side: risk::Side::from_u8(m.side),
+                    price: m.price,
+                    qty: m.qty,
+                };
+                self.risk.check_new(now, client, &terms)?
+            }
+            OrderMsg::ReplaceOrder(m) => {
+                // The order is named by (account, cl_ord_id), which the
+                // open-order view does not index: the whole new notional is
+                // reserved, and settled against what was held on the answer.
+                let terms = ReplaceTerms {
+                    account: m.account,
+                    price: m.price,
+                    qty: m.qty,
+                    current: None,
+                    instrument: None,
+                    side: None,
+                };
+                self.risk.check_replace(now, client, &terms)?
+            }
+            OrderMsg::CancelOrder(m) => {
+                self.risk.check_cancel(client, m.account)?;
+                Reservation::default()
+            }
+            OrderMsg::BalanceQuery(m) => {
+                self.risk.check_balance_query(client, m.account)?;
+                Reservation::default()
+            }
+            _ => Reservation::default(),
+        };
+        Ok(Pend { reserved })
     }
 
     /// Takes a client request (`opcode`, `seq`, whole `payload`) on its way
     /// to its upstream, holding `credit` bytes with a remote one until its
-    /// first answer is back; or rejects it.
+    /// first answer is back, and `pend` until its connection's worker
+    /// settles it; or rejects it at once (`false`).
+    #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
         cx: &mut Context<'_, Self>,
@@ -471,11 +614,12 @@ impl Gateway {
         seq: u64,
         payload: &[u8],
         credit: usize,
-    ) {
+        pend: Pend,
+    ) -> bool {
         if self.draining {
             self.stats.rejected(ErrorCode::ShuttingDown);
             cx.reject(conn, ErrorCode::ShuttingDown, seq, "gateway is draining");
-            return;
+            return false;
         }
         let peer = cx.data_mut(conn).expect("handler runs on a live session");
         let target = peer.target;
@@ -487,7 +631,7 @@ impl Gateway {
                 seq,
                 "too many requests in flight on this session",
             );
-            return;
+            return false;
         }
         let len = 6 + payload.len();
         if target != self.worker
@@ -501,9 +645,10 @@ impl Gateway {
                 seq,
                 "credit with the upstream's worker spent",
             );
-            return;
+            return false;
         }
         peer.inflight += 1;
+        peer.pending.push_back(pend);
         self.inflight_total += 1;
         if opcode == OP_PERF_PING {
             self.stats.pings += 1;
@@ -527,6 +672,7 @@ impl Gateway {
             assert!(handed, "the credit keeps the lane within its bound");
             self.update_via(cx, target);
         }
+        true
     }
 
     /// Writes a request (a ping or an order-entry request) to this worker's
@@ -576,6 +722,7 @@ impl Gateway {
                 seq,
                 len,
                 internal: false,
+                opcode,
             });
             if cx.session(upstream).is_some_and(|s| s.output_high()) {
                 self.announce_congestion(cx, true);
@@ -616,18 +763,21 @@ impl Gateway {
         );
     }
 
-    /// Settles one of this worker's client pings; `false` if its client went.
-    fn settle(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) -> bool {
+    /// Settles the oldest request in flight of this worker's client `conn`:
+    /// its [`Pend`], or `None` if its client went.
+    fn settle(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) -> Option<Pend> {
         let live = cx.state(conn).is_some_and(|s| s.phase == Phase::Handshaked);
         match cx.data_mut(conn) {
             Some(peer) if live && peer.inflight > 0 => {
                 peer.inflight -= 1;
                 self.inflight_total -= 1;
-                true
+                let pend = peer.pending.pop_front();
+                debug_assert!(pend.is_some(), "one pend per request in flight");
+                pend
             }
             _ => {
                 self.stats.orphans += 1;
-                false
+                None
             }
         }
     }
@@ -639,7 +789,9 @@ impl Gateway {
         seq: u64,
         code: ErrorCode,
     ) {
-        if self.settle(cx, conn) {
+        if let Some(pend) = self.settle(cx, conn) {
+            // Refused upstream or here: what its check reserved goes back.
+            self.risk.release(client_of(cx, conn), pend.reserved);
             self.stats.rejected(code);
             let reason = match code {
                 ErrorCode::UpstreamUnavailable => "no live upstream",
@@ -652,7 +804,7 @@ impl Gateway {
     }
 
     fn deliver_pong(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) {
-        if self.settle(cx, conn) {
+        if self.settle(cx, conn).is_some() {
             self.stats.pongs += 1;
             let t4 = cx.now().as_u64();
             cx.send(conn, 6 + payload.len(), |out| {
@@ -678,6 +830,12 @@ impl Gateway {
             return Err(Fault::Unsolicited {
                 opcode: OP_PERF_PONG,
                 what: "pong route was altered",
+            });
+        }
+        if !answers(oldest.opcode, OP_PERF_PONG) {
+            return Err(Fault::Unsolicited {
+                opcode: OP_PERF_PONG,
+                what: "answer is not of its request's kind",
             });
         }
         // The pad comes back unchanged, so the pong is as long as its ping:
@@ -772,6 +930,12 @@ impl Gateway {
                 what: "answer route was altered",
             });
         }
+        if !answers(oldest.opcode, opcode) {
+            return Err(Fault::Unsolicited {
+                opcode,
+                what: "answer is not of its request's kind",
+            });
+        }
         self.upstream_fifo.pop_front();
         if oldest.internal {
             return Ok(());
@@ -830,15 +994,21 @@ impl Gateway {
         payload: &[u8],
         first: bool,
     ) {
-        if first && !self.settle(cx, conn) {
-            return;
-        }
+        let pend = if first {
+            let Some(pend) = self.settle(cx, conn) else {
+                return;
+            };
+            Some(pend)
+        } else {
+            None
+        };
         let live = cx.state(conn).is_some_and(|s| s.phase == Phase::Handshaked);
         if !live {
             self.stats.later_dropped += 1;
             return;
         }
-        self.track(conn, opcode, payload);
+        let client = client_of(cx, conn);
+        self.track(conn, client, opcode, payload, pend);
         self.stats.order_answers += 1;
         let stamped = read_u64(payload, offset::T1 - offset::SEQ) != 0;
         let t4 = cx.now().as_u64();
@@ -851,45 +1021,109 @@ impl Gateway {
         });
     }
 
-    /// Updates the open-order view with a message delivered to `conn`.
-    fn track(&mut self, conn: ConnId, opcode: u16, payload: &[u8]) {
+    /// Updates the open-order view and `client`'s exposure with a message
+    /// delivered to `conn` (`pend`: the request it first-answers). Exposure
+    /// is settled only from the gateway's own record of an order, so an
+    /// exchange's message can never remove more than was counted.
+    fn track(
+        &mut self,
+        conn: ConnId,
+        client: ClientId,
+        opcode: u16,
+        payload: &[u8],
+        pend: Option<Pend>,
+    ) {
         let Some(orders) = self.open_orders.as_mut() else {
             return;
         };
         let Ok(msg) = OrderMsg::decode(opcode, payload) else {
             unreachable!("checked where it arrived");
         };
-        let full = match msg {
-            OrderMsg::OrderAccepted(m) => orders
-                .open(conn, m.order_id, m.account, m.h.cl_ord_id, m.price, m.qty)
-                .is_err(),
-            OrderMsg::OrderReplaced(m) => orders
-                .open(conn, m.order_id, m.account, m.h.cl_ord_id, m.price, m.qty)
-                .is_err(),
+        let reserved = pend.map_or(Reservation::default(), |p| p.reserved);
+        match msg {
+            OrderMsg::OrderAccepted(m) => {
+                let tracked = orders.open(
+                    conn,
+                    m.order_id,
+                    m.account,
+                    m.h.cl_ord_id,
+                    m.instrument,
+                    m.price,
+                    m.qty,
+                );
+                if tracked.is_err() {
+                    // Untracked, it will never be settled: give it back now.
+                    self.risk.release(client, reserved);
+                }
+            }
+            OrderMsg::OrderReplaced(m) => {
+                let new = risk_notional(m.price, m.qty);
+                match orders.open(
+                    conn,
+                    m.order_id,
+                    m.account,
+                    m.h.cl_ord_id,
+                    0,
+                    m.price,
+                    m.qty,
+                ) {
+                    Ok(before) => {
+                        let held = before.map_or(0, |b| risk_notional(b.price, b.open));
+                        self.risk.on_replaced(client, reserved, held, new);
+                    }
+                    Err(()) => self.risk.release(client, reserved),
+                }
+            }
             OrderMsg::OrderExecuted(m) => {
-                orders.fill(m.order_id, m.leaves);
-                false
+                if let Some(before) = orders.fill(m.order_id, m.leaves) {
+                    // From the gateway's record: a closed order gives back
+                    // all it held, an open one what was filled, never more.
+                    let closed = m.leaves == 0;
+                    let qty = if closed {
+                        before.open
+                    } else {
+                        m.qty.min(before.open)
+                    };
+                    self.risk
+                        .on_reduce(client, risk_notional(before.price, qty), closed);
+                    // A fill carries no instrument: the order's own is known.
+                    if before.instrument != 0 {
+                        self.risk.on_trade(before.instrument, m.price);
+                    }
+                }
             }
             OrderMsg::OrderCanceled(m) => {
-                orders.close(m.order_id);
-                false
+                if let Some(before) = orders.close(m.order_id) {
+                    self.risk
+                        .on_reduce(client, risk_notional(before.price, before.open), true);
+                }
             }
-            _ => false,
-        };
-        // Admission refuses new orders at a full table; only orders in
-        // flight then can miss it.
-        debug_assert!(!full || orders.is_full());
+            _ => {}
+        }
     }
 
     /// Cancels the open orders `conn`'s requests named (cancel on
     /// disconnect), or forgets them when that is off.
-    fn cancel_orders_of(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
+    /// With cancel on disconnect, the orders' exposure is given back at
+    /// once: each is going away, by the cancel or by a fill on its way.
+    /// Without it they stay open at the exchange, and so does their
+    /// exposure (the gateway can no longer see them close).
+    fn cancel_orders_of(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        client: Option<ClientId>,
+    ) {
         let Some(mut orders) = self.open_orders.take() else {
             return;
         };
         while let Some(o) = orders.pop_conn(conn) {
             if self.config.cancel_on_disconnect {
                 self.send_cancel(cx, o.account, o.name);
+                if let Some(client) = client {
+                    self.risk
+                        .on_reduce(client, risk_notional(o.price, o.open), true);
+                }
             }
         }
         self.open_orders = Some(orders);
@@ -932,6 +1166,7 @@ impl Gateway {
                 seq: cl_ord_id,
                 len: 0,
                 internal: true,
+                opcode: order::OP_CANCEL_ORDER,
             });
         }
     }
@@ -1096,7 +1331,14 @@ impl Service for Gateway {
         if session.state.side == Side::Acceptor {
             self.stats.clients_closed += 1;
             self.inflight_total -= u64::from(session.data.inflight);
-            self.cancel_orders_of(cx, conn);
+            // Requests still in flight give back what they reserved; their
+            // answers will find no client.
+            if let Some(client) = session.data.client {
+                for pend in &session.data.pending {
+                    self.risk.release(client, pend.reserved);
+                }
+            }
+            self.cancel_orders_of(cx, conn, session.data.client);
             return;
         }
         if !matches!(self.link, Link::Dialing(c) | Link::Up(c) | Link::Handshaking(c) if c == conn)

@@ -5,19 +5,20 @@
 //! - [`order`]: the order-entry messages (20100 … 20155);
 //! - [`exchange`]: answers pings with pongs stamped `t3`;
 //! - [`gateway`]: client sessions, one upstream per worker, local or
-//!   cross-worker routing, `t2`/`t4` stamps;
-//! - [`client`]: the load generator's logic: hand-shake, warm-up, measure,
-//!   hop histograms;
+//!   cross-worker routing, `t2`/`t4` stamps, order entry, cancel on
+//!   disconnect;
 //! - [`risk`]: entitlements and pre-trade risk checks the gateway calls;
-//! - [`scenario`]: the benchmark scenarios and the report checks both
-//!   drivers share;
-//! - [`harness`]: a deterministic in-memory driver for tests and benches.
+//! - [`open_orders`]: the gateway's view of its clients' open orders;
+//! - [`harness`]: one gateway worker driven in memory, for the allocation
+//!   test and the benchmark.
+//!
+//! Load generation (the client, schedules, the order flow, scenarios and
+//! the in-memory harness of the whole path) is the `fep-load` crate: the
+//! gateway and the exchange do not link it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod client;
 pub mod exchange;
-pub mod flow;
 pub mod gateway;
 pub mod harness;
 pub mod hello;
@@ -26,7 +27,5 @@ pub mod msg;
 pub mod open_orders;
 pub mod order;
 pub mod risk;
-pub mod scenario;
-pub mod schedule;
 
 pub use msg::Role;

@@ -28,6 +28,8 @@ pub struct Tracked {
     pub order_id: u64,
     /// The account.
     pub account: u32,
+    /// The instrument (0 when only a replace was seen).
+    pub instrument: u32,
     /// Its name: the `cl_ord_id` of that request.
     pub name: u64,
     /// Its limit price.
@@ -43,6 +45,7 @@ impl Tracked {
         conn: ConnId::from_bits(u64::MAX),
         order_id: 0,
         account: 0,
+        instrument: 0,
         name: 0,
         price: 0,
         open: 0,
@@ -121,16 +124,18 @@ impl OpenOrders {
 
     /// An order opened (`OrderAccepted`) or was renamed (`OrderReplaced`)
     /// by a request of `conn`: it now belongs to `conn` under `name`, with
-    /// `open` left at `price`. Returns the order as it was before, if it
-    /// was tracked; `Err(())` when a new order does not fit (it is then not
-    /// tracked: cancel on disconnect will miss it).
-    #[allow(clippy::result_unit_err)]
+    /// `open` left at `price`, on `instrument` (0: keep what is known).
+    /// Returns the order as it was before, if it was tracked; `Err(())`
+    /// when a new order does not fit (it is then not tracked: cancel on
+    /// disconnect will miss it).
+    #[allow(clippy::result_unit_err, clippy::too_many_arguments)]
     pub fn open(
         &mut self,
         conn: ConnId,
         order_id: u64,
         account: u32,
         name: u64,
+        instrument: u32,
         price: i64,
         open: u64,
     ) -> Result<Option<Tracked>, ()> {
@@ -151,10 +156,15 @@ impl OpenOrders {
                 (slot, None)
             }
         };
+        let instrument = match (instrument, before) {
+            (0, Some(b)) => b.instrument,
+            _ => instrument,
+        };
         self.slab[slot as usize] = Tracked {
             conn,
             order_id,
             account,
+            instrument,
             name,
             price,
             open,
@@ -258,9 +268,9 @@ mod tests {
         let mut t = OpenOrders::new(8, 4);
         let (a, b) = (conn(1, 0), conn(2, 0));
         for id in 1..=3 {
-            t.open(a, id, 7, id * 10, 100, 5).unwrap();
+            t.open(a, id, 7, id * 10, 1, 100, 5).unwrap();
         }
-        t.open(b, 4, 8, 40, 100, 5).unwrap();
+        t.open(b, 4, 8, 40, 1, 100, 5).unwrap();
         let mut popped: Vec<u64> = std::iter::from_fn(|| t.pop_conn(a))
             .map(|o| o.order_id)
             .collect();
@@ -275,12 +285,12 @@ mod tests {
     fn fills_cancels_and_renames_keep_the_lists_right() {
         let mut t = OpenOrders::new(4, 4);
         let (a, b) = (conn(1, 0), conn(3, 0));
-        t.open(a, 1, 7, 10, 100, 5).unwrap();
-        t.open(a, 2, 7, 11, 101, 5).unwrap();
+        t.open(a, 1, 7, 10, 1, 100, 5).unwrap();
+        t.open(a, 2, 7, 11, 1, 101, 5).unwrap();
         assert_eq!(t.fill(1, 2).map(|o| o.open), Some(5));
         assert_eq!(t.get(1).map(|o| o.open), Some(2));
         // Renamed by a request of another connection: it moves to b.
-        let before = t.open(b, 1, 7, 12, 99, 2).unwrap().unwrap();
+        let before = t.open(b, 1, 7, 12, 1, 99, 2).unwrap().unwrap();
         assert_eq!((before.conn, before.name), (a, 10));
         assert_eq!(t.fill(2, 0).map(|o| o.name), Some(11), "filled: gone");
         assert_eq!(t.pop_conn(a), None);
@@ -292,10 +302,10 @@ mod tests {
     fn a_full_tracker_refuses_and_a_new_generation_starts_empty() {
         let mut t = OpenOrders::new(2, 4);
         let old = conn(1, 0);
-        t.open(old, 1, 1, 1, 1, 1).unwrap();
-        t.open(old, 2, 1, 2, 1, 1).unwrap();
+        t.open(old, 1, 1, 1, 1, 1, 1).unwrap();
+        t.open(old, 2, 1, 2, 1, 1, 1).unwrap();
         assert!(t.is_full());
-        assert_eq!(t.open(old, 3, 1, 3, 1, 1), Err(()));
+        assert_eq!(t.open(old, 3, 1, 3, 1, 1, 1), Err(()));
         assert_eq!(t.close(2).map(|o| o.order_id), Some(2));
         let new = conn(1, 1);
         assert_eq!(
@@ -303,7 +313,7 @@ mod tests {
             None,
             "another generation's orders are not its own"
         );
-        t.open(new, 3, 1, 3, 1, 1).unwrap();
+        t.open(new, 3, 1, 3, 1, 1, 1).unwrap();
         assert_eq!(t.pop_conn(new).map(|o| o.order_id), Some(3));
         assert_eq!(
             t.pop_conn(old).map(|o| o.order_id),

@@ -25,6 +25,12 @@ use super::summary::{LatencySummary, Percentile, RunSummary};
 /// The significance level of the tests.
 pub const ALPHA_DEFAULT: f64 = 0.05;
 
+/// Resamples of the bootstrap interval of a change.
+pub const BOOTSTRAP_RESAMPLES: usize = 2_000;
+
+/// The bootstrap's seed: a report is the same every time it is rebuilt.
+const BOOTSTRAP_SEED: u64 = 0x5eed_b007;
+
 /// Above this many runs in all, or with ties, the U test uses the normal
 /// approximation; at or below, the exact distribution (as benchstat).
 pub const EXACT_RUNS_MAX: usize = 50;
@@ -346,6 +352,10 @@ pub struct Row {
     pub change_pct: Option<f64>,
     /// The test, when one was possible.
     pub test: Option<UTest>,
+    /// A 95% bootstrap interval of the change in percent (medians of
+    /// resampled runs, percentile method), when both sides have two runs
+    /// or more: how large the change may be, which the test does not say.
+    pub change_ci95_pct: Option<(f64, f64)>,
     /// `p < alpha`.
     pub significant: bool,
     /// The conclusion.
@@ -406,7 +416,10 @@ pub fn compare_runs(
             continue;
         };
         for metric in Metric::ALL {
-            if let Some(row) = compare_metric(scenario, metric, runs_a, runs_b, alpha) {
+            if let Some(mut row) = compare_metric(scenario, metric, runs_a, runs_b, alpha) {
+                if row.a.runs >= 2 && row.b.runs >= 2 {
+                    row.change_ci95_pct = bootstrap_change_ci95(&row.a.values, &row.b.values);
+                }
                 rows.push(row);
             }
         }
@@ -483,11 +496,49 @@ fn compare_metric(
         a,
         b,
         change_pct,
+        change_ci95_pct: None,
         test,
         significant,
         verdict,
         note,
     })
+}
+
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The 2.5th and 97.5th percentiles of `(median(b*) / median(a*) − 1) ×
+/// 100` over [`BOOTSTRAP_RESAMPLES`] resamples of each side with
+/// replacement, from a fixed seed; `None` when a resampled A median is 0.
+pub fn bootstrap_change_ci95(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED);
+    let mut scratch_a = vec![0.0; a.len()];
+    let mut scratch_b = vec![0.0; b.len()];
+    let mut changes = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        for v in scratch_a.iter_mut() {
+            *v = a[rng.random_range(0..a.len())];
+        }
+        for v in scratch_b.iter_mut() {
+            *v = b[rng.random_range(0..b.len())];
+        }
+        let (ma, mb) = (median_of(&mut scratch_a), median_of(&mut scratch_b));
+        if ma == 0.0 {
+            return None;
+        }
+        changes.push((mb / ma - 1.0) * 100.0);
+    }
+    changes.sort_by(f64::total_cmp);
+    let at = |q: f64| changes[((changes.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
 }
 
 /// Reads both directories and compares them. `Err` when a side has no
@@ -546,14 +597,15 @@ pub fn render_markdown(c: &Comparison) -> String {
     let _ = writeln!(
         md,
         "Per metric: median across runs (runs), B against A, and a two-sided Mann–Whitney U test over the per-run values at alpha {}. \
-         `~` means the difference is inside the noise: not a change.\n",
+         `~` means the difference is inside the noise: not a change. \
+         The 95% CI is a bootstrap interval of the change of medians: how large it may be.\n",
         c.alpha
     );
     let _ = writeln!(
         md,
-        "| scenario | metric | A median (n) | B median (n) | change | p | verdict |"
+        "| scenario | metric | A median (n) | B median (n) | change | 95% CI | p | verdict |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|");
     let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &c.rows {
         let change = match (r.verdict, r.change_pct) {
@@ -564,9 +616,12 @@ pub fn render_markdown(c: &Comparison) -> String {
         let p = r
             .test
             .map_or("–".to_string(), |t| format!("{:.3}", t.p_value));
+        let ci = r.change_ci95_pct.map_or("–".to_string(), |(lo, hi)| {
+            format!("{lo:+.1}% … {hi:+.1}%")
+        });
         let _ = writeln!(
             md,
-            "| {} | {} | {} {} ({}) | {} {} ({}) | {change} | {p} | {} |",
+            "| {} | {} | {} {} ({}) | {} {} ({}) | {change} | {ci} | {p} | {} |",
             r.scenario,
             r.metric,
             value(r.a.median, r.unit),
@@ -785,6 +840,29 @@ mod tests {
     }
 
     #[test]
+    fn the_bootstrap_interval_mostly_covers_a_known_shift_and_is_reproducible() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let trials = 100;
+        let (mut covered, mut excludes_zero) = (0, 0);
+        for _ in 0..trials {
+            let a = samples(&mut rng, 10, 100.0, 0.02);
+            let b = samples(&mut rng, 10, 120.0, 0.02);
+            let (lo, hi) = bootstrap_change_ci95(&a, &b).unwrap();
+            covered += usize::from(lo <= 20.0 && 20.0 <= hi);
+            excludes_zero += usize::from(lo > 0.0);
+            assert_eq!(bootstrap_change_ci95(&a, &b), Some((lo, hi)), "seeded");
+        }
+        // The percentile bootstrap of a median of 10 runs under-covers a
+        // little; it must still catch the truth most of the time.
+        assert!(covered >= 80, "{covered}/{trials} intervals hold +20%");
+        assert_eq!(excludes_zero, trials);
+        // Identical sides: the interval straddles zero.
+        let a = samples(&mut rng, 10, 100.0, 0.02);
+        let (lo, hi) = bootstrap_change_ci95(&a, &a).unwrap();
+        assert!(lo <= 0.0 && 0.0 <= hi, "{lo}..{hi}");
+    }
+
+    #[test]
     fn gate_rules_parse_and_bad_ones_say_why() {
         let g = Gate::parse("p99:+10%").unwrap();
         assert_eq!(
@@ -826,6 +904,11 @@ mod tests {
             }],
         };
         let md = render_markdown(&c);
+        // Every row of the table has the header's cells.
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let cells = |l: &str| l.matches('|').count();
+        assert!(table.len() >= 3, "{md}");
+        assert!(table.iter().all(|l| cells(l) == cells(table[0])), "{md}");
         assert!(md.contains("| ~ ("), "{md}");
         assert!(md.contains("~ (noise)"), "{md}");
         assert!(md.contains("Not compared: s9 (only in B)."), "{md}");

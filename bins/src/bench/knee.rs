@@ -228,6 +228,14 @@ impl KneePoint {
         self.rtt_hgrm.as_ref()?.value_at_quantile(quantile)
     }
 
+    /// True when loadgen's own lateness makes up at least half the rtt
+    /// p99: the step then says as much about the load generator's host
+    /// (a busy or slow-to-wake CPU) as about the target.
+    pub fn generator_bound(&self) -> bool {
+        self.send_lag
+            .is_some_and(|l| l.p99_us * 2.0 >= self.rtt.p99_us && self.rtt.p99_us > 0.0)
+    }
+
     /// Achieved over offered.
     pub fn achieved_share(&self) -> f64 {
         self.achieved_per_s / self.offered_per_s
@@ -352,7 +360,11 @@ pub fn render_markdown(r: &KneeReport) -> String {
                 us(p.rtt.p99_us),
                 us(p.rtt.p999_us),
                 us(p.rtt.max_us),
-                p.send_lag.map_or("–".to_string(), |l| us(l.p99_us)),
+                p.send_lag.map_or("–".to_string(), |l| format!(
+                    "{}{}",
+                    us(l.p99_us),
+                    if p.generator_bound() { " †" } else { "" }
+                )),
                 p.failed_pings,
                 if p.partial { " (partial)" } else { "" }
             );
@@ -368,6 +380,14 @@ pub fn render_markdown(r: &KneeReport) -> String {
                 );
             }
             let _ = writeln!(md);
+        }
+        if c.points.iter().any(KneePoint::generator_bound) {
+            let _ = writeln!(
+                md,
+                "\n† loadgen's own lateness (send lag) is at least half the rtt p99 at this step: \
+                 the tail measures the load generator's host as much as {}.",
+                c.name
+            );
         }
         if let Some(why) = &c.stopped {
             let _ = writeln!(md, "\nStopped early: {why}.");
@@ -432,58 +452,90 @@ const TARGET_COLORS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 
-/// The percentiles drawn, with their stroke widths (thicker: further
-/// into the tail) so that one colour per target still reads.
-const DRAWN: [(&str, f64, u32); 4] = [
-    ("p50", 0.5, 1),
-    ("p99", 0.99, 2),
-    ("p99.9", 0.999, 3),
-    ("max", 1.0, 1),
-];
+/// The percentiles drawn, each with its own marker (and a thicker line
+/// further into the tail), so one colour per target still reads.
+const DRAWN: [(&str, f64); 4] = [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)];
+
+/// The colour of SLO bounds.
+const SLO_COLOR: RGBColor = RGBColor(0, 0, 0);
+
+/// Draws the marker of percentile `kind` (an index into [`DRAWN`]) at `at`.
+fn marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    kind: usize,
+    at: (i32, i32),
+    color: RGBColor,
+) -> Result<(), PlotError> {
+    let err = |e: &dyn fmt::Display| PlotError::new(e.to_string());
+    let style = color.filled();
+    match kind {
+        0 => area.draw(&Circle::new(at, 3, style)),
+        1 => area.draw(&TriangleMarker::new(at, 5, style)),
+        2 => area.draw(&Rectangle::new(
+            [(at.0 - 4, at.1 - 4), (at.0 + 4, at.1 + 4)],
+            style,
+        )),
+        _ => area.draw(&Cross::new(at, 4, color.stroke_width(2))),
+    }
+    .map_err(|e| err(&e))
+}
+
+fn line_width(kind: usize) -> u32 {
+    match kind {
+        0 | 3 => 1,
+        _ => 2,
+    }
+}
 
 /// Draws `knee.svg`: on top, p50/p99/p99.9/max of every target against the
-/// offered rate (log latency axis) with the SLO bounds; below, the
-/// achieved rate against the offered one, with the line where they are
-/// equal.
+/// offered rate (both axes logarithmic) with the SLO bounds; below, the
+/// share of the offered rate each step achieved; the legend on the right.
 pub fn plot_knee(path: &Path, r: &KneeReport) -> Result<(), PlotError> {
     let err = |e: &dyn fmt::Display| PlotError::new(e.to_string());
-    let points = r.curves.iter().flat_map(|c| c.points.iter());
-    let x_max = points
-        .clone()
-        .map(|p| p.offered_per_s)
-        .fold(1.0_f64, f64::max)
-        * 1.05;
-    let lat = points
-        .clone()
-        .flat_map(|p| DRAWN.iter().filter_map(|d| p.rtt_at(d.1)))
-        .chain(r.slos.iter().map(|s| s.bound_us))
-        .filter(|v| *v > 0.0);
-    let y_min = lat.clone().fold(f64::INFINITY, f64::min).min(1.0e9) * 0.8;
-    let y_max = lat.fold(1.0_f64, f64::max) * 1.25;
-    let y_min = if y_min.is_finite() && y_min < y_max {
-        y_min
+    let points = || r.curves.iter().flat_map(|c| c.points.iter());
+    let offered = || points().map(|p| p.offered_per_s).filter(|v| *v > 0.0);
+    let x_min = offered().fold(f64::INFINITY, f64::min);
+    let x_max = offered().fold(0.0_f64, f64::max);
+    let (x_min, x_max) = if x_min.is_finite() && x_max > 0.0 {
+        (x_min / 1.25, x_max * 1.25)
     } else {
-        1.0
+        (1.0, 10.0)
     };
-    let achieved_max = points.map(|p| p.achieved_per_s).fold(x_max, f64::max);
+    let lat = || {
+        points()
+            .flat_map(|p| DRAWN.iter().filter_map(|d| p.rtt_at(d.1)))
+            .chain(r.slos.iter().map(|s| s.bound_us))
+            .filter(|v| *v > 0.0)
+    };
+    let y_min = lat().fold(f64::INFINITY, f64::min) * 0.8;
+    let y_max = lat().fold(0.0_f64, f64::max) * 1.25;
+    let (y_min, y_max) = if y_min.is_finite() && y_min < y_max {
+        (y_min, y_max)
+    } else {
+        (1.0, 10.0)
+    };
+    let share_max = points()
+        .map(|p| p.achieved_share() * 100.0)
+        .filter(|v| v.is_finite())
+        .fold(110.0_f64, f64::max);
 
-    let root = SVGBackend::new(path, (960, 820)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let (top, bottom) = root.split_vertically(540);
+    let (plots, legend) = root.split_horizontally(860);
+    let (top, bottom) = plots.split_vertically(540);
     let mut chart = ChartBuilder::on(&top)
         .caption(
             "latency against offered load (open loop)",
             ("sans-serif", 22),
         )
         .margin(16)
-        .margin_right(48)
         .x_label_area_size(40)
         .y_label_area_size(72)
-        .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("offered rate (pings/s)")
+        .x_desc("offered rate (pings/s, log)")
         .y_desc("rtt (µs, log)")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.0}"))
@@ -491,97 +543,123 @@ pub fn plot_knee(path: &Path, r: &KneeReport) -> Result<(), PlotError> {
         .map_err(|e| err(&e))?;
     for (i, c) in r.curves.iter().enumerate() {
         let color = TARGET_COLORS[i % TARGET_COLORS.len()];
-        for (label, q, width) in DRAWN {
+        for (kind, (_, q)) in DRAWN.iter().enumerate() {
             let pts: Vec<(f64, f64)> = c
                 .points
                 .iter()
-                .filter_map(|p| p.rtt_at(q).map(|v| (p.offered_per_s, v.max(y_min))))
+                .filter_map(|p| p.rtt_at(*q).map(|v| (p.offered_per_s, v.max(y_min))))
                 .collect();
-            let style = if label == "max" {
-                color.mix(0.45).stroke_width(width)
-            } else {
-                color.stroke_width(width)
-            };
             chart
-                .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(|e| err(&e))?
-                .label(format!("{} {label}", c.name))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
-            chart
-                .draw_series(
-                    pts.into_iter()
-                        .map(|p| Circle::new(p, 2 + width, color.filled())),
-                )
+                .draw_series(LineSeries::new(
+                    pts.clone(),
+                    color.stroke_width(line_width(kind)),
+                ))
                 .map_err(|e| err(&e))?;
+            let style = color.filled();
+            let drawn = match kind {
+                0 => chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, style))),
+                1 => chart.draw_series(pts.iter().map(|p| TriangleMarker::new(*p, 5, style))),
+                2 => chart.draw_series(
+                    pts.iter()
+                        .map(|p| EmptyElement::at(*p) + Rectangle::new([(-4, -4), (4, 4)], style)),
+                ),
+                _ => {
+                    chart.draw_series(pts.iter().map(|p| Cross::new(*p, 4, color.stroke_width(2))))
+                }
+            };
+            drawn.map_err(|e| err(&e))?;
         }
     }
     for s in &r.slos {
-        let style = BLACK.mix(0.6).stroke_width(1);
         chart
-            .draw_series(LineSeries::new(
-                [(0.0, s.bound_us), (x_max, s.bound_us)],
-                style,
+            .draw_series(DashedLineSeries::new(
+                [(x_min, s.bound_us), (x_max, s.bound_us)],
+                8,
+                5,
+                SLO_COLOR.stroke_width(2),
             ))
-            .map_err(|e| err(&e))?
-            .label(format!("SLO {s}"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+            .map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
 
     let mut chart = ChartBuilder::on(&bottom)
-        .caption("achieved against offered rate", ("sans-serif", 18))
+        .caption("achieved / offered rate", ("sans-serif", 18))
         .margin(16)
-        .margin_right(48)
         .x_label_area_size(40)
         .y_label_area_size(72)
-        .build_cartesian_2d(0.0..x_max, 0.0..achieved_max * 1.05)
+        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..share_max)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("offered rate (pings/s)")
-        .y_desc("achieved (pings/s)")
+        .x_desc("offered rate (pings/s, log)")
+        .y_desc("achieved (%)")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
     chart
         .draw_series(LineSeries::new(
-            [(0.0, 0.0), (x_max, x_max)],
+            [(x_min, 100.0), (x_max, 100.0)],
             BLACK.mix(0.3),
         ))
-        .map_err(|e| err(&e))?
-        .label("achieved = offered")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3)));
+        .map_err(|e| err(&e))?;
     for (i, c) in r.curves.iter().enumerate() {
         let color = TARGET_COLORS[i % TARGET_COLORS.len()];
         let pts: Vec<(f64, f64)> = c
             .points
             .iter()
-            .map(|p| (p.offered_per_s, p.achieved_per_s))
+            .map(|p| (p.offered_per_s, p.achieved_share() * 100.0))
             .collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(format!("{} achieved", c.name))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            .map_err(|e| err(&e))?;
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+    draw_legend(&legend, r)
+}
+
+/// The legend column: per target its colour and the four markers, then
+/// the SLO lines.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    r: &KneeReport,
+) -> Result<(), PlotError> {
+    let err = |e: &dyn fmt::Display| PlotError::new(e.to_string());
+    let font = ("sans-serif", 15).into_font();
+    let mut y = 60;
+    let text = |t: String, x: i32, y: i32| {
+        area.draw(&Text::new(t, (x, y - 8), font.clone()))
+            .map_err(|e| err(&e))
+    };
+    for (i, c) in r.curves.iter().enumerate() {
+        let color = TARGET_COLORS[i % TARGET_COLORS.len()];
+        text(c.name.clone(), 10, y)?;
+        y += 22;
+        for (kind, (label, _)) in DRAWN.iter().enumerate() {
+            area.draw(&PathElement::new(
+                [(14, y), (44, y)],
+                color.stroke_width(line_width(kind)),
+            ))
+            .map_err(|e| err(&e))?;
+            marker(area, kind, (29, y), color)?;
+            text(format!("rtt {label}"), 54, y)?;
+            y += 20;
+        }
+        y += 12;
+    }
+    for s in &r.slos {
+        for x in [14, 27, 40] {
+            area.draw(&PathElement::new(
+                [(x, y), (x + 6, y)],
+                SLO_COLOR.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?;
+        }
+        text(format!("SLO {s}"), 54, y)?;
+        y += 22;
+    }
+    area.present().map_err(|e| err(&e))
 }
 
 #[cfg(test)]
@@ -802,6 +880,12 @@ mod tests {
     #[test]
     fn the_markdown_has_a_row_per_step_and_the_ratio_of_sustainable_rates() {
         let md = render_markdown(&report());
+        // Each table's rows have its header's cells.
+        for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
+            let lines: Vec<&str> = table.lines().collect();
+            let cells = |l: &str| l.matches('|').count();
+            assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{table}");
+        }
         assert!(md.contains("## s1") && md.contains("## c-relay"), "{md}");
         assert!(
             md.contains("| 20000 | 20000 | 100% | 20.0 | 50.0 |"),
@@ -813,19 +897,39 @@ mod tests {
     }
 
     #[test]
+    fn steps_where_the_generator_lags_are_marked_as_such() {
+        let mut r = report();
+        assert!(!render_markdown(&r).contains('†'));
+        let p = &mut r.curves[0].points[1];
+        p.send_lag = Some(lat(10.0, p.rtt.p99_us * 0.6));
+        assert!(p.generator_bound());
+        let md = render_markdown(&r);
+        assert_eq!(md.matches(" †").count(), 1, "{md}");
+        assert!(md.contains("† loadgen's own lateness"), "{md}");
+    }
+
+    #[test]
     fn the_plot_is_one_svg_with_every_target_and_the_slo() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("knee.svg");
         plot_knee(&path, &report()).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"));
-        for label in [
-            "s1 p99",
-            "c-relay p99.9",
-            "SLO p99 ≤ 100µs",
-            "c-relay achieved",
+        // The legend: each target, the four percentiles under each, the SLO.
+        let lines: Vec<&str> = svg.lines().map(str::trim).collect();
+        for (label, times) in [
+            ("s1", 1),
+            ("c-relay", 1),
+            ("rtt p99.9", 2),
+            ("SLO p99 ≤ 100µs", 1),
         ] {
-            assert!(svg.contains(label), "{label} missing");
+            assert_eq!(
+                lines.iter().filter(|l| **l == label).count(),
+                times,
+                "{label}"
+            );
         }
+        // One triangle marker (p99) per step of each target, plus the legend's.
+        assert!(svg.matches("<polygon").count() >= 2 * 3 + 2, "p99 markers");
     }
 }

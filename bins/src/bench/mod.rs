@@ -6,6 +6,7 @@ pub mod crelay;
 pub mod engine;
 pub mod hgrm;
 pub mod knee;
+pub mod kneerun;
 pub mod machine;
 pub mod pin;
 pub mod plot;

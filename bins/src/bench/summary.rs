@@ -1,5 +1,5 @@
 //! The result files' JSON: loadgen's `--json` line and fepbench's
-//! `summary.json`, exactly as `shared/CLI.md` lays them out.
+//! `summary.json`, exactly as `docs/CLI.md` lays them out.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -23,18 +23,21 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
+    /// No samples: every figure 0.
+    pub const ZERO: LatencySummary = LatencySummary {
+        p50_us: 0.0,
+        p90_us: 0.0,
+        p99_us: 0.0,
+        p999_us: 0.0,
+        max_us: 0.0,
+        mean_us: 0.0,
+    };
+
     /// Summarises a histogram of nanoseconds (all zeros when it is empty).
     pub fn from_histogram(hist: &Histogram<u64>) -> LatencySummary {
         let us = |ns: u64| ns as f64 / 1_000.0;
         if hist.is_empty() {
-            return LatencySummary {
-                p50_us: 0.0,
-                p90_us: 0.0,
-                p99_us: 0.0,
-                p999_us: 0.0,
-                max_us: 0.0,
-                mean_us: 0.0,
-            };
+            return LatencySummary::ZERO;
         }
         LatencySummary {
             p50_us: us(hist.value_at_quantile(0.5)),
@@ -237,6 +240,26 @@ pub struct RunSummary {
     /// loadgen's summary; absent when loadgen printed none (a partial run).
     #[serde(flatten)]
     pub loadgen: Option<LoadgenSummary>,
+}
+
+impl RunSummary {
+    /// `rtt p50 … p99 …` in one line, or why the run is partial.
+    pub fn one_line(&self) -> String {
+        match (&self.loadgen, &self.partial_reason) {
+            (Some(l), reason) => format!(
+                "rtt p50 {:.1} p99 {:.1} p99.9 {:.1} µs, {:.0} msgs/s{}",
+                l.rtt.p50_us,
+                l.rtt.p99_us,
+                l.rtt.p999_us,
+                l.throughput_msgs_per_s,
+                if reason.is_some() { " (partial)" } else { "" }
+            ),
+            (None, Some(reason)) => {
+                format!("no result: {}", reason.lines().next().unwrap_or(""))
+            }
+            (None, None) => "no result".to_string(),
+        }
+    }
 }
 
 #[cfg(test)]

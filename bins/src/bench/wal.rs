@@ -1,16 +1,19 @@
 //! `fepbench wal`: the journal's figures, measured in one run on one disk:
-//! the disk's fsync latency (the probe), group-commit throughput of small
-//! records with N producer threads (`--wal-sync batch` vs `none`) against
-//! one fsync per record, and recovery speed over a journal of >= 1M
+//! the disk's fsync latency (the probe, on a growing file and on a
+//! preallocated one as the WAL writes), group-commit throughput of small
+//! records with N producer threads (`batch` vs `none` sync), closed-loop
+//! producers that each wait for their record (one producer: one fsync per
+//! record), and recovery speed over a journal of >= 1M
 //! records. Everything is written under `--dir` and removed afterwards.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use fep_journal::AppendAt;
-use fep_net::wal::{self, Wal, WalConfig, WalSync};
+use fep_net::wal::{self, ProbeFile, Wal, WalConfig, WalSync};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Settings of `fepbench wal`.
@@ -31,9 +34,14 @@ pub struct WalBenchOpts {
     /// Payload bytes of each record (an engine command is ~64).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
-    /// Records of the one-fsync-per-record leg (slow: keep it small).
+    /// Records of each closed-loop leg (slow: keep it small).
     #[arg(long, default_value_t = 2_000)]
     pub per_record_count: u64,
+    /// Closed-loop producer counts: each producer waits for its record to
+    /// be durable before the next (1 = one fsync per record; more = what
+    /// group commit makes of many waiting clients).
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    pub closed_producers: Vec<u32>,
     /// Records of the recovery leg.
     #[arg(long, default_value_t = 1_000_000)]
     pub recovery_records: u64,
@@ -44,6 +52,7 @@ pub struct WalBenchOpts {
 
 #[derive(Debug, Serialize)]
 struct ProbeFigures {
+    file: &'static str,
     appends: u64,
     p50_us: f64,
     p99_us: f64,
@@ -60,6 +69,9 @@ struct CommitFigures {
     batches: u64,
     records_per_batch_mean: f64,
     records_per_batch_max: u64,
+    /// Closed loop only: append to durable, as the waiting producer saw it.
+    ack_p50_us: Option<f64>,
+    ack_p99_us: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,7 +87,7 @@ struct RecoveryFigures {
 struct Figures {
     dir: String,
     payload_bytes: usize,
-    fsync_probe: ProbeFigures,
+    fsync_probe: Vec<ProbeFigures>,
     group_commit: Vec<CommitFigures>,
     recovery: RecoveryFigures,
 }
@@ -107,11 +119,16 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
         "fepbench wal: on {} (a shared VM: figures are noisy)",
         opts.dir.display()
     );
-    let probe = probe(opts)?;
-    println!(
-        "fsync probe: {} x (4 KiB append + fdatasync): p50 {:.0} us, p99 {:.0} us, max {:.0} us",
-        probe.appends, probe.p50_us, probe.p99_us, probe.max_us
-    );
+    let mut probes = Vec::new();
+    for kind in [ProbeFile::Growing, ProbeFile::Preallocated] {
+        let p = probe(opts, kind)?;
+        println!(
+            "fsync probe, {:<12} file: {} x (4 KiB write + fdatasync): p50 {:.0} us, p99 {:.0} us, \
+             max {:.0} us",
+            p.file, p.appends, p.p50_us, p.p99_us, p.max_us
+        );
+        probes.push(p);
+    }
     let mut group_commit = Vec::new();
     for sync in [WalSync::Batch, WalSync::None] {
         for &producers in &opts.producers {
@@ -120,9 +137,11 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
             group_commit.push(f);
         }
     }
-    let f = per_record_leg(opts)?;
-    print_commit(&f);
-    group_commit.push(f);
+    for &producers in &opts.closed_producers {
+        let f = closed_loop_leg(opts, producers)?;
+        print_commit(&f);
+        group_commit.push(f);
+    }
     let recovery = recovery_leg(opts)?;
     println!(
         "recovery: {} records in {} segments ({} MiB) in {:.3} s: {:.0} records/s",
@@ -136,7 +155,7 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
         let figures = Figures {
             dir: opts.dir.display().to_string(),
             payload_bytes: opts.payload,
-            fsync_probe: probe,
+            fsync_probe: probes,
             group_commit,
             recovery,
         };
@@ -149,9 +168,13 @@ pub fn run(opts: &WalBenchOpts) -> Result<(), String> {
 }
 
 fn print_commit(f: &CommitFigures) {
+    let ack = match (f.ack_p50_us, f.ack_p99_us) {
+        (Some(p50), Some(p99)) => format!(", ack p50 {p50:.0} us p99 {p99:.0} us"),
+        _ => String::new(),
+    };
     println!(
-        "{:<10} producers {:>2}: {:>8} records in {:>7.3} s: {:>10.0} records/s, {:>6} batches \
-         (mean {:.1}, max {} records)",
+        "{:<6} producers {:>2}: {:>8} records in {:>7.3} s: {:>10.0} records/s, {:>6} batches \
+         (mean {:.1}, max {} records){ack}",
         f.mode,
         f.producers,
         f.records,
@@ -163,11 +186,15 @@ fn print_commit(f: &CommitFigures) {
     );
 }
 
-fn probe(opts: &WalBenchOpts) -> Result<ProbeFigures, String> {
+fn probe(opts: &WalBenchOpts, kind: ProbeFile) -> Result<ProbeFigures, String> {
     let scratch = Scratch::new(&opts.dir, "probe")?;
-    let h = wal::probe_fsync(&scratch.0, opts.probe_appends).map_err(|e| e.to_string())?;
+    let h = wal::probe_fsync(&scratch.0, opts.probe_appends, kind).map_err(|e| e.to_string())?;
     let us = |ns: u64| ns as f64 / 1000.0;
     Ok(ProbeFigures {
+        file: match kind {
+            ProbeFile::Growing => "growing",
+            ProbeFile::Preallocated => "preallocated",
+        },
         appends: h.len(),
         p50_us: us(h.value_at_quantile(0.5)),
         p99_us: us(h.value_at_quantile(0.99)),
@@ -227,29 +254,65 @@ fn group_commit_leg(
     ))
 }
 
-/// One producer that waits for each record to be durable before the
-/// next: one fdatasync per record, the journal without group commit.
-fn per_record_leg(opts: &WalBenchOpts) -> Result<CommitFigures, String> {
-    let scratch = Scratch::new(&opts.dir, "per-record")?;
-    let wal = start(&scratch.0, WalSync::Batch)?;
+/// Producers that each wait for their record to be durable before the
+/// next, woken by the WAL's durable callback (as an engine answering
+/// clients would be): with one producer, one fdatasync per record.
+fn closed_loop_leg(opts: &WalBenchOpts, producers: u32) -> Result<CommitFigures, String> {
+    let scratch = Scratch::new(&opts.dir, "closed")?;
+    let durable = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let notify = Arc::clone(&durable);
+    let config = WalConfig::new(&scratch.0, SETTINGS);
+    let on_durable = Box::new(move |seq| {
+        let (lock, cv) = &*notify;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = seq;
+        cv.notify_all();
+    });
+    let wal = Wal::start(config, AppendAt::NewSegment { seq_next: 1 }, on_durable)
+        .map_err(|e| e.to_string())?;
+    let wal = Arc::new(wal);
+    let per_producer = (opts.per_record_count / u64::from(producers.max(1))).max(1);
     let payload = vec![0x42u8; opts.payload];
     let t0 = Instant::now();
-    for _ in 0..opts.per_record_count {
-        let seq = wal.append(&payload).map_err(|e| e.to_string())?;
-        while wal.durable_seq() < seq {
-            std::thread::sleep(Duration::from_micros(5));
-        }
+    let threads: Vec<_> = (0..producers)
+        .map(|_| {
+            let (wal, durable, payload) = (Arc::clone(&wal), Arc::clone(&durable), payload.clone());
+            std::thread::spawn(move || {
+                let mut acks = ack_histogram();
+                for _ in 0..per_producer {
+                    let sent = Instant::now();
+                    let seq = wal.append(&payload).map_err(|e| e.to_string())?;
+                    let (lock, cv) = &*durable;
+                    let mut d = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while *d < seq {
+                        d = cv.wait(d).unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(d);
+                    let ns = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    acks.saturating_record(ns.max(1));
+                }
+                Ok::<_, String>(acks)
+            })
+        })
+        .collect();
+    let mut acks = ack_histogram();
+    for t in threads {
+        let h = t.join().map_err(|_| "a producer panicked".to_string())??;
+        acks.add(&h).map_err(|e| e.to_string())?;
     }
     let elapsed = t0.elapsed();
+    let wal = Arc::into_inner(wal).ok_or("the WAL is still shared")?;
     let stats = wal.shutdown().map_err(|e| e.to_string())?;
-    Ok(commit_figures(
-        "per-record",
-        1,
+    let mut f = commit_figures(
+        "closed",
+        producers,
         stats.records,
         elapsed,
         stats.batches,
         stats.batch_records_max,
-    ))
+    );
+    f.ack_p50_us = Some(acks.value_at_quantile(0.5) as f64 / 1000.0);
+    f.ack_p99_us = Some(acks.value_at_quantile(0.99) as f64 / 1000.0);
+    Ok(f)
 }
 
 fn commit_figures(
@@ -270,7 +333,13 @@ fn commit_figures(
         batches,
         records_per_batch_mean: records as f64 / batches.max(1) as f64,
         records_per_batch_max: batch_max,
+        ack_p50_us: None,
+        ack_p99_us: None,
     }
+}
+
+fn ack_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds")
 }
 
 /// Writes `recovery_records` records (without fsync, to save the disk's

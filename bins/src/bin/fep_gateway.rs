@@ -3,8 +3,14 @@
 //! forwards pings there (`--routing local`: its own; `handoff`: the one of
 //! worker `session_id % workers`). Prints `ready <addr>` once it listens and
 //! every upstream is hand-shaked; SIGINT/SIGTERM drain and exit 0.
+//!
+//! `--risk FILE` names the clients (each with its token and accounts) and
+//! the pre-trade limits; SIGHUP reads the file again (a bad file keeps the
+//! limits in force and says why on stderr). Without it, one client with
+//! every account and no limits, checked against `--token` if given.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
@@ -15,6 +21,7 @@ use fep_bins::cli::{
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_core::Nanos;
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
+use fep_trading::risk::{RiskConfig, RiskHandle};
 
 /// `--routing`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -44,7 +51,7 @@ struct Cli {
     /// Token this gateway presents to the exchange.
     #[arg(long, env = "FEP_UPSTREAM_TOKEN", default_value = "")]
     upstream_token: String,
-    /// Pings one client may have in flight; past it Reject{OVERLOADED}.
+    /// Requests one client may have in flight; past it Reject{OVERLOADED}.
     #[arg(long, env = "FEP_INFLIGHT_PER_SESSION_MAX", default_value_t = 1024)]
     inflight_per_session_max: u32,
     /// Heartbeat interval of the upstreams: a Heartbeat goes up after this
@@ -52,6 +59,18 @@ struct Cli {
     /// declare the upstream dead (Error{TIMEOUT}, rejects, reconnect).
     #[arg(long, env = "FEP_HEARTBEAT", default_value = "1s", value_parser = parse_positive_duration)]
     heartbeat: Nanos,
+    /// Cancel a client's open orders when its connection closes.
+    #[arg(long, env = "FEP_CANCEL_ON_DISCONNECT", default_value = "true",
+          action = clap::ArgAction::Set)]
+    cancel_on_disconnect: bool,
+    /// Clients, their tokens and accounts, and the pre-trade limits (TOML;
+    /// see docs/risk.example.toml). Reloaded on SIGHUP.
+    #[arg(long, env = "FEP_RISK")]
+    risk: Option<PathBuf>,
+    /// Open orders one worker tracks for its clients; past it a NewOrder is
+    /// refused Reject{OVERLOADED}.
+    #[arg(long, env = "FEP_OPEN_ORDERS_MAX", default_value_t = 1 << 16)]
+    open_orders_max: usize,
     #[command(flatten)]
     driver: DriverArgs,
 }
@@ -70,6 +89,26 @@ fn main() -> ExitCode {
         .config_with(worker)
         .listen(cli.listen)
         .peers(vec![cli.upstream]);
+    let risk_config = match &cli.risk {
+        Some(path) => match read_risk(path) {
+            Ok(config) => config,
+            Err(lines) => {
+                for line in lines {
+                    eprintln!("fep_gateway: {}: {line}", path.display());
+                }
+                return ExitCode::FAILURE;
+            }
+        },
+        None => RiskConfig::open(cli.token.clone()),
+    };
+    if cli.risk.is_some() && cli.token.is_some() {
+        eprintln!("fep_gateway: --token is ignored: the --risk file names each client's token");
+    }
+    let risk = RiskHandle::new(risk_config);
+    eprintln!("fep_gateway: {}", risk.describe());
+    if let Some(path) = cli.risk.clone() {
+        reload_on_sighup(path, risk.clone());
+    }
     let gateway = GatewayConfig {
         workers: cli.driver.workers,
         routing: match cli.routing {
@@ -79,6 +118,9 @@ fn main() -> ExitCode {
         token: cli.token,
         upstream_token: cli.upstream_token,
         inflight_per_session_max: cli.inflight_per_session_max,
+        cancel_on_disconnect: cli.cancel_on_disconnect,
+        open_orders_max: cli.open_orders_max.max(1),
+        risk: Some(risk),
         ..GatewayConfig::default()
     };
     let started = start_with_metrics(
@@ -93,4 +135,41 @@ fn main() -> ExitCode {
         Ok(running) => serve(running, &nofile),
         Err(e) => fail(e),
     }
+}
+
+/// The risk file parsed, or one line per mistake.
+fn read_risk(path: &Path) -> Result<RiskConfig, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read: {e}")])?;
+    RiskConfig::parse(&text).map_err(|errors| errors.lines().to_vec())
+}
+
+/// On each SIGHUP, reads the risk file again: a good one replaces the
+/// limits for every worker's next check (exposure carries over); a bad one
+/// keeps the limits in force, and each mistake is one stderr line.
+fn reload_on_sighup(path: PathBuf, risk: RiskHandle) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fep_gateway: SIGHUP reload unavailable: {e}");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("risk-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let name = path.display();
+                match read_risk(&path).map_err(|lines| lines.join("; ")) {
+                    Ok(config) => match risk.reload(config) {
+                        Ok(()) => eprintln!("fep_gateway: {name} reloaded: {}", risk.describe()),
+                        Err(e) => eprintln!(
+                            "fep_gateway: {name} kept the old limits: {}",
+                            e.lines().join("; ")
+                        ),
+                    },
+                    Err(why) => eprintln!("fep_gateway: {name} kept the old limits: {why}"),
+                }
+            }
+        })
+        .expect("a thread for the risk reload starts");
 }

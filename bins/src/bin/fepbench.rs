@@ -23,7 +23,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use fep_bins::bench::compare::{self, Gate};
 use fep_bins::bench::crelay;
-use fep_bins::bench::knee::{self, KneeCurve, KneePoint, KneeReport, Schedule, Slo};
+use fep_bins::bench::knee::{self, Schedule, Slo};
+use fep_bins::bench::kneerun::{self, KneePlan};
 use fep_bins::bench::machine::{describe_machine, UtcTime};
 use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, PinMode};
 use fep_bins::bench::report::{find_runs, render_markdown, Spread};
@@ -100,10 +101,12 @@ enum Command {
         opts: CommonOpts,
     },
     /// Latency against offered load: open-loop runs at rising rates (from
-    /// a fraction of a measured maximum to past it), each coordinated-
-    /// omission corrected; a table, one plot of every target, and with
+    /// a fraction of a measured maximum to past it), each corrected for
+    /// coordinated omission; a table, one plot of every target, and with
     /// `--slo` the highest rate that meets it. Writes knee.md, knee.json
-    /// and knee.svg into `<results>/knee/<UTC timestamp>/`.
+    /// and knee.svg into `<results>/knee/<UTC timestamp>/`. The steps set
+    /// their own count, warm-up and rate (`--warmup`, `--count`,
+    /// `--inflight` and `--rate` do not apply).
     Knee {
         /// Scenarios (s1, s2, s3, o1, o2, o3) and baselines (direct,
         /// tokio, c-relay), all on one plot.
@@ -188,10 +191,43 @@ fn parse_numbers(text: &str) -> Result<Numbers, String> {
 }
 
 impl KneeOpts {
-    fn schedule(&self) -> Schedule {
-        match &self.rates {
+    fn plan(&self, opts: &CommonOpts) -> KneePlan {
+        let schedule = match &self.rates {
             Some(rates) => Schedule::Rates(rates.0.clone()),
             None => Schedule::Fractions(self.fractions.0.clone()),
+        };
+        let mut step_args = vec![
+            "--seed".to_string(),
+            opts.seed.clone().unwrap_or_else(|| "0".into()),
+        ];
+        for (flag, value) in [("--shape", &opts.shape), ("--interval", &opts.interval)] {
+            if let Some(v) = value {
+                step_args.extend([flag.to_string(), v.clone()]);
+            }
+        }
+        KneePlan {
+            slos: self.slos.clone(),
+            schedule,
+            max_per_s: self.max_per_s,
+            step_seconds: self.step_seconds,
+            warmup_seconds: self.warmup_seconds,
+            achieved_min: self.achieved_min,
+            probe: Load {
+                connections: self.probe_connections,
+                inflight: self.probe_inflight,
+                size: opts.size,
+                warmup: self.probe_count / 10,
+                count: self.probe_count,
+                extra_args: Vec::new(),
+            },
+            step: Load {
+                connections: opts.connections,
+                inflight: 1,
+                size: opts.size,
+                warmup: 0,
+                count: 0,
+                extra_args: step_args,
+            },
         }
     }
 
@@ -456,7 +492,12 @@ fn run_printed(
         .map_err(|e| format!("cannot create a run directory: {e}"))?;
     let label = format!("{} round {round}/{runs}", leg.name);
     let outcome = bench.run_leg(leg, &dir, &label);
-    println!("{label}: {}", one_line(&outcome.summary));
+    println!("{label}: {}", outcome.summary.one_line());
+    if round == 1 {
+        // Placement depends on the leg's load: say it once per leg.
+        let p = &outcome.summary.pinning;
+        println!("  placement {}: {}", p.plan, p.reason);
+    }
     for w in &outcome.summary.warnings {
         println!("  warning: {w}");
     }
@@ -559,35 +600,6 @@ fn knee_target(
     Ok((target, Vec::new()))
 }
 
-/// A step's figures, from its run.
-fn knee_point(outcome: &RunOutcome, offered: f64) -> KneePoint {
-    let s = &outcome.summary;
-    let rtt_hgrm = std::fs::read(outcome.dir.join("rtt.hgrm"))
-        .ok()
-        .and_then(|bytes| fep_bins::bench::hgrm::read_hgrm(bytes.as_slice()).ok());
-    let empty =
-        LatencySummary::from_histogram(&hdrhistogram::Histogram::<u64>::new(1).expect("valid"));
-    let (achieved, rtt, send_lag, failed) = match &s.loadgen {
-        Some(l) => (
-            l.throughput_msgs_per_s,
-            l.rtt,
-            l.send_lag,
-            l.lost + l.rejects + l.errors,
-        ),
-        None => (0.0, empty, None, 0),
-    };
-    KneePoint {
-        offered_per_s: offered,
-        achieved_per_s: achieved,
-        rtt,
-        send_lag,
-        failed_pings: failed,
-        partial: s.partial,
-        dir: outcome.dir.display().to_string(),
-        rtt_hgrm,
-    }
-}
-
 fn cmd_knee(
     names: &[String],
     k: &KneeOpts,
@@ -598,10 +610,10 @@ fn cmd_knee(
     if opts.rate.is_some() || opts.profile.is_some() {
         return Err("knee sets the offered rate itself: drop --rate/--profile".into());
     }
-    let schedule = k.schedule();
-    if let Some(rates) = &k.rates {
+    let plan = k.plan(opts);
+    if !plan.schedule.needs_max() {
         // Checked before any process starts.
-        Schedule::Rates(rates.0.clone()).rates(None)?;
+        plan.schedule.rates(None)?;
     }
     let bench = opts.bench(interrupted.clone())?;
     let dir = fresh_run_dir(&opts.results.join("knee"), UtcTime::now())
@@ -612,64 +624,8 @@ fn cmd_knee(
         .map(|n| knee_target(n, &dir, &mut c_relay))
         .collect::<Result<Vec<_>, _>>()?;
     println!("knee: {} into {}", names.join(" "), dir.display());
-    let started_utc = UtcTime::now().rfc3339();
-    let mut curves = Vec::new();
-    let mut placement = None;
-    for (name, (target, args)) in names.iter().zip(targets) {
-        let curve = knee_curve(
-            name,
-            &target,
-            &args,
-            k,
-            opts,
-            &bench,
-            &dir,
-            &schedule,
-            &mut placement,
-        )?;
-        println!(
-            "{name}: {}",
-            curve
-                .sustainable_per_s
-                .iter()
-                .zip(&k.slos)
-                .map(|(r, slo)| format!(
-                    "{slo}: {}",
-                    r.map_or("no rate met it".to_string(), |r| format!(
-                        "sustained to {r:.0}/s"
-                    ))
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        curves.push(curve);
-        if interrupted.load(Ordering::Relaxed) {
-            break;
-        }
-    }
-    let report = KneeReport {
-        started_utc,
-        machine: format!("{} × {}", bench.machine.cores, bench.machine.cpu_model),
-        git_commit: bench.machine.git_commit.clone(),
-        slos: k.slos.clone(),
-        achieved_min: k.achieved_min,
-        step_s: k.step_seconds,
-        load: format!(
-            "{} connections, {}-byte pings, constant arrivals",
-            opts.connections, opts.size
-        ),
-        placement,
-        curves,
-    };
-    let md = knee::render_markdown(&report);
-    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n";
-    for (file, text) in [("knee.md", &md), ("knee.json", &json)] {
-        let path = dir.join(file);
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    if let Err(e) = knee::plot_knee(&dir.join("knee.svg"), &report) {
-        eprintln!("fepbench: {e}");
-    }
+    let report = kneerun::run(&bench, &plan, names, &targets, &dir)?;
+    let md = kneerun::write(&dir, &report)?;
     println!("\n{md}\nwritten to {}", dir.display());
     let partial = report.curves.iter().any(|c| c.stopped.is_some());
     Ok(match (interrupted.load(Ordering::Relaxed), partial) {
@@ -677,121 +633,6 @@ fn cmd_knee(
         (false, false) => ExitCode::SUCCESS,
         (false, true) => ExitCode::FAILURE,
     })
-}
-
-/// One target's knee: the probe when the schedule needs a maximum, then a
-/// step per rate; a step that does not finish ends the curve.
-#[allow(clippy::too_many_arguments)]
-fn knee_curve(
-    name: &str,
-    target: &Target,
-    args: &[String],
-    k: &KneeOpts,
-    opts: &CommonOpts,
-    bench: &Bench,
-    dir: &Path,
-    schedule: &Schedule,
-    placement: &mut Option<String>,
-) -> Result<KneeCurve, String> {
-    let mut curve = KneeCurve {
-        name: name.to_string(),
-        max_per_s: k.max_per_s,
-        max_source: k.max_per_s.map(|_| "--max".to_string()),
-        points: Vec::new(),
-        sustainable_per_s: Vec::new(),
-        stopped: None,
-    };
-    if schedule.needs_max() && curve.max_per_s.is_none() {
-        let leg = Leg {
-            name: format!("{name}-probe"),
-            target: target.clone(),
-            load: Load {
-                connections: k.probe_connections,
-                inflight: k.probe_inflight,
-                size: opts.size,
-                warmup: k.probe_count / 10,
-                count: k.probe_count,
-                extra_args: args.to_vec(),
-            },
-        };
-        let outcome = run_printed(bench, &leg, dir, 1, 1)?;
-        match (&outcome.summary.loadgen, outcome.summary.partial) {
-            (Some(l), false) if l.throughput_msgs_per_s > 0.0 => {
-                curve.max_per_s = Some(l.throughput_msgs_per_s);
-                curve.max_source = Some(format!(
-                    "probe: pipelined, {} × {} in flight",
-                    k.probe_connections, k.probe_inflight
-                ));
-            }
-            _ => {
-                curve.stopped = Some("the maximum-rate probe did not finish".into());
-                curve.sustainable_per_s = vec![None; k.slos.len()];
-                return Ok(curve);
-            }
-        }
-    }
-    let rates = schedule.rates(curve.max_per_s)?;
-    for (i, &rate) in rates.iter().enumerate() {
-        let count = (rate * k.step_seconds).ceil().max(1.0) as u64;
-        let warmup = (rate * k.warmup_seconds).ceil() as u64;
-        let mut extra_args = vec![
-            "--rate".to_string(),
-            format!("{rate}"),
-            "--seed".to_string(),
-            opts.seed.clone().unwrap_or_else(|| "0".into()),
-        ];
-        for (flag, value) in [("--shape", &opts.shape), ("--interval", &opts.interval)] {
-            if let Some(v) = value {
-                extra_args.extend([flag.to_string(), v.clone()]);
-            }
-        }
-        extra_args.extend(args.iter().cloned());
-        let leg = Leg {
-            name: format!("{name}@{rate:.0}"),
-            target: target.clone(),
-            load: Load {
-                connections: opts.connections,
-                inflight: 1,
-                size: opts.size,
-                warmup,
-                count,
-                extra_args,
-            },
-        };
-        let step_dir = dir.join(name).join(format!("rate-{rate:.0}"));
-        std::fs::create_dir_all(&step_dir)
-            .map_err(|e| format!("cannot create {}: {e}", step_dir.display()))?;
-        // A step past saturation runs longer than its schedule; give it
-        // room, but not the half hour a single run may take.
-        let step_bench = Bench {
-            run_timeout: Duration::from_secs_f64((k.step_seconds + k.warmup_seconds) * 10.0 + 30.0),
-            ..bench.clone()
-        };
-        let label = format!("{name} step {}/{} at {rate:.0}/s", i + 1, rates.len());
-        let outcome = step_bench.run_leg(&leg, &step_dir, &label);
-        println!("{label}: {}", one_line(&outcome.summary));
-        let p = &outcome.summary.pinning;
-        placement.get_or_insert_with(|| format!("{} ({})", p.plan, p.reason));
-        curve.points.push(knee_point(&outcome, rate));
-        if outcome.summary.partial {
-            curve.stopped = Some(format!(
-                "the step at {rate:.0}/s did not finish: {}",
-                outcome
-                    .summary
-                    .partial_reason
-                    .as_deref()
-                    .and_then(|r| r.lines().next())
-                    .unwrap_or("")
-            ));
-            break;
-        }
-    }
-    curve.sustainable_per_s = k
-        .slos
-        .iter()
-        .map(|slo| knee::sustainable_rate(&curve.points, slo, k.achieved_min))
-        .collect();
-    Ok(curve)
 }
 
 fn cmd_compare(
@@ -1061,22 +902,6 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
         );
     }
     md
-}
-
-/// `rtt p50 … p99 …` in one line, or why the run is partial.
-fn one_line(s: &RunSummary) -> String {
-    match (&s.loadgen, &s.partial_reason) {
-        (Some(l), reason) => format!(
-            "rtt p50 {:.1} p99 {:.1} p99.9 {:.1} µs, {:.0} msgs/s{}",
-            l.rtt.p50_us,
-            l.rtt.p99_us,
-            l.rtt.p999_us,
-            l.throughput_msgs_per_s,
-            if reason.is_some() { " (partial)" } else { "" }
-        ),
-        (None, Some(reason)) => format!("no result: {}", reason.lines().next().unwrap_or("")),
-        (None, None) => "no result".to_string(),
-    }
 }
 
 /// The short table at the end of `fepbench run`.

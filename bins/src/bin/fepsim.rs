@@ -20,10 +20,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use fep_bins::bench::simsweep::{merge_report, read_seed_lines, seed_line};
+use fep_load::scenario::Scenario;
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, Outcome, RunConfig};
 use fep_sim::sweep::{default_threads, shrink, sweep_shard, Shard};
-use fep_trading::scenario::Scenario;
 use hdrhistogram::Histogram;
 
 /// `println!` that ignores a closed stdout (`fepsim … | head`).

@@ -15,10 +15,11 @@ use fep_bins::cli::{fail, parse_cpus, parse_or_exit, watch_lifeline, CpuList};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_bins::loadgen::{describe, summary, write_histograms, LiveView, LoadShape};
 use fep_core::Nanos;
+use fep_load::client::{Client, ClientConfig, Load, Workload};
+use fep_load::flow::{FlowConfig, OrderFlow};
+use fep_load::schedule::{parse_duration, BaseRate, Profile, Schedule, ScheduleConfig, Shape};
 use fep_net::Config;
-use fep_trading::client::{Client, ClientConfig, Load};
 use fep_trading::msg::PING_FRAME_LEN_MIN;
-use fep_trading::schedule::{parse_duration, BaseRate, Profile, Schedule, ScheduleConfig, Shape};
 
 fn parse_shape(text: &str) -> Result<Shape, String> {
     text.parse().map_err(|e| format!("{e}"))
@@ -97,6 +98,32 @@ fn short_run_warning(cli: &Cli) -> Option<String> {
     })
 }
 
+/// `--workload`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadArg {
+    /// PerfPing round trips.
+    Ping,
+    /// A seeded order flow.
+    Orders,
+}
+
+/// The order flow the flags ask for, checked whole (one clear line when
+/// it cannot run).
+fn workload(cli: &Cli) -> Result<Workload, String> {
+    if cli.workload == WorkloadArg::Ping {
+        return Ok(Workload::Ping);
+    }
+    let flow = FlowConfig {
+        instruments: cli.instruments,
+        accounts: cli.accounts,
+        connections: cli.connections,
+        seed: cli.seed,
+        ..FlowConfig::default()
+    };
+    OrderFlow::new(flow).map_err(|e| e.to_string())?;
+    Ok(Workload::Orders(flow))
+}
+
 /// The FEP load generator.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
@@ -163,6 +190,19 @@ struct Cli {
     /// Print the summary as one JSON object on the last stdout line.
     #[arg(long, env = "FEP_JSON")]
     json: bool,
+    /// What to send: pings, or a seeded order flow (new day and IOC orders,
+    /// cancels, replaces; its answers checked as they come).
+    #[arg(long, env = "FEP_WORKLOAD", value_enum, default_value = "ping")]
+    workload: WorkloadArg,
+    /// Orders: instruments traded (1 … N), as the exchange's --instruments.
+    #[arg(long, env = "FEP_INSTRUMENTS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    instruments: u32,
+    /// Orders: the exchange's accounts (1 … N), spread over the
+    /// connections (at least one per connection).
+    #[arg(long, env = "FEP_ACCOUNTS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    accounts: u32,
     /// Write rtt.hgrm and hop1.hgrm … hop4.hgrm into this directory.
     #[arg(long, env = "FEP_OUT")]
     out: Option<PathBuf>,
@@ -192,6 +232,10 @@ fn main() -> ExitCode {
         Ok(load) => load,
         Err(e) => return fail(e),
     };
+    let workload = match workload(&cli) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
     // One descriptor per connection: refuse now rather than fail half-way
     // through the dials when the hard limit cannot cover them.
     let nofile = raise_nofile(NofileGoal::client(u64::from(cli.connections)));
@@ -212,6 +256,7 @@ fn main() -> ExitCode {
         trace_max: 0,
         interval: cli.interval,
         handshake_timeout: cli.handshake_timeout,
+        workload,
     };
     // The pongs must fit the client's frame bound, pad included.
     let mut worker = fep_core::WorkerConfig::default();
@@ -250,9 +295,14 @@ fn main() -> ExitCode {
         Ok(workers) => workers,
         Err(e) => return fail(e),
     };
-    let mut report = workers[0].service().report().clone();
+    let with_flow = |c: &Client| {
+        let mut r = c.report().clone();
+        r.flow = c.flow_stats().cloned();
+        r
+    };
+    let mut report = with_flow(workers[0].service());
     for w in &workers[1..] {
-        report.merge(w.service().report());
+        report.merge(&with_flow(w.service()));
     }
     let shape = LoadShape {
         scenario: cli.scenario.clone(),

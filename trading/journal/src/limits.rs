@@ -37,7 +37,14 @@ pub const SNAPSHOT_HEADER_FIXED_LEN: usize = 32;
 /// Largest engine state a snapshot carries.
 pub const SNAPSHOT_STATE_LEN_MAX: u64 = 1024 * 1024 * 1024;
 
+/// Reads of one file recovery makes before it believes damage it sees. A
+/// read may return bytes the disk does not hold (a flipped bit on the
+/// bus, a misdirected read; turmoil simulates it): damage read the same
+/// way twice in a row is believed, otherwise the file is read again.
+pub const RECOVERY_READS_MAX: usize = 4;
+
 const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 8);
+const _: () = assert!(RECOVERY_READS_MAX >= 2);
 const _: () = assert!(SEGMENT_HEADER_FIXED_LEN == 8 + 2 + 2 + 8 + 4);
 const _: () = assert!(SNAPSHOT_HEADER_FIXED_LEN == 8 + 2 + 2 + 8 + 4 + 8);
 const _: () = assert!(RECORD_PAYLOAD_LEN_MAX <= u32::MAX as usize);

@@ -7,8 +7,11 @@
 //! with a typed error naming the file and the offset when acknowledged
 //! history is damaged. A torn tail is only allowed at the end of the last
 //! segment; a last segment whose header never reached the disk (a crash
-//! while it was being created) is recreated.
+//! while it was being created) is recreated. Damage is believed only when
+//! two reads in a row show it ([`RECOVERY_READS_MAX`]): a corrupt read of
+//! the last record must not cost an acknowledged record.
 
+use crate::limits::RECOVERY_READS_MAX;
 use crate::plan::Listing;
 use crate::record::{Damage, Record};
 use crate::scan::{find_valid, Scan, ScanEnd};
@@ -73,6 +76,9 @@ pub struct Recovered {
     pub torn: Option<TornTail>,
     /// A last segment whose header never reached the disk, to recreate.
     pub segment_discarded: Option<String>,
+    /// Files read again because a read showed damage (a read error the
+    /// disk did not have, or damage confirmed by the next read).
+    pub rereads: u32,
 }
 
 /// Why a journal cannot be recovered. Each names the file; the caller
@@ -198,6 +204,8 @@ pub fn recover<E>(
     mut on_record: impl FnMut(Record<'_>),
 ) -> Result<Recovered, RecoveryError<E>> {
     let mut snapshot_seq = None;
+    let mut spare = Vec::new();
+    let mut rereads = 0u32;
     if let Some(seq) = listing.snapshot_newest() {
         let file = snapshot_file_name(seq);
         load(&file, buf).map_err(|source| RecoveryError::Load {
@@ -237,6 +245,7 @@ pub fn recover<E>(
             },
             torn: None,
             segment_discarded: None,
+            rereads,
         });
     };
 
@@ -252,6 +261,11 @@ pub fn recover<E>(
             file: file.clone(),
             source,
         })?;
+        if decode_header(buf, settings).is_err() {
+            rereads += reread(&file, buf, &mut spare, &mut load, |b| {
+                decode_header(b, settings).is_ok()
+            })?;
+        }
         let header = match decode_header(buf, settings) {
             Ok(h) => h,
             Err(error) => {
@@ -277,15 +291,41 @@ pub fn recover<E>(
                 found: header.first_seq,
             });
         }
-        let mut scan = Scan::new(buf, header.len, seq_next);
-        for record in scan.by_ref() {
-            if record.seq > covered {
-                on_record(record);
-                replayed += 1;
+        let header_len = header.len;
+        let mut offset = header_len;
+        let mut reads = 1;
+        let end = loop {
+            let mut scan = Scan::new(buf, offset, seq_next);
+            for record in scan.by_ref() {
+                if record.seq > covered {
+                    on_record(record);
+                    replayed += 1;
+                }
             }
-        }
-        seq_next = scan.seq_next();
-        let end = scan.end().expect("the scan ran to its end");
+            seq_next = scan.seq_next();
+            let end = scan.end().expect("the scan ran to its end");
+            let (ScanEnd::TornTail { offset: at, .. } | ScanEnd::Corrupt { offset: at, .. }) = end
+            else {
+                break end;
+            };
+            // Damage: believe it only if a second read shows the same bytes.
+            // The records before it were handed over already and stay; the
+            // scan goes on from the damage in the new bytes.
+            if reads == RECOVERY_READS_MAX {
+                break end;
+            }
+            load(&file, &mut spare).map_err(|source| RecoveryError::Load {
+                file: file.clone(),
+                source,
+            })?;
+            reads += 1;
+            rereads += 1;
+            if spare == *buf {
+                break end;
+            }
+            std::mem::swap(buf, &mut spare);
+            offset = at;
+        };
         let (offset, dirty_end) = match end {
             ScanEnd::Clean { offset } => (offset, offset),
             ScanEnd::TornTail {
@@ -341,7 +381,34 @@ pub fn recover<E>(
         append,
         torn,
         segment_discarded,
+        rereads,
     })
+}
+
+/// Reads `file` again (into `spare`, swapped into `buf`) until `good`
+/// accepts it, two reads in a row agree, or [`RECOVERY_READS_MAX`] reads
+/// were made; `buf` then holds the last read. Returns the reads made.
+fn reread<E>(
+    file: &str,
+    buf: &mut Vec<u8>,
+    spare: &mut Vec<u8>,
+    load: &mut impl FnMut(&str, &mut Vec<u8>) -> Result<(), E>,
+    good: impl Fn(&[u8]) -> bool,
+) -> Result<u32, RecoveryError<E>> {
+    let mut reads = 0;
+    for _ in 1..RECOVERY_READS_MAX {
+        reads += 1;
+        load(file, spare).map_err(|source| RecoveryError::Load {
+            file: file.to_string(),
+            source,
+        })?;
+        let same = spare == buf;
+        std::mem::swap(buf, spare);
+        if same || good(buf) {
+            break;
+        }
+    }
+    Ok(reads)
 }
 
 /// A header that a crash while the segment was created explains: damaged

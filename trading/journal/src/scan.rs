@@ -24,6 +24,14 @@
 //! flipped bit on the disk costs a record (which the writer only ever
 //! acknowledged if its sync returned; TigerBeetle closes that gap with
 //! replicas, which one exchange process does not have).
+//!
+//! A known limit of the rule: on power loss (not on a process crash, which
+//! leaves the page cache to the kernel), a real disk may persist the pages
+//! of one unsynced write out of order, leaving a hole inside the last batch
+//! with a whole record of the same batch after it. The scan then reports
+//! corruption and the start is refused: a false alarm, loud, never a
+//! silent loss. Telling that case apart needs more evidence than the
+//! records carry (a per-batch marker, or TigerBeetle's redundant headers).
 
 use crate::record::{decode, Damage, Record};
 

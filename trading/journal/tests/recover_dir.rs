@@ -229,3 +229,37 @@ fn a_damaged_snapshot_is_refused_not_skipped() {
     let (r, _, _) = run(&dir);
     assert!(matches!(r.unwrap_err(), RecoveryError::Snapshot { .. }));
 }
+
+#[test]
+fn a_corrupt_read_of_the_last_record_is_read_again_not_truncated() {
+    let mut dir = Dir::new();
+    segment(&mut dir, 1, 6, 256);
+    let f = segment_file_name(1);
+    let len = dir[&f].len();
+    let listing = Listing::from_names(dir.keys().map(String::as_str));
+    for flip_at in [len - 256 - 3, header_len(SETTINGS) + 20, 10] {
+        let mut reads = 0;
+        let mut seqs = Vec::new();
+        let r = recover(
+            &listing,
+            SETTINGS,
+            &mut Vec::new(),
+            |name, buf: &mut Vec<u8>| -> Result<(), String> {
+                *buf = dir[name].clone();
+                reads += 1;
+                if reads == 1 {
+                    // The bus flipped a bit of this read; the disk is fine.
+                    buf[flip_at] ^= 0x40;
+                }
+                Ok(())
+            },
+            |_, _| {},
+            |r| seqs.push(r.seq),
+        )
+        .unwrap();
+        assert_eq!(seqs, (1..=6).collect::<Vec<_>>(), "flip at {flip_at}");
+        assert_eq!(r.torn, None);
+        assert_eq!(reads, 2, "one more read, no more");
+        assert_eq!(r.rereads, 1);
+    }
+}

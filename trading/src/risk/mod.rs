@@ -209,6 +209,15 @@ pub struct Risk {
     trades: Arc<[AtomicI64]>,
 }
 
+/// Two handles are equal when they share one state (clones of each other).
+impl PartialEq for RiskHandle {
+    fn eq(&self, other: &RiskHandle) -> bool {
+        Arc::ptr_eq(&self.registry, &other.registry)
+    }
+}
+
+impl Eq for RiskHandle {}
+
 impl fmt::Debug for RiskHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RiskHandle")

@@ -3,8 +3,8 @@
 use fep_core::frame::{encode_frame, Decoder};
 use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR};
 use fep_core::{ErrorCode, Frame, Nanos, Worker, WorkerConfig, WorkerId};
-use fep_trading::client::{Client, ClientConfig};
-use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
+use fep_load::client::{Client, ClientConfig};
+use fep_load::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::msg::{Message, PerfPing, RoleHelloAck, RoleHelloReq};
 use proptest::prelude::*;
 

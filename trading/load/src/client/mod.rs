@@ -25,333 +25,23 @@ use fep_core::{
 };
 use hdrhistogram::Histogram;
 
-use crate::hello::accept_ack;
-use crate::msg::{
+use crate::flow::{FlowConfig, OrderFlow, Seen};
+use crate::schedule::Schedule;
+use fep_trading::hello::accept_ack;
+use fep_trading::msg::{
     PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
     PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
 };
-use crate::schedule::Schedule;
-use crate::Role;
+use fep_trading::order::{self, OrderMsg};
+use fep_trading::Role;
 
-/// Connections a client dials at once; the rest wait their turn.
-pub const DIALS_IN_FLIGHT_MAX: usize = 64;
+mod config;
+mod link;
+mod report;
 
-/// Longest latency a histogram records: one hour, in ns.
-pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
-
-/// How pings are offered.
-#[derive(Clone, Debug)]
-pub enum Load {
-    /// One ping in flight in total, round-robin over the connections.
-    Closed,
-    /// `inflight` pings in flight per connection.
-    Pipelined {
-        /// The window per connection.
-        inflight: u32,
-    },
-    /// Open loop: arrivals on a schedule.
-    Open {
-        /// The arrival schedule (built, so already validated; boxed, it
-        /// is large).
-        schedule: Box<Schedule>,
-        /// Pings one connection may have in flight; a due ping waits for room.
-        window: u32,
-    },
-}
-
-/// Settings of a load run.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Connections to open to peer 0.
-    pub connections: u32,
-    /// Answers not recorded before measuring.
-    pub warmup: u64,
-    /// Answers recorded.
-    pub count: u64,
-    /// The load model.
-    pub load: Load,
-    /// Whole `PerfPing` frame size in bytes (≥ 54; the rest is pad).
-    pub size: usize,
-    /// The token presented in the hand-shake.
-    pub token: String,
-    /// How long to wait for the last answers once all pings are sent.
-    pub drain_timeout: Nanos,
-    /// Round trips kept in [`Report::trace`] (the first ones).
-    pub trace_max: usize,
-    /// Length of the live intervals of [`Report::intervals`]; `None` for none.
-    pub interval: Option<Nanos>,
-    /// How long dials and hand-shakes may take in all; connections not
-    /// hand-shaked by then are given up (counted in `connections_lost`
-    /// and `errors`) and the run goes on with the others.
-    pub handshake_timeout: Nanos,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            connections: 10,
-            warmup: 1000,
-            count: 10_000,
-            load: Load::Closed,
-            size: 64,
-            token: String::new(),
-            drain_timeout: Nanos::from_secs(5),
-            trace_max: 0,
-            interval: None,
-            handshake_timeout: Nanos::from_secs(10),
-        }
-    }
-}
-
-/// How a ping was answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// A pong.
-    Pong,
-    /// A `Reject` with this code.
-    Reject(ErrorCode),
-}
-
-/// One answered ping, as the client saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RoundTrip {
-    /// Connection index (`0..connections`).
-    pub conn: u32,
-    /// The ping's seq.
-    pub seq: u64,
-    /// The gateway's routing tag (0 when rejected or direct).
-    pub route: u64,
-    /// Hop timestamps (t2..t4 are 0 in a reject).
-    pub t: [Nanos; 5],
-    /// The answer.
-    pub answer: Answer,
-}
-
-/// One live interval of a long run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct IntervalSample {
-    /// End of the interval, from the start of the run.
-    pub at: Nanos,
-    /// Answers (pongs and rejects) in the interval.
-    pub answers: u64,
-    /// Answers per second over the interval.
-    pub rate_per_s: f64,
-    /// Median rtt of the interval's pongs, ns (0 when none).
-    pub p50_ns: u64,
-    /// 99th percentile rtt, ns (0 when none).
-    pub p99_ns: u64,
-    /// Errors, rejects and losses in the interval.
-    pub errors: u64,
-}
-
-/// What a load run measured.
-#[derive(Clone, Debug)]
-pub struct Report {
-    /// Round-trip times of recorded pongs, ns: from the ping's intended
-    /// send time in open loop, so `rtt = send_lag + hop1 + … + hop4`.
-    pub rtt: Histogram<u64>,
-    /// How late recorded pings left against their schedule (`t1 −
-    /// intended`), ns: open loop only (closed loop sends on time by
-    /// definition). A large lag means the load generator, not the system
-    /// under test, is behind: its host is too slow or too busy for the rate.
-    pub send_lag: Histogram<u64>,
-    /// `t2 − t1`, `t3 − t2`, `t4 − t3`, `t5 − t4`, ns (empty without a gateway).
-    pub hops: [Histogram<u64>; 4],
-    /// Pings sent.
-    pub sent: u64,
-    /// Pongs received.
-    pub pongs: u64,
-    /// `Reject`s received.
-    pub rejects: u64,
-    /// `Error` frames received, and connections that could not be opened.
-    pub errors: u64,
-    /// Pings that got no answer at all.
-    pub lost: u64,
-    /// Connections still waiting for answers when the drain deadline passed.
-    pub drain_timeouts: u64,
-    /// Answers out of order or for no ping in flight: a pong that is not for
-    /// the oldest ping in flight on its connection, a `Reject` for a seq not
-    /// in flight (rejects may overtake pongs; pongs keep send order).
-    pub window_violations: u64,
-    /// Pongs whose pad did not come back unchanged.
-    pub corrupt: u64,
-    /// Pongs whose stamps were not ordered `t1 ≤ … ≤ t5` (clocks not shared).
-    pub clock_skews: u64,
-    /// Pongs that went straight to an exchange (`t2 = t4 = 0`).
-    pub direct: u64,
-    /// When the first recorded answer's ping could leave (end of warm-up).
-    pub measure_start: Nanos,
-    /// When the last answer arrived.
-    pub measure_end: Nanos,
-    /// Connections that ended before the run did: a failed dial, a close
-    /// by the peer (before or after the hand-shake), or an `Error`. The run
-    /// went on with fewer connections than asked for.
-    pub connections_lost: u64,
-    /// When the first ping could leave (every connection hand-shaked): the
-    /// whole run, warm-up included, is `run_start..measure_end`.
-    pub run_start: Nanos,
-    /// The first round trips, up to `trace_max`.
-    pub trace: Vec<RoundTrip>,
-    /// Live intervals, when configured.
-    pub intervals: Vec<IntervalSample>,
-    /// Intended send time of the first and the last ping (open loop).
-    pub intended: Option<(Nanos, Nanos)>,
-}
-
-impl Report {
-    fn new(trace_max: usize) -> Report {
-        let histogram =
-            || Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid");
-        Report {
-            rtt: histogram(),
-            send_lag: histogram(),
-            hops: [histogram(), histogram(), histogram(), histogram()],
-            sent: 0,
-            pongs: 0,
-            rejects: 0,
-            errors: 0,
-            lost: 0,
-            drain_timeouts: 0,
-            window_violations: 0,
-            corrupt: 0,
-            clock_skews: 0,
-            direct: 0,
-            measure_start: Nanos::ZERO,
-            measure_end: Nanos::ZERO,
-            run_start: Nanos::ZERO,
-            connections_lost: 0,
-            trace: Vec::with_capacity(trace_max),
-            intervals: Vec::new(),
-            intended: None,
-        }
-    }
-
-    /// Folds another worker's report into this one.
-    pub fn merge(&mut self, other: &Report) {
-        self.rtt.add(&other.rtt).expect("same bounds");
-        self.send_lag.add(&other.send_lag).expect("same bounds");
-        for (a, b) in self.hops.iter_mut().zip(&other.hops) {
-            a.add(b).expect("same bounds");
-        }
-        self.sent += other.sent;
-        self.pongs += other.pongs;
-        self.rejects += other.rejects;
-        self.errors += other.errors;
-        self.lost += other.lost;
-        self.drain_timeouts += other.drain_timeouts;
-        self.window_violations += other.window_violations;
-        self.corrupt += other.corrupt;
-        self.clock_skews += other.clock_skews;
-        self.direct += other.direct;
-        self.connections_lost += other.connections_lost;
-        if self.measure_start == Nanos::ZERO || other.measure_start < self.measure_start {
-            self.measure_start = other.measure_start;
-        }
-        self.measure_end = self.measure_end.max(other.measure_end);
-        if self.run_start == Nanos::ZERO || other.run_start < self.run_start {
-            self.run_start = other.run_start;
-        }
-        self.trace.extend_from_slice(&other.trace);
-        self.intervals.extend_from_slice(&other.intervals);
-        self.intended = match (self.intended, other.intended) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        };
-    }
-
-    /// The rate the schedule intended (open loop): pings over the span of
-    /// their intended send times.
-    pub fn intended_rate_per_s(&self) -> Option<f64> {
-        let (first, last) = self.intended?;
-        let span = (last - first).as_u64() as f64 / 1e9;
-        (span > 0.0).then(|| self.sent.saturating_sub(1) as f64 / span)
-    }
-
-    /// Answers of every kind.
-    pub fn answered(&self) -> u64 {
-        self.pongs + self.rejects
-    }
-
-    /// Seconds from the end of warm-up to the last answer.
-    pub fn elapsed_secs(&self) -> f64 {
-        (self.measure_end - self.measure_start).as_u64() as f64 / 1e9
-    }
-
-    /// Answers per second over the whole run, warm-up, pipeline fill and
-    /// drain included: a floor of the throughput that holds even when the
-    /// run is too short for a steady state (a few windows in flight).
-    pub fn overall_rate_per_s(&self) -> f64 {
-        let secs = (self.measure_end - self.run_start).as_u64() as f64 / 1e9;
-        if secs > 0.0 {
-            self.answered() as f64 / secs
-        } else {
-            0.0
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LinkState {
-    /// Not dialled yet: dials are paced.
-    Idle,
-    Dialing,
-    Hello,
-    Ready,
-    Closed,
-}
-
-#[derive(Debug)]
-struct Link {
-    conn: Option<ConnId>,
-    state: LinkState,
-    next_seq: u64,
-    /// Pings in flight, oldest first.
-    window: VecDeque<InFlight>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct InFlight {
-    seq: u64,
-    t1: Nanos,
-    /// When the ping was due: t1 in closed loop, the schedule's time in open.
-    intended: Nanos,
-}
-
-/// Live-interval bookkeeping.
-#[derive(Debug)]
-struct Intervals {
-    every: Nanos,
-    next: Nanos,
-    rtt: Histogram<u64>,
-    answers: u64,
-    errors: u64,
-}
-
-impl Intervals {
-    /// The sample of the interval ending at `at` and lasting `length`;
-    /// starts the next one.
-    fn take(&mut self, at: Nanos, length: Nanos) -> IntervalSample {
-        let quantile = |q| {
-            if self.rtt.is_empty() {
-                0
-            } else {
-                self.rtt.value_at_quantile(q)
-            }
-        };
-        let sample = IntervalSample {
-            at,
-            answers: self.answers,
-            rate_per_s: self.answers as f64 / (length.as_u64().max(1) as f64 / 1e9),
-            p50_ns: quantile(0.5),
-            p99_ns: quantile(0.99),
-            errors: self.errors,
-        };
-        self.rtt.reset();
-        self.answers = 0;
-        self.errors = 0;
-        sample
-    }
-}
+pub use config::*;
+use link::*;
+pub use report::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -384,6 +74,8 @@ pub struct Client {
     /// When connections not hand-shaked yet are given up.
     connect_deadline: Nanos,
     intervals: Option<Intervals>,
+    /// The order flow, when the workload is orders.
+    flow: Option<OrderFlow>,
     report: Report,
 }
 
@@ -393,8 +85,19 @@ pub struct LinkIndex(u32);
 
 impl Client {
     /// A client for `config`. Panics on a config a CLI must have refused
-    /// (no connection, a frame smaller than a ping).
+    /// (no connection, a frame smaller than a ping, an order flow
+    /// [`OrderFlow::new`] refuses).
     pub fn new(config: ClientConfig) -> Client {
+        let flow = match &config.workload {
+            Workload::Ping => None,
+            Workload::Orders(fc) => Some(
+                OrderFlow::new(FlowConfig {
+                    connections: config.connections,
+                    ..*fc
+                })
+                .expect("the order flow's settings were checked"),
+            ),
+        };
         assert!(config.connections > 0, "a load needs a connection");
         assert!(
             config.size >= PING_FRAME_LEN_MIN,
@@ -441,6 +144,7 @@ impl Client {
             next_due: None,
             connect_deadline: Nanos::MAX,
             intervals,
+            flow,
         }
     }
 
@@ -458,9 +162,16 @@ impl Client {
         &self.report
     }
 
-    /// Takes the report out (at the end of a run).
-    pub fn into_report(self) -> Report {
+    /// Takes the report out (at the end of a run), with the order flow's
+    /// counters.
+    pub fn into_report(mut self) -> Report {
+        self.report.flow = self.flow.as_ref().map(|f| f.stats().clone());
         self.report
+    }
+
+    /// The order flow's counters so far (orders only).
+    pub fn flow_stats(&self) -> Option<&crate::flow::FlowStats> {
+        self.flow.as_ref().map(OrderFlow::stats)
     }
 
     /// Whether every connection is hand-shaked or gone and pings flow.
@@ -477,6 +188,9 @@ impl Client {
     }
 
     fn send_ping(&mut self, cx: &mut Context<'_, Self>, i: usize, intended: Option<Nanos>) {
+        if self.flow.is_some() {
+            return self.send_order(cx, i, intended);
+        }
         let link = &mut self.links[i];
         let conn = link.conn.expect("a ready link has a connection");
         let seq = link.next_seq;
@@ -501,6 +215,73 @@ impl Client {
         cx.send(conn, ping.wire_len(), |out| {
             ping.encode(OP_PERF_PING, out);
         });
+    }
+
+    /// Sends link `i`'s next order-flow request (its `cl_ord_id` plays the
+    /// ping's `seq`).
+    fn send_order(&mut self, cx: &mut Context<'_, Self>, i: usize, intended: Option<Nanos>) {
+        let flow = self.flow.as_mut().expect("an order workload");
+        let link = &mut self.links[i];
+        let conn = link.conn.expect("a ready link has a connection");
+        let t1 = cx.now();
+        let mut cl_ord_id = 0;
+        // The largest request (a replace) with its frame header.
+        cx.send(conn, 6 + order::len::REPLACE_ORDER, |out| {
+            cl_ord_id = flow.next_request(i, t1, out);
+        });
+        self.in_flight += 1;
+        link.window.push_back(InFlight {
+            seq: cl_ord_id,
+            t1,
+            intended: intended.unwrap_or(t1),
+        });
+        self.report.sent += 1;
+    }
+
+    /// An order-entry message: a request's first answer ends its round trip
+    /// (stamped like a pong); a later one (a fill, an IOC's rest) is only
+    /// checked and counted.
+    fn on_order_msg(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+    ) -> Result<(), Fault> {
+        let msg = OrderMsg::decode(opcode, payload)?;
+        let i = self.link_of(cx, conn);
+        let Some(flow) = self.flow.as_mut() else {
+            // Orders nobody sent: a ping client counts them as violations.
+            self.report.window_violations += 1;
+            return Ok(());
+        };
+        let cl_ord_id = match flow.on_message(i, &msg) {
+            Ok(Seen::First { cl_ord_id }) => cl_ord_id,
+            Ok(Seen::Later) => return Ok(()),
+            Err(_) => {
+                // Counted in the flow's violations.
+                return Ok(());
+            }
+        };
+        let t5 = cx.now();
+        let Some(request) = self.settle(i, cl_ord_id) else {
+            return Ok(());
+        };
+        self.report.pongs += 1;
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.answers += 1;
+            iv.rtt
+                .saturating_record((t5 - request.intended).as_u64().max(1));
+        }
+        let h = msg.header();
+        if h.t1 != request.t1 {
+            self.report.corrupt += 1;
+        }
+        if self.count_answer(t5) {
+            self.record(request, [h.t2, h.t3, h.t4], t5);
+        }
+        self.pump_after_answer(cx, i);
+        Ok(())
     }
 
     /// Offers pings as the load model allows.
@@ -688,7 +469,7 @@ impl Client {
             self.report.corrupt += 1;
         }
         if self.count_answer(t5) {
-            self.record(ping, &pong, t5);
+            self.record(ping, [pong.t2, pong.t3, pong.t4], t5);
         }
         if self.report.trace.len() < self.config.trace_max {
             let t = [t1, pong.t2, pong.t3, pong.t4, t5];
@@ -705,7 +486,9 @@ impl Client {
         Ok(())
     }
 
-    fn record(&mut self, ping: InFlight, pong: &PerfPing<'_>, t5: Nanos) {
+    /// Records one round trip: `t` holds the answer's `t2, t3, t4`.
+    fn record(&mut self, ping: InFlight, t: [Nanos; 3], t5: Nanos) {
+        let [t2, t3, t4] = t;
         let t1 = ping.t1;
         let rtt = (t5 - ping.intended).as_u64();
         self.report.rtt.saturating_record(rtt.max(1));
@@ -714,11 +497,11 @@ impl Client {
             let lag = t1.checked_since(ping.intended).unwrap_or(Nanos::ZERO);
             self.report.send_lag.saturating_record(lag.as_u64().max(1));
         }
-        if pong.t2 == Nanos::ZERO && pong.t4 == Nanos::ZERO {
+        if t2 == Nanos::ZERO && t4 == Nanos::ZERO {
             self.report.direct += 1;
             return;
         }
-        let stamps = [t1, pong.t2, pong.t3, pong.t4, t5];
+        let stamps = [t1, t2, t3, t4, t5];
         if stamps.windows(2).any(|w| w[0] > w[1]) {
             self.report.clock_skews += 1;
             return;
@@ -737,6 +520,10 @@ impl Client {
     ) -> Result<(), Fault> {
         let reject = RejectMsg::decode(payload)?;
         let i = self.link_of(cx, conn);
+        if let Some(flow) = self.flow.as_mut() {
+            // A violation is counted there; the window check below too.
+            let _ = flow.on_reject(i, reject.seq, reject.code);
+        }
         let Some(InFlight { t1, .. }) = self.settle_rejected(i, reject.seq) else {
             return Ok(());
         };
@@ -912,6 +699,17 @@ impl Client {
     }
 }
 
+/// An order-entry message from the gateway or exchange.
+macro_rules! answer {
+    ($op:expr) => {
+        Handler {
+            opcode: $op,
+            allowed: StateSet::UPSTREAM,
+            handle: |c: &mut Client, cx, conn, p| c.on_order_msg(cx, conn, $op, p),
+        }
+    };
+}
+
 impl Service for Client {
     type Data = LinkIndex;
 
@@ -946,6 +744,12 @@ impl Service for Client {
             allowed: StateSet::UPSTREAM,
             handle: Client::on_pong,
         },
+        answer!(order::OP_ORDER_ACCEPTED),
+        answer!(order::OP_ORDER_EXECUTED),
+        answer!(order::OP_ORDER_CANCELED),
+        answer!(order::OP_ORDER_REPLACED),
+        answer!(order::OP_BOOK_SNAPSHOT),
+        answer!(order::OP_BALANCE),
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {

@@ -35,7 +35,7 @@ use fep_core::{ErrorCode, Nanos};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::order::{
+use fep_trading::order::{
     BalanceQuery, BookQuery, CancelOrder, Header, NewOrder, OrderMsg, ReplaceOrder,
     CANCEL_REASON_IOC, CANCEL_REASON_REQUESTED, LIQUIDITY_MAKER, LIQUIDITY_TAKER, SIDE_BUY,
     SIDE_SELL, TIF_DAY, TIF_IOC,
@@ -797,8 +797,8 @@ fn new_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::{OrderAccepted, OrderExecuted, OP_NEW_ORDER};
     use fep_core::frame::Decoder;
+    use fep_trading::order::{OrderAccepted, OrderExecuted, OP_NEW_ORDER};
 
     fn flow(connections: u32, seed: u64) -> OrderFlow {
         OrderFlow::new(FlowConfig {

@@ -1,12 +1,14 @@
 //! The hot path does not allocate: a counting global allocator watches a
 //! warmed-up gateway through 10,000 round trips, alone and in the full
-//! in-memory path (s1 and s3, where the handoff buffers are pooled).
+//! in-memory path (s1, and s3, where handoffs travel as bytes in reused
+//! lanes).
 
 use fep_core::Nanos;
-use fep_trading::client::{ClientConfig, Load};
-use fep_trading::harness::{GatewayRig, Harness, HarnessConfig};
+use fep_load::client::{ClientConfig, Load};
+use fep_load::harness::{Harness, HarnessConfig};
+use fep_load::scenario::Scenario;
+use fep_trading::harness::GatewayRig;
 use fep_trading::msg::{PerfPing, OP_PERF_PING};
-use fep_trading::scenario::Scenario;
 
 /// Allocations made while running `f` (the allocation-counter crate swaps
 /// in a counting global allocator for this test binary; it keeps the

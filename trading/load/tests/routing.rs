@@ -2,10 +2,10 @@
 //! cross-worker handoff, per-session order, and hops that sum to the rtt.
 
 use fep_core::WorkerId;
-use fep_trading::client::{Answer, ClientConfig, Load};
+use fep_load::client::{Answer, ClientConfig, Load};
+use fep_load::harness::{Harness, HarnessConfig};
+use fep_load::scenario::{check, Expect, Scenario};
 use fep_trading::gateway::{GatewayConfig, RouteTag};
-use fep_trading::harness::{Harness, HarnessConfig};
-use fep_trading::scenario::{check, Expect, Scenario};
 
 fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
     let client = ClientConfig {
@@ -155,7 +155,7 @@ fn a_direct_run_has_an_rtt_and_no_hops() {
 }
 
 fn open_loop(rate_per_s: f64, window: u32) -> Harness {
-    use fep_trading::schedule::{Schedule, ScheduleConfig, Shape};
+    use fep_load::schedule::{Schedule, ScheduleConfig, Shape};
     let schedule =
         Box::new(Schedule::new(ScheduleConfig::fixed(rate_per_s, Shape::Constant)).unwrap());
     let client = ClientConfig {
@@ -229,7 +229,7 @@ fn open_loop_latency_counts_from_the_intended_time_when_the_path_falls_behind() 
 #[test]
 fn dials_are_paced_and_every_connection_gets_its_turn() {
     use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_trading::client::{Client, DIALS_IN_FLIGHT_MAX};
+    use fep_load::client::{Client, DIALS_IN_FLIGHT_MAX};
     let config = ClientConfig {
         connections: 1_000,
         ..Default::default()
@@ -269,52 +269,49 @@ fn dials_are_paced_and_every_connection_gets_its_turn() {
 }
 
 #[test]
-fn opening_many_connections_takes_time_linear_in_their_number() {
+fn twenty_thousand_connections_open_with_at_most_64_dials_in_flight() {
     use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_trading::client::Client;
+    use fep_load::client::{Client, DIALS_IN_FLIGHT_MAX};
     use fep_trading::msg::RoleHelloAck;
-    use std::time::Instant;
     let mut ack = Vec::new();
     RoleHelloAck {
         role: 2,
         version: 1,
     }
     .encode(&mut ack);
-    // Dial, connect and hand-shake n links; the work per link must not
-    // grow with n (it was a scan of every link per dial and per ack).
-    let open_all = |n: u32| {
-        let config = ClientConfig {
-            connections: n,
-            ..Default::default()
-        };
-        let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
-        let start = Instant::now();
-        w.start(Nanos(1));
-        let mut pending: Vec<_> = Vec::new();
-        let mut opened = 0;
-        loop {
-            pending.extend(
-                std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
-                    Effect::Connect { conn, .. } => Some(conn),
-                    _ => None,
-                }),
-            );
-            let Some(conn) = pending.pop() else { break };
-            w.handle_connected(Nanos(2), conn);
-            w.handle_read(Nanos(3), conn, &ack);
-            opened += 1;
-        }
-        assert_eq!(opened, n);
-        assert!(w.service().is_running());
-        start.elapsed()
+    // Dial, connect and hand-shake every link. (How the cost grows with the
+    // number of links is measured by benchmarks, not asserted in time here:
+    // a timed test fails on a busy machine and passes a slow build.)
+    let n = 20_000u32;
+    let config = ClientConfig {
+        connections: n,
+        ..Default::default()
     };
-    let small = open_all(2_000).as_secs_f64();
-    let large = open_all(20_000).as_secs_f64();
-    // Linear is 10x; the quadratic scan was 100x. Leave room for noise.
-    assert!(
-        large < 40.0 * small.max(1e-4),
-        "2,000 links in {small:.4} s, 20,000 in {large:.4} s"
-    );
+    let mut w = Worker::new(WorkerId(0), WorkerConfig::default(), Client::new(config));
+    w.start(Nanos(1));
+    let mut pending: Vec<_> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut opened = 0;
+    loop {
+        pending.extend(
+            std::iter::from_fn(|| w.poll_effect()).filter_map(|e| match e {
+                Effect::Connect { conn, .. } => Some(conn),
+                _ => None,
+            }),
+        );
+        assert!(
+            pending.len() <= DIALS_IN_FLIGHT_MAX,
+            "{} dials at once",
+            pending.len()
+        );
+        let Some(conn) = pending.pop() else { break };
+        assert!(seen.insert(conn), "{conn:?} dialled twice");
+        w.handle_connected(Nanos(2), conn);
+        w.handle_read(Nanos(3), conn, &ack);
+        opened += 1;
+    }
+    assert_eq!(opened, n);
+    assert!(w.service().is_running());
 }
 
 #[test]
@@ -442,7 +439,7 @@ fn a_worker_pauses_only_the_clients_routed_through_a_spent_credit_and_resumes_th
 #[test]
 fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on() {
     use fep_core::{Effect, Nanos, Worker, WorkerConfig, WorkerId};
-    use fep_trading::client::Client;
+    use fep_load::client::Client;
     use fep_trading::msg::RoleHelloAck;
     let config = ClientConfig {
         connections: 3,

@@ -4,10 +4,10 @@
 use fep_core::frame::{encode_frame, Decoder};
 use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{ErrorCode, Nanos, WorkerConfig};
-use fep_trading::client::ClientConfig;
+use fep_load::client::ClientConfig;
+use fep_load::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::exchange::ExchangeConfig;
 use fep_trading::gateway::GatewayConfig;
-use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::msg::{
     PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
     OP_ROLE_HELLO_REQ,

@@ -4,8 +4,8 @@
 use fep_core::frame::Decoder;
 use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{ErrorCode, Nanos};
-use fep_trading::client::ClientConfig;
-use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
+use fep_load::client::ClientConfig;
+use fep_load::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::msg::RoleHelloReq;
 use fep_trading::order::{
     self, BalanceQuery, BookQuery, CancelOrder, OrderMsg, ReplaceOrder, SIDE_BUY, SIDE_SELL,

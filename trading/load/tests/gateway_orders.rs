@@ -6,9 +6,9 @@ mod support;
 
 use fep_core::wire::{RejectMsg, OP_REJECT};
 use fep_core::{ErrorCode, Nanos};
-use fep_trading::client::ClientConfig;
+use fep_load::client::ClientConfig;
+use fep_load::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::gateway::{GatewayConfig, RouteTag, Routing};
-use fep_trading::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::order::{self, BookQuery, OrderMsg, SIDE_BUY, SIDE_SELL, TIF_DAY, TIF_IOC};
 
 use support::{cancel, connect, header, msg, new_order};

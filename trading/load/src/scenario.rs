@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::client::{Answer, Report};
-use crate::gateway::{GatewayConfig, Routing};
+use fep_trading::gateway::{GatewayConfig, Routing};
 
 /// A benchmark scenario of CLI.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -201,7 +201,7 @@ fn hops_sum_to_rtt(report: &Report, expect: &Expect, fail: &mut impl FnMut(Strin
 pub mod conformance {
     use super::{check, Expect, Scenario};
     use crate::client::{Answer, Report};
-    use crate::gateway::RouteTag;
+    use fep_trading::gateway::RouteTag;
 
     /// What to run: a scenario and a pipelined load.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! The shared scenario bodies on the in-memory harness (the simulator and
 //! the real backend run the same bodies in their own crates).
 
-use fep_trading::client::{ClientConfig, Load, Report};
-use fep_trading::harness::{Harness, HarnessConfig};
-use fep_trading::scenario::conformance::{run_all, Arm, Spec};
+use fep_load::client::{ClientConfig, Load, Report};
+use fep_load::harness::{Harness, HarnessConfig};
+use fep_load::scenario::conformance::{run_all, Arm, Spec};
 
 struct InMemory;
 

@@ -5,18 +5,23 @@
 
 use fep_core::frame::Decoder;
 use fep_core::Nanos;
-use fep_trading::harness::{Harness, NodeRef};
+use fep_load::harness::{Harness, NodeRef};
 use fep_trading::msg::RoleHelloReq;
 use fep_trading::order::{CancelOrder, Header, NewOrder, OrderMsg};
 
 /// A raw client connection to `target`, hand-shaked, its ack consumed.
 pub fn connect(h: &mut Harness, target: NodeRef) -> Raw {
+    connect_with(h, target, "")
+}
+
+/// As [`connect`], presenting `token`.
+pub fn connect_with(h: &mut Harness, target: NodeRef, token: &str) -> Raw {
     let raw = h.open_raw(target);
     let mut hello = Vec::new();
     RoleHelloReq {
         role: 1,
         version: 1,
-        token: "",
+        token,
     }
     .encode(&mut hello);
     h.send_raw(raw, &hello);
@@ -35,6 +40,11 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// A raw peer opened by hand (`Harness::open_raw`), nothing read yet.
+    pub fn from_id(id: u16) -> Raw {
+        Raw { id, seen: 0 }
+    }
+
     /// Sends `bytes` and lets the wiring settle.
     pub fn send(&self, h: &mut Harness, bytes: &[u8]) {
         h.send_raw(self.id, bytes);
