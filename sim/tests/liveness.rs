@@ -5,7 +5,7 @@
 
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, Outcome, RunConfig, GATEWAY_HEARTBEAT_MS};
-use fep_trading::scenario::Scenario;
+use fep_load::scenario::Scenario;
 
 const HOLD_AT_MS: u64 = 20;
 
