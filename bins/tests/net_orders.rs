@@ -45,9 +45,13 @@ fn assert_orders_clean(s: &fep_bins::bench::summary::LoadgenSummary) {
     let answers = &s.extra["answers"];
     assert!(answers["accepted"].as_u64().unwrap() > 1000, "{answers}");
     assert!(answers["replaced"].as_u64().unwrap() > 1000, "{answers}");
-    // Every maker and every taker is one of this loadgen's orders.
-    assert_eq!(answers["executed_maker"], answers["executed_taker"]);
-    assert!(answers["executed_taker"].as_u64().unwrap() > 0, "{answers}");
+    // Every maker and every taker is one of this loadgen's orders, so the
+    // two sides' fills agree, but for the few still on their way when the
+    // run ended at its last first answer (at most one window's worth).
+    let maker = answers["executed_maker"].as_u64().unwrap();
+    let taker = answers["executed_taker"].as_u64().unwrap();
+    assert!(taker > 0, "{answers}");
+    assert!(maker.abs_diff(taker) <= 16, "{answers}");
 }
 
 #[test]
