@@ -80,3 +80,44 @@ fn fepbench_run_s1_measures_end_to_end_and_stores_every_file() {
         loadgen.rtt.p50_us
     );
 }
+
+#[test]
+fn fepbench_run_o1_with_wal_journals_in_the_run_and_probes_fsync() {
+    let results = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
+        .args([
+            "run",
+            "o1",
+            "--wal",
+            "--count",
+            "500",
+            "--warmup",
+            "100",
+            "--no-progress",
+            "--results",
+        ])
+        .arg(results.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    let runs: Vec<_> = std::fs::read_dir(results.path().join("o1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let dir = &runs[0];
+    let segments = std::fs::read_dir(dir.join("wal")).unwrap().count();
+    assert!(
+        segments >= 1,
+        "a journal in the run's directory:\n{printed}"
+    );
+    let fsync = std::fs::read_to_string(dir.join("fsync.txt")).unwrap();
+    assert!(fsync.starts_with("fsync probe"), "{fsync}");
+    let log = std::fs::read_to_string(dir.join("mock_exchange.log")).unwrap();
+    assert!(log.contains("wal:"), "the exchange journaled:\n{log}");
+}

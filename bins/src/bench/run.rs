@@ -212,6 +212,10 @@ pub struct Bench {
     pub pin: PinMode,
     /// mock_exchange `--workers`.
     pub exchange_workers: u32,
+    /// mock_exchange `--wal-sync`, when the exchange journals to the run's
+    /// directory (`fepbench run o1 --wal`): `batch` (group commit, durable)
+    /// or `none` (no fsync: the engine without the disk, not durable).
+    pub exchange_wal: Option<String>,
     /// How long a server may take to print `ready`.
     pub ready_timeout: Duration,
     /// How long loadgen may run in all.
@@ -367,16 +371,26 @@ impl Bench {
         settings: &mut Settings,
         running: &mut Running,
     ) -> Result<LoadgenSummary, Failure> {
+        let mut exchange_args = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--workers".into(),
+            self.exchange_workers.to_string(),
+        ];
+        if let Some(sync) = &self.exchange_wal {
+            // A fresh journal per leg, in the leg's own directory.
+            exchange_args.extend([
+                "--wal".into(),
+                dir.join("wal").display().to_string(),
+                "--wal-sync".into(),
+                sync.clone(),
+            ]);
+        }
         let exchange = ProcSpec {
             name: "mock_exchange".into(),
             program: self.bin_dir.join("mock_exchange"),
             args: with_cpus(
-                vec![
-                    "--listen".into(),
-                    "127.0.0.1:0".into(),
-                    "--workers".into(),
-                    self.exchange_workers.to_string(),
-                ],
+                exchange_args,
                 pinning.exchange_cpu.map(|c| vec![c]).unwrap_or_default(),
             ),
             cpu: pinning.exchange_cpu,

@@ -279,6 +279,14 @@ struct CommonOpts {
     /// mock_exchange worker threads.
     #[arg(long, default_value_t = 1, env = "FEP_EXCHANGE_WORKERS")]
     exchange_workers: u32,
+    /// The exchange journals every order to `wal/` in the run's directory
+    /// and answers only what is on stable storage (mock_exchange --wal).
+    #[arg(long, env = "FEP_WAL")]
+    wal: bool,
+    /// With --wal: batch (group commit, one fdatasync per batch) or none
+    /// (no fsync: the engine without the disk; answers are not durable).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "none"], env = "FEP_WAL_SYNC")]
+    wal_sync: String,
     /// Where the binaries are (default: next to fepbench).
     #[arg(long, env = "FEP_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -356,6 +364,7 @@ impl CommonOpts {
             cpus,
             pin: self.pin,
             exchange_workers: self.exchange_workers,
+            exchange_wal: self.wal.then(|| self.wal_sync.clone()),
             ready_timeout: Duration::from_secs(self.ready_timeout),
             run_timeout: Duration::from_secs(self.timeout),
             stop_grace: Duration::from_secs(5),
@@ -475,7 +484,34 @@ fn cmd_run(
     };
     let outcome = bench.run_leg(&leg, &dir, scenario);
     print_run(&outcome);
+    if bench.exchange_wal.is_some() {
+        print_fsync_probe(&dir);
+    }
     Ok(exit_code(&outcome))
+}
+
+/// With `--wal`: this disk's fsync latency, measured in the same run (right
+/// after the leg, on the journal's file system), so a durable hop3 can be
+/// read against it. Written to `fsync.txt` beside the run's results.
+fn print_fsync_probe(dir: &Path) {
+    const APPENDS: u32 = 200;
+    match fep_net::wal::probe_fsync(dir, APPENDS, fep_net::wal::ProbeFile::Preallocated) {
+        Ok(h) => {
+            let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+            let line = format!(
+                "fsync probe ({APPENDS} x 4 KiB append + fdatasync, preallocated): \
+                 p50 {:.1} us  p99 {:.1} us  max {:.1} us",
+                us(0.5),
+                us(0.99),
+                h.max() as f64 / 1e3
+            );
+            println!("{line}");
+            if let Err(e) = std::fs::write(dir.join("fsync.txt"), format!("{line}\n")) {
+                eprintln!("fepbench: cannot write fsync.txt: {e}");
+            }
+        }
+        Err(e) => eprintln!("fepbench: fsync probe failed: {e}"),
+    }
 }
 
 /// Runs `leg` as round `round` of `runs` into a fresh directory under
