@@ -1035,14 +1035,9 @@ impl Service for Exchange {
     }
 
     fn on_journal_failed(&mut self, cx: &mut Context<'_, Self>) {
+        // The driver says so loudly (it knows why); a sans-IO service
+        // prints nothing, it stops acknowledging.
         if let Some(j) = self.journal.as_deref_mut() {
-            if !j.failed {
-                eprintln!(
-                    "exchange: the journal failed after record {} (of {} journaled): \
-                     acknowledging nothing more",
-                    j.durable, j.seq_last
-                );
-            }
             j.failed = true;
             j.entries.clear();
             j.held.clear();
