@@ -936,6 +936,15 @@ impl Gateway {
                 what: "answer is not of its request's kind",
             });
         }
+        // The request's credit holds the largest answer the contract allows
+        // it (a snapshot of at most 100 levels a side): a longer one is the
+        // exchange's fault, and would overrun the lane the credit bounds.
+        if !oldest.internal && 6 + payload.len() > oldest.len as usize {
+            return Err(Fault::Unsolicited {
+                opcode,
+                what: "answer longer than its request allows",
+            });
+        }
         self.upstream_fifo.pop_front();
         if oldest.internal {
             return Ok(());

@@ -429,6 +429,58 @@ fn a_pong_whose_pad_changed_length_fails_the_upstream_without_losing_pings() {
 }
 
 #[test]
+fn a_book_snapshot_past_its_request_s_bound_fails_the_upstream_and_the_query_is_answered() {
+    use fep_trading::order::{BookQuery, BookSnapshot, Header, Level, OrderMsg};
+    let mut rig = Rig::new(2);
+    let c = rig.client();
+    // A book query for 1 level a side, carried by worker 1's upstream.
+    let mut query = Vec::new();
+    OrderMsg::BookQuery(BookQuery {
+        h: Header {
+            cl_ord_id: 7,
+            t1: rig.now,
+            ..Header::default()
+        },
+        instrument: 1,
+        depth: 1,
+    })
+    .encode(&mut query);
+    let (w, conn) = rig.clients[c];
+    rig.tick();
+    rig.workers[w].handle_read(rig.now, conn, &query);
+    rig.drain();
+    let sent = upstream_frames(&mut rig, 1);
+    let (_, payload) = sent
+        .iter()
+        .find(|(opcode, _)| *opcode == fep_trading::order::OP_BOOK_QUERY)
+        .expect("the query went upstream");
+    // The route follows cl_ord_id in the payload.
+    let route = fep_trading::msg::read_u64(payload, 8);
+    // The exchange answers with 5,000 levels: far past what depth 1 allows.
+    let level = Level {
+        price: 1,
+        qty: 1,
+        orders: 1,
+    };
+    let bids = vec![level; 5000];
+    let mut snapshot = Vec::new();
+    let h = Header {
+        cl_ord_id: 7,
+        route,
+        ..Header::default()
+    };
+    BookSnapshot::encode_with(&mut snapshot, &h, 1, &bids, &[]);
+    rig.exchange_sends(1, &snapshot);
+    assert!(rig.upstreams[1].is_none(), "the upstream is cut");
+    assert_eq!(
+        rig.answers(c),
+        [Answer::Reject(7, ErrorCode::UpstreamUnavailable)],
+        "the query still gets its one answer"
+    );
+    assert_eq!(rig.inflight(), 0, "the credit came back whole");
+}
+
+#[test]
 fn an_upstream_reject_for_another_seq_fails_the_upstream_without_losing_pings() {
     let mut rig = Rig::new(1);
     let c = rig.client();
