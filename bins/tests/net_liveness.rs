@@ -50,6 +50,29 @@ fn silent_sockets_are_cut_at_the_hello_deadline_by_gateway_and_exchange() {
     assert!(exchange.terminate(GRACE).success());
 }
 
+/// Waits until every thread of process `pid` is stopped: `kill` only queues
+/// SIGSTOP, and a worker running on the other CPU may still answer a ping
+/// sent right after it.
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process exists");
+        let all_stopped = tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the exchange did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_stopped_exchange_is_declared_dead_its_pings_rejected_and_the_gateway_recovers() {
     let exchange = Server::exchange(&[]);
@@ -60,6 +83,7 @@ fn a_stopped_exchange_is_declared_dead_its_pings_rejected_and_the_gateway_recove
     assert!(matches!(client.next(), Some(Frame::Pong { seq: 1, .. })));
     // The exchange goes silent: its socket stays open, nothing comes back.
     exchange.signal(Signal::STOP);
+    wait_stopped(exchange.child.id());
     let stopped = Instant::now();
     for seq in 2..=4 {
         client.send(&ping(seq, b""));
