@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use fep_core::Nanos;
 use fep_engine::reference::Model;
-use fep_engine::{Command, Event, NewOrder, Side, Tif};
+use fep_engine::{Command, Event, NewOrder};
+use fep_sim::durable::{day_orders, ACCOUNTS, INSTRUMENTS};
 use fep_trading::order::{self, Header, OrderMsg};
 use net_support::{exchange_bin, Frame, RawClient, Server, READY_TIMEOUT};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const ACCOUNTS: u32 = 4;
-const INSTRUMENTS: u32 = 2;
 /// Orders in flight at once from the client.
 const WINDOW: usize = 16;
 
@@ -85,32 +84,6 @@ fn header(cl_ord_id: u64) -> Header {
         t1: Nanos(1),
         ..Header::default()
     }
-}
-
-/// A seeded stream of day orders that all pass the exchange's checks
-/// (names rise per account), crossing often enough to fill.
-fn orders(seed: u64, n: usize) -> Vec<NewOrder> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut next = [0u64; ACCOUNTS as usize];
-    (0..n)
-        .map(|_| {
-            let account = rng.random_range(1..=ACCOUNTS);
-            next[account as usize - 1] += 1;
-            NewOrder {
-                account,
-                cl_ord_id: next[account as usize - 1],
-                instrument: rng.random_range(1..=INSTRUMENTS),
-                side: if rng.random_bool(0.5) {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                },
-                tif: Tif::Day,
-                price: rng.random_range(95..=105),
-                qty: rng.random_range(1..=10),
-            }
-        })
-        .collect()
 }
 
 fn frame_of(o: &NewOrder) -> Vec<u8> {
@@ -278,7 +251,7 @@ fn every_acknowledged_order_survives_a_kill_9_of_the_exchange() {
     let kill_after = Duration::from_millis(rng.random_range(100..700));
     eprintln!("seed {seed}: kill -9 after {kill_after:?}");
     let dir = tempfile::tempdir().unwrap();
-    let stream = orders(seed, 200_000);
+    let stream = day_orders(seed, 200_000);
 
     let (exchange, before) = start_exchange(dir.path());
     assert!(

@@ -45,8 +45,10 @@ use turmoil::net::{TcpListener, TcpStream};
 use crate::storage::{SimJournal, StorageConfig};
 
 const PORT: u16 = 10_000;
-const ACCOUNTS: u32 = 4;
-const INSTRUMENTS: u32 = 2;
+/// Accounts the order stream trades (the exchange is started with them).
+pub const ACCOUNTS: u32 = 4;
+/// Instruments the order stream trades.
+pub const INSTRUMENTS: u32 = 2;
 /// Orders the client sends at most.
 const ORDERS_MAX: usize = 600;
 /// Orders in flight from the client at once.
@@ -127,11 +129,14 @@ fn engine_config() -> fep_engine::Config {
     }
 }
 
-/// The seeded order stream: day orders that all pass the checks.
-fn orders(seed: u64) -> Vec<NewOrder> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0DE5);
+/// `n` seeded day orders over [`ACCOUNTS`] and [`INSTRUMENTS`] that all
+/// pass the exchange's checks (names rise per account) and cross often
+/// enough to fill: the stream this simulation sends, and the real crash
+/// test too, so both check recovery against the same kind of history.
+pub fn day_orders(rng_seed: u64, n: usize) -> Vec<NewOrder> {
+    let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
     let mut next = [0u64; ACCOUNTS as usize];
-    (0..ORDERS_MAX + 1)
+    (0..n)
         .map(|_| {
             let account = rng.random_range(1..=ACCOUNTS);
             next[account as usize - 1] += 1;
@@ -150,6 +155,11 @@ fn orders(seed: u64) -> Vec<NewOrder> {
             }
         })
         .collect()
+}
+
+/// The seeded order stream of one run.
+fn orders(seed: u64) -> Vec<NewOrder> {
+    day_orders(seed ^ 0x0DE5, ORDERS_MAX + 1)
 }
 
 fn now() -> Nanos {
