@@ -311,6 +311,7 @@ pub mod gateway {
     use super::{counter, gauge, series, Board, Kind, Series};
     use fep_core::ErrorCode;
     use fep_trading::gateway::{Gateway, REJECT_CODES};
+    use fep_trading::latency::{LatencyHistogram, LATENCY_BOUNDS_NS};
 
     const REJECT_HELP: &str = "Rejects delivered to clients, by error code.";
     const fn reject(code: u16) -> Series {
@@ -324,6 +325,31 @@ pub mod gateway {
 
     /// Index of the first reject-by-code series (code 1).
     const REJECTS_AT: usize = 8;
+
+    /// [`LATENCY_BOUNDS_NS`] in seconds, the bounds of the gateway's
+    /// latency histograms.
+    pub const LATENCY_BOUNDS: [f64; LATENCY_BOUNDS_NS.len()] = {
+        let mut out = [0.0; LATENCY_BOUNDS_NS.len()];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = LATENCY_BOUNDS_NS[i] as f64 / 1e9;
+            i += 1;
+        }
+        out
+    };
+    const LATENCY_HELP: &str = "Gateway-internal latency by leg: request (read from the client to \
+        forwarded upstream), upstream (forwarded to its answer read from the exchange), answer \
+        (answer read to queued for the client). Times are the driver's per-read clock.";
+    const fn leg(name: &'static str) -> Series {
+        series(
+            "latency_seconds",
+            LATENCY_HELP,
+            Kind::Histogram(&LATENCY_BOUNDS),
+            Some(("leg", name)),
+        )
+    }
+    /// Index of the first latency series (the request leg).
+    const LATENCY_AT: usize = REJECTS_AT + REJECT_CODES_NAMED + 8;
     /// Codes with a series of their own (PROTOCOL.md's 1–14).
     const REJECT_CODES_NAMED: usize = 14;
     const _: () = assert!(REJECT_CODES_NAMED < REJECT_CODES);
@@ -382,8 +408,11 @@ pub mod gateway {
             "later_dropped",
             "Later order messages not delivered (client gone or lane full).",
         ),
+        leg("request"),
+        leg("upstream"),
+        leg("answer"),
     ];
-    const _: () = assert!(SERIES.len() == REJECTS_AT + REJECT_CODES_NAMED + 8);
+    const _: () = assert!(SERIES.len() == LATENCY_AT + 3);
 
     /// Copies worker `worker`'s counters into its row.
     pub fn publish(board: &Board, worker: usize, g: &Gateway) {
@@ -417,6 +446,10 @@ pub mod gateway {
         ];
         for (i, v) in rest.into_iter().enumerate() {
             row.set(REJECTS_AT + REJECT_CODES_NAMED + i, v);
+        }
+        let legs: [&LatencyHistogram; 3] = [&s.request_leg, &s.upstream_leg, &s.answer_leg];
+        for (i, h) in legs.into_iter().enumerate() {
+            row.set_histogram(LATENCY_AT + i, &h.buckets, h.count, h.sum_ns as f64 / 1e9);
         }
     }
 }

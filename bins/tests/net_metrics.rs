@@ -178,6 +178,12 @@ fn gateway_and_exchange_metrics_count_the_traffic_that_ran() {
     assert_eq!(g["fep_gateway_inflight"], 0.0);
     assert_eq!(g["fep_gateway_client_connections_opened_total"], 4.0);
     assert_eq!(g["fep_gateway_rejects_total{code=\"TIMEOUT\"}"], 0.0);
+    // Every ping went through each leg once; the exchange's leg crosses
+    // two sockets and a process, so it cannot sum to 0.
+    for leg in ["request", "upstream", "answer"] {
+        assert_eq!(leg_count(&g, leg), (2000.0, 2000.0), "leg {leg}");
+    }
+    assert!(g["fep_gateway_latency_seconds_sum{leg=\"upstream\"}"] > 0.0);
     let x = scrape_until(ex_metrics, |s| {
         s.get("fep_exchange_pongs_total") == Some(&2000.0)
     });
@@ -199,6 +205,67 @@ fn gateway_and_exchange_metrics_count_the_traffic_that_ran() {
     // Anything but GET /metrics is refused, and the endpoint stays up.
     assert!(get(gw_metrics, "/other").0.starts_with("HTTP/1.1 404"));
     assert!(get(gw_metrics, "/metrics").0.starts_with("HTTP/1.1 200"));
+    assert!(gateway.terminate(GRACE).success());
+}
+
+/// A latency leg's bucket `le` (cumulative).
+fn leg_bucket(s: &Samples, leg: &str, le: &str) -> f64 {
+    let labels = [format!("leg=\"{leg}\""), format!("le=\"{le}\"")];
+    let found: Vec<f64> = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("fep_gateway_latency_seconds_bucket{"))
+        .filter(|(k, _)| labels.iter().all(|l| k.contains(l.as_str())))
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(found.len(), 1, "one bucket le={le} of leg {leg}");
+    found[0]
+}
+
+/// A latency leg's `_count` and its `+Inf` bucket; its mean is checked to
+/// be below a second (a time taken from a wrong field would be days).
+fn leg_count(s: &Samples, leg: &str) -> (f64, f64) {
+    let count = s[&format!("fep_gateway_latency_seconds_count{{leg=\"{leg}\"}}")];
+    assert!(
+        leg_sum(s, leg) < count,
+        "leg {leg}: mean of a second or more"
+    );
+    (count, leg_bucket(s, leg, "+Inf"))
+}
+
+/// The sum of a latency leg, in seconds.
+fn leg_sum(s: &Samples, leg: &str) -> f64 {
+    s[&format!("fep_gateway_latency_seconds_sum{{leg=\"{leg}\"}}")]
+}
+
+#[test]
+fn handoff_routing_shows_its_crossings_in_the_request_and_answer_legs() {
+    let exchange = Server::exchange(&[]);
+    let gateway = Server::gateway(
+        exchange.addr,
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--routing",
+            "handoff",
+        ],
+    );
+    let summary = loadgen(
+        gateway.addr,
+        &["--connections", "4", "--count", "1000", "--warmup", "0"],
+    );
+    assert_clean(&summary);
+    let g = scrape_until(metrics_addr(&gateway), |s| {
+        s.get("fep_gateway_answers_total{kind=\"pong\"}") == Some(&1000.0)
+    });
+    for leg in ["request", "upstream", "answer"] {
+        assert_eq!(leg_count(&g, leg), (1000.0, 1000.0), "leg {leg}");
+    }
+    // Pings of clients routed to the other worker cross and come back:
+    // those legs take two clock reads on two threads, never one.
+    assert!(leg_sum(&g, "request") > 0.0, "request leg sums to 0");
+    assert!(leg_sum(&g, "answer") > 0.0, "answer leg sums to 0");
     assert!(gateway.terminate(GRACE).success());
 }
 

@@ -42,6 +42,7 @@ use fep_core::{
 };
 
 use crate::hello::{accept_ack, Admission};
+use crate::latency::LatencyHistogram;
 use crate::msg::{
     offset, patch_u64, read_u64, PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
     OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ, PROTOCOL_VERSION,
@@ -206,6 +207,18 @@ pub struct GatewayStats {
     /// Rejects delivered to this worker's clients, by error code (index
     /// = the code on the wire; codes past the table count in the last).
     pub rejects_by_code: [u64; REJECT_CODES],
+    /// From a client request's read (on its client's worker) to its
+    /// forwarding upstream with `t2` (on the upstream's worker): a handoff's
+    /// crossing; 0 when both happen in one read. Recorded where forwarded.
+    pub request_leg: LatencyHistogram,
+    /// From a client request's forwarding (`t2`) to its first answer's read
+    /// from the exchange (a pong, an order-entry answer or a `Reject`): the
+    /// exchange as this gateway sees it. Recorded on the upstream's worker.
+    pub upstream_leg: LatencyHistogram,
+    /// From a first answer's read from the exchange to its queueing for the
+    /// client with `t4` (pongs, and order-entry answers to stamped
+    /// requests). Recorded on the client's worker.
+    pub answer_leg: LatencyHistogram,
 }
 
 /// Slots of [`GatewayStats::rejects_by_code`]: every code PROTOCOL.md
@@ -260,6 +273,8 @@ struct Pending {
     /// Sent by the gateway itself (cancel on disconnect): its answer is
     /// swallowed.
     internal: bool,
+    /// When it was forwarded (its `t2`).
+    sent_at: Nanos,
     /// The request's opcode: its first answer must be of the kind the
     /// contract pairs with it.
     opcode: u16,
@@ -315,6 +330,12 @@ pub struct Gateway {
 /// exchange refuses anything above 2^63 − 1 anyway).
 fn risk_notional(price: i64, qty: u64) -> u64 {
     u64::try_from(risk::notional(price, qty)).unwrap_or(u64::MAX)
+}
+
+/// Whether an order-entry message carries hop stamps (its request had a
+/// `t1`): only those get `t4`.
+fn is_stamped(payload: &[u8]) -> bool {
+    read_u64(payload, offset::T1 - offset::SEQ) != 0
 }
 
 /// The client `conn`'s hand-shake named (a handler runs only on
@@ -659,8 +680,9 @@ impl Gateway {
             conn,
         }
         .to_bits();
+        let read_at = cx.now();
         if target == self.worker {
-            self.forward(cx, opcode, route, seq, payload);
+            self.forward(cx, opcode, route, seq, payload, read_at);
         } else {
             self.via_bytes[target.index()] += credit;
             self.stats.handoffs += 1;
@@ -668,6 +690,9 @@ impl Gateway {
                 let start = out.len();
                 encode_frame(out, opcode, payload);
                 patch_u64(&mut out[start..], offset::ROUTE, route);
+                // In the lane `t2` carries the read's time (the target
+                // stamps its own when it forwards): the request leg.
+                patch_u64(&mut out[start..], offset::T2, read_at.as_u64());
             });
             assert!(handed, "the credit keeps the lane within its bound");
             self.update_via(cx, target);
@@ -675,8 +700,9 @@ impl Gateway {
         true
     }
 
-    /// Writes a request (a ping or an order-entry request) to this worker's
-    /// upstream, stamping `route` and `t2`, or rejects it.
+    /// Writes a request (a ping or an order-entry request, read from its
+    /// client at `read_at`) to this worker's upstream, stamping `route` and
+    /// `t2`, or rejects it.
     fn forward(
         &mut self,
         cx: &mut Context<'_, Self>,
@@ -684,6 +710,7 @@ impl Gateway {
         route: u64,
         seq: u64,
         payload: &[u8],
+        read_at: Nanos,
     ) {
         let len = 6 + payload.len();
         // The credit this request holds with its origin (same rule there).
@@ -706,7 +733,8 @@ impl Gateway {
         if backlog + len > cx.config().output_backlog_max {
             return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
         }
-        let t2 = cx.now().as_u64();
+        let now = cx.now();
+        let t2 = now.as_u64();
         let sent = cx.send(upstream, len, |out| {
             let start = out.len();
             encode_frame(out, opcode, payload);
@@ -716,6 +744,7 @@ impl Gateway {
         });
         if sent {
             self.stats.forwarded += 1;
+            self.stats.request_leg.record((now - read_at).as_u64());
             let len = u32::try_from(credit).expect("a credit fits u32");
             self.upstream_fifo.push_back(Pending {
                 route,
@@ -723,6 +752,7 @@ impl Gateway {
                 len,
                 internal: false,
                 opcode,
+                sent_at: now,
             });
             if cx.session(upstream).is_some_and(|s| s.output_high()) {
                 self.announce_congestion(cx, true);
@@ -803,10 +833,19 @@ impl Gateway {
         }
     }
 
-    fn deliver_pong(&mut self, cx: &mut Context<'_, Self>, conn: ConnId, payload: &[u8]) {
+    /// Delivers a pong its upstream's worker read at `read_at`.
+    fn deliver_pong(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        conn: ConnId,
+        payload: &[u8],
+        read_at: Nanos,
+    ) {
         if self.settle(cx, conn).is_some() {
             self.stats.pongs += 1;
-            let t4 = cx.now().as_u64();
+            let now = cx.now();
+            self.stats.answer_leg.record((now - read_at).as_u64());
+            let t4 = now.as_u64();
             cx.send(conn, 6 + payload.len(), |out| {
                 let start = out.len();
                 encode_frame(out, OP_PERF_PONG, payload);
@@ -848,13 +887,21 @@ impl Gateway {
         }
         self.upstream_fifo.pop_front();
         debug_assert!(matches!(self.link, Link::Up(up) if up == conn));
+        let now = cx.now();
+        self.stats
+            .upstream_leg
+            .record((now - oldest.sent_at).as_u64());
         let tag = RouteTag::from_bits(pong.route);
         if tag.origin == self.worker {
-            self.deliver_pong(cx, tag.conn, payload);
+            self.deliver_pong(cx, tag.conn, payload, now);
         } else {
             self.stats.handoffs += 1;
             let handed = cx.handoff(tag.origin, 6 + payload.len(), |out| {
+                let start = out.len();
                 encode_frame(out, OP_PERF_PONG, payload);
+                // In the lane `t4` carries the read's time (the origin
+                // stamps its own when it delivers): the answer leg.
+                patch_u64(&mut out[start..], offset::T4, now.as_u64());
             });
             assert!(
                 handed,
@@ -893,6 +940,9 @@ impl Gateway {
             // A cancel on disconnect whose order had closed meanwhile.
             return Ok(());
         }
+        self.stats
+            .upstream_leg
+            .record((cx.now() - oldest.sent_at).as_u64());
         let len = oldest.len as usize;
         self.answer_reject(cx, oldest.route, oldest.seq, len, reject.code);
         Ok(())
@@ -949,14 +999,25 @@ impl Gateway {
         if oldest.internal {
             return Ok(());
         }
+        let now = cx.now();
+        self.stats
+            .upstream_leg
+            .record((now - oldest.sent_at).as_u64());
         if tag.origin == self.worker {
-            self.deliver_order_msg(cx, tag.conn, opcode, payload, true);
+            self.deliver_order_msg(cx, tag.conn, opcode, payload, Some(now));
         } else {
             self.stats.handoffs += 1;
+            let stamped = is_stamped(payload);
             let handed = cx.handoff(tag.origin, 12 + payload.len(), |out| {
+                let start = out.len();
                 let mut w = FrameWriter::new(out, OP_ROUTED_FIRST);
                 w.put_u32(oldest.len).put_u16(opcode).put_slice(payload);
                 w.finish();
+                if stamped {
+                    // As for a pong: `t4` carries the read's time in the lane.
+                    let at = start + 12 + offset::T4 - offset::SEQ;
+                    patch_u64(&mut out[at..], 0, now.as_u64());
+                }
             });
             assert!(
                 handed,
@@ -975,7 +1036,7 @@ impl Gateway {
         payload: &[u8],
     ) {
         if tag.origin == self.worker {
-            self.deliver_order_msg(cx, tag.conn, opcode, payload, false);
+            self.deliver_order_msg(cx, tag.conn, opcode, payload, None);
             return;
         }
         // Outside any credit: shed rather than pass the lane's bound.
@@ -995,15 +1056,17 @@ impl Gateway {
     /// Delivers an order-entry message to this worker's client `conn`,
     /// stamping `t4` on what answers a request (a maker's message has no
     /// stamps but `t3`), and learns the client's open orders from it.
+    /// `first_read_at`: for a request's first answer, when its upstream's
+    /// worker read it.
     fn deliver_order_msg(
         &mut self,
         cx: &mut Context<'_, Self>,
         conn: ConnId,
         opcode: u16,
         payload: &[u8],
-        first: bool,
+        first_read_at: Option<Nanos>,
     ) {
-        let pend = if first {
+        let pend = if first_read_at.is_some() {
             let Some(pend) = self.settle(cx, conn) else {
                 return;
             };
@@ -1019,8 +1082,12 @@ impl Gateway {
         let client = client_of(cx, conn);
         self.track(conn, client, opcode, payload, pend);
         self.stats.order_answers += 1;
-        let stamped = read_u64(payload, offset::T1 - offset::SEQ) != 0;
-        let t4 = cx.now().as_u64();
+        let stamped = is_stamped(payload);
+        let now = cx.now();
+        if let (Some(read_at), true) = (first_read_at, stamped) {
+            self.stats.answer_leg.record((now - read_at).as_u64());
+        }
+        let t4 = now.as_u64();
         cx.send(conn, 6 + payload.len(), |out| {
             let start = out.len();
             encode_frame(out, opcode, payload);
@@ -1176,6 +1243,7 @@ impl Gateway {
                 len: 0,
                 internal: true,
                 opcode: order::OP_CANCEL_ORDER,
+                sent_at: cx.now(),
             });
         }
     }
@@ -1385,7 +1453,8 @@ impl Service for Gateway {
             OP_PERF_PING | order::OP_NEW_ORDER..=order::OP_BALANCE_QUERY => {
                 let route = read_u64(p, offset::ROUTE - offset::SEQ);
                 let seq = read_u64(p, 0);
-                self.forward(cx, frame.opcode, route, seq, p);
+                let read_at = Nanos(read_u64(p, offset::T2 - offset::SEQ));
+                self.forward(cx, frame.opcode, route, seq, p, read_at);
             }
             OP_ROUTED_FIRST => {
                 let credit = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
@@ -1393,16 +1462,18 @@ impl Service for Gateway {
                 let payload = &p[6..];
                 let tag = RouteTag::from_bits(read_u64(payload, offset::ROUTE - offset::SEQ));
                 self.came_back(cx, tag, credit);
-                self.deliver_order_msg(cx, tag.conn, opcode, payload, true);
+                let read_at = Nanos(read_u64(payload, offset::T4 - offset::SEQ));
+                self.deliver_order_msg(cx, tag.conn, opcode, payload, Some(read_at));
             }
             order::OP_ORDER_ACCEPTED..=order::OP_BALANCE => {
                 let tag = RouteTag::from_bits(read_u64(p, offset::ROUTE - offset::SEQ));
-                self.deliver_order_msg(cx, tag.conn, frame.opcode, p, false);
+                self.deliver_order_msg(cx, tag.conn, frame.opcode, p, None);
             }
             OP_PERF_PONG => {
                 let tag = RouteTag::from_bits(read_u64(p, offset::ROUTE - offset::SEQ));
                 self.came_back(cx, tag, frame.wire_len());
-                self.deliver_pong(cx, tag.conn, p);
+                let read_at = Nanos(read_u64(p, offset::T4 - offset::SEQ));
+                self.deliver_pong(cx, tag.conn, p, read_at);
             }
             OP_ROUTED_REJECT => {
                 let route = read_u64(p, 0);

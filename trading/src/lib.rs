@@ -8,6 +8,7 @@
 //!   cross-worker routing, `t2`/`t4` stamps, order entry, cancel on
 //!   disconnect;
 //! - [`risk`]: entitlements and pre-trade risk checks the gateway calls;
+//! - [`latency`]: fixed-bucket latency histograms (the gateway's legs);
 //! - [`open_orders`]: the gateway's view of its clients' open orders;
 //! - [`harness`]: one gateway worker driven in memory, for the allocation
 //!   test and the benchmark.
@@ -23,6 +24,7 @@ pub mod gateway;
 pub mod harness;
 pub mod hello;
 mod id_table;
+pub mod latency;
 pub mod msg;
 pub mod open_orders;
 pub mod order;

@@ -216,6 +216,9 @@ pub struct Bench {
     /// directory (`fepbench run o1 --wal`): `batch` (group commit, durable)
     /// or `none` (no fsync: the engine without the disk, not durable).
     pub exchange_wal: Option<String>,
+    /// fep_gateway `--risk FILE`: the gateway runs its pre-trade checks
+    /// with this configuration (`fepbench run o1 --risk FILE`).
+    pub gateway_risk: Option<PathBuf>,
     /// How long a server may take to print `ready`.
     pub ready_timeout: Duration,
     /// How long loadgen may run in all.
@@ -406,18 +409,25 @@ impl Bench {
                 name: "fep_gateway".into(),
                 program: self.bin_dir.join("fep_gateway"),
                 args: with_cpus(
-                    vec![
-                        "--listen".into(),
-                        "127.0.0.1:0".into(),
-                        "--upstream".into(),
-                        target_addr.to_string(),
-                        "--workers".into(),
-                        workers.to_string(),
-                        "--routing".into(),
-                        routing.as_str().into(),
-                        "--write-mode".into(),
-                        write_mode.clone(),
-                    ],
+                    [
+                        vec![
+                            "--listen".into(),
+                            "127.0.0.1:0".into(),
+                            "--upstream".into(),
+                            target_addr.to_string(),
+                            "--workers".into(),
+                            workers.to_string(),
+                            "--routing".into(),
+                            routing.as_str().into(),
+                            "--write-mode".into(),
+                            write_mode.clone(),
+                        ],
+                        self.gateway_risk
+                            .iter()
+                            .flat_map(|f| ["--risk".into(), f.display().to_string()])
+                            .collect(),
+                    ]
+                    .concat(),
                     pinning.gateway_cpus.clone(),
                 ),
                 cpu: single_cpu(&pinning.gateway_cpus),

@@ -287,6 +287,15 @@ struct CommonOpts {
     /// (no fsync: the engine without the disk; answers are not durable).
     #[arg(long, default_value = "batch", value_parser = ["batch", "none"], env = "FEP_WAL_SYNC")]
     wal_sync: String,
+    /// The gateway runs its pre-trade checks with this configuration
+    /// (fep_gateway --risk FILE). docs/risk.bench.toml enables every check
+    /// with limits the o1 flow never reaches; its client's token is
+    /// `fepbench` (give it with --token).
+    #[arg(long, env = "FEP_RISK")]
+    risk: Option<PathBuf>,
+    /// loadgen `--token`: what every connection presents in its hand-shake.
+    #[arg(long)]
+    token: Option<String>,
     /// Where the binaries are (default: next to fepbench).
     #[arg(long, env = "FEP_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -329,6 +338,7 @@ impl CommonOpts {
             ("--ramp-up", &self.ramp_up),
             ("--profile", &self.profile),
             ("--interval", &self.interval),
+            ("--token", &self.token),
         ];
         for (flag, value) in passthrough {
             if let Some(value) = value {
@@ -365,6 +375,7 @@ impl CommonOpts {
             pin: self.pin,
             exchange_workers: self.exchange_workers,
             exchange_wal: self.wal.then(|| self.wal_sync.clone()),
+            gateway_risk: self.risk.clone(),
             ready_timeout: Duration::from_secs(self.ready_timeout),
             run_timeout: Duration::from_secs(self.timeout),
             stop_grace: Duration::from_secs(5),
