@@ -312,6 +312,7 @@ pub mod gateway {
     use fep_core::ErrorCode;
     use fep_trading::gateway::{Gateway, REJECT_CODES};
     use fep_trading::latency::{LatencyHistogram, LATENCY_BOUNDS_NS};
+    use fep_trading::risk::Check;
 
     const REJECT_HELP: &str = "Rejects delivered to clients, by error code.";
     const fn reject(code: u16) -> Series {
@@ -350,6 +351,17 @@ pub mod gateway {
     }
     /// Index of the first latency series (the request leg).
     const LATENCY_AT: usize = REJECTS_AT + REJECT_CODES_NAMED + 8;
+    /// Index of the first risk-refusal series (in [`Check::ALL`]'s order).
+    const REFUSALS_AT: usize = LATENCY_AT + 3;
+    const REFUSAL_HELP: &str = "Requests refused RISK_LIMIT by the pre-trade checks, by check.";
+    const fn refusal(check: Check) -> Series {
+        series(
+            "risk_refusals",
+            REFUSAL_HELP,
+            Kind::Counter,
+            Some(("check", check.name())),
+        )
+    }
     /// Codes with a series of their own (PROTOCOL.md's 1–14).
     const REJECT_CODES_NAMED: usize = 14;
     const _: () = assert!(REJECT_CODES_NAMED < REJECT_CODES);
@@ -411,8 +423,17 @@ pub mod gateway {
         leg("request"),
         leg("upstream"),
         leg("answer"),
+        refusal(Check::ALL[0]),
+        refusal(Check::ALL[1]),
+        refusal(Check::ALL[2]),
+        refusal(Check::ALL[3]),
+        refusal(Check::ALL[4]),
+        refusal(Check::ALL[5]),
+        refusal(Check::ALL[6]),
+        refusal(Check::ALL[7]),
+        refusal(Check::ALL[8]),
     ];
-    const _: () = assert!(SERIES.len() == LATENCY_AT + 3);
+    const _: () = assert!(SERIES.len() == REFUSALS_AT + Check::ALL.len());
 
     /// Copies worker `worker`'s counters into its row.
     pub fn publish(board: &Board, worker: usize, g: &Gateway) {
@@ -450,6 +471,9 @@ pub mod gateway {
         let legs: [&LatencyHistogram; 3] = [&s.request_leg, &s.upstream_leg, &s.answer_leg];
         for (i, h) in legs.into_iter().enumerate() {
             row.set_histogram(LATENCY_AT + i, &h.buckets, h.count, h.sum_ns as f64 / 1e9);
+        }
+        for (i, n) in s.risk_refusals.into_iter().enumerate() {
+            row.set(REFUSALS_AT + i, n);
         }
     }
 }

@@ -1,0 +1,339 @@
+//! Each pre-trade check through the gateway's state machine, at, just below
+//! and just above its limit (a refusal never reaches the exchange and names
+//! its check); the throttle on passed-in time; exposure after a partial
+//! fill, a replace and an upstream loss.
+
+mod support;
+
+use fep_core::wire::{RejectMsg, OP_REJECT};
+use fep_core::{ErrorCode, Nanos};
+use fep_load::client::ClientConfig;
+use fep_load::harness::{Harness, HarnessConfig, NodeRef};
+use fep_trading::gateway::GatewayConfig;
+use fep_trading::order::{
+    self, NewOrder, OrderMsg, ReplaceOrder, SIDE_BUY, SIDE_SELL, TIF_DAY, TIF_IOC,
+};
+use fep_trading::risk::{Check, ClientId, Risk, RiskConfig, RiskHandle};
+
+use support::{cancel, connect_with, header, Raw};
+
+const G: NodeRef = NodeRef::Gateway(0);
+
+fn harness(config: &str) -> (Harness, RiskHandle) {
+    let handle = RiskHandle::new(RiskConfig::parse(config).expect("valid"));
+    let gateway = GatewayConfig {
+        risk: Some(handle.clone()),
+        ..GatewayConfig::default()
+    };
+    let client = ClientConfig {
+        connections: 1,
+        warmup: 0,
+        count: 1,
+        ..Default::default()
+    };
+    let h = Harness::new(HarnessConfig {
+        gateway: Some(gateway),
+        client,
+        step: Nanos::from_micros(10),
+        ..Default::default()
+    });
+    (h, handle)
+}
+
+/// `limit` in force for client `alice` (token "alice", accounts 1–9).
+fn alone(limit: &str) -> String {
+    format!("{limit}\n[clients.alice]\ntoken = \"alice\"\naccounts = [\"1-9\"]\n")
+}
+
+/// A day order of alice's account 1.
+fn day(id: u64, instrument: u32, side: u8, price: i64, qty: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    OrderMsg::NewOrder(NewOrder {
+        h: header(id, 0),
+        account: 1,
+        instrument,
+        side,
+        tif: TIF_DAY,
+        price,
+        qty,
+    })
+    .encode(&mut out);
+    out
+}
+
+fn requests_at_exchange(h: &Harness) -> u64 {
+    h.exchange().service().stats().requests
+}
+
+/// The first answer of what was just sent: `Ok(opcode)`, or the reject's
+/// code and reason.
+fn answer(r: &mut Raw, h: &Harness) -> Result<u16, (ErrorCode, String)> {
+    let frames = r.take(h);
+    let first = frames.first().expect("an answer");
+    if first.0 == OP_REJECT {
+        let reject = RejectMsg::decode(&first.1).expect("a reject");
+        return Err((reject.code, reject.reason.to_string()));
+    }
+    Ok(first.0)
+}
+
+/// Sends `frame`: accepted and forwarded, or refused by `check` without
+/// reaching the exchange.
+fn expect(h: &mut Harness, r: &mut Raw, frame: &[u8], refused_by: Option<Check>) {
+    let before = requests_at_exchange(h);
+    r.send(h, frame);
+    match (answer(r, h), refused_by) {
+        (Ok(opcode), None) => {
+            assert_eq!(opcode, order::OP_ORDER_ACCEPTED);
+            assert_eq!(requests_at_exchange(h), before + 1);
+        }
+        (Err((code, reason)), Some(check)) => {
+            assert_eq!(code, ErrorCode::RiskLimit, "{reason}");
+            assert!(reason.starts_with(check.name()), "{reason}");
+            assert_eq!(requests_at_exchange(h), before, "refused, yet sent on");
+        }
+        (got, want) => panic!("expected refusal by {want:?}, got {got:?}"),
+    }
+}
+
+/// One check: its limit, and three orders just below, at and just above it
+/// (each sent after the ones before it, so per-client limits accumulate).
+struct Case {
+    limit: &'static str,
+    check: Check,
+    below: Vec<u8>,
+    at: Vec<u8>,
+    above: Vec<u8>,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            limit: "max_qty = 100",
+            check: Check::MaxQty,
+            below: day(1, 1, SIDE_SELL, 10, 99),
+            at: day(2, 1, SIDE_SELL, 10, 100),
+            above: day(3, 1, SIDE_SELL, 10, 101),
+        },
+        Case {
+            limit: "max_notional = 1000",
+            check: Check::MaxNotional,
+            below: day(1, 1, SIDE_SELL, 10, 99),
+            at: day(2, 1, SIDE_SELL, 10, 100),
+            above: day(3, 1, SIDE_SELL, 10, 101),
+        },
+        Case {
+            // 5% of 1,000: [950, 1050].
+            limit: "price_collar_bps = 500\n[reference_prices]\n1 = 1000",
+            check: Check::PriceCollar,
+            below: day(1, 1, SIDE_SELL, 1049, 1),
+            at: day(2, 1, SIDE_SELL, 1050, 1),
+            above: day(3, 1, SIDE_SELL, 1051, 1),
+        },
+        Case {
+            limit: "price_collar_ticks = 50\n[reference_prices]\n1 = 1000",
+            check: Check::PriceCollar,
+            below: day(1, 1, SIDE_BUY, 951, 1),
+            at: day(2, 1, SIDE_BUY, 950, 1),
+            above: day(3, 1, SIDE_BUY, 949, 1),
+        },
+        Case {
+            limit: "instruments = [\"2-3\"]",
+            check: Check::Instrument,
+            below: day(1, 2, SIDE_SELL, 10, 1),
+            at: day(2, 3, SIDE_SELL, 10, 1),
+            above: day(3, 4, SIDE_SELL, 10, 1),
+        },
+        Case {
+            limit: "max_open_orders = 2",
+            check: Check::MaxOpenOrders,
+            below: day(1, 1, SIDE_SELL, 10, 1),
+            at: day(2, 1, SIDE_SELL, 10, 1),
+            above: day(3, 1, SIDE_SELL, 10, 1),
+        },
+        Case {
+            limit: "max_open_notional = 1000",
+            check: Check::MaxOpenNotional,
+            below: day(1, 1, SIDE_SELL, 10, 40),
+            at: day(2, 1, SIDE_SELL, 10, 60),
+            above: day(3, 1, SIDE_SELL, 1, 1),
+        },
+    ]
+}
+
+#[test]
+fn each_check_passes_below_and_at_its_limit_and_refuses_just_above() {
+    for case in cases() {
+        let (mut h, _) = harness(&alone(case.limit));
+        let mut alice = connect_with(&mut h, G, "alice");
+        expect(&mut h, &mut alice, &case.below, None);
+        expect(&mut h, &mut alice, &case.at, None);
+        expect(&mut h, &mut alice, &case.above, Some(case.check));
+        let refusals = h.gateway(0).service().stats().risk_refusals;
+        assert_eq!(refusals[case.check.index()], 1, "{}", case.limit);
+        assert_eq!(refusals.iter().sum::<u64>(), 1, "{}", case.limit);
+    }
+}
+
+#[test]
+fn the_throttle_passes_its_burst_refuses_the_next_and_refills_on_passed_in_time() {
+    // One message per 100 ms, a burst of 2.
+    let (mut h, _) = harness(&alone("rate_per_s = 10\nburst = 2"));
+    let mut alice = connect_with(&mut h, G, "alice");
+    expect(&mut h, &mut alice, &day(1, 1, SIDE_SELL, 10, 1), None);
+    expect(&mut h, &mut alice, &day(2, 1, SIDE_SELL, 10, 1), None);
+    expect(
+        &mut h,
+        &mut alice,
+        &day(3, 1, SIDE_SELL, 10, 1),
+        Some(Check::Throttle),
+    );
+    // Cancels are never throttled.
+    alice.send(&mut h, &cancel(4, 1, 1));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_CANCELED));
+    // 100 ms later one message's worth is back, and only one.
+    h.advance(Nanos::from_millis(100));
+    expect(&mut h, &mut alice, &day(5, 1, SIDE_SELL, 10, 1), None);
+    expect(
+        &mut h,
+        &mut alice,
+        &day(6, 1, SIDE_SELL, 10, 1),
+        Some(Check::Throttle),
+    );
+    // A long quiet spell refills the burst, never more.
+    h.advance(Nanos::from_secs(10));
+    expect(&mut h, &mut alice, &day(7, 1, SIDE_SELL, 10, 1), None);
+    expect(&mut h, &mut alice, &day(8, 1, SIDE_SELL, 10, 1), None);
+    expect(
+        &mut h,
+        &mut alice,
+        &day(9, 1, SIDE_SELL, 10, 1),
+        Some(Check::Throttle),
+    );
+}
+
+const TWO_CLIENTS: &str = "\
+[clients.alice]\ntoken = \"alice\"\naccounts = [1]\n\
+[clients.carol]\ntoken = \"carol\"\naccounts = [4]\n";
+
+fn exposure(risk: &mut Risk, client: ClientId) -> (u64, u64) {
+    let e = risk.exposure(client);
+    (e.open_orders, e.open_notional)
+}
+
+#[test]
+fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    // Carol's IOC takes 4 of the 10: 6 stay open.
+    let mut carol = connect_with(&mut h, G, "carol");
+    let mut ioc = Vec::new();
+    OrderMsg::NewOrder(NewOrder {
+        h: header(1, 0),
+        account: 4,
+        instrument: 1,
+        side: SIDE_BUY,
+        tif: TIF_IOC,
+        price: 50,
+        qty: 4,
+    })
+    .encode(&mut ioc);
+    carol.send(&mut h, &ioc);
+    carol.take(&h);
+    alice.take(&h);
+    assert_eq!(exposure(&mut risk, client), (1, 300));
+    // A replace to 8 at 60: the new open notional, the increase reserved
+    // while it was in flight settled to it.
+    let mut replace = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(2, 0),
+        account: 1,
+        orig_cl_ord_id: 1,
+        price: 60,
+        qty: 8,
+    })
+    .encode(&mut replace);
+    alice.send(&mut h, &replace);
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_REPLACED));
+    assert_eq!(exposure(&mut risk, client), (1, 480));
+    // A replace down gives back the difference.
+    let mut down = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(3, 0),
+        account: 1,
+        orig_cl_ord_id: 2,
+        price: 60,
+        qty: 5,
+    })
+    .encode(&mut down);
+    alice.send(&mut h, &down);
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_REPLACED));
+    assert_eq!(exposure(&mut risk, client), (1, 300));
+    // Leaving cancels it: nothing is left.
+    h.close_raw(alice.id);
+    h.settle();
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+}
+
+#[test]
+fn an_upstream_loss_gives_back_what_its_rejected_requests_reserved_and_keeps_the_open_orders() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    // With the upstream gone, the next order is refused, and what its
+    // check reserved goes back; the order the exchange holds still counts.
+    h.set_exchange_down(true);
+    h.settle();
+    let requests = requests_at_exchange(&h);
+    alice.send(&mut h, &day(2, 1, SIDE_SELL, 70, 10));
+    let err = answer(&mut alice, &h).expect_err("rejected");
+    assert_eq!(err.0, ErrorCode::UpstreamUnavailable);
+    assert_eq!(requests_at_exchange(&h), requests);
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    // Back up: the open order is canceled, and nothing is left.
+    h.set_exchange_down(false);
+    h.run_until(|h| h.gateway(0).is_ready());
+    alice.send(&mut h, &cancel(3, 1, 1));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_CANCELED));
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+}
+
+#[test]
+fn a_request_in_flight_at_an_upstream_loss_is_rejected_and_exposure_never_goes_negative() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    // The second order is forwarded, and the link dies before its answer.
+    let forwarded = h.gateway(0).service().stats().forwarded;
+    h.send_raw(alice.id, &day(2, 1, SIDE_SELL, 70, 10));
+    h.run_until(|h| h.gateway(0).service().stats().forwarded > forwarded);
+    assert_eq!(exposure(&mut risk, client), (2, 1200), "reserved in flight");
+    h.set_exchange_down(true);
+    h.settle();
+    let err = answer(&mut alice, &h).expect_err("rejected");
+    assert_eq!(err.0, ErrorCode::UpstreamUnavailable);
+    // Its reservation went back with the reject. (The exchange may have
+    // taken it: the gateway cannot know, and counts what it saw answered.)
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    // Canceling both, whatever the exchange held, settles to zero and no
+    // further: exposure comes off only for orders the gateway counted.
+    h.set_exchange_down(false);
+    h.run_until(|h| h.gateway(0).is_ready());
+    alice.send(&mut h, &cancel(3, 1, 2));
+    alice.take(&h);
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    alice.send(&mut h, &cancel(4, 1, 1));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_CANCELED));
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+}
