@@ -86,6 +86,9 @@ fn day(id: u64, account: u32, instrument: u32, side: u8, price: i64, qty: u64) -
     }))
 }
 
+/// An order's (instrument, side, price, qty).
+type Terms = (u32, u8, i64, u64);
+
 /// Sends `frame`; the opcode of its answer, or the reject's code.
 fn ask(c: &mut RawClient, frame: &[u8], id: u64) -> Result<u16, ErrorCode> {
     c.send(frame);
@@ -148,9 +151,9 @@ fn each_check_passes_below_and_at_its_limit_and_refuses_just_above_through_the_p
         .parse()
         .unwrap();
     let accepted = Ok(OP_ORDER_ACCEPTED);
+    // (token, account, orders just below, at and just above the limit).
     let refused = Err(ErrorCode::RiskLimit);
-    // (token, account, [(instrument, side, price, qty) below, at, above]).
-    let cases: [(&str, u32, [(u32, u8, i64, u64); 3]); 7] = [
+    let cases: [(&str, u32, [Terms; 3]); 7] = [
         (
             "q",
             1,
