@@ -9,7 +9,7 @@ use fep_core::wire::{RejectMsg, OP_REJECT};
 use fep_core::{ErrorCode, Nanos};
 use fep_load::client::ClientConfig;
 use fep_load::harness::{Harness, HarnessConfig, NodeRef};
-use fep_trading::gateway::GatewayConfig;
+use fep_trading::gateway::{GatewayConfig, Routing};
 use fep_trading::order::{
     self, NewOrder, OrderMsg, ReplaceOrder, SIDE_BUY, SIDE_SELL, TIF_DAY, TIF_IOC,
 };
@@ -20,10 +20,14 @@ use support::{cancel, connect_with, header, Raw};
 const G: NodeRef = NodeRef::Gateway(0);
 
 fn harness(config: &str) -> (Harness, RiskHandle) {
+    harness_with(config, GatewayConfig::default())
+}
+
+fn harness_with(config: &str, gateway: GatewayConfig) -> (Harness, RiskHandle) {
     let handle = RiskHandle::new(RiskConfig::parse(config).expect("valid"));
     let gateway = GatewayConfig {
         risk: Some(handle.clone()),
-        ..GatewayConfig::default()
+        ..gateway
     };
     let client = ClientConfig {
         connections: 1,
@@ -335,5 +339,57 @@ fn a_request_in_flight_at_an_upstream_loss_is_rejected_and_exposure_never_goes_n
     assert_eq!(exposure(&mut risk, client), (1, 500));
     alice.send(&mut h, &cancel(4, 1, 1));
     assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_CANCELED));
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+}
+
+#[test]
+fn exposure_stays_right_when_orders_and_fills_cross_workers_under_handoff_routing() {
+    let routing = GatewayConfig {
+        workers: 2,
+        routing: Routing::Handoff,
+        ..GatewayConfig::default()
+    };
+    let (mut h, handle) = harness_with(TWO_CLIENTS, routing);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    // Two connections of alice's on worker 0: one of them is routed
+    // through worker 1's upstream.
+    let mut a1 = connect_with(&mut h, G, "alice");
+    let mut a2 = connect_with(&mut h, G, "alice");
+    a1.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut a1, &h), Ok(order::OP_ORDER_ACCEPTED));
+    a2.send(&mut h, &day(2, 1, SIDE_SELL, 60, 10));
+    assert_eq!(answer(&mut a2, &h), Ok(order::OP_ORDER_ACCEPTED));
+    assert!(
+        h.handoff_count.get(&(0, 1)).is_some_and(|&n| n > 0)
+            && h.handoff_count.get(&(1, 0)).is_some_and(|&n| n > 0),
+        "requests and answers crossed: {:?}",
+        h.handoff_count
+    );
+    assert_eq!(exposure(&mut risk, client), (2, 1100));
+    // Carol, on worker 1, takes 4 of the first: the fill reaches a1 on
+    // whichever worker it is read.
+    let mut carol = connect_with(&mut h, NodeRef::Gateway(1), "carol");
+    let mut ioc = Vec::new();
+    OrderMsg::NewOrder(NewOrder {
+        h: header(1, 0),
+        account: 4,
+        instrument: 1,
+        side: SIDE_BUY,
+        tif: TIF_IOC,
+        price: 50,
+        qty: 4,
+    })
+    .encode(&mut ioc);
+    carol.send(&mut h, &ioc);
+    carol.take(&h);
+    assert_eq!(exposure(&mut risk, client), (2, 1100 - 200));
+    // a2 leaves: its order is canceled and its exposure goes with it.
+    h.close_raw(a2.id);
+    h.settle();
+    assert_eq!(exposure(&mut risk, client), (1, 300));
+    a1.take(&h);
+    a1.send(&mut h, &cancel(3, 1, 1));
+    assert_eq!(answer(&mut a1, &h), Ok(order::OP_ORDER_CANCELED));
     assert_eq!(exposure(&mut risk, client), (0, 0));
 }
