@@ -219,6 +219,9 @@ pub struct Bench {
     /// fep_gateway `--risk FILE`: the gateway runs its pre-trade checks
     /// with this configuration (`fepbench run o1 --risk FILE`).
     pub gateway_risk: Option<PathBuf>,
+    /// fep_gateway `--metrics 127.0.0.1:0`: the gateway serves its metrics
+    /// (nobody scrapes them), to measure what keeping them costs.
+    pub gateway_metrics: bool,
     /// How long a server may take to print `ready`.
     pub ready_timeout: Duration,
     /// How long loadgen may run in all.
@@ -426,6 +429,10 @@ impl Bench {
                             .iter()
                             .flat_map(|f| ["--risk".into(), f.display().to_string()])
                             .collect(),
+                        match self.gateway_metrics {
+                            true => vec!["--metrics".into(), "127.0.0.1:0".into()],
+                            false => Vec::new(),
+                        },
                     ]
                     .concat(),
                     pinning.gateway_cpus.clone(),

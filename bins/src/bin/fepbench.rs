@@ -296,6 +296,11 @@ struct CommonOpts {
     /// loadgen `--token`: what every connection presents in its hand-shake.
     #[arg(long)]
     token: Option<String>,
+    /// The gateway serves Prometheus metrics on a free port (fep_gateway
+    /// --metrics 127.0.0.1:0): its workers publish every 100 ms, as they
+    /// would when scraped. For measuring metrics on against off.
+    #[arg(long, env = "FEP_GATEWAY_METRICS")]
+    gateway_metrics: bool,
     /// Where the binaries are (default: next to fepbench).
     #[arg(long, env = "FEP_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -376,6 +381,7 @@ impl CommonOpts {
             exchange_workers: self.exchange_workers,
             exchange_wal: self.wal.then(|| self.wal_sync.clone()),
             gateway_risk: self.risk.clone(),
+            gateway_metrics: self.gateway_metrics,
             ready_timeout: Duration::from_secs(self.ready_timeout),
             run_timeout: Duration::from_secs(self.timeout),
             stop_grace: Duration::from_secs(5),
