@@ -341,6 +341,17 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
             r.rejects,
             r.lost
         );
+        if let Some(flow) = &r.flow {
+            let kinds: Vec<String> = fep_load::flow::Kind::ALL
+                .iter()
+                .map(|k| format!("{} {}", k.name(), flow.count(*k)))
+                .collect();
+            out!("orders   {}", kinds.join(", "));
+            out!(
+                "journal  {} commands checked against the model",
+                outcome.order_commands
+            );
+        }
         out!(
             "hops (simulated ns)  {:>10} {:>10} {:>10} {:>10}",
             "p50",
