@@ -902,4 +902,44 @@ mod tests {
         local.event(&reject(1, ErrorCode::Overloaded, at), &names());
         assert_eq!(local.rejects.count, 1);
     }
+
+    fn order_check() -> WireCheck {
+        let mut c = check();
+        c.expect_orders();
+        for seq in [1, 2] {
+            let mut new = event(CLIENT, Dir::Out, crate::oracle::op::NEW_ORDER, seq);
+            (new.seq, new.t) = (seq, [seq, 0, 0, 0]);
+            c.event(&new, &names());
+        }
+        c
+    }
+
+    #[test]
+    fn a_fill_before_its_orders_first_answer_fails() {
+        let mut c = order_check();
+        let mut fill = event(CLIENT, Dir::In, crate::oracle::op::ORDER_EXECUTED, 5);
+        (fill.seq, fill.t) = (1, [1, 2, 3, 4]);
+        c.event(&fill, &names());
+        assert_eq!(c.later.count, 1, "{}", c.later);
+    }
+
+    #[test]
+    fn a_fill_for_a_request_never_sent_fails_and_a_makers_fill_passes() {
+        let mut c = order_check();
+        let mut maker = event(CLIENT, Dir::In, crate::oracle::op::ORDER_EXECUTED, 5);
+        maker.seq = 2;
+        c.event(&maker, &names());
+        assert!(c.later.passed(), "{}", c.later);
+        maker.seq = 3;
+        c.event(&maker, &names());
+        assert_eq!(c.later.count, 1, "{}", c.later);
+    }
+
+    #[test]
+    fn an_exchange_refusal_on_the_merits_is_an_answer_in_order() {
+        let mut c = order_check();
+        c.event(&reject(2, ErrorCode::InsufficientBalance, 5), &names());
+        assert!(c.rejects.passed(), "{}", c.rejects);
+        assert_eq!(c.fifo.count, 1, "{}", c.fifo);
+    }
 }
