@@ -101,7 +101,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The scenario: s1, s2 or s3.
+    /// The scenario: s1, s2, s3 (pings) or o1, o2, o3 (the same topologies with the order flow).
     scenario: Scenario,
     /// Pings over all clients.
     #[arg(long, default_value_t = 1000)]
