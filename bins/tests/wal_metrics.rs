@@ -93,9 +93,7 @@ fn parse(text: &str) -> Scrape {
         assert!(!line.starts_with('#'), "{}: unknown comment", at());
         let (family, kind) = current.clone().unwrap_or_else(|| panic!("{}", at()));
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{}", at()));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: value", at()));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{}: value", at()));
         let name = series.split('{').next().unwrap_or_default();
         let suffix = name
             .strip_prefix(family.as_str())
@@ -133,7 +131,10 @@ fn parse(text: &str) -> Scrape {
         }
     }
     for (name, h) in &found {
-        let last = h.buckets.last().unwrap_or_else(|| panic!("{name}: no buckets"));
+        let last = h
+            .buckets
+            .last()
+            .unwrap_or_else(|| panic!("{name}: no buckets"));
         assert_eq!(last.0, f64::INFINITY, "{name}: the last bucket is +Inf");
         assert_eq!(Some(last.1), h.count, "{name}: +Inf holds every count");
         assert!(h.sum.is_some(), "{name}: a _sum");
