@@ -19,6 +19,7 @@ struct Drained {
     written: usize,
     journaled: usize,
     records: u64,
+    snapshots: u64,
 }
 
 fn drain(w: &mut Worker<Exchange>, now: Nanos, d: &mut Drained) {
@@ -40,6 +41,11 @@ fn drain(w: &mut Worker<Exchange>, now: Nanos, d: &mut Drained) {
                 }
                 d.journaled += n;
                 w.handle_journaled(n);
+            }
+            Effect::Snapshot => {
+                // The driver writes it on another thread; dropping it here
+                // frees, which the counter does not count.
+                d.snapshots += u64::from(w.take_snapshot().is_some());
             }
             _ => {}
         }
@@ -154,8 +160,7 @@ fn the_counter_sees_an_allocation() {
     assert!(n >= 1);
 }
 
-#[test]
-fn journaling_holding_and_releasing_answers_do_not_allocate_per_message() {
+fn journaling_exchange(snapshot_every: u64) -> Worker<Exchange> {
     let mut w = Worker::new(
         ENGINE_WORKER,
         WorkerConfig::default(),
@@ -163,13 +168,19 @@ fn journaling_holding_and_releasing_answers_do_not_allocate_per_message() {
             ENGINE_WORKER,
             ExchangeConfig {
                 journal: Some(0),
-                // Snapshots are the one planned allocation (every N records).
-                snapshot_every: 0,
+                snapshot_every,
                 ..ExchangeConfig::default()
             },
         ),
     );
     w.start(Nanos(1));
+    w
+}
+
+#[test]
+fn journaling_holding_and_releasing_answers_do_not_allocate_per_message() {
+    // Snapshots are the one planned allocation (every N records): off here.
+    let mut w = journaling_exchange(0);
     let conns = (connect(&mut w, Nanos(2)), connect(&mut w, Nanos(3)));
     let mut round = Round::new();
     let mut warm = Drained::default();
@@ -189,4 +200,19 @@ fn journaling_holding_and_releasing_answers_do_not_allocate_per_message() {
     let s = w.service().stats();
     assert_eq!(s.journaled, 3 * 12_000);
     assert_eq!(s.fills, 12_000);
+}
+
+#[test]
+fn a_snapshot_of_the_engine_costs_one_allocation() {
+    let mut w = journaling_exchange(3_000);
+    let conns = (connect(&mut w, Nanos(2)), connect(&mut w, Nanos(3)));
+    let mut round = Round::new();
+    let mut warm = Drained::default();
+    rounds(&mut w, conns, &mut round, (0, 2_000), 7, &mut warm);
+    assert_eq!(warm.snapshots, 2, "{warm:?}");
+
+    let mut d = Drained::default();
+    let n = allocations_in(|| rounds(&mut w, conns, &mut round, (2_000, 12_000), 7, &mut d));
+    assert_eq!(d.snapshots, 10, "one every 3,000 of the 30,000 records");
+    assert_eq!(n, d.snapshots, "allocations");
 }
