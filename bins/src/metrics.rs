@@ -110,6 +110,26 @@ impl Board {
         }
     }
 
+    /// Adds one observation of `value` to histogram series `i` of row
+    /// `worker`. One thread writes a row (its worker, or the WAL thread),
+    /// so a load and a store suffice: no lock, no allocation.
+    pub fn observe(&self, worker: usize, i: usize, value: f64) {
+        let Kind::Histogram(bounds) = self.series[i].kind else {
+            panic!("series {} is not a histogram", self.series[i].name);
+        };
+        let at = self.offsets[i];
+        let cells = &self.rows[worker];
+        let bucket = bounds.partition_point(|&upper| upper < value);
+        let add = |cell: &AtomicU64, n: u64| cell.store(cell.load(Relaxed) + n, Relaxed);
+        add(&cells[at + bucket], 1);
+        add(&cells[at + bounds.len() + 1], 1);
+        let sum = &cells[at + bounds.len() + 2];
+        sum.store(
+            (f64::from_bits(sum.load(Relaxed)) + value).to_bits(),
+            Relaxed,
+        );
+    }
+
     fn sum(&self, cell: usize) -> u64 {
         self.rows
             .iter()
@@ -284,7 +304,8 @@ fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
     stream.write_all(out.as_bytes())
 }
 
-const fn series(
+/// A series of `kind`, with one fixed label when `label` is set.
+pub const fn series(
     name: &'static str,
     help: &'static str,
     kind: Kind,
@@ -298,11 +319,13 @@ const fn series(
     }
 }
 
-const fn counter(name: &'static str, help: &'static str) -> Series {
+/// A counter without labels.
+pub const fn counter(name: &'static str, help: &'static str) -> Series {
     series(name, help, Kind::Counter, None)
 }
 
-const fn gauge(name: &'static str, help: &'static str) -> Series {
+/// A gauge without labels.
+pub const fn gauge(name: &'static str, help: &'static str) -> Series {
     series(name, help, Kind::Gauge, None)
 }
 
@@ -494,6 +517,7 @@ pub mod exchange {
         counter("drain_rejects", "Requests refused while draining."),
         counter("sessions_closed", "Sessions closed."),
         gauge("open_orders", "Orders resting in the books (book depth)."),
+        counter("journaled", "Requests journaled (with --wal)."),
     ];
 
     /// Copies worker `worker`'s counters into its row.
@@ -509,6 +533,7 @@ pub mod exchange {
             s.rejects,
             s.closed,
             open,
+            s.journaled,
         ];
         let row = board.row(worker);
         for (i, v) in values.into_iter().enumerate() {
@@ -523,11 +548,11 @@ pub mod exchange {
         0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     ];
 
-    /// The WAL's series: a hook for the journal's thread. With `--wal`, the
-    /// exchange registers a board of one row ([`wal_board`]) and the WAL
-    /// thread sets it after each batch with [`super::Row::set_histogram`]
-    /// (series 0: batch size, series 1: fsync latency), from plain
-    /// histograms of its own. Without a WAL the series are not exported.
+    /// The WAL's series. With `--wal` and `--metrics`, the exchange
+    /// registers a board of one row ([`wal_board`]) and the WAL thread
+    /// adds each batch to it ([`wal_observer`]): series 0 the batch size,
+    /// series 1 the fsync latency (none with `--wal-sync none`). Without a
+    /// WAL the series are not exported.
     pub const WAL_SERIES: &[Series] = &[
         Series {
             name: "wal_batch_records",
@@ -547,104 +572,15 @@ pub mod exchange {
     pub fn wal_board() -> std::sync::Arc<Board> {
         Board::new(WAL_SERIES, 1)
     }
-}
 
-/// loadgen's series: the traffic tool's set.
-pub mod loadgen {
-    use super::{counter, gauge, series, Board, Kind, Series};
-    use fep_load::client::Client;
-
-    /// Upper bounds of the rtt histogram, in seconds (10 µs to 1 s).
-    pub const RTT_BOUNDS: &[f64] = &[
-        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-        0.025, 0.05, 0.1, 0.25, 1.0,
-    ];
-    /// The same bounds in nanoseconds (what the report's histogram holds).
-    const RTT_BOUNDS_NS: [u64; 15] = [
-        10_000,
-        25_000,
-        50_000,
-        100_000,
-        250_000,
-        500_000,
-        1_000_000,
-        2_500_000,
-        5_000_000,
-        10_000_000,
-        25_000_000,
-        50_000_000,
-        100_000_000,
-        250_000_000,
-        1_000_000_000,
-    ];
-    const _: () = assert!(RTT_BOUNDS.len() == RTT_BOUNDS_NS.len());
-
-    /// Every series, in publication order.
-    pub const SERIES: &[Series] = &[
-        counter("requests", "Requests sent."),
-        series(
-            "answers",
-            "Answers received, by kind.",
-            Kind::Counter,
-            Some(("kind", "pong")),
-        ),
-        series("answers", "", Kind::Counter, Some(("kind", "reject"))),
-        counter(
-            "errors",
-            "Connection errors (an Error frame or a failed dial).",
-        ),
-        counter("lost", "Requests never answered (their connection ended)."),
-        Series {
-            name: "rtt_seconds",
-            help: "Round-trip time of recorded pongs (from the intended send time in open loop).",
-            kind: Kind::Histogram(RTT_BOUNDS),
-            label: None,
-        },
-        series(
-            "rate_per_second",
-            "Answers per second over the last interval.",
-            Kind::GaugeF64,
-            None,
-        ),
-        series(
-            "target_rate_per_second",
-            "The schedule's intended rate now (open loop; 0 otherwise).",
-            Kind::GaugeF64,
-            None,
-        ),
-        gauge(
-            "spike_active",
-            "1 while a spike of the spiky shape is under way.",
-        ),
-    ];
-
-    /// Copies worker `worker`'s report into its row (every `PUBLISH_EVERY`,
-    /// on the worker's thread; reading the histogram costs a few µs).
-    pub fn publish(board: &Board, worker: usize, client: &Client) {
-        let r = client.report();
-        let row = board.row(worker);
-        for (i, v) in [r.sent, r.pongs, r.rejects, r.errors, r.lost]
-            .into_iter()
-            .enumerate()
-        {
-            row.set(i, v);
-        }
-        // One pass over the recorded values (not one range count per
-        // bucket: each walks the histogram's counters from zero), so the
-        // observer's turn stays short on the load generator's thread.
-        let total = r.rtt.len();
-        let mut buckets = [0u64; RTT_BOUNDS_NS.len() + 1];
-        for v in r.rtt.iter_recorded() {
-            let value = v.value_iterated_to();
-            let k = RTT_BOUNDS_NS.partition_point(|&b| b < value);
-            buckets[k] += v.count_at_value();
-        }
-        let sum_s = r.rtt.mean() * total as f64 / 1e9;
-        row.set_histogram(5, &buckets, total, sum_s);
-        row.set_f64(6, r.intervals.last().map_or(0.0, |s| s.rate_per_s));
-        let schedule = client.schedule();
-        row.set_f64(7, schedule.map_or(0.0, |s| s.rate_per_s_now()));
-        row.set(8, u64::from(schedule.is_some_and(|s| s.spike_active())));
+    /// The WAL thread's observer that fills `board` (a [`wal_board`]).
+    pub fn wal_observer(board: std::sync::Arc<Board>) -> fep_net::wal::WalObserver {
+        fep_net::wal::WalObserver::new(move |batch| {
+            board.observe(0, 0, batch.records as f64);
+            if let Some(ns) = batch.sync_ns {
+                board.observe(0, 1, ns as f64 / 1e9);
+            }
+        })
     }
 }
 
@@ -705,5 +641,56 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         assert_eq!(text.matches("# TYPE t_requests").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn observations_land_in_the_bucket_of_their_upper_bound() {
+        let board = Board::new(SERIES, 1);
+        for v in [0.0005, 0.001, 0.002, 5.0] {
+            board.observe(0, 3, v);
+        }
+        let text = render(&registry("t", board));
+        for line in [
+            "t_latency_seconds_count 4",
+            "t_latency_seconds_bucket{le=\"0.001\"} 2",
+            "t_latency_seconds_bucket{le=\"0.01\"} 3",
+            "t_latency_seconds_bucket{le=\"+Inf\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_wal_observer_fills_batch_sizes_and_fsync_latencies() {
+        let board = exchange::wal_board();
+        let observer = exchange::wal_observer(Arc::clone(&board));
+        let told = |records, sync_ns| fep_net::wal::WalBatch {
+            records,
+            bytes: records * 80,
+            sync_ns,
+        };
+        // The observer is the WAL thread's: call it as that thread would.
+        let call = |b: fep_net::wal::WalBatch| {
+            let o = observer.clone();
+            std::thread::spawn(move || o.call(&b)).join().unwrap();
+        };
+        call(told(1, Some(300_000)));
+        call(told(100, Some(2_000_000)));
+        call(told(5000, None));
+        let text = render(&registry("x", board));
+        for line in [
+            "x_wal_batch_records_count 3",
+            "x_wal_batch_records_sum 5101.0",
+            "x_wal_batch_records_bucket{le=\"1.0\"} 1",
+            "x_wal_batch_records_bucket{le=\"256.0\"} 2",
+            "x_wal_batch_records_bucket{le=\"4096.0\"} 2",
+            "x_wal_batch_records_bucket{le=\"+Inf\"} 3",
+            "x_wal_fsync_seconds_count 2",
+            "x_wal_fsync_seconds_bucket{le=\"0.00025\"} 0",
+            "x_wal_fsync_seconds_bucket{le=\"0.0005\"} 1",
+            "x_wal_fsync_seconds_bucket{le=\"0.0025\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
     }
 }
