@@ -17,10 +17,10 @@ use fep_load::scenario::{self, Expect};
 
 use crate::faults::{Fault, FaultKind};
 use crate::oracle::op::{
-    ERROR as OP_ERROR, PERF_PING as OP_PERF_PING, PERF_PONG as OP_PERF_PONG, REJECT as OP_REJECT,
-    ROLE_HELLO_ACK as OP_ROLE_HELLO_ACK, ROLE_HELLO_REQ as OP_ROLE_HELLO_REQ,
+    ERROR as OP_ERROR, REJECT as OP_REJECT, ROLE_HELLO_ACK as OP_ROLE_HELLO_ACK,
+    ROLE_HELLO_REQ as OP_ROLE_HELLO_REQ,
 };
-use crate::oracle::Route;
+use crate::oracle::{MsgClass, Route};
 use crate::run::{pings_of, Hosts, RunConfig};
 use crate::trace::{Dir, HostIx, Recorder, WireEvent};
 
@@ -50,7 +50,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(name: &'static str, class: Class) -> Verdict {
+    pub(crate) fn new(name: &'static str, class: Class) -> Verdict {
         Verdict {
             name,
             class,
@@ -59,7 +59,7 @@ impl Verdict {
         }
     }
 
-    fn fail(&mut self, what: String) {
+    pub(crate) fn fail(&mut self, what: String) {
         self.count += 1;
         if self.violations.len() < VIOLATIONS_KEPT {
             self.violations.push(what);
@@ -236,6 +236,23 @@ pub struct WireCheck {
     rejects: Verdict,
     reject_order: Verdict,
     routing: Verdict,
+    /// The highest request id each client connection sent.
+    last_sent: BTreeMap<ConnKey, u64>,
+    /// The clients send order entry: the exchange's own refusals are
+    /// answers, always explained and in order.
+    orders: bool,
+    later: Verdict,
+}
+
+/// A `Reject` the exchange gives an order-entry request on its merits
+/// (`UNKNOWN_ORDER`, `DUPLICATE_ID`, `INVALID_ORDER`,
+/// `INSUFFICIENT_BALANCE`): an answer like any other, never a fault's.
+fn is_business(e: &WireEvent) -> bool {
+    e.opcode == OP_REJECT && (11..=14).contains(&e.code)
+}
+
+fn class_of(e: &WireEvent) -> MsgClass {
+    crate::oracle::class(e.opcode, e.order.reason)
 }
 
 impl WireCheck {
@@ -304,7 +321,19 @@ impl WireCheck {
                 Class::Safety,
             ),
             routing: Verdict::new("gateway routes by the tag", Class::Safety),
+            last_sent: BTreeMap::new(),
+            orders: false,
+            later: Verdict::new(
+                "fills and IOC rests follow their request's first answer",
+                Class::Safety,
+            ),
         }
+    }
+
+    /// The clients send the order flow: the exchange's refusals on the
+    /// merits (codes 11–14) are first answers, in order, always allowed.
+    pub fn expect_orders(&mut self) {
+        self.orders = true;
     }
 
     /// The clients start now: fault times count from here.
@@ -337,28 +366,29 @@ impl WireCheck {
         self.crossing_event(e);
     }
 
-    /// Notes when a ping or pong crossed a link, for the exact stamps.
+    /// Notes when a request or its first answer crossed a link, for the
+    /// exact stamps.
     fn crossing_event(&mut self, e: &WireEvent) {
         let at = e.at.as_u64();
         let key = (e.route, e.seq);
-        match (e.host, e.dir, e.opcode) {
-            (h, Dir::In, OP_PERF_PING) if h == self.gateway => {
+        match (e.host, e.dir, class_of(e)) {
+            (h, Dir::In, MsgClass::Request) if h == self.gateway => {
                 self.gateway_reads
                     .insert((e.worker, format!("{:?}", e.conn), e.seq), at);
             }
-            (h, Dir::Out, OP_PERF_PING) if h == self.gateway => {
+            (h, Dir::Out, MsgClass::Request) if h == self.gateway => {
                 self.crossings.entry(key).or_default().gateway_forwarded = Some(at);
             }
-            (h, Dir::In, OP_PERF_PING) if h == self.exchange => {
+            (h, Dir::In, MsgClass::Request) if h == self.exchange => {
                 self.crossings.entry(key).or_default().exchange_read = Some(at);
             }
-            (h, Dir::Out, OP_PERF_PONG) if h == self.exchange => {
+            (h, Dir::Out, MsgClass::First) if h == self.exchange => {
                 self.crossings.entry(key).or_default().exchange_written = Some(at);
             }
-            (h, Dir::In, OP_PERF_PONG) if h == self.gateway => {
+            (h, Dir::In, MsgClass::First) if h == self.gateway => {
                 self.crossings.entry(key).or_default().gateway_pong_read = Some(at);
             }
-            (h, Dir::Out, OP_PERF_PONG) if h == self.gateway => {
+            (h, Dir::Out, MsgClass::First) if h == self.gateway => {
                 self.crossings.entry(key).or_default().gateway_pong_written = Some(at);
             }
             _ => {}
@@ -426,17 +456,26 @@ impl WireCheck {
     fn client_event(&mut self, e: &WireEvent, name: &str) {
         let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
         let explained = e.opcode != OP_REJECT || self.explained(e.code, e.at.as_u64());
+        let explained = explained || (self.orders && is_business(e));
+        let class = class_of(e);
+        if class == MsgClass::Later {
+            return self.later_event(e, &here());
+        }
         let window = self.windows.entry(key(e)).or_default();
-        match (e.dir, e.opcode) {
-            (Dir::Out, OP_PERF_PING) => window.push_back(Sent {
-                seq: e.seq,
-                t1: e.t[0],
-                pad: e.pad,
-                overtaken: false,
-            }),
-            (Dir::In, OP_PERF_PONG | OP_REJECT) => {
+        match (e.dir, class) {
+            (Dir::Out, MsgClass::Request) => {
+                window.push_back(Sent {
+                    seq: e.seq,
+                    t1: e.t[0],
+                    pad: e.pad,
+                    overtaken: false,
+                });
+                let last = self.last_sent.entry(key(e)).or_default();
+                *last = (*last).max(e.seq);
+            }
+            (Dir::In, MsgClass::First | MsgClass::Reject) => {
                 let counts = self.answers.entry(e.host).or_default();
-                if e.opcode == OP_PERF_PONG {
+                if e.opcode != OP_REJECT {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
@@ -457,7 +496,7 @@ impl WireCheck {
                 let sent = window.remove(pos).expect("position is in range");
                 let lost_upstream =
                     e.opcode == OP_REJECT && e.code == ErrorCode::UpstreamUnavailable.to_u16();
-                if sent.overtaken && (e.opcode == OP_PERF_PONG || lost_upstream) {
+                if sent.overtaken && (e.opcode != OP_REJECT || lost_upstream) {
                     self.reject_order.fail(format!(
                         "{}: answered after a later ping was rejected for its lost upstream",
                         here()
@@ -468,14 +507,18 @@ impl WireCheck {
                         older.overtaken = true;
                     }
                 }
-                if e.opcode == OP_REJECT {
+                if e.opcode == OP_REJECT && !(self.orders && is_business(e)) {
                     // PROTOCOL.md orders pongs; a shed ping's Reject may
                     // overtake.
                     return;
                 }
                 if pos != 0 {
                     self.fifo
-                        .fail(format!("{}: pong before {pos} older pings", here()));
+                        .fail(format!("{}: answer before {pos} older requests", here()));
+                }
+                if e.opcode == OP_REJECT {
+                    // The exchange's own refusal: in order, but no stamps.
+                    return;
                 }
                 if e.t[0] != sent.t1 || e.pad != sent.pad {
                     self.same.fail(format!(
@@ -494,7 +537,7 @@ impl WireCheck {
                     self.stamps.fail(format!("{}: {wrong}", here()));
                 }
             }
-            (Dir::In, OP_ERROR) => {
+            (Dir::In, MsgClass::Other) if e.opcode == OP_ERROR => {
                 let code = ErrorCode::from_u16(e.code);
                 self.rejects.fail(format!(
                     "{name} {} at {}: Error {}",
@@ -507,14 +550,37 @@ impl WireCheck {
         }
     }
 
+    /// A fill or an IOC's rest read by a client: it names a request this
+    /// connection sent, and one it caused itself (`t1` echoed) comes after
+    /// that request's first answer (PROTOCOL.md: "After a `NewOrder`'s
+    /// `OrderAccepted` come its fills").
+    fn later_event(&mut self, e: &WireEvent, here: &str) {
+        if e.dir != Dir::In {
+            return;
+        }
+        let last = self.last_sent.get(&key(e)).copied().unwrap_or(0);
+        let waiting = self
+            .windows
+            .get(&key(e))
+            .is_some_and(|w| w.iter().any(|s| s.seq == e.seq));
+        if e.seq == 0 || e.seq > last {
+            self.later
+                .fail(format!("{here}: a later message for a request never sent"));
+        } else if e.t[0] != 0 && waiting {
+            self.later.fail(format!(
+                "{here}: a later message before its request's first answer"
+            ));
+        }
+    }
+
     fn routing_event(&mut self, e: &WireEvent) {
         let tag = Route::read(e.route);
-        match e.opcode {
-            OP_PERF_PING if tag.target != e.worker => self.routing.fail(format!(
+        match class_of(e) {
+            MsgClass::Request if tag.target != e.worker => self.routing.fail(format!(
                 "ping seq {} for upstream w{} left from w{} at {}",
                 e.seq, tag.target, e.worker, e.at
             )),
-            OP_PERF_PONG => {
+            MsgClass::First | MsgClass::Later => {
                 let conn = format!("{:?}", e.conn);
                 if tag.origin != e.worker || tag.conn_text() != conn {
                     self.routing.fail(format!(
@@ -556,6 +622,7 @@ impl WireCheck {
             self.rejects,
             self.reject_order,
             self.routing,
+            self.later,
         ]
     }
 }
@@ -615,7 +682,9 @@ fn reports_hold(
     reports: &[Option<Report>],
 ) -> Verdict {
     let mut v = Verdict::new("client reports pass the scenario check", Class::Safety);
-    let rejects_allowed = faults.iter().any(Fault::causes_rejects);
+    // The exchange refuses orders on their merits in any run; the wire
+    // check allows those and only those without a fault.
+    let rejects_allowed = config.scenario.orders() || faults.iter().any(Fault::causes_rejects);
     for (k, (client, report)) in hosts.clients.iter().zip(reports).enumerate() {
         let Some(report) = report else {
             continue;
@@ -629,6 +698,13 @@ fn reports_hold(
         };
         for violation in scenario::check(report, &expect) {
             v.fail(format!("{}: {violation}", client.name()));
+        }
+        if let Some(flow) = report.flow.as_ref().filter(|f| f.violations != 0) {
+            v.fail(format!(
+                "{}: the order flow saw {} messages that break the contract",
+                client.name(),
+                flow.violations
+            ));
         }
         let (pongs, rejects) = answers.get(&client.ix()).copied().unwrap_or_default();
         if (pongs, rejects) != (report.pongs, report.rejects) {
@@ -646,6 +722,7 @@ fn reports_hold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::op::{PERF_PING as OP_PERF_PING, PERF_PONG as OP_PERF_PONG};
     use fep_core::{ConnId, Nanos};
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -672,6 +749,7 @@ mod tests {
             t: [0; 4],
             pad: 0,
             code: 0,
+            order: crate::oracle::OrderFields::default(),
         }
     }
 
@@ -823,5 +901,45 @@ mod tests {
         let mut local = faulted(FaultKind::RefuseHandoff, false);
         local.event(&reject(1, ErrorCode::Overloaded, at), &names());
         assert_eq!(local.rejects.count, 1);
+    }
+
+    fn order_check() -> WireCheck {
+        let mut c = check();
+        c.expect_orders();
+        for seq in [1, 2] {
+            let mut new = event(CLIENT, Dir::Out, crate::oracle::op::NEW_ORDER, seq);
+            (new.seq, new.t) = (seq, [seq, 0, 0, 0]);
+            c.event(&new, &names());
+        }
+        c
+    }
+
+    #[test]
+    fn a_fill_before_its_orders_first_answer_fails() {
+        let mut c = order_check();
+        let mut fill = event(CLIENT, Dir::In, crate::oracle::op::ORDER_EXECUTED, 5);
+        (fill.seq, fill.t) = (1, [1, 2, 3, 4]);
+        c.event(&fill, &names());
+        assert_eq!(c.later.count, 1, "{}", c.later);
+    }
+
+    #[test]
+    fn a_fill_for_a_request_never_sent_fails_and_a_makers_fill_passes() {
+        let mut c = order_check();
+        let mut maker = event(CLIENT, Dir::In, crate::oracle::op::ORDER_EXECUTED, 5);
+        maker.seq = 2;
+        c.event(&maker, &names());
+        assert!(c.later.passed(), "{}", c.later);
+        maker.seq = 3;
+        c.event(&maker, &names());
+        assert_eq!(c.later.count, 1, "{}", c.later);
+    }
+
+    #[test]
+    fn an_exchange_refusal_on_the_merits_is_an_answer_in_order() {
+        let mut c = order_check();
+        c.event(&reject(2, ErrorCode::InsufficientBalance, 5), &names());
+        assert!(c.rejects.passed(), "{}", c.rejects);
+        assert_eq!(c.fifo.count, 1, "{}", c.fifo);
     }
 }
