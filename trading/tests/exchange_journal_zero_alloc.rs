@@ -3,7 +3,7 @@
 //! engine worker take orders that rest, fill and cancel, append their
 //! records, hear "durable up to N" and release the answers it held.
 
-use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig};
+use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_trading::exchange::{Exchange, ExchangeConfig, ENGINE_WORKER};
 use fep_trading::msg::RoleHelloReq;
 use fep_trading::order::{self, OrderMsg, SIDE_BUY, SIDE_SELL, TIF_DAY};
@@ -215,4 +215,137 @@ fn a_snapshot_of_the_engine_costs_one_allocation() {
     let n = allocations_in(|| rounds(&mut w, conns, &mut round, (2_000, 12_000), 7, &mut d));
     assert_eq!(d.snapshots, 10, "one every 3,000 of the 30,000 records");
     assert_eq!(n, d.snapshots, "allocations");
+}
+
+/// Two workers: clients on worker 1, the engine (and the journal) on
+/// worker 0; the lanes between them are moved through `scratch`, reused.
+struct Pair {
+    workers: [Worker<Exchange>; 2],
+    scratch: Vec<u8>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let config = ExchangeConfig {
+            journal: Some(0),
+            snapshot_every: 0,
+            ..ExchangeConfig::default()
+        };
+        let worker = |id: u16| {
+            let mut w = Worker::new(
+                WorkerId(id),
+                WorkerConfig::default(),
+                Exchange::new(WorkerId(id), config.clone()),
+            );
+            w.start(Nanos(1));
+            w
+        };
+        Pair {
+            workers: [worker(0), worker(1)],
+            scratch: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// Drains both workers until neither has an effect left.
+    fn settle(&mut self, now: Nanos, d: &mut Drained) {
+        loop {
+            let mut moved = false;
+            for w in 0..2 {
+                drain_lanes(self, w, now, d, &mut moved);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+fn drain_lanes(p: &mut Pair, w: usize, now: Nanos, d: &mut Drained, moved: &mut bool) {
+    while let Some(e) = p.workers[w].poll_effect() {
+        *moved = true;
+        let worker = &mut p.workers[w];
+        match e {
+            Effect::Transmit { conn } => {
+                let n = worker.transmit_buf(conn).len();
+                d.written += n;
+                worker.handle_written(now, conn, n);
+            }
+            Effect::Journal => {
+                let n = worker.journal_buf().len();
+                d.journaled += n;
+                worker.handle_journaled(n);
+            }
+            Effect::Handoff { target } => {
+                p.scratch.clear();
+                p.scratch.extend_from_slice(worker.handoff_buf(target));
+                worker.handle_handed_off(target);
+                let source = WorkerId(w as u16);
+                p.workers[target.index()].handle_handoff(now, source, &p.scratch);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn pair_rounds(
+    p: &mut Pair,
+    conns: (ConnId, ConnId),
+    round: &mut Round,
+    span: (u64, u64),
+    d: &mut Drained,
+) {
+    for i in span.0..span.1 {
+        let now = Nanos(1_000 + i * 1_000);
+        round.number(i);
+        let client = &mut p.workers[1];
+        client.handle_read(now, conns.0, &round.sell);
+        client.handle_read(now, conns.1, &round.buy);
+        client.handle_read(now, conns.0, &round.cancel);
+        p.settle(now, d);
+        if (i + 1) % 5 == 0 {
+            let (last, _) = p.workers[0].service().journal_seqs().expect("journaling");
+            p.workers[0].handle_durable(now, last);
+            p.settle(now, d);
+        }
+    }
+}
+
+#[test]
+fn requests_handed_to_the_engines_worker_are_journaled_and_answered_without_allocating() {
+    let mut p = Pair::new();
+    let mut conns = [ConnId::from_bits(0); 2];
+    for (k, conn) in conns.iter_mut().enumerate() {
+        let now = Nanos(2 + k as u64);
+        *conn = p.workers[1].handle_accepted(now).expect("room");
+        let mut hello = Vec::new();
+        RoleHelloReq {
+            role: 1,
+            version: 1,
+            token: "",
+        }
+        .encode(&mut hello);
+        p.workers[1].handle_read(now, *conn, &hello);
+        p.settle(now, &mut Drained::default());
+    }
+    let conns = (conns[0], conns[1]);
+    let mut round = Round::new();
+    let mut warm = Drained::default();
+    pair_rounds(&mut p, conns, &mut round, (0, 2_000), &mut warm);
+    assert_eq!(p.workers[0].service().journal_seqs(), Some((6_000, 6_000)));
+
+    let mut d = Drained::default();
+    let n = allocations_in(|| pair_rounds(&mut p, conns, &mut round, (2_000, 6_000), &mut d));
+    assert_eq!(n, 0, "allocations in 12,000 handed-off journaled requests");
+    assert_eq!(
+        p.workers[0].service().journal_seqs(),
+        Some((18_000, 18_000))
+    );
+    // The answers reached the clients' worker and were written there.
+    assert!(d.written > 4_000 * 5 * 40, "{} bytes written", d.written);
+    assert_eq!(
+        p.workers[1].service().stats().fills,
+        0,
+        "matched on worker 0"
+    );
+    assert_eq!(p.workers[0].service().stats().fills, 6_000);
 }
