@@ -27,7 +27,7 @@ use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::{Gateway, Routing};
 
 use crate::check::{self, Explain, Verdict, WireCheck};
-use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
+use crate::driver::{Buggify, Control, Host, HostSpec, JournalLog, Knobs, Sabotage};
 use crate::faults::{Fault, FaultKind, FaultPlan};
 use crate::orders::OrderCheck;
 use crate::trace::{Recorder, SharedRecorder};
@@ -309,6 +309,112 @@ pub fn order_flow(config: &RunConfig, k: u16) -> FlowConfig {
     }
 }
 
+/// The storage faults of one o-scenario run, drawn from its seed (each on
+/// in about half the seeds, as TigerBeetle's VOPR swarms its options),
+/// composed with the network fault plan. turmoil's filesystem applies
+/// them for the whole run: a crash (the `crash` fault) drops what was
+/// written and not synced, and tears a pending write to a prefix of whole
+/// blocks; reads come back corrupt now and then (the journal's checksums
+/// catch it; the storage layer reads again).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StorageKnobs {
+    /// Torn writes keep a prefix of whole blocks of this size.
+    pub block_size: u64,
+    /// Probability that a read returns corrupted bytes.
+    pub corruption_probability: f64,
+    /// Simulated ms between a batch's write and its sync (0: at once).
+    pub sync_delay_ms: u64,
+}
+
+impl StorageKnobs {
+    /// The knobs of `seed`.
+    pub fn swarm(seed: u64) -> StorageKnobs {
+        let mut rng = crate::seed::rng(seed, "harness", "storage", 0);
+        StorageKnobs {
+            block_size: [1, 512, 4096][rng.random_range(0..3)],
+            corruption_probability: if rng.random_bool(0.5) { 0.01 } else { 0.0 },
+            sync_delay_ms: rng.random_range(0..3),
+        }
+    }
+}
+
+/// The directory of the exchange's journal on its simulated filesystem.
+pub const JOURNAL_DIR: &str = "/wal";
+
+/// The exchange's service in an o-scenario: worker 0 recovers the journal
+/// in [`JOURNAL_DIR`] (empty at the first start) through the engine, hands
+/// the recovered records to the order check, and leaves the journal in
+/// `slot` for the driver; a recovery that fails leaves the slot empty (the
+/// exchange then refuses what it would journal) and says so.
+fn recovering_exchange(
+    w: fep_core::WorkerId,
+    config: &ExchangeConfig,
+    slot: &crate::driver::JournalSlot,
+    recorder: &SharedRecorder,
+) -> Exchange {
+    if w != fep_trading::exchange::ENGINE_WORKER {
+        return Exchange::new(w, config.clone());
+    }
+    let engine_config = config.engine;
+    let mut settings = Vec::new();
+    engine_config.encode(&mut settings);
+    let engine = RefCell::new(fep_engine::Engine::new(engine_config).expect("valid settings"));
+    let mut records = Vec::new();
+    let mut events = Vec::new();
+    let opened = crate::storage::SimJournal::open(
+        crate::storage::StorageConfig::new(JOURNAL_DIR, settings),
+        |_, bytes| {
+            *engine.borrow_mut() =
+                fep_engine::Engine::restore(engine_config, bytes).expect("our own snapshot");
+        },
+        |record| {
+            records.extend_from_slice(&(record.payload.len() as u32).to_be_bytes());
+            records.extend_from_slice(record.payload);
+            if let Ok(c) = fep_engine::Command::decode(record.payload) {
+                events.clear();
+                engine.borrow_mut().handle(&c, &mut events);
+            }
+        },
+    );
+    match opened {
+        Ok((journal, recovered)) => {
+            slot.replace(Some(journal));
+            let mut r = recorder.borrow_mut();
+            r.line(
+                crate::driver::sim_now(),
+                format_args!("exchange"),
+                format_args!(
+                    "recovered {} records (torn tail: {})",
+                    recovered.seq_last,
+                    recovered.torn.is_some()
+                ),
+            );
+            r.recovered(&records);
+            drop(r);
+            Exchange::recovered(
+                w,
+                ExchangeConfig {
+                    journal: Some(recovered.seq_last),
+                    ..config.clone()
+                },
+                engine.into_inner(),
+            )
+        }
+        Err(e) => {
+            slot.replace(None);
+            let mut r = recorder.borrow_mut();
+            r.line(
+                crate::driver::sim_now(),
+                format_args!("exchange"),
+                format_args!("recovery failed: {e}"),
+            );
+            r.recovery_failed(&e.to_string());
+            drop(r);
+            Exchange::new(w, config.clone())
+        }
+    }
+}
+
 /// The exchange's settings: the ping scenarios run its defaults; the
 /// o-scenarios [`order_engine`] with a journal (see [`crate::orders`]:
 /// its records are the engine's input order).
@@ -328,6 +434,17 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
     let seed = config.seed;
     let knobs = base_knobs(Sabotage::None, config.short_reads);
     let exchange_config = exchange_config(config);
+    let journal = config.scenario.orders().then(|| JournalLog {
+        slot: Rc::default(),
+        sync_delay_ms: StorageKnobs::swarm(seed).sync_delay_ms,
+    });
+    let service: Rc<dyn Fn(fep_core::WorkerId) -> Exchange> = match &journal {
+        Some(log) => {
+            let (slot, recorder) = (log.slot.clone(), recorder.clone());
+            Rc::new(move |w| recovering_exchange(w, &exchange_config, &slot, &recorder))
+        }
+        None => Rc::new(move |w| Exchange::new(w, exchange_config.clone())),
+    };
     let exchange = Host::new(
         HostSpec {
             name: "exchange".into(),
@@ -336,7 +453,8 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             peers: Vec::new(),
             worker_config: WorkerConfig::default(),
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
-            service: Rc::new(move |w| Exchange::new(w, exchange_config.clone())),
+            service,
+            journal,
         },
         seed,
         knobs,
@@ -356,6 +474,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             },
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
             service: Rc::new(move |id| Gateway::new(id, gateway_config.clone())),
+            journal: None,
         },
         seed,
         base_knobs(config.sabotage, config.short_reads),
@@ -390,6 +509,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
                     worker_config: WorkerConfig::default(),
                     connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
                     service: Rc::new(move |_| Client::new(client_config.clone())),
+                    journal: None,
                 },
                 seed,
                 knobs,
@@ -457,21 +577,27 @@ pub fn run(config: &RunConfig) -> Outcome {
         let unsent_excused = faults
             .iter()
             .any(|f| f.kind == FaultKind::Cut || (f.kind == FaultKind::Hold && f.causes_rejects()));
-        recorder.borrow_mut().check_orders(OrderCheck::new(
-            hosts.exchange.ix(),
-            order_engine(),
-            unsent_excused,
-        ));
+        let mut orders = OrderCheck::new(hosts.exchange.ix(), order_engine(), unsent_excused);
+        orders.durable_log();
+        recorder.borrow_mut().check_orders(orders);
     }
     recorder.borrow_mut().check_wire(wire);
-    let mut sim = turmoil::Builder::new()
+    let mut builder = turmoil::Builder::new();
+    builder
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::ZERO)
         .max_message_latency(Duration::from_millis(LINK_LATENCY_MS_MAX))
-        .simulation_duration(Duration::from_secs(24 * 3600))
-        .build();
+        .simulation_duration(Duration::from_secs(24 * 3600));
+    if config.scenario.orders() {
+        let storage = StorageKnobs::swarm(config.seed);
+        builder
+            .fs()
+            .corruption_probability(storage.corruption_probability)
+            .block_size(storage.block_size);
+    }
+    let mut sim = builder.build();
     hosts.exchange.install(&mut sim);
     hosts.gateway.install(&mut sim);
 

@@ -295,3 +295,93 @@ fn a_cancel_answer_must_echo_the_cancel_requests_id() {
     let verdicts = check.finish(None);
     assert_eq!(failed(&verdicts, "reference model").count, 1);
 }
+
+/// Records as the exchange hands them to its log: `len:u32`, then the
+/// command's journal encoding.
+fn records(commands: &[Command]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in commands {
+        let mut body = Vec::new();
+        c.encode(&mut body);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Three orders journaled on a durable log, the first `durable` of them
+/// synced, then a crash and a recovery of `recovered`.
+fn crash_and_recover(durable: u64, recovered: &[Command]) -> Vec<Verdict> {
+    let orders = [
+        new_order(1, 1, Side::Sell, 10),
+        new_order(1, 2, Side::Sell, 10),
+        new_order(1, 3, Side::Sell, 10),
+    ];
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.durable_log();
+    check.recovered(&[]);
+    check.journaled(&records(&orders));
+    check.durable(durable);
+    for (i, o) in orders.iter().enumerate().take(durable as usize) {
+        let Command::NewOrder(n) = o else {
+            unreachable!()
+        };
+        let order_id = i as u64 + 1;
+        check.event(&out(
+            op::ORDER_ACCEPTED,
+            n.cl_ord_id,
+            accepted(1, order_id, Side::Sell, 10),
+        ));
+    }
+    check.restart();
+    check.recovered(&records(recovered));
+    check.finish(None)
+}
+
+#[test]
+fn a_recovery_with_every_durable_record_and_one_never_acknowledged_passes() {
+    let orders = [
+        new_order(1, 1, Side::Sell, 10),
+        new_order(1, 2, Side::Sell, 10),
+        new_order(1, 3, Side::Sell, 10),
+    ];
+    let verdicts = crash_and_recover(2, &orders);
+    assert!(verdicts.iter().all(Verdict::passed), "{verdicts:?}");
+    let verdicts = crash_and_recover(2, &orders[..2]);
+    assert!(verdicts.iter().all(Verdict::passed), "{verdicts:?}");
+}
+
+#[test]
+fn a_recovery_that_loses_an_acknowledged_record_is_caught() {
+    let verdicts = crash_and_recover(2, &[new_order(1, 1, Side::Sell, 10)]);
+    let v = failed(&verdicts, "no acknowledged request lost");
+    assert_eq!(v.count, 1, "{v}");
+    assert!(
+        v.violations[0].contains("2 records were durable, 1 recovered"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_recovery_that_replays_another_history_is_caught() {
+    let verdicts = crash_and_recover(
+        2,
+        &[
+            new_order(1, 1, Side::Sell, 10),
+            new_order(1, 2, Side::Buy, 10),
+        ],
+    );
+    assert_eq!(failed(&verdicts, "no acknowledged request lost").count, 1);
+}
+
+#[test]
+fn an_answer_owed_for_a_durable_request_and_never_written_is_caught_at_the_crash() {
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.durable_log();
+    check.recovered(&[]);
+    check.journaled(&records(&[new_order(1, 1, Side::Sell, 10)]));
+    check.durable(1);
+    check.restart();
+    check.recovered(&records(&[new_order(1, 1, Side::Sell, 10)]));
+    assert_eq!(failed(&check.finish(None), "reference model").count, 1);
+}
