@@ -245,6 +245,8 @@ impl Outcome {
 /// The hosts of one run.
 pub(crate) struct Hosts {
     pub(crate) exchange: Host<Exchange>,
+    /// The exchange's journal on the simulated disk (o-scenarios).
+    pub(crate) journal: Option<JournalLog>,
     pub(crate) gateway: Host<Gateway>,
     pub(crate) clients: Vec<Host<Client>>,
 }
@@ -324,7 +326,17 @@ pub struct StorageKnobs {
     pub corruption_probability: f64,
     /// Simulated ms between a batch's write and its sync (0: at once).
     pub sync_delay_ms: u64,
+    /// Probability that a file operation fails. A failed write or sync
+    /// breaks the journal: the exchange acknowledges nothing more and
+    /// refuses `SHUTTING_DOWN` until the harness restarts it
+    /// ([`JOURNAL_RESTART_MS`] later), which recovers on the same
+    /// directory (and may fail again).
+    pub io_error_probability: f64,
 }
+
+/// How long an exchange whose journal failed runs on, refusing, before
+/// the harness restarts it (an operator's restart).
+pub const JOURNAL_RESTART_MS: u64 = 10;
 
 impl StorageKnobs {
     /// The knobs of `seed`.
@@ -334,6 +346,7 @@ impl StorageKnobs {
             block_size: [1, 512, 4096][rng.random_range(0..3)],
             corruption_probability: if rng.random_bool(0.5) { 0.01 } else { 0.0 },
             sync_delay_ms: rng.random_range(0..3),
+            io_error_probability: if rng.random_bool(0.3) { 0.002 } else { 0.0 },
         }
     }
 }
@@ -438,6 +451,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
         slot: Rc::default(),
         sync_delay_ms: StorageKnobs::swarm(seed).sync_delay_ms,
     });
+    let log = journal.clone();
     let service: Rc<dyn Fn(fep_core::WorkerId) -> Exchange> = match &journal {
         Some(log) => {
             let (slot, recorder) = (log.slot.clone(), recorder.clone());
@@ -519,6 +533,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
         .collect();
     Hosts {
         exchange,
+        journal: log,
         gateway,
         clients,
     }
@@ -571,6 +586,11 @@ pub fn run(config: &RunConfig) -> Outcome {
     );
     if config.scenario.orders() {
         wire.expect_orders();
+        // Found one step after the failure, restarted JOURNAL_RESTART_MS
+        // later, then the gateway's way back.
+        wire.explain_journal_failures(
+            (JOURNAL_RESTART_MS + 2) * 1_000_000 + explain(config).upstream_back_ns,
+        );
         // A cut, or a hold long enough for the gateway to declare its
         // upstream dead, closes the connections the exchange owes messages
         // to.
@@ -595,6 +615,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         builder
             .fs()
             .corruption_probability(storage.corruption_probability)
+            .io_error_probability(storage.io_error_probability)
             .block_size(storage.block_size);
     }
     let mut sim = builder.build();
@@ -633,10 +654,11 @@ pub fn run(config: &RunConfig) -> Outcome {
         }
     }
     schedule.sort();
-    let last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
+    let mut last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
     // A livelock still answers now and then: past this the run has failed
     // whatever its progress.
-    let deadline_ms = last_heal.max(start_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+    let mut deadline_ms = last_heal.max(start_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+    let mut watch = JournalWatch::default();
     let mut progress = (0, start_ms);
     let mut next = 0;
     let mut begun = vec![false; faults.len()];
@@ -692,12 +714,21 @@ pub fn run(config: &RunConfig) -> Outcome {
         if crate::panics::seen() {
             break;
         }
+        let crash_active = faults
+            .iter()
+            .enumerate()
+            .any(|(i, f)| f.kind == FaultKind::Crash && begun[i] && !ended[i]);
+        if let Some(healed_ms) = watch.step(&mut sim, &hosts, &recorder, crash_active) {
+            last_heal = last_heal.max(healed_ms);
+            deadline_ms = deadline_ms.max(healed_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+        }
     }
     for (i, f) in faults.iter().enumerate() {
         if begun[i] && !ended[i] && f.kind != FaultKind::Leave {
             end(&mut sim, &hosts, &recorder, f, config.sabotage);
         }
     }
+    watch.heal(&mut sim, &hosts, &recorder);
     for _ in 0..QUIESCE_MS {
         if let Err(e) = sim.step() {
             failures.push(format!("host software failed while quiescing: {e}"));
@@ -784,6 +815,76 @@ pub fn run(config: &RunConfig) -> Outcome {
         round_trips,
         verdicts,
         order_commands,
+    }
+}
+
+/// Restarts an exchange whose journal failed (an I/O error on write or
+/// sync, or while recovering): it stops acknowledging at once, refuses
+/// `SHUTTING_DOWN`, and [`JOURNAL_RESTART_MS`] later the harness restarts
+/// it on the same directory, as an operator would. The refusals and the
+/// restart's lost upstream are explained to the wire check from the
+/// failure on.
+#[derive(Debug, Default)]
+struct JournalWatch {
+    /// The incarnation that failed, and when it is restarted (ms).
+    restart: Option<(u32, u64)>,
+    /// Incarnations up to this one were handled.
+    handled: u32,
+}
+
+impl JournalWatch {
+    /// After a step: returns when a restart healed the exchange (ms).
+    fn step(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        hosts: &Hosts,
+        recorder: &SharedRecorder,
+        crash_active: bool,
+    ) -> Option<u64> {
+        let log = hosts.journal.as_ref()?;
+        let now_ms = millis(sim.elapsed());
+        let incarnation = hosts.exchange.incarnation();
+        if let Some((failed, at_ms)) = self.restart {
+            if now_ms < at_ms {
+                return None;
+            }
+            self.restart = None;
+            // A crash fault that struck meanwhile restarts it itself.
+            if !crash_active && incarnation == failed {
+                fault_line(recorder, sim, format_args!("journal restart"));
+                sim.bounce("exchange");
+            }
+            return Some(now_ms);
+        }
+        let workers = hosts.exchange.workers();
+        let broken = incarnation > self.handled
+            && !crash_active
+            && workers.first().is_some_and(|w| {
+                log.slot.borrow().is_none() || w.borrow().service().journal_failed()
+            });
+        if !broken {
+            return None;
+        }
+        self.handled = incarnation;
+        fault_line(recorder, sim, format_args!("journal failed: restart"));
+        sim.crash("exchange");
+        recorder.borrow_mut().host_crashed(hosts.exchange.ix());
+        let at_ms = now_ms + JOURNAL_RESTART_MS;
+        self.restart = Some((incarnation, at_ms));
+        None
+    }
+}
+
+impl JournalWatch {
+    /// The run is over: a restart still due happens now, as every fault
+    /// heals before the quiescence.
+    fn heal(&mut self, sim: &mut turmoil::Sim<'_>, hosts: &Hosts, recorder: &SharedRecorder) {
+        if let Some((failed, _)) = self.restart.take() {
+            if hosts.exchange.incarnation() == failed {
+                fault_line(recorder, sim, format_args!("journal restart"));
+                sim.bounce("exchange");
+            }
+        }
     }
 }
 

@@ -221,6 +221,13 @@ impl Recorder {
         }
     }
 
+    /// A host's journal failed at `at`: it acknowledges nothing more.
+    pub fn journal_failed(&mut self, at: Nanos) {
+        if let Some(check) = &mut self.wire {
+            check.journal_failed(at.as_u64());
+        }
+    }
+
     /// A restarted exchange recovered `records` (`len:u32` then the record,
     /// each) from its journal.
     pub fn recovered(&mut self, records: &[u8]) {

@@ -730,6 +730,7 @@ impl<S: Service> WorkerTask<S> {
 
     fn journal_failed(&mut self, now: Nanos, e: &crate::storage::StorageError) {
         self.line(now, format_args!("journal failed: {e}"));
+        self.host.recorder.borrow_mut().journal_failed(now);
         self.worker.borrow_mut().handle_journal_failed(now);
     }
 
