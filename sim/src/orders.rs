@@ -81,6 +81,24 @@ struct Expected {
     fields: OrderFields,
 }
 
+/// What the order check saw of the exchange's journal in one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Journaled commands run through the model.
+    pub commands: u64,
+    /// Starts that recovered the journal (the first start included).
+    pub recoveries: u32,
+    /// Records those recoveries replayed, in all.
+    pub records_recovered: u64,
+    /// Records recovered that were durable but never reported durable
+    /// (written, then the crash came before the sync's answer).
+    pub unacknowledged_recovered: u64,
+    /// Starts whose recovery failed (an I/O error reading the journal).
+    pub recovery_failures: u32,
+    /// Times the running journal failed (an I/O error on write or sync).
+    pub journal_failures: u32,
+}
+
 /// The order-entry checks of one run (see the module's doc).
 #[derive(Debug)]
 pub struct OrderCheck {
@@ -98,8 +116,8 @@ pub struct OrderCheck {
     answers: BTreeMap<(u64, u64), Vec<Event>>,
     /// Rejects on the merits the exchange wrote, by code.
     rejects_wire: BTreeMap<u16, u64>,
-    /// Commands the model has run, over all incarnations.
-    commands: u64,
+    /// Commands the model has run, over all incarnations, and recoveries.
+    stats: JournalStats,
     /// The journaled commands of the exchange's current history, in order:
     /// record `i + 1` is `history[i]`.
     history: Vec<Command>,
@@ -293,7 +311,7 @@ impl OrderCheck {
             reads: VecDeque::new(),
             answers: BTreeMap::new(),
             rejects_wire: BTreeMap::new(),
-            commands: 0,
+            stats: JournalStats::default(),
             history: Vec::new(),
             storage: false,
             durable: 0,
@@ -329,7 +347,12 @@ impl OrderCheck {
 
     /// Commands the model has run.
     pub fn commands(&self) -> u64 {
-        self.commands
+        self.stats.commands
+    }
+
+    /// What the check saw of the journal so far.
+    pub fn stats(&self) -> JournalStats {
+        self.stats
     }
 
     /// Journal records the exchange appended (each `len:u32` then the
@@ -375,7 +398,7 @@ impl OrderCheck {
         if let Some(at) = at {
             self.place_reads(at);
         }
-        self.commands += 1;
+        self.stats.commands += 1;
         let record = self.history.len() as u64;
         if let Command::Replace(r) = command {
             // Named again: its makers' messages have a connection now.
@@ -453,6 +476,9 @@ impl OrderCheck {
             rest = &body[len..];
         }
         let n = commands.len() as u64;
+        self.stats.recoveries += 1;
+        self.stats.records_recovered += n;
+        self.stats.unacknowledged_recovered += n.saturating_sub(self.durable_at_crash);
         if n < self.durable_at_crash {
             self.recovery.fail(format!(
                 "an acknowledged request was lost: {} records were durable, {n} recovered",
@@ -482,9 +508,16 @@ impl OrderCheck {
         self.suspended = false;
     }
 
+    /// The running journal failed: nothing more becomes durable until a
+    /// restart.
+    pub fn journal_failed(&mut self) {
+        self.stats.journal_failures += 1;
+    }
+
     /// A restarted exchange could not recover (an I/O error while reading
     /// its journal): until the next restart it is not compared.
     pub fn recovery_failed(&mut self, _why: &str) {
+        self.stats.recovery_failures += 1;
         self.suspended = true;
     }
 

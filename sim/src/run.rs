@@ -228,6 +228,8 @@ pub struct Outcome {
     /// Journaled commands the order check ran through the model (0 in the
     /// ping scenarios).
     pub order_commands: u64,
+    /// The exchange's journal as the order check saw it (o-scenarios).
+    pub journal: Option<crate::orders::JournalStats>,
 }
 
 impl Outcome {
@@ -771,6 +773,7 @@ pub fn run(config: &RunConfig) -> Outcome {
     let answered = wire.answered();
     let order_check = recorder.borrow_mut().take_order_check();
     let order_commands = order_check.as_ref().map_or(0, OrderCheck::commands);
+    let journal = order_check.as_ref().map(OrderCheck::stats);
     let order_verdicts = order_check.map(|check| {
         let workers = hosts.exchange.workers();
         let worker = workers.first().map(|w| w.borrow());
@@ -815,6 +818,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         round_trips,
         verdicts,
         order_commands,
+        journal,
     }
 }
 

@@ -226,6 +226,9 @@ impl Recorder {
         if let Some(check) = &mut self.wire {
             check.journal_failed(at.as_u64());
         }
+        if let Some(check) = &mut self.orders {
+            check.journal_failed();
+        }
     }
 
     /// A restarted exchange recovered `records` (`len:u32` then the record,

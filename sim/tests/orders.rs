@@ -85,6 +85,36 @@ fn o3_keeps_every_invariant_under_every_fault() {
     sweep_passes(Scenario::O3);
 }
 
+#[test]
+fn storage_faults_strike_in_the_o_sweeps_and_every_recovery_holds() {
+    let mut total = fep_sim::orders::JournalStats::default();
+    for seed in 0..12 {
+        let config = RunConfig::seeded(Scenario::O1, seed, 300, "crash".parse().unwrap());
+        let outcome = run(&config);
+        assert!(
+            outcome.passed(),
+            "{:?}\n  reproduce: {}",
+            outcome.first_failure(),
+            config.command()
+        );
+        let j = outcome.journal.expect("an o-scenario journals");
+        total.recoveries += j.recoveries;
+        total.records_recovered += j.records_recovered;
+        total.journal_failures += j.journal_failures;
+    }
+    // Every seed starts once; a crash that strikes before the clients are
+    // done restarts it on the same disk.
+    assert!(
+        total.recoveries > 12,
+        "no crash restarted an exchange: {total:?}"
+    );
+    assert!(total.records_recovered > 0, "{total:?}");
+    assert!(
+        total.journal_failures > 0,
+        "no seed failed a write: {total:?}"
+    );
+}
+
 fn config(scenario: Scenario, seed: u64, faults: FaultPlan) -> RunConfig {
     RunConfig {
         faults,
