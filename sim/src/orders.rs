@@ -139,6 +139,10 @@ pub struct OrderCheck {
     /// Recovery failed: the exchange runs without its state until the
     /// next restart, and is not compared.
     suspended: bool,
+    /// The exchange restarted at least once (its orders lost their
+    /// connections, the gateway its upstream).
+    restarted: bool,
+    cancel_on_disconnect: Verdict,
     /// Rejects on the merits the model gave: (record, code).
     rejected: Vec<(u64, u16)>,
     recovery: Verdict,
@@ -319,6 +323,11 @@ impl OrderCheck {
             orphans: BTreeSet::new(),
             optional: BTreeSet::new(),
             suspended: false,
+            restarted: false,
+            cancel_on_disconnect: Verdict::new(
+                "no order left open once every client is gone (cancel on disconnect)",
+                Class::Safety,
+            ),
             rejected: Vec::new(),
             recovery: Verdict::new(
                 "no acknowledged request lost; recovery replays a prefix of the journal",
@@ -437,11 +446,13 @@ impl OrderCheck {
         self.durable = self.durable.max(seq);
     }
 
-    /// The exchange crashed. What it owed for durable requests must have
-    /// been written; the rest is forgotten with the incarnation. Without a
-    /// durable log the next one starts from nothing.
+    /// The exchange crashed: what it owed is forgotten with the
+    /// incarnation (answers released but not yet written when the process
+    /// died die with it, as a socket's buffer does; durability is checked
+    /// by the recovery). Without a durable log the next one starts from
+    /// nothing.
     pub fn restart(&mut self) {
-        self.settle("before the crash");
+        self.restarted = true;
         self.durable_at_crash = self.durable;
         self.expected.clear();
         self.optional.clear();
@@ -774,11 +785,23 @@ impl OrderCheck {
         if let Some(engine) = engine.filter(|_| !self.suspended) {
             self.final_state(engine);
         }
+        // PROTOCOL.md: the gateway cancels a departing client's open orders.
+        // A lost upstream or a restart leaves orders the gateway may no
+        // longer know of; the contract says nothing of those.
+        let open = self.model.open_orders();
+        if !self.unsent_excused && !self.restarted && !self.suspended && !open.is_empty() {
+            self.cancel_on_disconnect.fail(format!(
+                "{} orders still open, the first (account, name, price, open) {:?}",
+                open.len(),
+                open[0]
+            ));
+        }
         vec![
             self.model_agrees,
             self.no_fill_after_close,
             self.conserved,
             self.recovery,
+            self.cancel_on_disconnect,
         ]
     }
 }
