@@ -22,10 +22,11 @@ use fep_sim::sweep::{default_threads, sweep};
 use fep_sim::trace::{Dir, WireEvent};
 
 /// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set. Measured on a
-/// shared 2-vCPU machine (load average about 20): this whole test binary
-/// took 37 s of a 338 s `cargo test --workspace`; 200 seeds per scenario
-/// cost 72–119 s each there, too much for the suite, so CI runs 40 and a
-/// nightly sets `FEP_SIM_SEEDS=200` (or shards `fepsim sweep`).
+/// shared 2-vCPU machine: this whole test binary took 37 s of a 338 s
+/// `cargo test --workspace` (load average about 20) and 26 s of 255 s
+/// (about 10); 200 seeds per scenario of `fepsim sweep` cost 40–119 s each
+/// there, too much for the suite, so CI runs 40 and a nightly sets
+/// `FEP_SIM_SEEDS=200` (or shards `fepsim sweep`).
 const SEEDS_DEFAULT: u64 = 40;
 
 /// Requests per seed (the swarm draws 1/8× to 1.5× of it).
