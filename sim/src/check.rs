@@ -241,6 +241,8 @@ pub struct WireCheck {
     /// The clients send order entry: the exchange's own refusals are
     /// answers, always explained and in order.
     orders: bool,
+    /// How long a journal failure explains refusals, if it may happen.
+    journal_window_ns: Option<u64>,
     later: Verdict,
 }
 
@@ -323,6 +325,7 @@ impl WireCheck {
             routing: Verdict::new("gateway routes by the tag", Class::Safety),
             last_sent: BTreeMap::new(),
             orders: false,
+            journal_window_ns: None,
             later: Verdict::new(
                 "fills and IOC rests follow their request's first answer",
                 Class::Safety,
@@ -334,6 +337,34 @@ impl WireCheck {
     /// merits (codes 11–14) are first answers, in order, always allowed.
     pub fn expect_orders(&mut self) {
         self.orders = true;
+    }
+
+    /// Allows `code` from `from_ns` to `until_ns` (absolute simulated ns):
+    /// a fault the harness found during the run explains it, such as an
+    /// exchange whose journal failed (`SHUTTING_DOWN`) and its restart
+    /// (`UPSTREAM_UNAVAILABLE`).
+    pub fn allow(&mut self, code: ErrorCode, from_ns: u64, until_ns: u64) {
+        self.allowed.push(Explained {
+            code,
+            from_ns: from_ns.saturating_sub(self.start_ns),
+            until_ns: until_ns.saturating_sub(self.start_ns),
+        });
+    }
+
+    /// From now on a journal failure the exchange's driver reports
+    /// ([`WireCheck::journal_failed`]) explains `SHUTTING_DOWN` and
+    /// `UPSTREAM_UNAVAILABLE` for `window_ns`: the exchange refuses until
+    /// the harness restarts it, then the gateway reconnects.
+    pub fn explain_journal_failures(&mut self, window_ns: u64) {
+        self.journal_window_ns = Some(window_ns);
+    }
+
+    /// The exchange's journal failed at `at` (absolute simulated ns).
+    pub fn journal_failed(&mut self, at: u64) {
+        if let Some(window) = self.journal_window_ns {
+            self.allow(ErrorCode::ShuttingDown, at, at + window);
+            self.allow(ErrorCode::UpstreamUnavailable, at, at + window);
+        }
     }
 
     /// The clients start now: fault times count from here.

@@ -37,7 +37,12 @@
 //!   partition plus both drivers dropping their connections to the other
 //!   side (a TCP stack giving up), and dials time out while it lasts.
 //! - A crashed exchange is `crash` then `bounce`: a new incarnation with
-//!   fresh workers and fresh RNG streams.
+//!   fresh workers and fresh RNG streams. In the ping scenarios it starts
+//!   empty; in the order scenarios (o1–o3) it journals on turmoil's
+//!   simulated filesystem and recovers on the same directory, under
+//!   storage faults drawn from the seed ([`run::StorageKnobs`]: torn
+//!   writes, lost unsynced writes, I/O errors, read corruption); a journal
+//!   that fails is healed by a restart, as an operator would.
 //!
 //! # Reproducing
 //!

@@ -73,10 +73,30 @@ pub const READS_QUEUED_MAX: usize = 1 << 16;
 /// A message the model says the exchange writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Expected {
+    /// The journal record that caused it.
+    record: u64,
     opcode: u16,
     /// The header's `cl_ord_id`.
     seq: u64,
     fields: OrderFields,
+}
+
+/// What the order check saw of the exchange's journal in one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Journaled commands run through the model.
+    pub commands: u64,
+    /// Starts that recovered the journal (the first start included).
+    pub recoveries: u32,
+    /// Records those recoveries replayed, in all.
+    pub records_recovered: u64,
+    /// Records recovered that were durable but never reported durable
+    /// (written, then the crash came before the sync's answer).
+    pub unacknowledged_recovered: u64,
+    /// Starts whose recovery failed (an I/O error reading the journal).
+    pub recovery_failures: u32,
+    /// Times the running journal failed (an I/O error on write or sync).
+    pub journal_failures: u32,
 }
 
 /// The order-entry checks of one run (see the module's doc).
@@ -94,11 +114,38 @@ pub struct OrderCheck {
     /// Queries placed in the engine's order: (route, `cl_ord_id`) → the
     /// model's answer at that point.
     answers: BTreeMap<(u64, u64), Vec<Event>>,
-    /// Rejects on the merits the model gave, and the exchange wrote, by code.
-    rejects_model: BTreeMap<u16, u64>,
+    /// Rejects on the merits the exchange wrote, by code.
     rejects_wire: BTreeMap<u16, u64>,
-    /// Commands the model has run, over all incarnations.
-    commands: u64,
+    /// Commands the model has run, over all incarnations, and recoveries.
+    stats: JournalStats,
+    /// The journaled commands of the exchange's current history, in order:
+    /// record `i + 1` is `history[i]`.
+    history: Vec<Command>,
+    /// The exchange journals on a disk that survives a crash (the
+    /// storage runs); otherwise it restarts empty.
+    storage: bool,
+    /// Every record up to here was reported durable (with the in-memory
+    /// log, every record at once).
+    durable: u64,
+    /// `durable` when the exchange last crashed: recovery must give back
+    /// at least this much.
+    durable_at_crash: u64,
+    /// Orders open when the exchange last recovered, by (account, name):
+    /// they have no connection, so their makers' messages go unsent
+    /// (PROTOCOL.md) until a replace names them again.
+    orphans: BTreeSet<(u32, u64)>,
+    /// Expected messages that may go unsent (makers' fills of orphans).
+    optional: BTreeSet<Key>,
+    /// Recovery failed: the exchange runs without its state until the
+    /// next restart, and is not compared.
+    suspended: bool,
+    /// The exchange restarted at least once (its orders lost their
+    /// connections, the gateway its upstream).
+    restarted: bool,
+    cancel_on_disconnect: Verdict,
+    /// Rejects on the merits the model gave: (record, code).
+    rejected: Vec<(u64, u16)>,
+    recovery: Verdict,
     /// Faults in this run may close the gateway's upstream connections, so
     /// messages for them may go unsent.
     unsent_excused: bool,
@@ -127,6 +174,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
         } => (
             Key::Accepted { order_id },
             Expected {
+                record: 0,
                 opcode: op::ORDER_ACCEPTED,
                 seq: cl_ord_id,
                 fields: OrderFields {
@@ -156,6 +204,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
                 maker: liquidity == Liquidity::Maker,
             },
             Expected {
+                record: 0,
                 opcode: op::ORDER_EXECUTED,
                 seq: cl_ord_id,
                 fields: OrderFields {
@@ -186,6 +235,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
             (
                 Key::Canceled { order_id },
                 Expected {
+                    record: 0,
                     opcode: op::ORDER_CANCELED,
                     seq,
                     fields: OrderFields {
@@ -210,6 +260,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
                 cl_ord_id,
             },
             Expected {
+                record: 0,
                 opcode: op::ORDER_REPLACED,
                 seq: cl_ord_id,
                 fields: OrderFields {
@@ -263,9 +314,25 @@ impl OrderCheck {
             closed: BTreeSet::new(),
             reads: VecDeque::new(),
             answers: BTreeMap::new(),
-            rejects_model: BTreeMap::new(),
             rejects_wire: BTreeMap::new(),
-            commands: 0,
+            stats: JournalStats::default(),
+            history: Vec::new(),
+            storage: false,
+            durable: 0,
+            durable_at_crash: 0,
+            orphans: BTreeSet::new(),
+            optional: BTreeSet::new(),
+            suspended: false,
+            restarted: false,
+            cancel_on_disconnect: Verdict::new(
+                "no order left open once every client is gone (cancel on disconnect)",
+                Class::Safety,
+            ),
+            rejected: Vec::new(),
+            recovery: Verdict::new(
+                "no acknowledged request lost; recovery replays a prefix of the journal",
+                Class::Safety,
+            ),
             unsent_excused,
             model_agrees: Verdict::new(
                 "exchange messages equal the reference model's, event for event",
@@ -289,7 +356,12 @@ impl OrderCheck {
 
     /// Commands the model has run.
     pub fn commands(&self) -> u64 {
-        self.commands
+        self.stats.commands
+    }
+
+    /// What the check saw of the journal so far.
+    pub fn stats(&self) -> JournalStats {
+        self.stats
     }
 
     /// Journal records the exchange appended (each `len:u32` then the
@@ -304,7 +376,13 @@ impl OrderCheck {
                 return;
             };
             match Command::decode(record) {
-                Ok(command) => self.command(&command),
+                Ok(command) => {
+                    self.history.push(command);
+                    if !self.storage {
+                        self.durable = self.history.len() as u64;
+                    }
+                    self.command(&command);
+                }
                 Err(e) => self
                     .model_agrees
                     .fail(format!("a journal record does not decode: {e}")),
@@ -329,12 +407,26 @@ impl OrderCheck {
         if let Some(at) = at {
             self.place_reads(at);
         }
-        self.commands += 1;
+        self.stats.commands += 1;
+        let record = self.history.len() as u64;
+        if let Command::Replace(r) = command {
+            // Named again: its makers' messages have a connection now.
+            self.orphans.remove(&(r.account, r.orig_cl_ord_id));
+        }
         for event in self.model.handle(command) {
             if let Event::Rejected { code, .. } = event {
-                *self.rejects_model.entry(code.wire()).or_default() += 1;
+                self.rejected.push((record, code.wire()));
             }
-            if let Some((key, expected)) = expected_of(&event, command) {
+            if let Some((key, mut expected)) = expected_of(&event, command) {
+                expected.record = record;
+                let maker = matches!(key, Key::Executed { maker: true, .. });
+                if maker
+                    && self
+                        .orphans
+                        .contains(&(expected.fields.account, expected.seq))
+                {
+                    self.optional.insert(key);
+                }
                 if self.expected.insert(key, expected).is_some() {
                     self.model_agrees
                         .fail(format!("the model produced {key:?} twice"));
@@ -343,18 +435,101 @@ impl OrderCheck {
         }
     }
 
-    /// The exchange crashed: a new incarnation starts from nothing (no
-    /// journal survives a crash in these runs). What the old one owed is
-    /// checked, then forgotten.
+    /// The exchange journals on the simulated disk: a restart recovers
+    /// ([`OrderCheck::recovered`]) instead of starting empty.
+    pub fn durable_log(&mut self) {
+        self.storage = true;
+    }
+
+    /// The log made every record up to `seq` durable.
+    pub fn durable(&mut self, seq: u64) {
+        self.durable = self.durable.max(seq);
+    }
+
+    /// The exchange crashed: what it owed is forgotten with the
+    /// incarnation (answers released but not yet written when the process
+    /// died die with it, as a socket's buffer does; durability is checked
+    /// by the recovery). Without a durable log the next one starts from
+    /// nothing.
     pub fn restart(&mut self) {
-        self.settle("before the crash");
-        self.model = Model::new(self.config);
+        self.restarted = true;
+        self.durable_at_crash = self.durable;
         self.expected.clear();
+        self.optional.clear();
         self.closed.clear();
         self.reads.clear();
         self.answers.clear();
-        self.rejects_model.clear();
+        self.rejected.clear();
         self.rejects_wire.clear();
+        if !self.storage {
+            self.model = Model::new(self.config);
+            self.history.clear();
+            self.durable = 0;
+            self.durable_at_crash = 0;
+        }
+    }
+
+    /// A (re)started exchange recovered `records` (`len:u32` then the
+    /// record, each) from its journal: at least every record that was
+    /// durable when it crashed, and exactly the journal's first records.
+    /// The model becomes their replay.
+    pub fn recovered(&mut self, records: &[u8]) {
+        let mut commands = Vec::new();
+        let mut rest = records;
+        while let Some((head, body)) = rest.split_first_chunk::<4>() {
+            let len = (u32::from_be_bytes(*head) as usize).min(body.len());
+            match Command::decode(&body[..len]) {
+                Ok(c) => commands.push(c),
+                Err(e) => self
+                    .recovery
+                    .fail(format!("a recovered record does not decode: {e}")),
+            }
+            rest = &body[len..];
+        }
+        let n = commands.len() as u64;
+        self.stats.recoveries += 1;
+        self.stats.records_recovered += n;
+        self.stats.unacknowledged_recovered += n.saturating_sub(self.durable_at_crash);
+        if n < self.durable_at_crash {
+            self.recovery.fail(format!(
+                "an acknowledged request was lost: {} records were durable, {n} recovered",
+                self.durable_at_crash
+            ));
+        }
+        if let Some(i) = (0..commands.len()).find(|&i| self.history.get(i) != Some(&commands[i])) {
+            self.recovery.fail(format!(
+                "recovered record {} is {:?}, the exchange journaled {:?}",
+                i + 1,
+                commands[i],
+                self.history.get(i)
+            ));
+        }
+        self.history = commands;
+        self.model = Model::new(self.config);
+        for c in &self.history {
+            let _ = self.model.handle(c);
+        }
+        self.orphans = self
+            .model
+            .open_orders()
+            .into_iter()
+            .map(|(account, name, _, _)| (account, name))
+            .collect();
+        self.durable = n;
+        self.suspended = false;
+    }
+
+    /// The running journal failed: nothing more becomes durable until a
+    /// restart.
+    pub fn journal_failed(&mut self) {
+        self.stats.journal_failures += 1;
+    }
+
+    /// A restarted exchange could not recover (an I/O error while reading
+    /// its journal): until the next restart it is not compared.
+    pub fn recovery_failed(&mut self, _why: &str) {
+        self.stats.recovery_failures += 1;
+        self.suspended = true;
     }
 
     /// The reads up to and including `reads[at]` have been handled by the
@@ -398,7 +573,7 @@ impl OrderCheck {
 
     /// A frame the exchange host wrote or read.
     pub fn event(&mut self, e: &WireEvent) {
-        if e.host != self.exchange {
+        if e.host != self.exchange || self.suspended {
             return;
         }
         let o = e.order;
@@ -458,12 +633,13 @@ impl OrderCheck {
             self.closed.insert(order_id);
         }
         let got = Expected {
+            record: 0,
             opcode: e.opcode,
             seq: e.seq,
             fields: o,
         };
         match self.expected.remove(&key) {
-            Some(want) if want == got => {}
+            Some(want) if Expected { record: 0, ..want } == got => {}
             Some(want) => self.model_agrees.fail(format!(
                 "at {}: the exchange wrote {got:?}, the model {want:?}",
                 e.at
@@ -526,19 +702,34 @@ impl OrderCheck {
         }
     }
 
-    /// What the model produced and the exchange has not written.
+    /// What the model produced for durable requests (their answers are
+    /// released once durable) and the exchange has not written.
     fn settle(&mut self, when: &str) {
-        if self.unsent_excused {
+        if self.unsent_excused || self.suspended {
             return;
         }
+        let durable = self.durable;
         for (key, want) in std::mem::take(&mut self.expected) {
-            self.model_agrees
-                .fail(format!("{when}: the exchange never wrote {key:?} {want:?}"));
+            if want.record <= durable && !self.optional.contains(&key) {
+                self.model_agrees
+                    .fail(format!("{when}: the exchange never wrote {key:?} {want:?}"));
+            }
         }
-        if self.rejects_model != self.rejects_wire {
+        let mut model = BTreeMap::new();
+        for &(record, code) in &self.rejected {
+            if record <= durable && (code == 11 || code == 14) {
+                *model.entry(code).or_insert(0u64) += 1;
+            }
+        }
+        let wire: BTreeMap<u16, u64> = self
+            .rejects_wire
+            .iter()
+            .filter(|(code, _)| **code == 11 || **code == 14)
+            .map(|(c, n)| (*c, *n))
+            .collect();
+        if model != wire {
             self.model_agrees.fail(format!(
-                "{when}: rejects by code, the model {:?}, the exchange {:?}",
-                self.rejects_model, self.rejects_wire
+                "{when}: rejects by code, the model {model:?}, the exchange {wire:?}"
             ));
         }
     }
@@ -591,9 +782,26 @@ impl OrderCheck {
     /// engine as it ended (`None` if it is down).
     pub fn finish(mut self, engine: Option<&Engine>) -> Vec<Verdict> {
         self.settle("at the end");
-        if let Some(engine) = engine {
+        if let Some(engine) = engine.filter(|_| !self.suspended) {
             self.final_state(engine);
         }
-        vec![self.model_agrees, self.no_fill_after_close, self.conserved]
+        // PROTOCOL.md: the gateway cancels a departing client's open orders.
+        // A lost upstream or a restart leaves orders the gateway may no
+        // longer know of; the contract says nothing of those.
+        let open = self.model.open_orders();
+        if !self.unsent_excused && !self.restarted && !self.suspended && !open.is_empty() {
+            self.cancel_on_disconnect.fail(format!(
+                "{} orders still open, the first (account, name, price, open) {:?}",
+                open.len(),
+                open[0]
+            ));
+        }
+        vec![
+            self.model_agrees,
+            self.no_fill_after_close,
+            self.conserved,
+            self.recovery,
+            self.cancel_on_disconnect,
+        ]
     }
 }

@@ -27,7 +27,7 @@ use fep_trading::exchange::{Exchange, ExchangeConfig};
 use fep_trading::gateway::{Gateway, Routing};
 
 use crate::check::{self, Explain, Verdict, WireCheck};
-use crate::driver::{Buggify, Control, Host, HostSpec, Knobs, Sabotage};
+use crate::driver::{Buggify, Control, Host, HostSpec, JournalLog, Knobs, Sabotage};
 use crate::faults::{Fault, FaultKind, FaultPlan};
 use crate::orders::OrderCheck;
 use crate::trace::{Recorder, SharedRecorder};
@@ -228,6 +228,8 @@ pub struct Outcome {
     /// Journaled commands the order check ran through the model (0 in the
     /// ping scenarios).
     pub order_commands: u64,
+    /// The exchange's journal as the order check saw it (o-scenarios).
+    pub journal: Option<crate::orders::JournalStats>,
 }
 
 impl Outcome {
@@ -245,6 +247,8 @@ impl Outcome {
 /// The hosts of one run.
 pub(crate) struct Hosts {
     pub(crate) exchange: Host<Exchange>,
+    /// The exchange's journal on the simulated disk (o-scenarios).
+    pub(crate) journal: Option<JournalLog>,
     pub(crate) gateway: Host<Gateway>,
     pub(crate) clients: Vec<Host<Client>>,
 }
@@ -309,6 +313,123 @@ pub fn order_flow(config: &RunConfig, k: u16) -> FlowConfig {
     }
 }
 
+/// The storage faults of one o-scenario run, drawn from its seed (each on
+/// in about half the seeds, as TigerBeetle's VOPR swarms its options),
+/// composed with the network fault plan. turmoil's filesystem applies
+/// them for the whole run: a crash (the `crash` fault) drops what was
+/// written and not synced, and tears a pending write to a prefix of whole
+/// blocks; reads come back corrupt now and then (the journal's checksums
+/// catch it; the storage layer reads again).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StorageKnobs {
+    /// Torn writes keep a prefix of whole blocks of this size.
+    pub block_size: u64,
+    /// Probability that a read returns corrupted bytes.
+    pub corruption_probability: f64,
+    /// Simulated ms between a batch's write and its sync (0: at once).
+    pub sync_delay_ms: u64,
+    /// Probability that a file operation fails. A failed write or sync
+    /// breaks the journal: the exchange acknowledges nothing more and
+    /// refuses `SHUTTING_DOWN` until the harness restarts it
+    /// ([`JOURNAL_RESTART_MS`] later), which recovers on the same
+    /// directory (and may fail again).
+    pub io_error_probability: f64,
+}
+
+/// How long an exchange whose journal failed runs on, refusing, before
+/// the harness restarts it (an operator's restart).
+pub const JOURNAL_RESTART_MS: u64 = 10;
+
+impl StorageKnobs {
+    /// The knobs of `seed`.
+    pub fn swarm(seed: u64) -> StorageKnobs {
+        let mut rng = crate::seed::rng(seed, "harness", "storage", 0);
+        StorageKnobs {
+            block_size: [1, 512, 4096][rng.random_range(0..3)],
+            corruption_probability: if rng.random_bool(0.5) { 0.01 } else { 0.0 },
+            sync_delay_ms: rng.random_range(0..3),
+            io_error_probability: if rng.random_bool(0.3) { 0.002 } else { 0.0 },
+        }
+    }
+}
+
+/// The directory of the exchange's journal on its simulated filesystem.
+pub const JOURNAL_DIR: &str = "/wal";
+
+/// The exchange's service in an o-scenario: worker 0 recovers the journal
+/// in [`JOURNAL_DIR`] (empty at the first start) through the engine, hands
+/// the recovered records to the order check, and leaves the journal in
+/// `slot` for the driver; a recovery that fails leaves the slot empty (the
+/// exchange then refuses what it would journal) and says so.
+fn recovering_exchange(
+    w: fep_core::WorkerId,
+    config: &ExchangeConfig,
+    slot: &crate::driver::JournalSlot,
+    recorder: &SharedRecorder,
+) -> Exchange {
+    if w != fep_trading::exchange::ENGINE_WORKER {
+        return Exchange::new(w, config.clone());
+    }
+    let engine_config = config.engine;
+    let mut settings = Vec::new();
+    engine_config.encode(&mut settings);
+    let engine = RefCell::new(fep_engine::Engine::new(engine_config).expect("valid settings"));
+    let mut records = Vec::new();
+    let mut events = Vec::new();
+    let opened = crate::storage::SimJournal::open(
+        crate::storage::StorageConfig::new(JOURNAL_DIR, settings),
+        |_, bytes| {
+            *engine.borrow_mut() =
+                fep_engine::Engine::restore(engine_config, bytes).expect("our own snapshot");
+        },
+        |record| {
+            records.extend_from_slice(&(record.payload.len() as u32).to_be_bytes());
+            records.extend_from_slice(record.payload);
+            if let Ok(c) = fep_engine::Command::decode(record.payload) {
+                events.clear();
+                engine.borrow_mut().handle(&c, &mut events);
+            }
+        },
+    );
+    match opened {
+        Ok((journal, recovered)) => {
+            slot.replace(Some(journal));
+            let mut r = recorder.borrow_mut();
+            r.line(
+                crate::driver::sim_now(),
+                format_args!("exchange"),
+                format_args!(
+                    "recovered {} records (torn tail: {})",
+                    recovered.seq_last,
+                    recovered.torn.is_some()
+                ),
+            );
+            r.recovered(&records);
+            drop(r);
+            Exchange::recovered(
+                w,
+                ExchangeConfig {
+                    journal: Some(recovered.seq_last),
+                    ..config.clone()
+                },
+                engine.into_inner(),
+            )
+        }
+        Err(e) => {
+            slot.replace(None);
+            let mut r = recorder.borrow_mut();
+            r.line(
+                crate::driver::sim_now(),
+                format_args!("exchange"),
+                format_args!("recovery failed: {e}"),
+            );
+            r.recovery_failed(&e.to_string());
+            drop(r);
+            Exchange::new(w, config.clone())
+        }
+    }
+}
+
 /// The exchange's settings: the ping scenarios run its defaults; the
 /// o-scenarios [`order_engine`] with a journal (see [`crate::orders`]:
 /// its records are the engine's input order).
@@ -328,6 +449,18 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
     let seed = config.seed;
     let knobs = base_knobs(Sabotage::None, config.short_reads);
     let exchange_config = exchange_config(config);
+    let journal = config.scenario.orders().then(|| JournalLog {
+        slot: Rc::default(),
+        sync_delay_ms: StorageKnobs::swarm(seed).sync_delay_ms,
+    });
+    let log = journal.clone();
+    let service: Rc<dyn Fn(fep_core::WorkerId) -> Exchange> = match &journal {
+        Some(log) => {
+            let (slot, recorder) = (log.slot.clone(), recorder.clone());
+            Rc::new(move |w| recovering_exchange(w, &exchange_config, &slot, &recorder))
+        }
+        None => Rc::new(move |w| Exchange::new(w, exchange_config.clone())),
+    };
     let exchange = Host::new(
         HostSpec {
             name: "exchange".into(),
@@ -336,7 +469,8 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             peers: Vec::new(),
             worker_config: WorkerConfig::default(),
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
-            service: Rc::new(move |w| Exchange::new(w, exchange_config.clone())),
+            service,
+            journal,
         },
         seed,
         knobs,
@@ -356,6 +490,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
             },
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
             service: Rc::new(move |id| Gateway::new(id, gateway_config.clone())),
+            journal: None,
         },
         seed,
         base_knobs(config.sabotage, config.short_reads),
@@ -390,6 +525,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
                     worker_config: WorkerConfig::default(),
                     connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
                     service: Rc::new(move |_| Client::new(client_config.clone())),
+                    journal: None,
                 },
                 seed,
                 knobs,
@@ -399,6 +535,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
         .collect();
     Hosts {
         exchange,
+        journal: log,
         gateway,
         clients,
     }
@@ -451,27 +588,39 @@ pub fn run(config: &RunConfig) -> Outcome {
     );
     if config.scenario.orders() {
         wire.expect_orders();
+        // Found one step after the failure, restarted JOURNAL_RESTART_MS
+        // later, then the gateway's way back.
+        wire.explain_journal_failures(
+            (JOURNAL_RESTART_MS + 2) * 1_000_000 + explain(config).upstream_back_ns,
+        );
         // A cut, or a hold long enough for the gateway to declare its
         // upstream dead, closes the connections the exchange owes messages
         // to.
         let unsent_excused = faults
             .iter()
             .any(|f| f.kind == FaultKind::Cut || (f.kind == FaultKind::Hold && f.causes_rejects()));
-        recorder.borrow_mut().check_orders(OrderCheck::new(
-            hosts.exchange.ix(),
-            order_engine(),
-            unsent_excused,
-        ));
+        let mut orders = OrderCheck::new(hosts.exchange.ix(), order_engine(), unsent_excused);
+        orders.durable_log();
+        recorder.borrow_mut().check_orders(orders);
     }
     recorder.borrow_mut().check_wire(wire);
-    let mut sim = turmoil::Builder::new()
+    let mut builder = turmoil::Builder::new();
+    builder
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::ZERO)
         .max_message_latency(Duration::from_millis(LINK_LATENCY_MS_MAX))
-        .simulation_duration(Duration::from_secs(24 * 3600))
-        .build();
+        .simulation_duration(Duration::from_secs(24 * 3600));
+    if config.scenario.orders() {
+        let storage = StorageKnobs::swarm(config.seed);
+        builder
+            .fs()
+            .corruption_probability(storage.corruption_probability)
+            .io_error_probability(storage.io_error_probability)
+            .block_size(storage.block_size);
+    }
+    let mut sim = builder.build();
     hosts.exchange.install(&mut sim);
     hosts.gateway.install(&mut sim);
 
@@ -507,10 +656,11 @@ pub fn run(config: &RunConfig) -> Outcome {
         }
     }
     schedule.sort();
-    let last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
+    let mut last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
     // A livelock still answers now and then: past this the run has failed
     // whatever its progress.
-    let deadline_ms = last_heal.max(start_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+    let mut deadline_ms = last_heal.max(start_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+    let mut watch = JournalWatch::default();
     let mut progress = (0, start_ms);
     let mut next = 0;
     let mut begun = vec![false; faults.len()];
@@ -566,12 +716,21 @@ pub fn run(config: &RunConfig) -> Outcome {
         if crate::panics::seen() {
             break;
         }
+        let crash_active = faults
+            .iter()
+            .enumerate()
+            .any(|(i, f)| f.kind == FaultKind::Crash && begun[i] && !ended[i]);
+        if let Some(healed_ms) = watch.step(&mut sim, &hosts, &recorder, crash_active) {
+            last_heal = last_heal.max(healed_ms);
+            deadline_ms = deadline_ms.max(healed_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+        }
     }
     for (i, f) in faults.iter().enumerate() {
         if begun[i] && !ended[i] && f.kind != FaultKind::Leave {
             end(&mut sim, &hosts, &recorder, f, config.sabotage);
         }
     }
+    watch.heal(&mut sim, &hosts, &recorder);
     for _ in 0..QUIESCE_MS {
         if let Err(e) = sim.step() {
             failures.push(format!("host software failed while quiescing: {e}"));
@@ -614,6 +773,7 @@ pub fn run(config: &RunConfig) -> Outcome {
     let answered = wire.answered();
     let order_check = recorder.borrow_mut().take_order_check();
     let order_commands = order_check.as_ref().map_or(0, OrderCheck::commands);
+    let journal = order_check.as_ref().map(OrderCheck::stats);
     let order_verdicts = order_check.map(|check| {
         let workers = hosts.exchange.workers();
         let worker = workers.first().map(|w| w.borrow());
@@ -658,6 +818,77 @@ pub fn run(config: &RunConfig) -> Outcome {
         round_trips,
         verdicts,
         order_commands,
+        journal,
+    }
+}
+
+/// Restarts an exchange whose journal failed (an I/O error on write or
+/// sync, or while recovering): it stops acknowledging at once, refuses
+/// `SHUTTING_DOWN`, and [`JOURNAL_RESTART_MS`] later the harness restarts
+/// it on the same directory, as an operator would. The refusals and the
+/// restart's lost upstream are explained to the wire check from the
+/// failure on.
+#[derive(Debug, Default)]
+struct JournalWatch {
+    /// The incarnation that failed, and when it is restarted (ms).
+    restart: Option<(u32, u64)>,
+    /// Incarnations up to this one were handled.
+    handled: u32,
+}
+
+impl JournalWatch {
+    /// After a step: returns when a restart healed the exchange (ms).
+    fn step(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        hosts: &Hosts,
+        recorder: &SharedRecorder,
+        crash_active: bool,
+    ) -> Option<u64> {
+        let log = hosts.journal.as_ref()?;
+        let now_ms = millis(sim.elapsed());
+        let incarnation = hosts.exchange.incarnation();
+        if let Some((failed, at_ms)) = self.restart {
+            if now_ms < at_ms {
+                return None;
+            }
+            self.restart = None;
+            // A crash fault that struck meanwhile restarts it itself.
+            if !crash_active && incarnation == failed {
+                fault_line(recorder, sim, format_args!("journal restart"));
+                sim.bounce("exchange");
+            }
+            return Some(now_ms);
+        }
+        let workers = hosts.exchange.workers();
+        let broken = incarnation > self.handled
+            && !crash_active
+            && workers.first().is_some_and(|w| {
+                log.slot.borrow().is_none() || w.borrow().service().journal_failed()
+            });
+        if !broken {
+            return None;
+        }
+        self.handled = incarnation;
+        fault_line(recorder, sim, format_args!("journal failed: restart"));
+        sim.crash("exchange");
+        recorder.borrow_mut().host_crashed(hosts.exchange.ix());
+        let at_ms = now_ms + JOURNAL_RESTART_MS;
+        self.restart = Some((incarnation, at_ms));
+        None
+    }
+}
+
+impl JournalWatch {
+    /// The run is over: a restart still due happens now, as every fault
+    /// heals before the quiescence.
+    fn heal(&mut self, sim: &mut turmoil::Sim<'_>, hosts: &Hosts, recorder: &SharedRecorder) {
+        if let Some((failed, _)) = self.restart.take() {
+            if hosts.exchange.incarnation() == failed {
+                fault_line(recorder, sim, format_args!("journal restart"));
+                sim.bounce("exchange");
+            }
+        }
     }
 }
 

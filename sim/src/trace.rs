@@ -214,6 +214,38 @@ impl Recorder {
         }
     }
 
+    /// The exchange's log made every record up to `seq` durable.
+    pub fn durable(&mut self, seq: u64) {
+        if let Some(check) = &mut self.orders {
+            check.durable(seq);
+        }
+    }
+
+    /// A host's journal failed at `at`: it acknowledges nothing more.
+    pub fn journal_failed(&mut self, at: Nanos) {
+        if let Some(check) = &mut self.wire {
+            check.journal_failed(at.as_u64());
+        }
+        if let Some(check) = &mut self.orders {
+            check.journal_failed();
+        }
+    }
+
+    /// A restarted exchange recovered `records` (`len:u32` then the record,
+    /// each) from its journal.
+    pub fn recovered(&mut self, records: &[u8]) {
+        if let Some(check) = &mut self.orders {
+            check.recovered(records);
+        }
+    }
+
+    /// A restarted exchange could not recover its journal (`why`).
+    pub fn recovery_failed(&mut self, why: &str) {
+        if let Some(check) = &mut self.orders {
+            check.recovery_failed(why);
+        }
+    }
+
     /// Answers the clients have read so far (0 without a wire check).
     pub fn answered(&self) -> u64 {
         self.wire.as_ref().map_or(0, WireCheck::answered)

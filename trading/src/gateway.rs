@@ -1127,6 +1127,7 @@ impl Gateway {
     ) {
         let pend = if first_read_at.is_some() {
             let Some(pend) = self.settle(cx, conn) else {
+                self.cancel_late(cx, opcode, payload);
                 return;
             };
             Some(pend)
@@ -1136,6 +1137,7 @@ impl Gateway {
         let live = cx.state(conn).is_some_and(|s| s.phase == Phase::Handshaked);
         if !live {
             self.stats.later_dropped += 1;
+            self.cancel_late(cx, opcode, payload);
             return;
         }
         let client = client_of(cx, conn);
@@ -1262,6 +1264,25 @@ impl Gateway {
             }
         }
         self.open_orders = Some(orders);
+    }
+
+    /// Cancel on disconnect for an order that opened after its client
+    /// left: a `NewOrder` or `ReplaceOrder` in flight when the connection
+    /// closed is accepted (or renamed) upstream all the same, and the
+    /// cancels sent at the close could not name it. Without this it would
+    /// rest at the exchange for good, found by the simulator's o-sweeps
+    /// with clients that leave.
+    fn cancel_late(&mut self, cx: &mut Context<'_, Self>, opcode: u16, payload: &[u8]) {
+        if !self.config.cancel_on_disconnect {
+            return;
+        }
+        match OrderMsg::decode(opcode, payload) {
+            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => {
+                self.send_cancel(cx, m.account, m.h.cl_ord_id);
+            }
+            Ok(OrderMsg::OrderReplaced(m)) => self.send_cancel(cx, m.account, m.h.cl_ord_id),
+            _ => {}
+        }
     }
 
     /// Sends the gateway's own `CancelOrder` for (`account`, `name`) on this

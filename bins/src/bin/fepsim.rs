@@ -347,10 +347,19 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
                 .map(|k| format!("{} {}", k.name(), flow.count(*k)))
                 .collect();
             out!("orders   {}", kinds.join(", "));
-            out!(
-                "journal  {} commands checked against the model",
-                outcome.order_commands
-            );
+            if let Some(j) = &outcome.journal {
+                out!(
+                    "journal  {} commands checked against the model; {} starts recovered {} \
+                     records ({} durable, never acknowledged); {} journal failures, {} \
+                     recoveries failed",
+                    j.commands,
+                    j.recoveries,
+                    j.records_recovered,
+                    j.unacknowledged_recovered,
+                    j.journal_failures,
+                    j.recovery_failures
+                );
+            }
         }
         out!("latency in simulated time:");
         let names = ["rtt", "hop1", "hop2", "hop3", "hop4"];

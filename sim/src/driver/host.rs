@@ -19,6 +19,27 @@ pub struct HostSpec<S: Service> {
     pub connect_timeout: Duration,
     /// The service of worker `id` (called again on every restart).
     pub service: Rc<dyn Fn(WorkerId) -> S>,
+    /// Where the workers' [`Effect::Journal`] records go: `None`, a log in
+    /// memory that is durable at once; otherwise a [`SimJournal`] on
+    /// turmoil's filesystem, which the service factory opens (recovering
+    /// it) at every start and leaves in the slot.
+    ///
+    /// [`SimJournal`]: crate::storage::SimJournal
+    pub journal: Option<JournalLog>,
+}
+
+/// The journal a service factory opened for this incarnation (`None` in
+/// the slot: recovery failed, the log is unusable until a restart).
+pub type JournalSlot = Rc<RefCell<Option<crate::storage::SimJournal>>>;
+
+/// A host's journal on the simulated filesystem.
+#[derive(Clone, Debug, Default)]
+pub struct JournalLog {
+    /// The open journal.
+    pub slot: JournalSlot,
+    /// Simulated ms between a batch's write and its sync: a crash may fall
+    /// in between (0: the sync follows the write at once).
+    pub sync_delay_ms: u64,
 }
 
 impl<S: Service> fmt::Debug for HostSpec<S> {
@@ -231,6 +252,7 @@ pub(super) async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Res
             lanes_waiting: vec![false; usize::from(spec.workers)],
             groups: Vec::new(),
             journal_seq: 0,
+            sync_at: None,
         };
         tokio::task::spawn_local(task.run(inbox));
     }

@@ -61,7 +61,7 @@ mod knobs;
 mod socket;
 mod worker_task;
 
-pub use host::{Host, HostSpec};
+pub use host::{Host, HostSpec, JournalLog, JournalSlot};
 pub use knobs::{Buggify, Control, Knobs, Sabotage};
 
 use fabric::*;

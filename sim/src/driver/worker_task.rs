@@ -55,8 +55,11 @@ pub(super) struct WorkerTask<S: Service> {
     /// Input groups by index: paused, and the connections that had input
     /// meanwhile, in order.
     pub(super) groups: Vec<(bool, Vec<ConnId>)>,
-    /// Journal records appended so far ([`Effect::Journal`]).
+    /// Journal records appended so far ([`Effect::Journal`]), with the
+    /// in-memory log.
     pub(super) journal_seq: u64,
+    /// With a [`JournalLog`]: when the batch written last is synced.
+    pub(super) sync_at: Option<Nanos>,
 }
 
 impl<S: Service> WorkerTask<S> {
@@ -89,6 +92,10 @@ impl<S: Service> WorkerTask<S> {
                     self.drain(now);
                 }
             }
+            if self.sync_at.is_some_and(|at| at <= now) {
+                self.sync_journal(now);
+                self.drain(now);
+            }
             self.maybe_spurious_wake(now);
             self.retry_lanes(now);
         }
@@ -98,6 +105,10 @@ impl<S: Service> WorkerTask<S> {
     /// courier are offered again a millisecond later at the latest.
     pub(super) fn next_wake(&self) -> Option<Nanos> {
         let wake = self.worker.borrow().poll_timeout();
+        let wake = match (wake, self.sync_at) {
+            (Some(w), Some(s)) => Some(w.min(s)),
+            (w, s) => w.or(s),
+        };
         if !self.lanes_waiting.contains(&true) {
             return wake;
         }
@@ -657,27 +668,70 @@ impl<S: Service> WorkerTask<S> {
         }
     }
 
-    /// [`Effect::Journal`] in the network runs: a log in memory whose every
-    /// record is durable once appended (no disk to fail; the durable
-    /// simulation, [`crate::durable`], puts the log on turmoil's
-    /// filesystem). The records go to the order check first: they are the
-    /// engine's input, in its order.
+    /// [`Effect::Journal`]: the records go to the order check first (they
+    /// are the engine's input, in its order), then to the log. Without a
+    /// [`JournalLog`] the log is memory and every record is durable at
+    /// once; with one they are appended and written to the simulated disk
+    /// now and synced [`JournalLog::sync_delay_ms`] later, so that a crash
+    /// can fall between the write and the sync.
     fn journal(&mut self, now: Nanos) {
         let records = self.worker.borrow().journal_buf().to_vec();
-        let mut rest = &records[..];
-        while let Some((head, body)) = rest.split_first_chunk::<4>() {
-            let len = (u32::from_be_bytes(*head) as usize).min(body.len());
-            rest = &body[len..];
-            self.journal_seq += 1;
-        }
         self.host.recorder.borrow_mut().journaled(&records);
-        self.line(
-            now,
-            format_args!("journal {}B durable {}", records.len(), self.journal_seq),
-        );
-        let mut worker = self.worker.borrow_mut();
-        worker.handle_journaled(records.len());
-        worker.handle_durable(now, self.journal_seq);
+        self.worker.borrow_mut().handle_journaled(records.len());
+        let Some(log) = self.host.spec.journal.clone() else {
+            let mut rest = &records[..];
+            while let Some((head, body)) = rest.split_first_chunk::<4>() {
+                let len = (u32::from_be_bytes(*head) as usize).min(body.len());
+                rest = &body[len..];
+                self.journal_seq += 1;
+            }
+            self.line(now, format_args!("journal durable {}", self.journal_seq));
+            self.worker
+                .borrow_mut()
+                .handle_durable(now, self.journal_seq);
+            return;
+        };
+        let written = {
+            let mut slot = log.slot.borrow_mut();
+            match slot.as_mut() {
+                Some(journal) => append_all(journal, &records).and_then(|()| journal.write()),
+                None => Err(crate::storage::StorageError::Broken),
+            }
+        };
+        match written {
+            Ok(()) if log.sync_delay_ms == 0 => self.sync_journal(now),
+            Ok(()) => {
+                let at = now + Nanos::from_millis(log.sync_delay_ms);
+                self.sync_at = Some(self.sync_at.map_or(at, |t| t.min(at)));
+            }
+            Err(e) => self.journal_failed(now, &e),
+        }
+    }
+
+    /// Syncs what the log has written, and releases what became durable.
+    pub(super) fn sync_journal(&mut self, now: Nanos) {
+        self.sync_at = None;
+        let Some(log) = self.host.spec.journal.clone() else {
+            return;
+        };
+        let synced = match log.slot.borrow_mut().as_mut() {
+            Some(journal) => journal.sync(),
+            None => Err(crate::storage::StorageError::Broken),
+        };
+        match synced {
+            Ok(durable) => {
+                self.host.recorder.borrow_mut().durable(durable);
+                self.line(now, format_args!("journal durable {durable}"));
+                self.worker.borrow_mut().handle_durable(now, durable);
+            }
+            Err(e) => self.journal_failed(now, &e),
+        }
+    }
+
+    fn journal_failed(&mut self, now: Nanos, e: &crate::storage::StorageError) {
+        self.line(now, format_args!("journal failed: {e}"));
+        self.host.recorder.borrow_mut().journal_failed(now);
+        self.worker.borrow_mut().handle_journal_failed(now);
     }
 
     /// Carries out every effect the worker has, until it has none.
@@ -713,4 +767,27 @@ impl<S: Service> WorkerTask<S> {
         self.drain(now);
         self.host.done.set(self.host.done.get() + 1);
     }
+}
+
+/// Appends `records` (`len:u32` then the record, each) to `journal`; a full
+/// pending buffer is written out first.
+fn append_all(
+    journal: &mut crate::storage::SimJournal,
+    records: &[u8],
+) -> Result<(), crate::storage::StorageError> {
+    let mut rest = records;
+    while let Some((head, body)) = rest.split_first_chunk::<4>() {
+        let len = (u32::from_be_bytes(*head) as usize).min(body.len());
+        let record = &body[..len];
+        match journal.append(record) {
+            Ok(_) => {}
+            Err(crate::storage::StorageError::Full { .. }) => {
+                journal.write()?;
+                journal.append(record)?;
+            }
+            Err(e) => return Err(e),
+        }
+        rest = &body[len..];
+    }
+    Ok(())
 }

@@ -131,6 +131,20 @@ fn a_client_that_leaves_has_its_open_orders_canceled() {
 }
 
 #[test]
+fn an_order_accepted_after_its_client_left_is_canceled_too() {
+    let mut h = harness(GatewayConfig::default());
+    let g = NodeRef::Gateway(0);
+    let a = connect(&mut h, g);
+    // The order is still on its way when the client goes: the cancels sent
+    // at the close cannot name it; its late OrderAccepted must.
+    h.send_raw(a.id, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 130, 4));
+    h.close_raw(a.id);
+    h.settle();
+    assert_eq!(book(&mut h, g), [], "canceled once accepted");
+    assert_eq!(h.gateway(0).service().stats().disconnect_cancels, 1);
+}
+
+#[test]
 fn cancel_on_disconnect_can_be_turned_off() {
     let mut h = harness(GatewayConfig {
         cancel_on_disconnect: false,
