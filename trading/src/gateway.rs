@@ -39,8 +39,11 @@
 //! keeps the order's risk reservation and remembers it as **in doubt**
 //! (client, account, name, reservation) in a FIFO bounded by
 //! [`GatewayConfig::in_doubt_max`]. Cancels the gateway could not send for
-//! want of a live upstream (cancel on disconnect) join the same FIFO. Once
-//! the worker's upstream is hand-shaked, the gateway sends its own
+//! want of a live upstream (cancel on disconnect) join the same FIFO. The
+//! FIFO is the worker's that owns the client (the reservation is its), so
+//! under handoff routing a reject from another worker's upstream carries
+//! an in-doubt flag. Once the worker's own upstream is hand-shaked (at
+//! once, if it was not the one lost), the gateway sends its own
 //! `CancelOrder` for each entry, and the cancel's answer, whatever it is,
 //! releases the reservation: the order is no longer open either way. A
 //! cancel in flight at another loss goes back into the FIFO.

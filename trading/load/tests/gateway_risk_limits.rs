@@ -424,6 +424,47 @@ fn a_cancel_on_disconnect_during_an_outage_is_sent_once_the_upstream_is_back() {
 }
 
 #[test]
+fn orders_in_doubt_under_handoff_routing_are_kept_and_canceled_by_their_clients_worker() {
+    let routing = GatewayConfig {
+        workers: 2,
+        routing: Routing::Handoff,
+        ..GatewayConfig::default()
+    };
+    let (mut h, handle) = harness_with(TWO_CLIENTS, routing);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    // Two connections of alice's on worker 0, one routed through worker
+    // 1's upstream; an order of each is in flight when the exchange goes.
+    let mut a1 = connect_with(&mut h, G, "alice");
+    let a2 = connect_with(&mut h, G, "alice");
+    let forwarded = |h: &Harness| {
+        h.gateway(0).service().stats().forwarded + h.gateway(1).service().stats().forwarded
+    };
+    h.send_raw(a1.id, &day(1, 1, SIDE_SELL, 50, 10));
+    h.send_raw(a2.id, &day(2, 1, SIDE_SELL, 70, 10));
+    h.run_until(|h| forwarded(h) >= 2);
+    assert!(
+        h.gateway(1).service().stats().forwarded >= 1,
+        "one went through worker 1"
+    );
+    h.set_exchange_down(true);
+    h.settle();
+    assert!(
+        h.handoff_count.get(&(1, 0)).is_some_and(|&n| n > 0),
+        "worker 1's reject crossed back"
+    );
+    assert_eq!(h.gateway(0).service().stats().in_doubt, 2);
+    assert_eq!(exposure(&mut risk, client), (2, 1200), "both kept");
+    h.set_exchange_down(false);
+    h.run_until(|h| h.gateway(0).is_ready() && h.gateway(1).is_ready());
+    h.settle();
+    assert_eq!(h.gateway(0).service().stats().in_doubt_cancels, 2);
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    a1.take(&h);
+    assert!(asks(&mut h, &mut a1, 3).is_empty(), "both canceled there");
+}
+
+#[test]
 fn past_the_in_doubt_bound_an_order_in_flight_at_a_loss_is_released_and_counted() {
     let bounded = GatewayConfig {
         in_doubt_max: 1,
