@@ -528,6 +528,12 @@ impl Gateway {
         matches!(self.link, Link::Up(_))
     }
 
+    /// Orders in doubt and deferred cancels this worker holds until its
+    /// upstream is live (at most [`GatewayConfig::in_doubt_max`]).
+    pub fn in_doubt_held(&self) -> usize {
+        self.in_doubt.len()
+    }
+
     /// Pings of this worker's clients not answered yet.
     pub fn inflight(&self) -> u64 {
         self.inflight_total

@@ -465,6 +465,41 @@ fn orders_in_doubt_under_handoff_routing_are_kept_and_canceled_by_their_clients_
 }
 
 #[test]
+fn a_replace_in_doubt_that_reached_the_exchange_is_canceled_and_its_order_settled() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    // A replace to 10 at 60 reaches the exchange (which renames the order
+    // 2) and the link dies before its answer.
+    let mut replace = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(2, 0),
+        account: 1,
+        orig_cl_ord_id: 1,
+        price: 60,
+        qty: 10,
+    })
+    .encode(&mut replace);
+    let forwarded = h.gateway(0).service().stats().forwarded;
+    h.send_raw(alice.id, &replace);
+    h.run_until(|h| h.gateway(0).service().stats().forwarded > forwarded);
+    h.set_exchange_down(true);
+    h.settle();
+    let err = answer(&mut alice, &h).expect_err("rejected");
+    assert_eq!(err.0, ErrorCode::UpstreamUnavailable);
+    // The order as last seen and the replace's whole new notional count.
+    assert_eq!(exposure(&mut risk, client), (1, 500 + 600));
+    // The gateway's cancel by the replace's name finds the order: both
+    // what the replace reserved and what the order held come off.
+    reconnect(&mut h);
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    assert!(asks(&mut h, &mut alice, 3).is_empty());
+}
+
+#[test]
 fn past_the_in_doubt_bound_an_order_in_flight_at_a_loss_is_released_and_counted() {
     let bounded = GatewayConfig {
         in_doubt_max: 1,
