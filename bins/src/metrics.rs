@@ -373,7 +373,7 @@ pub mod gateway {
         )
     }
     /// Index of the first latency series (the request leg).
-    const LATENCY_AT: usize = REJECTS_AT + REJECT_CODES_NAMED + 8;
+    const LATENCY_AT: usize = REJECTS_AT + REJECT_CODES_NAMED + 12;
     /// Index of the first risk-refusal series (in [`Check::ALL`]'s order).
     const REFUSALS_AT: usize = LATENCY_AT + 3;
     const REFUSAL_HELP: &str = "Requests refused RISK_LIMIT by the pre-trade checks, by check.";
@@ -443,6 +443,22 @@ pub mod gateway {
             "later_dropped",
             "Later order messages not delivered (client gone or lane full).",
         ),
+        counter(
+            "in_doubt",
+            "Orders put in doubt by an upstream loss (in flight there), exposure kept.",
+        ),
+        gauge(
+            "in_doubt_held",
+            "Orders in doubt and deferred cancels waiting for a live upstream.",
+        ),
+        counter(
+            "in_doubt_cancels",
+            "The gateway's cancels of orders in doubt (and deferred cancels) sent.",
+        ),
+        counter(
+            "in_doubt_overflows",
+            "In-doubt entries refused by a full FIFO (released or dropped).",
+        ),
         leg("request"),
         leg("upstream"),
         leg("answer"),
@@ -487,6 +503,10 @@ pub mod gateway {
             g.inflight(),
             s.disconnect_cancels,
             s.later_dropped,
+            s.in_doubt,
+            g.in_doubt_held() as u64,
+            s.in_doubt_cancels,
+            s.in_doubt_overflows,
         ];
         for (i, v) in rest.into_iter().enumerate() {
             row.set(REJECTS_AT + REJECT_CODES_NAMED + i, v);

@@ -60,6 +60,12 @@ pub const CONN_GEN_BITS: u32 = 24;
 /// Workers of one process; a worker id fits in a byte of a routing tag.
 pub const WORKERS_MAX: usize = 256;
 
+/// Default bound of a gateway worker's orders in doubt: requests that may
+/// have reached the exchange when their upstream was lost, and cancels it
+/// could not send, waiting for a live upstream to be canceled. Past it the
+/// gateway falls back to releasing the order's exposure (and counts it).
+pub const IN_DOUBT_MAX_DEFAULT: usize = 4_096;
+
 const _: () = assert!(FRAME_LENGTH_MIN as usize == OPCODE_LEN);
 const _: () = assert!(HELLO_TIMEOUT_NS_DEFAULT > 0);
 const _: () = assert!(HEARTBEAT_MISSES_MAX >= 1);
@@ -68,6 +74,9 @@ const _: () = assert!(FRAME_LENGTH_MAX_DEFAULT <= FRAME_LENGTH_MAX_CEILING);
 const _: () = assert!(SESSIONS_PER_WORKER_MAX_DEFAULT <= 1 << CONN_INDEX_BITS);
 const _: () = assert!(CONN_INDEX_BITS + CONN_GEN_BITS <= 48);
 const _: () = assert!(OUTPUT_BACKLOG_MAX_DEFAULT >= 2 * FRAME_LENGTH_MAX_DEFAULT as usize);
+// A full FIFO of in-doubt cancels (under 128 bytes each) fits well within
+// one session's output bound, so the reconnect's flush is never cut.
+const _: () = assert!(IN_DOUBT_MAX_DEFAULT * 128 <= OUTPUT_BACKLOG_MAX_DEFAULT / 2);
 const _: () = assert!(DISPATCH_SLOTS.is_power_of_two());
 const _: () = assert!(DISPATCH_SLOTS >= 2 * HANDLERS_MAX);
 const _: () = assert!(HANDLERS_MAX < u8::MAX as usize);

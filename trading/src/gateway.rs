@@ -30,13 +30,30 @@
 //! handoffs are FIFO per worker pair: pongs come back in the order pings
 //! went out. When the upstream is lost, its in-flight FIFO is rejected in
 //! order, before any later ping can be forwarded on a new connection.
+//!
+//! # Orders in doubt
+//!
+//! A `NewOrder` or `ReplaceOrder` in flight when its upstream is lost may
+//! have reached the exchange and rest there. Its client is told
+//! `Reject{UPSTREAM_UNAVAILABLE}` (the contract's rule), but its worker
+//! keeps the order's risk reservation and remembers it as **in doubt**
+//! (client, account, name, reservation) in a FIFO bounded by
+//! [`GatewayConfig::in_doubt_max`]. Cancels the gateway could not send for
+//! want of a live upstream (cancel on disconnect) join the same FIFO. The
+//! FIFO is the worker's that owns the client (the reservation is its), so
+//! under handoff routing a reject from another worker's upstream carries
+//! an in-doubt flag. Once the worker's own upstream is hand-shaked (at
+//! once, if it was not the one lost), the gateway sends its own
+//! `CancelOrder` for each entry, and the cancel's answer, whatever it is,
+//! releases the reservation: the order is no longer open either way. A
+//! cancel in flight at another loss goes back into the FIFO.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
 use fep_core::frame::{encode_frame, FrameWriter};
-use fep_core::limits::WORKERS_MAX;
+use fep_core::limits::{IN_DOUBT_MAX_DEFAULT, WORKERS_MAX};
 use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{
     ConnId, Context, ErrorCode, Fault, Frame, Handler, InputGroup, Nanos, Origin, PeerId, Phase,
@@ -161,6 +178,12 @@ pub struct GatewayConfig {
     /// of it the clients routed there are paused; past it a ping is shed
     /// with `Reject{OVERLOADED}`. It bounds what the handoff lanes hold.
     pub handoff_inflight_bytes_max: usize,
+    /// Orders in doubt (and cancels not yet sent) this worker remembers
+    /// until its upstream is back; past it an order's reservation is
+    /// released at once, as if it never reached the exchange, and a
+    /// cancel is dropped (both counted in
+    /// [`GatewayStats::in_doubt_overflows`]).
+    pub in_doubt_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -178,6 +201,7 @@ impl Default for GatewayConfig {
             cancel_on_disconnect: true,
             open_orders_max: 1 << 16,
             risk: None,
+            in_doubt_max: IN_DOUBT_MAX_DEFAULT,
         }
     }
 }
@@ -213,7 +237,8 @@ impl RouteTag {
 
 /// Handed between gateway workers only (the engine's reserved range): a
 /// ping the target could not forward, for its origin to reject.
-/// `route:u64, seq:u64, code:u16, ping_len:u32`.
+/// `route:u64, seq:u64, code:u16, ping_len:u32, in_doubt:u8` (`in_doubt`:
+/// an order in flight at an upstream loss, see "Orders in doubt").
 const OP_ROUTED_REJECT: u16 = 1001;
 /// Handed between gateway workers only: the sender's upstream became
 /// congested (`1`) or clear (`0`). `congested:u8`.
@@ -254,6 +279,15 @@ pub struct GatewayStats {
     pub order_answers: u64,
     /// Cancels sent for the open orders of clients that left.
     pub disconnect_cancels: u64,
+    /// Orders put in doubt by an upstream loss (in flight there, so
+    /// perhaps resting at the exchange), their exposure kept.
+    pub in_doubt: u64,
+    /// The gateway's cancels sent from the in-doubt FIFO once an upstream
+    /// was back (for orders in doubt, and cancels deferred by an outage).
+    pub in_doubt_cancels: u64,
+    /// In-doubt entries refused by a full FIFO: an order's reservation
+    /// released at once, or a cancel dropped.
+    pub in_doubt_overflows: u64,
     /// Later messages (fills, IOC rests) not delivered: their client had
     /// gone, or the lane to its worker was full.
     pub later_dropped: u64,
@@ -312,6 +346,24 @@ pub struct Peer {
 struct Pend {
     /// What the risk check reserved (nothing for pings, queries, cancels).
     reserved: Reservation,
+    /// The account a `NewOrder` or `ReplaceOrder` trades (0 otherwise): to
+    /// cancel the order if it is left in doubt.
+    account: u32,
+}
+
+/// An order the gateway must cancel once its upstream is live: one left in
+/// doubt by an upstream loss, or one whose cancel on disconnect could not
+/// be sent.
+#[derive(Clone, Copy, Debug, Default)]
+struct InDoubt {
+    /// Whose exposure `reserved` is (`None`: nothing reserved).
+    client: Option<ClientId>,
+    /// The order's account.
+    account: u32,
+    /// The order's name: the `cl_ord_id` of the request that named it.
+    name: u64,
+    /// Released when the cancel is answered.
+    reserved: Reservation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,9 +381,11 @@ struct Pending {
     /// The credit the request holds with its origin: a ping's frame
     /// length (its pong is as long), or [`credit_of`] an order request.
     len: u32,
-    /// Sent by the gateway itself (cancel on disconnect): its answer is
-    /// swallowed.
+    /// Sent by the gateway itself (a cancel on disconnect or of an order
+    /// in doubt): its answer is swallowed, and releases `doubt.reserved`.
     internal: bool,
+    /// What an internal cancel cancels (default for clients' requests).
+    doubt: InDoubt,
     /// When it was forwarded (its `t2`).
     sent_at: Nanos,
     /// The request's opcode: its first answer must be of the kind the
@@ -378,6 +432,9 @@ pub struct Gateway {
     open_orders: Option<OpenOrders>,
     /// `cl_ord_id`s of the gateway's own cancels (echoed, never checked).
     next_internal_id: u64,
+    /// Orders to cancel once the upstream is live, oldest first; at most
+    /// `config.in_doubt_max`.
+    in_doubt: VecDeque<InDoubt>,
     /// This worker's view of the process's risk state.
     risk: Risk,
     /// Where a refusal's reason is written (no allocation).
@@ -449,6 +506,7 @@ impl Gateway {
             draining: false,
             open_orders: None,
             next_internal_id: 1,
+            in_doubt: VecDeque::with_capacity(config.in_doubt_max),
             risk: config
                 .risk
                 .clone()
@@ -468,6 +526,12 @@ impl Gateway {
     /// Whether the upstream is hand-shaked.
     pub fn upstream_up(&self) -> bool {
         matches!(self.link, Link::Up(_))
+    }
+
+    /// Orders in doubt and deferred cancels this worker holds until its
+    /// upstream is live (at most [`GatewayConfig::in_doubt_max`]).
+    pub fn in_doubt_held(&self) -> usize {
+        self.in_doubt.len()
     }
 
     /// Pings of this worker's clients not answered yet.
@@ -643,6 +707,11 @@ impl Gateway {
     ) -> Result<Pend, Refusal> {
         let client = client_of(cx, conn);
         let now = cx.now();
+        let account = match *msg {
+            OrderMsg::NewOrder(m) => m.account,
+            OrderMsg::ReplaceOrder(m) => m.account,
+            _ => 0,
+        };
         let reserved = match *msg {
             OrderMsg::NewOrder(m) => {
                 let terms = OrderTerms {
@@ -678,7 +747,7 @@ impl Gateway {
             }
             _ => Reservation::default(),
         };
-        Ok(Pend { reserved })
+        Ok(Pend { reserved, account })
     }
 
     /// Takes a client request (`opcode`, `seq`, whole `payload`) on its way
@@ -779,10 +848,17 @@ impl Gateway {
             credit_of(opcode, payload)
         };
         let Link::Up(upstream) = self.link else {
-            return self.answer_reject(cx, route, seq, credit, ErrorCode::UpstreamUnavailable);
+            return self.answer_reject(
+                cx,
+                route,
+                seq,
+                credit,
+                ErrorCode::UpstreamUnavailable,
+                false,
+            );
         };
         if self.upstream_fifo.len() >= self.config.upstream_inflight_max {
-            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded, false);
         }
         // Past the output bound the engine would cut the upstream, and with
         // it every client's pings in flight: shed this one instead. (Clients
@@ -790,7 +866,7 @@ impl Gateway {
         // hear of it a moment later.)
         let backlog = cx.session(upstream).map_or(0, |s| s.backlog());
         if backlog + len > cx.config().output_backlog_max {
-            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded);
+            return self.answer_reject(cx, route, seq, credit, ErrorCode::Overloaded, false);
         }
         let now = cx.now();
         let t2 = now.as_u64();
@@ -810,6 +886,7 @@ impl Gateway {
                 seq,
                 len,
                 internal: false,
+                doubt: InDoubt::default(),
                 opcode,
                 sent_at: now,
             });
@@ -817,12 +894,21 @@ impl Gateway {
                 self.announce_congestion(cx, true);
             }
         } else {
-            self.answer_reject(cx, route, seq, credit, ErrorCode::UpstreamUnavailable);
+            self.answer_reject(
+                cx,
+                route,
+                seq,
+                credit,
+                ErrorCode::UpstreamUnavailable,
+                false,
+            );
         }
     }
 
-    /// Sends `Reject{code}` for a ping (a frame of `len` bytes) to its
-    /// client, on whichever worker owns it.
+    /// Sends `Reject{code}` for a request (holding `len` bytes of credit)
+    /// to its client, on whichever worker owns it. `in_doubt`: the request
+    /// may have reached the exchange (an order in flight at an upstream
+    /// loss), so its worker keeps its reservation and cancels it later.
     fn answer_reject(
         &mut self,
         cx: &mut Context<'_, Self>,
@@ -830,20 +916,22 @@ impl Gateway {
         seq: u64,
         len: usize,
         code: ErrorCode,
+        in_doubt: bool,
     ) {
         let tag = RouteTag::from_bits(route);
         if tag.origin == self.worker {
-            self.deliver_reject(cx, tag.conn, seq, code);
+            self.deliver_reject(cx, tag.conn, seq, code, in_doubt);
             return;
         }
         let len = u32::try_from(len).expect("a frame length fits u32");
         self.stats.handoffs += 1;
-        let handed = cx.handoff(tag.origin, 28, |out| {
+        let handed = cx.handoff(tag.origin, 29, |out| {
             let mut w = FrameWriter::new(out, OP_ROUTED_REJECT);
             w.put_u64(route)
                 .put_u64(seq)
                 .put_u16(code.to_u16())
-                .put_u32(len);
+                .put_u32(len)
+                .put_u8(u8::from(in_doubt));
             w.finish();
         });
         assert!(
@@ -877,12 +965,32 @@ impl Gateway {
         conn: ConnId,
         seq: u64,
         code: ErrorCode,
+        in_doubt: bool,
     ) {
         if let Some(pend) = self.settle(cx, conn) {
-            // Refused upstream or here: what its check reserved goes back.
-            self.risk.release(client_of(cx, conn), pend.reserved);
+            let client = client_of(cx, conn);
+            if in_doubt {
+                // It may rest at the exchange: its exposure stays counted
+                // until the gateway's cancel of it is answered.
+                let doubt = InDoubt {
+                    client: Some(client),
+                    account: pend.account,
+                    name: seq,
+                    reserved: pend.reserved,
+                };
+                if self.hold(doubt) {
+                    self.stats.in_doubt += 1;
+                }
+            } else {
+                // Refused upstream or here: what its check reserved goes
+                // back.
+                self.risk.release(client, pend.reserved);
+            }
             self.stats.rejected(code);
             let reason = match code {
+                ErrorCode::UpstreamUnavailable if in_doubt => {
+                    "upstream lost with the order in flight; the gateway cancels it on reconnect"
+                }
                 ErrorCode::UpstreamUnavailable => "no live upstream",
                 ErrorCode::Overloaded => "upstream in-flight bound reached",
                 ErrorCode::ShuttingDown => "exchange is draining",
@@ -996,14 +1104,16 @@ impl Gateway {
         let oldest = self.oldest(OP_REJECT, reject.seq)?;
         self.upstream_fifo.pop_front();
         if oldest.internal {
-            // A cancel on disconnect whose order had closed meanwhile.
+            // The gateway's own cancel of an order that had closed
+            // meanwhile (or never reached the exchange): no longer open.
+            self.release_doubt(oldest.doubt);
             return Ok(());
         }
         self.stats
             .upstream_leg
             .record((cx.now() - oldest.sent_at).as_u64());
         let len = oldest.len as usize;
-        self.answer_reject(cx, oldest.route, oldest.seq, len, reject.code);
+        self.answer_reject(cx, oldest.route, oldest.seq, len, reject.code, false);
         Ok(())
     }
 
@@ -1056,6 +1166,10 @@ impl Gateway {
         }
         self.upstream_fifo.pop_front();
         if oldest.internal {
+            if let OrderMsg::OrderCanceled(m) = msg {
+                self.close_canceled(cx, m.order_id);
+            }
+            self.release_doubt(oldest.doubt);
             return Ok(());
         }
         let now = cx.now();
@@ -1256,7 +1370,16 @@ impl Gateway {
         };
         while let Some(o) = orders.pop_conn(conn) {
             if self.config.cancel_on_disconnect {
-                self.send_cancel(cx, o.account, o.name);
+                // Its exposure comes off below, so the cancel holds none.
+                let doubt = InDoubt {
+                    client: None,
+                    account: o.account,
+                    name: o.name,
+                    reserved: Reservation::default(),
+                };
+                if self.send_cancel(cx, doubt) {
+                    self.stats.disconnect_cancels += 1;
+                }
                 if let Some(client) = client {
                     self.risk
                         .on_reduce(client, risk_notional(o.price, o.open), true);
@@ -1276,24 +1399,98 @@ impl Gateway {
         if !self.config.cancel_on_disconnect {
             return;
         }
-        match OrderMsg::decode(opcode, payload) {
-            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => {
-                self.send_cancel(cx, m.account, m.h.cl_ord_id);
-            }
-            Ok(OrderMsg::OrderReplaced(m)) => self.send_cancel(cx, m.account, m.h.cl_ord_id),
-            _ => {}
+        let (account, name) = match OrderMsg::decode(opcode, payload) {
+            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => (m.account, m.h.cl_ord_id),
+            Ok(OrderMsg::OrderReplaced(m)) => (m.account, m.h.cl_ord_id),
+            _ => return,
+        };
+        // Its client is gone, and with it the exposure: the cancel holds none.
+        let doubt = InDoubt {
+            client: None,
+            account,
+            name,
+            reserved: Reservation::default(),
+        };
+        if self.send_cancel(cx, doubt) {
+            self.stats.disconnect_cancels += 1;
         }
     }
 
-    /// Sends the gateway's own `CancelOrder` for (`account`, `name`) on this
-    /// worker's upstream; its answer is swallowed.
-    fn send_cancel(&mut self, cx: &mut Context<'_, Self>, account: u32, name: u64) {
-        let Link::Up(upstream) = self.link else {
-            // No upstream: the exchange keeps the order (it has no session
-            // notion of its own). Counted, not retried.
-            self.stats.later_dropped += 1;
+    /// Sends the gateway's own `CancelOrder` for an order on this worker's
+    /// upstream, or, with none live, holds it in the in-doubt FIFO until
+    /// one is (the exchange has no session notion of its own: it keeps the
+    /// order until canceled). `true` if sent now.
+    fn send_cancel(&mut self, cx: &mut Context<'_, Self>, doubt: InDoubt) -> bool {
+        if self.upstream_up() && self.try_cancel(cx, doubt) {
+            return true;
+        }
+        self.hold(doubt);
+        false
+    }
+
+    /// Remembers `doubt` until the upstream is live; a full FIFO gives its
+    /// reservation back (and drops the cancel), counted. `true` if held.
+    fn hold(&mut self, doubt: InDoubt) -> bool {
+        if self.in_doubt.len() < self.config.in_doubt_max {
+            self.in_doubt.push_back(doubt);
+            return true;
+        }
+        self.stats.in_doubt_overflows += 1;
+        self.release_doubt(doubt);
+        false
+    }
+
+    /// Gives back what an in-doubt entry held: its order is no longer open.
+    fn release_doubt(&mut self, doubt: InDoubt) {
+        if let Some(client) = doubt.client {
+            self.risk.release(client, doubt.reserved);
+        }
+    }
+
+    /// The gateway's own cancel closed order `order_id`: if this worker
+    /// still tracks it (a replace left in doubt that did reach the
+    /// exchange renamed it), what its record holds comes off its client's
+    /// exposure.
+    fn close_canceled(&mut self, cx: &Context<'_, Self>, order_id: u64) {
+        let Some(orders) = self.open_orders.as_mut() else {
             return;
         };
+        let Some(before) = orders.close(order_id) else {
+            return;
+        };
+        // Records belong to live connections (a closing one's are popped).
+        if let Some(client) = cx.session(before.conn).and_then(|s| s.data.client) {
+            self.risk
+                .on_reduce(client, risk_notional(before.price, before.open), true);
+        }
+    }
+
+    /// Sends the gateway's cancels held for want of a live upstream, oldest
+    /// first, while the upstream takes them (room in its in-flight FIFO and
+    /// its output bound); the rest wait for its next drain.
+    fn flush_in_doubt(&mut self, cx: &mut Context<'_, Self>) {
+        while let Some(&doubt) = self.in_doubt.front() {
+            if !self.try_cancel(cx, doubt) {
+                return;
+            }
+            self.in_doubt.pop_front();
+            self.stats.in_doubt_cancels += 1;
+        }
+    }
+
+    /// Writes the gateway's own `CancelOrder` for `doubt` upstream, if the
+    /// upstream is live and has room; its answer releases `doubt.reserved`.
+    fn try_cancel(&mut self, cx: &mut Context<'_, Self>, doubt: InDoubt) -> bool {
+        let Link::Up(upstream) = self.link else {
+            return false;
+        };
+        let len = 6 + order::len::CANCEL_ORDER;
+        let backlog = cx.session(upstream).map_or(0, |s| s.backlog());
+        if self.upstream_fifo.len() >= self.config.upstream_inflight_max
+            || backlog + len > cx.config().output_backlog_max
+        {
+            return false;
+        }
         let cl_ord_id = self.next_internal_id;
         self.next_internal_id += 1;
         let route = RouteTag {
@@ -1309,23 +1506,24 @@ impl Gateway {
                 t2: cx.now(),
                 ..order::Header::default()
             },
-            account,
-            orig_cl_ord_id: name,
+            account: doubt.account,
+            orig_cl_ord_id: doubt.name,
         });
-        let sent = cx.send(upstream, 6 + order::len::CANCEL_ORDER, |out| {
+        let sent = cx.send(upstream, len, |out| {
             msg.encode(out);
         });
         if sent {
-            self.stats.disconnect_cancels += 1;
             self.upstream_fifo.push_back(Pending {
                 route,
                 seq: cl_ord_id,
                 len: 0,
                 internal: true,
+                doubt,
                 opcode: order::OP_CANCEL_ORDER,
                 sent_at: cx.now(),
             });
         }
+        sent
     }
 
     fn on_ack(
@@ -1344,6 +1542,9 @@ impl Gateway {
         self.link = Link::Up(conn);
         self.backoff = self.config.reconnect_backoff_min;
         self.stats.upstream_connects += 1;
+        // Orders left in doubt by the loss are canceled before anything
+        // else goes up this connection.
+        self.flush_in_doubt(cx);
         Ok(())
     }
 
@@ -1505,10 +1706,23 @@ impl Service for Gateway {
         self.stats.upstream_losses += 1;
         while let Some(p) = self.upstream_fifo.pop_front() {
             if p.internal {
+                // The gateway's cancel may not have arrived: sent again
+                // once the upstream is back.
+                self.hold(p.doubt);
                 continue;
             }
             let len = p.len as usize;
-            self.answer_reject(cx, p.route, p.seq, len, ErrorCode::UpstreamUnavailable);
+            // An order or replace may have reached the exchange and rest
+            // there: it is in doubt, and canceled once the upstream is back.
+            let in_doubt = matches!(p.opcode, order::OP_NEW_ORDER | order::OP_REPLACE_ORDER);
+            self.answer_reject(
+                cx,
+                p.route,
+                p.seq,
+                len,
+                ErrorCode::UpstreamUnavailable,
+                in_doubt,
+            );
         }
         // Pings wait no more: with no upstream they are rejected at once.
         self.announce_congestion(cx, false);
@@ -1523,6 +1737,7 @@ impl Service for Gateway {
 
     fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
         if self.link == Link::Up(conn) {
+            self.flush_in_doubt(cx);
             self.announce_congestion(cx, false);
         }
     }
@@ -1560,9 +1775,13 @@ impl Service for Gateway {
                 let seq = read_u64(p, 8);
                 let code = ErrorCode::from_u16(u16::from_be_bytes([p[16], p[17]]));
                 let len = u32::from_be_bytes([p[18], p[19], p[20], p[21]]) as usize;
+                let in_doubt = p[22] != 0;
                 let tag = RouteTag::from_bits(route);
                 self.came_back(cx, tag, len);
-                self.deliver_reject(cx, tag.conn, seq, code);
+                self.deliver_reject(cx, tag.conn, seq, code, in_doubt);
+                // Another worker's upstream was lost; this one's, if live,
+                // cancels what that left in doubt.
+                self.flush_in_doubt(cx);
             }
             OP_UPSTREAM_CONGESTED => {
                 self.remote_congested[source.index()] = p[0] != 0;

@@ -11,11 +11,11 @@ use fep_load::client::ClientConfig;
 use fep_load::harness::{Harness, HarnessConfig, NodeRef};
 use fep_trading::gateway::{GatewayConfig, Routing};
 use fep_trading::order::{
-    self, NewOrder, OrderMsg, ReplaceOrder, SIDE_BUY, SIDE_SELL, TIF_DAY, TIF_IOC,
+    self, BookQuery, NewOrder, OrderMsg, ReplaceOrder, SIDE_BUY, SIDE_SELL, TIF_DAY, TIF_IOC,
 };
 use fep_trading::risk::{Check, ClientId, Risk, RiskConfig, RiskHandle};
 
-use support::{cancel, connect_with, header, Raw};
+use support::{cancel, connect_with, header, msg, Raw};
 
 const G: NodeRef = NodeRef::Gateway(0);
 
@@ -310,36 +310,227 @@ fn an_upstream_loss_gives_back_what_its_rejected_requests_reserved_and_keeps_the
     assert_eq!(exposure(&mut risk, client), (0, 0));
 }
 
+/// The asks resting on instrument 1 at the exchange, as (price, qty), by a
+/// `BookQuery` through the gateway.
+fn asks(h: &mut Harness, r: &mut Raw, id: u64) -> Vec<(i64, u64)> {
+    let mut query = Vec::new();
+    OrderMsg::BookQuery(BookQuery {
+        h: header(id, 0),
+        instrument: 1,
+        depth: 10,
+    })
+    .encode(&mut query);
+    r.send(h, &query);
+    let frames = r.take(h);
+    let first = frames.first().expect("an answer");
+    let OrderMsg::BookSnapshot(book) = msg(first) else {
+        panic!("expected a book snapshot, got opcode {}", first.0);
+    };
+    book.asks().map(|l| (l.price, l.qty)).collect()
+}
+
+/// Sends a second order of alice's (sell 10 at 70) and cuts the upstream
+/// once it is forwarded: it reaches the exchange and rests there, but its
+/// answer is lost.
+fn lose_upstream_with_an_order_in_flight(h: &mut Harness, alice: &mut Raw) {
+    let forwarded = h.gateway(0).service().stats().forwarded;
+    h.send_raw(alice.id, &day(2, 1, SIDE_SELL, 70, 10));
+    h.run_until(|h| h.gateway(0).service().stats().forwarded > forwarded);
+    h.set_exchange_down(true);
+    h.settle();
+    let err = answer(alice, h).expect_err("rejected");
+    assert_eq!(err.0, ErrorCode::UpstreamUnavailable, "{}", err.1);
+}
+
+fn reconnect(h: &mut Harness) {
+    h.set_exchange_down(false);
+    h.run_until(|h| h.gateway(0).is_ready());
+    h.settle();
+}
+
 #[test]
-fn a_request_in_flight_at_an_upstream_loss_is_rejected_and_exposure_never_goes_negative() {
+fn an_order_in_flight_at_an_upstream_loss_keeps_its_exposure_until_the_reconnect_cancels_it() {
     let (mut h, handle) = harness(TWO_CLIENTS);
     let mut risk = handle.risk();
     let client = risk.client_by_token("alice").unwrap();
     let mut alice = connect_with(&mut h, G, "alice");
     alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
     assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
-    // The second order is forwarded, and the link dies before its answer.
+    lose_upstream_with_an_order_in_flight(&mut h, &mut alice);
+    // The client was told UPSTREAM_UNAVAILABLE, yet the order may rest at
+    // the exchange: its exposure stays counted.
+    assert_eq!(exposure(&mut risk, client), (2, 1200), "kept in doubt");
+    assert_eq!(h.gateway(0).service().stats().in_doubt, 1);
+    // Back up: the gateway cancels it, and its answer releases it.
+    reconnect(&mut h);
+    let stats = h.gateway(0).service().stats();
+    assert_eq!(stats.in_doubt_cancels, 1);
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    // It had rested at the exchange, and is gone from its book now; the
+    // client's own order stays, and nothing reaches the client of it.
+    assert_eq!(asks(&mut h, &mut alice, 3), vec![(50, 10)]);
+    // Canceling the other settles to zero and no further.
+    alice.send(&mut h, &cancel(4, 1, 1));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_CANCELED));
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    assert!(asks(&mut h, &mut alice, 5).is_empty());
+}
+
+#[test]
+fn an_order_in_doubt_stays_in_doubt_across_a_second_loss_before_its_cancel_is_answered() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    lose_upstream_with_an_order_in_flight(&mut h, &mut alice);
+    // Back just long enough to send the cancel, then lost again before
+    // its answer: the exchange took it, the gateway cannot know.
+    h.set_exchange_down(false);
+    h.run_until(|h| h.gateway(0).is_ready());
+    assert_eq!(h.gateway(0).service().stats().in_doubt_cancels, 1);
+    h.set_exchange_down(true);
+    h.settle();
+    assert_eq!(exposure(&mut risk, client), (2, 1200), "still in doubt");
+    // The next reconnect cancels it again (now unknown there) and releases.
+    reconnect(&mut h);
+    assert_eq!(h.gateway(0).service().stats().in_doubt_cancels, 2);
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    assert_eq!(asks(&mut h, &mut alice, 3), vec![(50, 10)]);
+}
+
+#[test]
+fn a_cancel_on_disconnect_during_an_outage_is_sent_once_the_upstream_is_back() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    h.set_exchange_down(true);
+    h.settle();
+    // Alice leaves while the upstream is down: her order's exposure goes
+    // at once (it is going away), its cancel waits.
+    h.close_raw(alice.id);
+    h.settle();
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    assert_eq!(h.gateway(0).service().stats().disconnect_cancels, 0);
+    reconnect(&mut h);
+    assert_eq!(h.gateway(0).service().stats().in_doubt_cancels, 1);
+    let mut carol = connect_with(&mut h, G, "carol");
+    assert!(asks(&mut h, &mut carol, 1).is_empty(), "canceled there");
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+}
+
+#[test]
+fn orders_in_doubt_under_handoff_routing_are_kept_and_canceled_by_their_clients_worker() {
+    let routing = GatewayConfig {
+        workers: 2,
+        routing: Routing::Handoff,
+        ..GatewayConfig::default()
+    };
+    let (mut h, handle) = harness_with(TWO_CLIENTS, routing);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    // Two connections of alice's on worker 0, one routed through worker
+    // 1's upstream; an order of each is in flight when the exchange goes.
+    let mut a1 = connect_with(&mut h, G, "alice");
+    let a2 = connect_with(&mut h, G, "alice");
+    let forwarded = |h: &Harness| {
+        h.gateway(0).service().stats().forwarded + h.gateway(1).service().stats().forwarded
+    };
+    h.send_raw(a1.id, &day(1, 1, SIDE_SELL, 50, 10));
+    h.send_raw(a2.id, &day(2, 1, SIDE_SELL, 70, 10));
+    h.run_until(|h| forwarded(h) >= 2);
+    assert!(
+        h.gateway(1).service().stats().forwarded >= 1,
+        "one went through worker 1"
+    );
+    h.set_exchange_down(true);
+    h.settle();
+    assert!(
+        h.handoff_count.get(&(1, 0)).is_some_and(|&n| n > 0),
+        "worker 1's reject crossed back"
+    );
+    assert_eq!(h.gateway(0).service().stats().in_doubt, 2);
+    assert_eq!(exposure(&mut risk, client), (2, 1200), "both kept");
+    h.set_exchange_down(false);
+    h.run_until(|h| h.gateway(0).is_ready() && h.gateway(1).is_ready());
+    h.settle();
+    assert_eq!(h.gateway(0).service().stats().in_doubt_cancels, 2);
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    a1.take(&h);
+    assert!(asks(&mut h, &mut a1, 3).is_empty(), "both canceled there");
+}
+
+#[test]
+fn a_replace_in_doubt_that_reached_the_exchange_is_canceled_and_its_order_settled() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    // A replace to 10 at 60 reaches the exchange (which renames the order
+    // 2) and the link dies before its answer.
+    let mut replace = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(2, 0),
+        account: 1,
+        orig_cl_ord_id: 1,
+        price: 60,
+        qty: 10,
+    })
+    .encode(&mut replace);
     let forwarded = h.gateway(0).service().stats().forwarded;
-    h.send_raw(alice.id, &day(2, 1, SIDE_SELL, 70, 10));
+    h.send_raw(alice.id, &replace);
     h.run_until(|h| h.gateway(0).service().stats().forwarded > forwarded);
-    assert_eq!(exposure(&mut risk, client), (2, 1200), "reserved in flight");
     h.set_exchange_down(true);
     h.settle();
     let err = answer(&mut alice, &h).expect_err("rejected");
     assert_eq!(err.0, ErrorCode::UpstreamUnavailable);
-    // Its reservation went back with the reject. (The exchange may have
-    // taken it: the gateway cannot know, and counts what it saw answered.)
-    assert_eq!(exposure(&mut risk, client), (1, 500));
-    // Canceling both, whatever the exchange held, settles to zero and no
-    // further: exposure comes off only for orders the gateway counted.
-    h.set_exchange_down(false);
-    h.run_until(|h| h.gateway(0).is_ready());
-    alice.send(&mut h, &cancel(3, 1, 2));
-    alice.take(&h);
-    assert_eq!(exposure(&mut risk, client), (1, 500));
-    alice.send(&mut h, &cancel(4, 1, 1));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_CANCELED));
+    // The order as last seen and the replace's whole new notional count.
+    assert_eq!(exposure(&mut risk, client), (1, 500 + 600));
+    // The gateway's cancel by the replace's name finds the order: both
+    // what the replace reserved and what the order held come off.
+    reconnect(&mut h);
     assert_eq!(exposure(&mut risk, client), (0, 0));
+    assert!(asks(&mut h, &mut alice, 3).is_empty());
+}
+
+#[test]
+fn past_the_in_doubt_bound_an_order_in_flight_at_a_loss_is_released_and_counted() {
+    let bounded = GatewayConfig {
+        in_doubt_max: 1,
+        ..GatewayConfig::default()
+    };
+    let (mut h, handle) = harness_with(TWO_CLIENTS, bounded);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    // Two orders in flight at the loss, room for one in doubt.
+    let forwarded = h.gateway(0).service().stats().forwarded;
+    h.send_raw(alice.id, &day(1, 1, SIDE_SELL, 50, 10));
+    h.send_raw(alice.id, &day(2, 1, SIDE_SELL, 70, 10));
+    h.run_until(|h| h.gateway(0).service().stats().forwarded >= forwarded + 2);
+    assert_eq!(exposure(&mut risk, client), (2, 1200));
+    h.set_exchange_down(true);
+    h.settle();
+    let frames = alice.take(&h);
+    assert_eq!(frames.len(), 2, "both rejected");
+    for f in &frames {
+        let reject = RejectMsg::decode(&f.1).expect("a reject");
+        assert_eq!(reject.code, ErrorCode::UpstreamUnavailable);
+    }
+    let stats = h.gateway(0).service().stats();
+    assert_eq!((stats.in_doubt, stats.in_doubt_overflows), (1, 1));
+    // The first is kept in doubt, the second released as before.
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    reconnect(&mut h);
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    // Only the one in doubt was canceled: the other still rests there.
+    assert_eq!(asks(&mut h, &mut alice, 3), vec![(70, 10)]);
 }
 
 #[test]
