@@ -22,7 +22,7 @@ use crate::oracle::op::{
 };
 use crate::oracle::Route;
 use crate::run::{pings_of, Hosts, RunConfig};
-use crate::trace::{Dir, HostIx, Recorder, WireEvent};
+use crate::trace::{Dir, Handled, HostIx, Recorder, WireEvent};
 
 /// Violations kept per invariant (the count is exact).
 pub const VIOLATIONS_KEPT: usize = 5;
@@ -165,23 +165,12 @@ struct Explained {
     until_ns: u64,
 }
 
-/// A ping as the route tag and `seq` name it once it left the client.
+/// A ping or pong as the route tag and `seq` name it once it left the
+/// client.
 type PingKey = (u64, u64);
 
-/// When the simulator saw one ping cross each link (ns).
-#[derive(Clone, Copy, Debug, Default)]
-struct Crossings {
-    /// The exchange read it.
-    exchange_read: Option<u64>,
-    /// The exchange wrote its pong.
-    exchange_written: Option<u64>,
-    /// The gateway wrote it upstream.
-    gateway_forwarded: Option<u64>,
-    /// The gateway read its pong from the exchange.
-    gateway_pong_read: Option<u64>,
-    /// The gateway wrote its pong to the client.
-    gateway_pong_written: Option<u64>,
-}
+/// When a worker handled a frame: (worker, ns).
+type HandledAt = (u16, u64);
 
 /// The invariants read off the wire, checked frame by frame as the run
 /// goes, so that a run of any length needs memory only for what is in
@@ -204,10 +193,10 @@ struct Crossings {
 ///   (`OVERLOADED`) while handoff queues refuse in a scenario that hands
 ///   off; it never reads an `Error`. Upstream rejects come in the order of
 ///   the pings they answer.
-/// - Stamps are pinned to the hops: `t3` between the exchange's read of
-///   the ping and its write of the pong, `t2` between the gateway's read
-///   of the ping and its write upstream, `t4` between its read of the pong
-///   and its write to the client.
+/// - Stamps are exact: `t2`, `t3` and `t4` equal the simulated time at
+///   which the worker the contract names handled the frame (`t2`: the
+///   tag's target worker took the ping; `t3`: the exchange took it; `t4`:
+///   the tag's origin worker took the pong).
 /// - On the gateway: a ping goes upstream from the worker its route tag
 ///   names as target; a pong goes out on the very client connection (and
 ///   worker) the tag names as origin.
@@ -220,10 +209,16 @@ pub struct WireCheck {
     allowed: Vec<Explained>,
     /// When the clients started (fault times count from it).
     start_ns: u64,
-    /// When the gateway read each client ping: (worker, connection as
-    /// printed, seq) -> ns.
-    gateway_reads: BTreeMap<(u16, String, u64), u64>,
-    crossings: BTreeMap<PingKey, Crossings>,
+    /// When a gateway worker handled each client ping it read: (worker,
+    /// connection as printed, seq) -> ns.
+    gateway_pings: BTreeMap<(u16, String, u64), u64>,
+    /// Pings and pongs handed between gateway workers: (opcode, route,
+    /// seq) -> who handled it and when.
+    gateway_handoffs: BTreeMap<(u16, u64, u64), HandledAt>,
+    /// Pongs a gateway worker handled from its upstream.
+    gateway_pongs: BTreeMap<PingKey, HandledAt>,
+    /// Pings the exchange handled.
+    exchange_pings: BTreeMap<PingKey, u64>,
     shaken: BTreeMap<ConnKey, bool>,
     windows: BTreeMap<ConnKey, VecDeque<Sent>>,
     /// Pongs and `Reject`s each client host read.
@@ -282,8 +277,10 @@ impl WireCheck {
             exchange,
             allowed,
             start_ns: 0,
-            gateway_reads: BTreeMap::new(),
-            crossings: BTreeMap::new(),
+            gateway_pings: BTreeMap::new(),
+            gateway_handoffs: BTreeMap::new(),
+            gateway_pongs: BTreeMap::new(),
+            exchange_pings: BTreeMap::new(),
             shaken: BTreeMap::new(),
             windows: BTreeMap::new(),
             answers: BTreeMap::new(),
@@ -334,78 +331,79 @@ impl WireCheck {
         if e.host == self.gateway && e.dir == Dir::Out && e.route != 0 {
             self.routing_event(e);
         }
-        self.crossing_event(e);
     }
 
-    /// Notes when a ping or pong crossed a link, for the exact stamps.
-    fn crossing_event(&mut self, e: &WireEvent) {
+    /// A frame a worker handled (dispatched), for the exact stamps.
+    pub fn handled(&mut self, how: Handled, e: &WireEvent) {
         let at = e.at.as_u64();
         let key = (e.route, e.seq);
-        match (e.host, e.dir, e.opcode) {
-            (h, Dir::In, OP_PERF_PING) if h == self.gateway => {
-                self.gateway_reads
+        match (e.host, how, e.opcode) {
+            (h, Handled::Read, OP_PERF_PING) if h == self.gateway => {
+                self.gateway_pings
                     .insert((e.worker, format!("{:?}", e.conn), e.seq), at);
             }
-            (h, Dir::Out, OP_PERF_PING) if h == self.gateway => {
-                self.crossings.entry(key).or_default().gateway_forwarded = Some(at);
+            (h, Handled::Read, OP_PERF_PONG) if h == self.gateway => {
+                self.gateway_pongs.insert(key, (e.worker, at));
             }
-            (h, Dir::In, OP_PERF_PING) if h == self.exchange => {
-                self.crossings.entry(key).or_default().exchange_read = Some(at);
+            (h, Handled::Handoff, op @ (OP_PERF_PING | OP_PERF_PONG)) if h == self.gateway => {
+                self.gateway_handoffs
+                    .insert((op, e.route, e.seq), (e.worker, at));
             }
-            (h, Dir::Out, OP_PERF_PONG) if h == self.exchange => {
-                self.crossings.entry(key).or_default().exchange_written = Some(at);
-            }
-            (h, Dir::In, OP_PERF_PONG) if h == self.gateway => {
-                self.crossings.entry(key).or_default().gateway_pong_read = Some(at);
-            }
-            (h, Dir::Out, OP_PERF_PONG) if h == self.gateway => {
-                self.crossings.entry(key).or_default().gateway_pong_written = Some(at);
+            (h, Handled::Read, OP_PERF_PING) if h == self.exchange => {
+                self.exchange_pings.insert(key, at);
             }
             _ => {}
         }
     }
 
     /// The stamps of a pong read by a client, against the times the
-    /// simulator saw its ping and pong cross each link: each stamp lies
-    /// between the read of the frame by the process that stamps it and
-    /// that process's write of it onward (a worker under backpressure
-    /// handles bytes it read in a later step; a handoff sits between a
-    /// read and a forward across workers). A stamp taken on another step,
-    /// another worker's clock or a copied field falls outside.
+    /// simulator saw each process handle its ping and pong, on the worker
+    /// the contract names: `t2` when the tag's target worker took the ping
+    /// (from its client connection, or from the origin's handoff) and
+    /// forwarded it; `t3` when the exchange took the ping; `t4` when the
+    /// tag's origin worker took the pong (from its upstream, or from the
+    /// target's handoff) and wrote it to the client. Simulated time moves
+    /// in whole milliseconds, so a stamp taken on another step, another
+    /// worker or copied from another field is off by at least one.
     fn exact_stamps(&mut self, e: &WireEvent) -> Option<String> {
         let [_, t2, t3, t4] = e.t;
         let tag = Route::read(e.route);
-        let crossed = self.crossings.remove(&(e.route, e.seq)).unwrap_or_default();
+        let key = (e.route, e.seq);
         let read = self
-            .gateway_reads
+            .gateway_pings
             .remove(&(tag.origin, tag.conn_text(), e.seq));
+        let ping_handoff = self
+            .gateway_handoffs
+            .remove(&(OP_PERF_PING, e.route, e.seq));
+        let pong_read = self.gateway_pongs.remove(&key);
+        let pong_handoff = self
+            .gateway_handoffs
+            .remove(&(OP_PERF_PONG, e.route, e.seq));
+        let (ping_at, pong_at) = if tag.origin == tag.target {
+            (read.map(|at| (tag.origin, at)), pong_read)
+        } else {
+            (ping_handoff, pong_handoff)
+        };
         let mut wrong = Vec::new();
-        if let (Some(read), Some(out)) = (crossed.exchange_read, crossed.exchange_written) {
-            if !(read <= t3 && t3 <= out) {
-                wrong.push(format!(
-                    "t3 {t3} but the exchange read the ping at {read} and wrote the pong at {out}"
-                ));
+        let mut want =
+            |stamp: &str, got: u64, at: Option<HandledAt>, worker: u16, what: &str| match at {
+                None => wrong.push(format!("no gateway worker handled its {what}")),
+                Some((w, _)) if w != worker => wrong.push(format!(
+                    "its {what} was handled on w{w}, the tag names w{worker}"
+                )),
+                Some((_, at)) if at != got => wrong.push(format!(
+                    "{stamp} {got} but w{worker} handled the {what} at {at}"
+                )),
+                Some(_) => {}
+            };
+        want("t2", t2, ping_at, tag.target, "ping");
+        want("t4", t4, pong_at, tag.origin, "pong");
+        match self.exchange_pings.remove(&key) {
+            None => wrong.push("the exchange never handled this ping".to_owned()),
+            Some(at) if at != t3 => {
+                wrong.push(format!("t3 {t3} but the exchange handled the ping at {at}"))
             }
-        } else {
-            wrong.push("the exchange never read this ping or wrote its pong".to_owned());
-        }
-        if let (Some(read), Some(out)) = (read, crossed.gateway_forwarded) {
-            if !(read <= t2 && t2 <= out) {
-                wrong.push(format!(
-                    "t2 {t2} but the gateway read the ping at {read} and forwarded it at {out}"
-                ));
-            }
-        } else {
-            wrong.push("the gateway never read or forwarded this ping".to_owned());
-        }
-        if let (Some(read), Some(out)) = (crossed.gateway_pong_read, crossed.gateway_pong_written) {
-            if !(read <= t4 && t4 <= out) {
-                wrong.push(format!(
-                    "t4 {t4} but the gateway read the pong at {read} and wrote it at {out}"
-                ));
-            }
-        } else {
-            wrong.push("the gateway never read or wrote this pong".to_owned());
+            Some(_) => {}
         }
         (!wrong.is_empty()).then(|| wrong.join("; "))
     }
@@ -696,6 +694,11 @@ mod tests {
     /// One ping's whole trip, local routing on w0, the exchange reading it
     /// at 30 and stamping `t3`.
     fn trip(c: &mut WireCheck, seq: u64, t3: u64) {
+        trip_stamped(c, seq, [10, 20, t3, 40]);
+    }
+
+    /// The same trip, the pong arriving with stamps `t`.
+    fn trip_stamped(c: &mut WireCheck, seq: u64, t: [u64; 4]) {
         let names = names();
         let route = 0; // origin w0, target w0, connection c0.0
         let mut ping = event(CLIENT, Dir::Out, OP_PERF_PING, 10);
@@ -705,23 +708,26 @@ mod tests {
         let mut read = event(GATEWAY, Dir::In, OP_PERF_PING, 20);
         read.seq = seq;
         c.event(&read, &names);
+        c.handled(Handled::Read, &read);
         let mut fwd = event(GATEWAY, Dir::Out, OP_PERF_PING, 20);
         (fwd.seq, fwd.route, fwd.t) = (seq, route, [10, 20, 0, 0]);
         c.event(&fwd, &names);
         let mut at_exchange = event(EXCHANGE, Dir::In, OP_PERF_PING, 30);
         (at_exchange.seq, at_exchange.route) = (seq, route);
         c.event(&at_exchange, &names);
+        c.handled(Handled::Read, &at_exchange);
         let mut from_exchange = event(EXCHANGE, Dir::Out, OP_PERF_PONG, 30);
         (from_exchange.seq, from_exchange.route) = (seq, route);
         c.event(&from_exchange, &names);
         let mut pong_read = event(GATEWAY, Dir::In, OP_PERF_PONG, 40);
         (pong_read.seq, pong_read.route) = (seq, route);
         c.event(&pong_read, &names);
+        c.handled(Handled::Read, &pong_read);
         let mut pong_out = event(GATEWAY, Dir::Out, OP_PERF_PONG, 40);
         (pong_out.seq, pong_out.route) = (seq, route);
         c.event(&pong_out, &names);
         let mut pong = event(CLIENT, Dir::In, OP_PERF_PONG, 50);
-        (pong.seq, pong.route, pong.t) = (seq, route, [10, 20, t3, 40]);
+        (pong.seq, pong.route, pong.t) = (seq, route, t);
         c.event(&pong, &names);
     }
 
@@ -738,6 +744,33 @@ mod tests {
         // 35 still lies between t2 = 20 and t4 = 40: only exactness catches it.
         trip(&mut c, 1, 35);
         assert_eq!(c.stamps.count, 1, "{}", c.stamps);
+    }
+
+    #[test]
+    fn a_t2_taken_after_the_gateway_handled_the_ping_fails() {
+        let mut c = check();
+        // 25: still ordered, but the gateway handled the ping at 20.
+        trip_stamped(&mut c, 1, [10, 25, 30, 40]);
+        assert_eq!(c.stamps.count, 1, "{}", c.stamps);
+    }
+
+    #[test]
+    fn a_pong_handled_on_another_worker_than_the_tags_origin_fails() {
+        let mut c = check();
+        let mut pong_read = event(GATEWAY, Dir::In, OP_PERF_PONG, 40);
+        // Handed to w1 instead of read by w0, the tag's origin and target.
+        pong_read.worker = 1;
+        c.handled(Handled::Read, &pong_read);
+        let e = event(CLIENT, Dir::In, OP_PERF_PONG, 50);
+        c.handled(Handled::Read, &event(EXCHANGE, Dir::In, OP_PERF_PING, 30));
+        c.handled(Handled::Read, &event(GATEWAY, Dir::In, OP_PERF_PING, 20));
+        let wrong = c
+            .exact_stamps(&WireEvent {
+                t: [10, 20, 30, 40],
+                ..e
+            })
+            .expect("the pong's worker is checked");
+        assert!(wrong.contains("handled on w1"), "{wrong}");
     }
 
     fn reject(seq: u64, code: ErrorCode, at: u64) -> WireEvent {

@@ -76,6 +76,15 @@ pub struct WireEvent {
     pub code: u16,
 }
 
+/// How a frame came to the worker that handled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Read from the event's connection and handed to its worker.
+    Read,
+    /// Handed over by another worker of the same host (`conn` is unused).
+    Handoff,
+}
+
 /// A connection open on some host, as its driver registered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenConn {
@@ -199,6 +208,17 @@ impl Recorder {
         if let Some(check) = &mut self.wire {
             for e in events {
                 check.event(e, &self.hosts);
+            }
+        }
+    }
+
+    /// Frames a worker handled: read from a connection and handed to it
+    /// (`Handled::Read`), or handed over by another worker
+    /// (`Handled::Handoff`).
+    pub fn handled(&mut self, how: Handled, events: &[WireEvent]) {
+        if let Some(check) = &mut self.wire {
+            for e in events {
+                check.handled(how, e);
             }
         }
     }

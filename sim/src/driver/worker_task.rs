@@ -183,6 +183,25 @@ impl<S: Service> WorkerTask<S> {
                     now,
                     format_args!("handoff-in w{} {}B", source.0, task.len()),
                 );
+                let mut seen = Vec::new();
+                let template = self.template(now, ConnId::from_bits(0));
+                // A task holds whole frames: a fresh reader reads them all.
+                let _ = crate::oracle::StreamReader::default().push(&task, |s| {
+                    seen.push(WireEvent {
+                        dir: Dir::In,
+                        opcode: s.opcode,
+                        seq: s.seq,
+                        route: s.route,
+                        t: s.t,
+                        pad: s.pad,
+                        code: s.code,
+                        ..template
+                    });
+                });
+                self.host
+                    .recorder
+                    .borrow_mut()
+                    .handled(Handled::Handoff, &seen);
                 self.worker.borrow_mut().handle_handoff(now, source, &task);
                 self.drain(now);
             }
@@ -386,6 +405,15 @@ impl<S: Service> WorkerTask<S> {
     /// Hands `bytes` to the worker, in pieces when buggified.
     pub(super) fn deliver(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
         let pieces = self.read_pieces(bytes.len());
+        let template = self.template(now, conn);
+        if let Some(io) = self.io_mut(conn) {
+            let mut seen = Vec::new();
+            io.observer.handed(bytes, template, |e| seen.push(e));
+            self.host
+                .recorder
+                .borrow_mut()
+                .handled(Handled::Read, &seen);
+        }
         let mut start = 0;
         for (i, end) in pieces.iter().copied().enumerate() {
             if i > 0 {
