@@ -96,6 +96,7 @@ pub const HOST_PANICKED: &str = "no host software panics";
 /// seen every frame of the run; `failures` are the harness's own findings
 /// (liveness), `panic` the first panic of host software.
 pub(crate) fn check_run(
+    drained: bool,
     config: &RunConfig,
     faults: &[Fault],
     hosts: &Hosts,
@@ -113,7 +114,9 @@ pub(crate) fn check_run(
     let mut verdicts = vec![panicked];
     verdicts.extend(wire.finish(recorder));
     verdicts.push(no_session_left(recorder, hosts));
-    verdicts.push(reports_hold(config, faults, &answers, hosts, reports));
+    verdicts.push(reports_hold(
+        config, faults, drained, &answers, hosts, reports,
+    ));
     let mut liveness = Verdict::new("completes after faults heal", Class::Liveness);
     for f in failures {
         liveness.fail(f);
@@ -134,6 +137,10 @@ struct Sent {
     seq: u64,
     t1: u64,
     pad: u64,
+    /// Pings of the connection still unanswered when it was sent: the
+    /// gateway had at most these in flight for the session when it took
+    /// it.
+    ahead: usize,
     /// An `UPSTREAM_UNAVAILABLE` reject of a later ping overtook this one:
     /// PROTOCOL.md rejects the requests in flight "in their order", so it
     /// may now only be shed (`OVERLOADED`), never ponged or rejected for
@@ -149,6 +156,9 @@ pub struct Explain {
     /// The gateway hands pings off between workers (a refused handoff can
     /// shed only then).
     pub hands_off: bool,
+    /// The gateway's bound of requests in flight per client session: a
+    /// ping sent with this many ahead of it on its connection may be shed.
+    pub session_inflight_max: u32,
     /// After a crash or cut heals, how long the gateway may still have no
     /// upstream: its longest reconnect backoff, a dial, a hand-shake.
     pub upstream_back_ns: u64,
@@ -207,11 +217,18 @@ pub struct WireCheck {
     exchange: HostIx,
     /// Reject codes and when faults explain them (from the clients' start).
     allowed: Vec<Explained>,
+    /// See [`Explain::session_inflight_max`].
+    session_inflight_max: u32,
     /// When the clients started (fault times count from it).
     start_ns: u64,
-    /// When a gateway worker handled each client ping it read: (worker,
-    /// connection as printed, seq) -> ns.
-    gateway_pings: BTreeMap<(u16, String, u64), u64>,
+    /// When a gateway worker handled each client ping it read, and
+    /// whether its drain had begun: (worker, connection as printed, seq)
+    /// -> (ns, draining).
+    gateway_pings: BTreeMap<(u16, String, u64), (u64, bool)>,
+    /// Gateway workers that began their drain.
+    draining: Vec<u16>,
+    /// Answers read by incarnations of client hosts that crashed since.
+    answers_lost: u64,
     /// Pings and pongs handed between gateway workers: (opcode, route,
     /// seq) -> who handled it and when.
     gateway_handoffs: BTreeMap<(u16, u64, u64), HandledAt>,
@@ -231,6 +248,7 @@ pub struct WireCheck {
     rejects: Verdict,
     reject_order: Verdict,
     routing: Verdict,
+    drain: Verdict,
 }
 
 impl WireCheck {
@@ -262,6 +280,12 @@ impl WireCheck {
                     from_ns: begin,
                     until_ns: end + explain.upstream_back_ns,
                 }),
+                // Refused from the drain on, for good.
+                FaultKind::Drain => allowed.push(Explained {
+                    code: ErrorCode::ShuttingDown,
+                    from_ns: begin,
+                    until_ns: u64::MAX,
+                }),
                 // Refused handoffs shed only where pings are handed off.
                 FaultKind::RefuseHandoff if explain.hands_off => allowed.push(Explained {
                     code: ErrorCode::Overloaded,
@@ -276,8 +300,11 @@ impl WireCheck {
             gateway,
             exchange,
             allowed,
+            session_inflight_max: explain.session_inflight_max,
             start_ns: 0,
             gateway_pings: BTreeMap::new(),
+            draining: Vec::new(),
+            answers_lost: 0,
             gateway_handoffs: BTreeMap::new(),
             gateway_pongs: BTreeMap::new(),
             exchange_pings: BTreeMap::new(),
@@ -301,6 +328,10 @@ impl WireCheck {
                 Class::Safety,
             ),
             routing: Verdict::new("gateway routes by the tag", Class::Safety),
+            drain: Verdict::new(
+                "a draining gateway forwards no new ping and refuses no earlier one",
+                Class::Safety,
+            ),
         }
     }
 
@@ -318,7 +349,26 @@ impl WireCheck {
 
     /// Pongs and `Reject`s read by all clients.
     pub fn answered(&self) -> u64 {
-        self.answers.values().map(|(p, r)| p + r).sum()
+        self.answers_lost + self.answers.values().map(|(p, r)| p + r).sum::<u64>()
+    }
+
+    /// `host` crashed: what its connections had in flight is gone with
+    /// them, and a new incarnation (a `rejoin`) starts from nothing, even
+    /// on a local port an old connection had.
+    pub fn host_crashed(&mut self, host: HostIx) {
+        self.windows.retain(|(h, _, _), _| *h != host);
+        self.shaken.retain(|(h, _, _), _| *h != host);
+        if let Some((pongs, rejects)) = self.answers.remove(&host) {
+            self.answers_lost += pongs + rejects;
+        }
+    }
+
+    /// Worker `worker` of `host` begins its drain: from now on it takes
+    /// no new ping.
+    pub fn shutdown(&mut self, host: HostIx, worker: u16) {
+        if host == self.gateway && !self.draining.contains(&worker) {
+            self.draining.push(worker);
+        }
     }
 
     /// One frame, as host `names[e.host]` wrote or read it.
@@ -331,6 +381,9 @@ impl WireCheck {
         if e.host == self.gateway && e.dir == Dir::Out && e.route != 0 {
             self.routing_event(e);
         }
+        if e.host == self.gateway && e.dir == Dir::Out {
+            self.drain_event(e);
+        }
     }
 
     /// A frame a worker handled (dispatched), for the exact stamps.
@@ -339,8 +392,9 @@ impl WireCheck {
         let key = (e.route, e.seq);
         match (e.host, how, e.opcode) {
             (h, Handled::Read, OP_PERF_PING) if h == self.gateway => {
+                let draining = self.draining.contains(&e.worker);
                 self.gateway_pings
-                    .insert((e.worker, format!("{:?}", e.conn), e.seq), at);
+                    .insert((e.worker, format!("{:?}", e.conn), e.seq), (at, draining));
             }
             (h, Handled::Read, OP_PERF_PONG) if h == self.gateway => {
                 self.gateway_pongs.insert(key, (e.worker, at));
@@ -380,7 +434,7 @@ impl WireCheck {
             .gateway_handoffs
             .remove(&(OP_PERF_PONG, e.route, e.seq));
         let (ping_at, pong_at) = if tag.origin == tag.target {
-            (read.map(|at| (tag.origin, at)), pong_read)
+            (read.map(|(at, _)| (tag.origin, at)), pong_read)
         } else {
             (ping_handoff, pong_handoff)
         };
@@ -424,12 +478,14 @@ impl WireCheck {
     fn client_event(&mut self, e: &WireEvent, name: &str) {
         let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
         let explained = e.opcode != OP_REJECT || self.explained(e.code, e.at.as_u64());
+        let session_inflight_max = usize::try_from(self.session_inflight_max).unwrap_or(usize::MAX);
         let window = self.windows.entry(key(e)).or_default();
         match (e.dir, e.opcode) {
             (Dir::Out, OP_PERF_PING) => window.push_back(Sent {
                 seq: e.seq,
                 t1: e.t[0],
                 pad: e.pad,
+                ahead: window.len(),
                 overtaken: false,
             }),
             (Dir::In, OP_PERF_PONG | OP_REJECT) => {
@@ -438,14 +494,6 @@ impl WireCheck {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
-                    if !explained {
-                        let code = ErrorCode::from_u16(e.code);
-                        self.rejects.fail(format!(
-                            "{}: Reject {} while no fault explains it",
-                            here(),
-                            code.name()
-                        ));
-                    }
                 }
                 let Some(pos) = window.iter().position(|s| s.seq == e.seq) else {
                     self.once
@@ -453,6 +501,18 @@ impl WireCheck {
                     return;
                 };
                 let sent = window.remove(pos).expect("position is in range");
+                // Shed at the session's bound: only with the bound reached.
+                let shed =
+                    e.code == ErrorCode::Overloaded.to_u16() && sent.ahead >= session_inflight_max;
+                if e.opcode == OP_REJECT && !explained && !shed {
+                    let code = ErrorCode::from_u16(e.code);
+                    self.rejects.fail(format!(
+                        "{}: Reject {} while no fault explains it ({} ahead of it)",
+                        here(),
+                        code.name(),
+                        sent.ahead
+                    ));
+                }
                 let lost_upstream =
                     e.opcode == OP_REJECT && e.code == ErrorCode::UpstreamUnavailable.to_u16();
                 if sent.overtaken && (e.opcode == OP_PERF_PONG || lost_upstream) {
@@ -505,6 +565,36 @@ impl WireCheck {
         }
     }
 
+    /// A draining worker refuses every ping it takes (`SHUTTING_DOWN`)
+    /// and only those: a ping it took before its drain goes upstream.
+    fn drain_event(&mut self, e: &WireEvent) {
+        let (worker, conn) = match e.opcode {
+            OP_PERF_PING => {
+                let tag = Route::read(e.route);
+                (tag.origin, tag.conn_text())
+            }
+            OP_REJECT if e.code == ErrorCode::ShuttingDown.to_u16() => {
+                (e.worker, format!("{:?}", e.conn))
+            }
+            _ => return,
+        };
+        let Some(&(at, draining)) = self.gateway_pings.get(&(worker, conn.clone(), e.seq)) else {
+            return;
+        };
+        if e.opcode == OP_PERF_PING && draining {
+            self.drain.fail(format!(
+                "ping w{worker} {conn} seq {} taken at {at} after the drain began went upstream at {}",
+                e.seq, e.at
+            ));
+        }
+        if e.opcode == OP_REJECT && !draining {
+            self.drain.fail(format!(
+                "ping w{worker} {conn} seq {} taken at {at} before the drain was refused SHUTTING_DOWN at {}",
+                e.seq, e.at
+            ));
+        }
+    }
+
     fn routing_event(&mut self, e: &WireEvent) {
         let tag = Route::read(e.route);
         match e.opcode {
@@ -554,6 +644,7 @@ impl WireCheck {
             self.rejects,
             self.reject_order,
             self.routing,
+            self.drain,
         ]
     }
 }
@@ -608,12 +699,14 @@ fn no_session_left(recorder: &Recorder, hosts: &Hosts) -> Verdict {
 fn reports_hold(
     config: &RunConfig,
     faults: &[Fault],
+    drained: bool,
     answers: &BTreeMap<HostIx, (u64, u64)>,
     hosts: &Hosts,
     reports: &[Option<Report>],
 ) -> Verdict {
     let mut v = Verdict::new("client reports pass the scenario check", Class::Safety);
-    let rejects_allowed = faults.iter().any(Fault::causes_rejects);
+    let rejects_allowed = faults.iter().any(Fault::causes_rejects)
+        || config.gateway_config().inflight_per_session_max < config.inflight;
     for (k, (client, report)) in hosts.clients.iter().zip(reports).enumerate() {
         let Some(report) = report else {
             continue;
@@ -625,7 +718,15 @@ fn reports_hold(
             losses_allowed: false,
             through_gateway: true,
         };
-        for violation in scenario::check(report, &expect) {
+        // A drained gateway closes on clients that have pings left to
+        // send: their reports show losses and failed dials; the wire
+        // checks still judge every answer they had.
+        let violations = if drained {
+            Vec::new()
+        } else {
+            scenario::check(report, &expect)
+        };
+        for violation in violations {
             v.fail(format!("{}: {violation}", client.name()));
         }
         let (pongs, rejects) = answers.get(&client.ix()).copied().unwrap_or_default();
@@ -676,6 +777,7 @@ mod tests {
     fn check() -> WireCheck {
         let explain = Explain {
             hands_off: false,
+            session_inflight_max: 1024,
             upstream_back_ns: 0,
             answer_late_ns: 0,
         };
@@ -823,6 +925,7 @@ mod tests {
         };
         let explain = Explain {
             hands_off,
+            session_inflight_max: 1024,
             upstream_back_ns: 5 * NS_PER_MS,
             answer_late_ns: NS_PER_MS,
         };

@@ -223,6 +223,13 @@ impl Recorder {
         }
     }
 
+    /// Worker `worker` of `host` starts its drain now.
+    pub fn shutdown(&mut self, host: HostIx, worker: u16) {
+        if let Some(check) = &mut self.wire {
+            check.shutdown(host, worker);
+        }
+    }
+
     /// A connection opened.
     pub fn opened(&mut self, conn: OpenConn) {
         self.open.push(conn);
@@ -237,6 +244,9 @@ impl Recorder {
     /// Host `host` crashed: its connections are gone with it.
     pub fn host_crashed(&mut self, host: HostIx) {
         self.open.retain(|c| c.host != host);
+        if let Some(check) = &mut self.wire {
+            check.host_crashed(host);
+        }
     }
 }
 

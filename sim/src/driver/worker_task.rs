@@ -63,20 +63,25 @@ impl<S: Service> WorkerTask<S> {
         self.worker.borrow_mut().start(now);
         self.drain(now);
         loop {
-            if self.worker.borrow().is_done() {
+            let idle = self.worker.borrow().is_done();
+            if self.host.set_idle(self.id, idle) {
                 self.finish();
                 return;
             }
             self.wake = self.next_wake();
-            let input = match self.timer_wait() {
-                Some(wait) => {
-                    tokio::select! {
-                        biased;
-                        input = inbox.recv() => input,
-                        () = tokio::time::sleep(wait) => None,
+            let wait = self.timer_wait();
+            let host = self.host.clone();
+            let input = tokio::select! {
+                biased;
+                input = inbox.recv() => input,
+                () = async {
+                    match wait {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => std::future::pending().await,
                     }
-                }
-                None => inbox.recv().await,
+                } => None,
+                // Another worker became idle: look again whether all are.
+                () = host.idle_changed.notified(), if idle => continue,
             };
             let now = sim_now();
             match input {
@@ -213,6 +218,15 @@ impl<S: Service> WorkerTask<S> {
             }
             // A delayed write still holds the connection: `write` waits.
             Input::Sent { conn } => self.write(now, conn),
+            Input::Control(Control::Shutdown) => {
+                self.line(now, format_args!("shutdown"));
+                self.host
+                    .recorder
+                    .borrow_mut()
+                    .shutdown(self.host.ix, self.id.0);
+                self.worker.borrow_mut().handle_shutdown(now);
+                self.drain(now);
+            }
             Input::Control(Control::AbortPeer(ip)) => {
                 let doomed: Vec<ConnId> = self
                     .conns
