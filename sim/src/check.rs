@@ -916,6 +916,57 @@ mod tests {
         assert!(c.reject_order.passed(), "{}", c.reject_order);
     }
 
+    fn bounded(session_inflight_max: u32) -> WireCheck {
+        let explain = Explain {
+            hands_off: false,
+            session_inflight_max,
+            upstream_back_ns: 0,
+            answer_late_ns: 0,
+        };
+        WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[], explain)
+    }
+
+    #[test]
+    fn a_shed_ping_is_explained_only_with_the_sessions_bound_reached() {
+        let mut at_bound = bounded(1);
+        two_pings(&mut at_bound);
+        // Ping 2 was sent with ping 1 ahead of it: the bound of 1 reached.
+        at_bound.event(&reject(2, ErrorCode::Overloaded, 5), &names());
+        assert!(at_bound.rejects.passed(), "{}", at_bound.rejects);
+        let mut below = bounded(2);
+        two_pings(&mut below);
+        below.event(&reject(2, ErrorCode::Overloaded, 5), &names());
+        assert_eq!(below.rejects.count, 1, "{}", below.rejects);
+    }
+
+    #[test]
+    fn a_draining_gateway_that_forwards_a_ping_it_took_after_its_drain_fails() {
+        let mut c = check();
+        let read = event(GATEWAY, Dir::In, OP_PERF_PING, 20);
+        c.handled(Handled::Read, &read);
+        // Taken before the drain: it may go upstream.
+        c.event(&event(GATEWAY, Dir::Out, OP_PERF_PING, 21), &names());
+        c.shutdown(GATEWAY, 0);
+        let mut late = event(GATEWAY, Dir::In, OP_PERF_PING, 22);
+        late.seq = 1;
+        c.handled(Handled::Read, &late);
+        let mut forwarded = event(GATEWAY, Dir::Out, OP_PERF_PING, 22);
+        forwarded.seq = 1;
+        c.event(&forwarded, &names());
+        assert_eq!(c.drain.count, 1, "{}", c.drain);
+    }
+
+    #[test]
+    fn a_draining_gateway_that_refuses_a_ping_it_took_before_its_drain_fails() {
+        let mut c = check();
+        c.handled(Handled::Read, &event(GATEWAY, Dir::In, OP_PERF_PING, 20));
+        c.shutdown(GATEWAY, 0);
+        let mut refused = event(GATEWAY, Dir::Out, OP_REJECT, 21);
+        refused.code = ErrorCode::ShuttingDown.to_u16();
+        c.event(&refused, &names());
+        assert_eq!(c.drain.count, 1, "{}", c.drain);
+    }
+
     fn faulted(kind: FaultKind, hands_off: bool) -> WireCheck {
         let fault = Fault {
             kind,
