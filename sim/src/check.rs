@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 
-use fep_core::ErrorCode;
+use fep_core::{ErrorCode, Nanos};
 use fep_load::client::Report;
 use fep_load::scenario::{self, Expect};
 
@@ -159,6 +159,8 @@ pub struct Explain {
     /// The gateway's bound of requests in flight per client session: a
     /// ping sent with this many ahead of it on its connection may be shed.
     pub session_inflight_max: u32,
+    /// The exchange's port (a gateway connection to it is an upstream).
+    pub exchange_port: u16,
     /// After a crash or cut heals, how long the gateway may still have no
     /// upstream: its longest reconnect backoff, a dial, a hand-shake.
     pub upstream_back_ns: u64,
@@ -227,6 +229,15 @@ pub struct WireCheck {
     gateway_pings: BTreeMap<(u16, String, u64), (u64, bool)>,
     /// Gateway workers that began their drain.
     draining: Vec<u16>,
+    /// When each gateway worker had no upstream: (worker, from, until;
+    /// `None` while it lasts), from its side of the wire (its upstream
+    /// connection closed; its hand-shake acked again).
+    upstream_down: Vec<(u16, u64, Option<u64>)>,
+    /// The exchange's port: a gateway connection to it is an upstream.
+    exchange_port: u16,
+    /// `UPSTREAM_UNAVAILABLE` refusals the gateway wrote: (worker,
+    /// connection, seq, when it took the ping, when it wrote the refusal).
+    upstream_rejects: Vec<(u16, String, u64, u64, u64)>,
     /// Answers read by incarnations of client hosts that crashed since.
     answers_lost: u64,
     /// Pings and pongs handed between gateway workers: (opcode, route,
@@ -304,6 +315,9 @@ impl WireCheck {
             start_ns: 0,
             gateway_pings: BTreeMap::new(),
             draining: Vec::new(),
+            upstream_down: Vec::new(),
+            upstream_rejects: Vec::new(),
+            exchange_port: explain.exchange_port,
             answers_lost: 0,
             gateway_handoffs: BTreeMap::new(),
             gateway_pongs: BTreeMap::new(),
@@ -363,6 +377,22 @@ impl WireCheck {
         }
     }
 
+    /// A connection closed at `at` (ns), on the host and worker that
+    /// owned it. A gateway upstream closing starts a spell without one.
+    pub fn closed(&mut self, conn: &crate::trace::OpenConn, at: Nanos) {
+        if conn.host == self.gateway && conn.peer.port() == self.exchange_port {
+            self.upstream_down.push((conn.worker, at.as_u64(), None));
+        }
+    }
+
+    /// Whether some gateway worker had no upstream at some time within
+    /// `from..=until`.
+    fn upstream_was_down(&self, from: u64, until: u64) -> bool {
+        self.upstream_down
+            .iter()
+            .any(|&(_, down, up)| down <= until && up.is_none_or(|up| up >= from))
+    }
+
     /// Worker `worker` of `host` begins its drain: from now on it takes
     /// no new ping.
     pub fn shutdown(&mut self, host: HostIx, worker: u16) {
@@ -395,6 +425,13 @@ impl WireCheck {
                 let draining = self.draining.contains(&e.worker);
                 self.gateway_pings
                     .insert((e.worker, format!("{:?}", e.conn), e.seq), (at, draining));
+            }
+            (h, Handled::Read, OP_ROLE_HELLO_ACK) if h == self.gateway => {
+                for spell in &mut self.upstream_down {
+                    if spell.0 == e.worker && spell.2.is_none() {
+                        spell.2 = Some(at);
+                    }
+                }
             }
             (h, Handled::Read, OP_PERF_PONG) if h == self.gateway => {
                 self.gateway_pongs.insert(key, (e.worker, at));
@@ -568,6 +605,10 @@ impl WireCheck {
     /// A draining worker refuses every ping it takes (`SHUTTING_DOWN`)
     /// and only those: a ping it took before its drain goes upstream.
     fn drain_event(&mut self, e: &WireEvent) {
+        if e.opcode == OP_REJECT && e.code == ErrorCode::UpstreamUnavailable.to_u16() {
+            self.upstream_reject_event(e);
+            return;
+        }
         let (worker, conn) = match e.opcode {
             OP_PERF_PING => {
                 let tag = Route::read(e.route);
@@ -593,6 +634,21 @@ impl WireCheck {
                 e.seq, e.at
             ));
         }
+    }
+
+    /// The gateway refuses a ping for want of an upstream only if one of
+    /// its workers had none at some time between taking the ping and
+    /// writing the refusal (a worker's upstream dying with the ping in
+    /// flight, or the ping arriving while it was down).
+    fn upstream_reject_event(&mut self, e: &WireEvent) {
+        let conn = format!("{:?}", e.conn);
+        let Some(&(taken, _)) = self.gateway_pings.get(&(e.worker, conn.clone(), e.seq)) else {
+            return;
+        };
+        // Judged when the run is over: the upstream's close may be
+        // recorded after the refusals written in the same step.
+        self.upstream_rejects
+            .push((e.worker, conn, e.seq, taken, e.at.as_u64()));
     }
 
     fn routing_event(&mut self, e: &WireEvent) {
@@ -622,6 +678,13 @@ impl WireCheck {
     /// The verdicts, once the run is over: pings still unanswered on a
     /// connection that is still open break "exactly once".
     fn finish(mut self, recorder: &Recorder) -> Vec<Verdict> {
+        for (worker, conn, seq, taken, written) in std::mem::take(&mut self.upstream_rejects) {
+            if !self.upstream_was_down(taken, written) {
+                self.rejects.fail(format!(
+                    "gateway w{worker} {conn} seq {seq}: Reject UPSTREAM_UNAVAILABLE at {written} while every upstream was up since the ping was taken at {taken}"
+                ));
+            }
+        }
         for ((host, local, _), window) in &self.windows {
             let open = recorder
                 .open
@@ -778,6 +841,7 @@ mod tests {
         let explain = Explain {
             hands_off: false,
             session_inflight_max: 1024,
+            exchange_port: 10_000,
             upstream_back_ns: 0,
             answer_late_ns: 0,
         };
@@ -920,6 +984,7 @@ mod tests {
         let explain = Explain {
             hands_off: false,
             session_inflight_max,
+            exchange_port: 10_000,
             upstream_back_ns: 0,
             answer_late_ns: 0,
         };
@@ -967,6 +1032,46 @@ mod tests {
         assert_eq!(c.drain.count, 1, "{}", c.drain);
     }
 
+    fn upstream_refusal(c: &mut WireCheck, at: u64) {
+        c.handled(Handled::Read, &event(GATEWAY, Dir::In, OP_PERF_PING, 20));
+        let mut refused = event(GATEWAY, Dir::Out, OP_REJECT, at);
+        refused.code = ErrorCode::UpstreamUnavailable.to_u16();
+        c.event(&refused, &names());
+    }
+
+    fn rejects_verdict(c: WireCheck) -> Verdict {
+        let verdicts = c.finish(&Recorder::new(false));
+        verdicts
+            .into_iter()
+            .find(|v| v.name.starts_with("rejects and errors"))
+            .expect("the rejects verdict")
+    }
+
+    #[test]
+    fn an_upstream_refusal_while_every_upstream_was_up_fails() {
+        let mut c = check();
+        upstream_refusal(&mut c, 25);
+        assert_eq!(rejects_verdict(c).count, 1);
+    }
+
+    #[test]
+    fn an_upstream_refusal_after_the_gateways_upstream_closed_passes() {
+        let mut c = check();
+        upstream_refusal(&mut c, 25);
+        // The close is recorded after the refusal written in its step.
+        let upstream = crate::trace::OpenConn {
+            host: GATEWAY,
+            incarnation: 1,
+            worker: 1,
+            conn: ConnId::from_bits(7),
+            local: addr(3000),
+            peer: addr(10_000),
+        };
+        c.closed(&upstream, Nanos(25));
+        let v = rejects_verdict(c);
+        assert!(v.passed(), "{v}");
+    }
+
     fn faulted(kind: FaultKind, hands_off: bool) -> WireCheck {
         let fault = Fault {
             kind,
@@ -977,6 +1082,7 @@ mod tests {
         let explain = Explain {
             hands_off,
             session_inflight_max: 1024,
+            exchange_port: 10_000,
             upstream_back_ns: 5 * NS_PER_MS,
             answer_late_ns: NS_PER_MS,
         };

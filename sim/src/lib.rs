@@ -37,6 +37,13 @@
 //!   side (a TCP stack giving up), and dials time out while it lasts.
 //! - A crashed exchange is `crash` then `bounce`: a new incarnation with
 //!   fresh workers and fresh RNG streams.
+//! - A worker whose service is done (a drained gateway) keeps serving
+//!   until every worker of its host is done, as net-real's workers do: one
+//!   that stopped early would drop what another still hands it.
+//! - The checker sees each frame twice on a receiving host: when the
+//!   driver read it, and when the worker handled it (the read handed to
+//!   the worker, or a handoff taken from another worker). Hop stamps are
+//!   checked against the second: `t2`/`t3`/`t4` must equal it.
 //!
 //! # Reproducing
 //!

@@ -235,8 +235,16 @@ impl Recorder {
         self.open.push(conn);
     }
 
-    /// A connection closed (no-op if it was not open).
-    pub fn closed(&mut self, host: HostIx, worker: u16, conn: ConnId) {
+    /// A connection closed at `at` (no-op if it was not open).
+    pub fn closed(&mut self, host: HostIx, worker: u16, conn: ConnId, at: Nanos) {
+        let gone = self
+            .open
+            .iter()
+            .find(|c| c.host == host && c.worker == worker && c.conn == conn)
+            .copied();
+        if let (Some(c), Some(check)) = (gone, &mut self.wire) {
+            check.closed(&c, at);
+        }
         self.open
             .retain(|c| !(c.host == host && c.worker == worker && c.conn == conn));
     }

@@ -334,7 +334,7 @@ impl<S: Service> WorkerTask<S> {
         self.host
             .recorder
             .borrow_mut()
-            .closed(self.host.ix, self.id.0, conn);
+            .closed(self.host.ix, self.id.0, conn, sim_now());
     }
 
     pub(super) fn read(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
