@@ -94,16 +94,16 @@ pub const HOST_PANICKED: &str = "no host software panics";
 
 /// The invariants of a run, in order: safety, then liveness. `wire` has
 /// seen every frame of the run; `failures` are the harness's own findings
-/// (liveness), `panic` the first panic of host software.
+/// (liveness), `panic` the first panic of host software, `drained`
+/// whether the gateway drained mid-run.
 pub(crate) fn check_run(
-    drained: bool,
     config: &RunConfig,
     faults: &[Fault],
     hosts: &Hosts,
     recorder: &Recorder,
     wire: WireCheck,
     reports: &[Option<Report>],
-    (failures, panic): (Vec<String>, Option<String>),
+    (failures, panic, drained): (Vec<String>, Option<String>, bool),
 ) -> Vec<Verdict> {
     let answers = wire.answers.clone();
     // First: once a host panicked, whatever else broke follows from it.

@@ -625,14 +625,13 @@ pub fn run(config: &RunConfig) -> Outcome {
         .expect("installed before the run");
     let answered = wire.answered();
     let verdicts = check::check_run(
-        state.drain_ms.is_some(),
         config,
         &faults,
         &hosts,
         &recorder.borrow(),
         wire,
         &reports,
-        (failures, panic),
+        (failures, panic, state.drain_ms.is_some()),
     );
     drop(sim);
     let merged = reports
