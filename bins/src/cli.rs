@@ -6,11 +6,12 @@ use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::str::FromStr;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser};
 use fep_core::limits::{FRAME_LENGTH_MAX_CEILING, OUTPUT_BACKLOG_MAX_DEFAULT};
 use fep_core::{Nanos, WorkerConfig};
-use fep_load::schedule::parse_duration;
 use fep_net::{Config, WriteMode};
 
 use crate::limits::NofileRaise;
@@ -105,26 +106,15 @@ pub fn print_ready(addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// `--write-mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WriteModeArg {
-    /// Write at once, wait for WRITABLE only after WouldBlock.
-    Speculative,
-    /// Always wait for WRITABLE first.
-    Deferred,
-    /// Write once per batch of events, after all are handled (no wait for
-    /// WRITABLE): fewer writes under pipelined load.
-    Batched,
-}
-
-impl From<WriteModeArg> for WriteMode {
-    fn from(mode: WriteModeArg) -> WriteMode {
-        match mode {
-            WriteModeArg::Speculative => WriteMode::Speculative,
-            WriteModeArg::Deferred => WriteMode::Deferred,
-            WriteModeArg::Batched => WriteMode::Batched,
-        }
-    }
+/// A flag's parser for a type named by a fixed set of words (`local`,
+/// `handoff`): `--help` lists the words and the type's own `FromStr`
+/// decides, so the binaries keep no copy of the type for clap.
+pub fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
 
 /// A `--cpus` list, in the order given.
@@ -153,7 +143,7 @@ pub fn parse_cpus(text: &str) -> Result<CpuList, String> {
 
 /// A duration flag above zero (`5s`, `500ms`, `250us`).
 pub fn parse_positive_duration(text: &str) -> Result<Nanos, String> {
-    let d = parse_duration(text).map_err(|e| format!("{e}"))?;
+    let d: Nanos = text.parse().map_err(|e| format!("{e}"))?;
     if d == Nanos::ZERO {
         return Err(format!("{text:?} must be above zero"));
     }
@@ -191,10 +181,10 @@ pub struct DriverArgs {
     #[arg(
         long,
         env = "FEP_WRITE_MODE",
-        value_enum,
+        value_parser = named::<WriteMode>(&WriteMode::NAMES),
         default_value = "speculative"
     )]
-    pub write_mode: WriteModeArg,
+    pub write_mode: WriteMode,
     /// Spin on the poll instead of sleeping (a core per worker).
     #[arg(long, env = "FEP_BUSY_POLL")]
     pub busy_poll: bool,
@@ -240,7 +230,7 @@ impl DriverArgs {
             .workers(usize::from(self.workers))
             .cpus(self.cpus.clone().map(|c| c.0))
             .worker_config(worker)
-            .write_mode(self.write_mode.into())
+            .write_mode(self.write_mode)
             .busy_poll(self.busy_poll)
             .send_buffer(self.sndbuf)
             .recv_buffer(self.rcvbuf)

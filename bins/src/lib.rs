@@ -4,5 +4,4 @@ pub mod bench;
 pub mod cli;
 pub mod durable;
 pub mod limits;
-pub mod loadgen;
 pub mod metrics;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::{Add, Sub};
+use std::str::FromStr;
 
 /// A point in time or a duration, in nanoseconds on the driver's clock.
 ///
@@ -69,5 +70,74 @@ impl fmt::Debug for Nanos {
 impl fmt::Display for Nanos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ns", self.0)
+    }
+}
+
+/// A duration that is not a number with a unit (`ns`, `us`, `ms`, `s`,
+/// `m`), or one that is negative or past `u64::MAX` nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadDuration(pub String);
+
+impl fmt::Display for BadDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a duration with a unit (ns, us, ms, s, m), e.g. 250us or 1.5s",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadDuration {}
+
+/// Parses a duration with a unit, as every command line of the project
+/// takes one: `250us` (or `250µs`), `1.5s`, `2m`, `100ms`, `10ns`.
+impl FromStr for Nanos {
+    type Err = BadDuration;
+
+    fn from_str(text: &str) -> Result<Nanos, BadDuration> {
+        let bad = || BadDuration(text.to_owned());
+        let split = text.find(|c: char| c.is_alphabetic()).ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.trim().parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            _ => return Err(bad()),
+        };
+        let nanos = number * scale;
+        if !nanos.is_finite() || nanos < 0.0 || nanos >= u64::MAX as f64 {
+            return Err(bad());
+        }
+        Ok(Nanos(nanos.round() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_parses_with_each_unit() {
+        assert_eq!("250us".parse(), Ok(Nanos(250_000)));
+        assert_eq!("250µs".parse(), Ok(Nanos(250_000)));
+        assert_eq!("1.5s".parse(), Ok(Nanos(1_500_000_000)));
+        assert_eq!("2m".parse(), Ok(Nanos::from_secs(120)));
+        assert_eq!("100ms".parse(), Ok(Nanos::from_millis(100)));
+        assert_eq!("7ns".parse(), Ok(Nanos(7)));
+    }
+
+    #[test]
+    fn a_duration_without_a_known_unit_or_sign_is_refused() {
+        for text in ["5", "-1s", "s", "1h", "", "1e400s", "nan s"] {
+            assert_eq!(
+                text.parse::<Nanos>(),
+                Err(BadDuration(text.into())),
+                "{text}"
+            );
+        }
     }
 }

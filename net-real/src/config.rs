@@ -1,6 +1,8 @@
 //! How a driver is set up: addresses, workers, placement, write policy.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use fep_core::{WorkerConfig, WorkerId};
@@ -26,6 +28,68 @@ pub enum WriteMode {
     /// readiness events, after all of them are handled: what a pipelined
     /// load produces for one socket in a batch leaves in one `write`.
     Batched,
+}
+
+impl WriteMode {
+    /// Every write mode, in the order of [`WriteMode::NAMES`].
+    pub const ALL: [WriteMode; 3] = [
+        WriteMode::Speculative,
+        WriteMode::Deferred,
+        WriteMode::Batched,
+    ];
+
+    /// The names flags and result files use, in the order of
+    /// [`WriteMode::ALL`].
+    pub const NAMES: [&'static str; 3] = {
+        let mut names = [""; 3];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = WriteMode::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
+    /// `speculative`, `deferred` or `batched`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WriteMode::Speculative => "speculative",
+            WriteMode::Deferred => "deferred",
+            WriteMode::Batched => "batched",
+        }
+    }
+}
+
+impl fmt::Display for WriteMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A write-mode name that is not one of [`WriteMode::NAMES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownWriteMode(pub String);
+
+impl fmt::Display for UnknownWriteMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown write mode {:?} (expected speculative, deferred or batched)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownWriteMode {}
+
+impl FromStr for WriteMode {
+    type Err = UnknownWriteMode;
+    fn from_str(s: &str) -> Result<WriteMode, UnknownWriteMode> {
+        WriteMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownWriteMode(s.to_owned()))
+    }
 }
 
 /// The settings of one driver (one process). Built with chained setters:

@@ -70,7 +70,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 pub use clock::monotonic_now;
-pub use config::{Config, WriteMode};
+pub use config::{Config, UnknownWriteMode, WriteMode};
 pub use control::Readiness;
 pub use error::NetError;
 pub use stats::IoStats;

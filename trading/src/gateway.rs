@@ -32,6 +32,8 @@
 //! order, before any later ping can be forwarded on a new connection.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
 
 use fep_core::frame::{encode_frame, FrameWriter};
 use fep_core::limits::WORKERS_MAX;
@@ -62,6 +64,63 @@ pub enum Routing {
     /// Upstream `idx = session_id % workers`, possibly another worker's
     /// (scenario s3).
     Handoff,
+}
+
+impl Routing {
+    /// Every routing, in the order of [`Routing::NAMES`].
+    pub const ALL: [Routing; 2] = [Routing::Local, Routing::Handoff];
+
+    /// The names flags and result files use, in the order of
+    /// [`Routing::ALL`].
+    pub const NAMES: [&'static str; 2] = {
+        let mut names = [""; 2];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Routing::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
+    /// `local` or `handoff`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Routing::Local => "local",
+            Routing::Handoff => "handoff",
+        }
+    }
+}
+
+impl fmt::Display for Routing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A routing name that is not `local` or `handoff`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownRouting(pub String);
+
+impl fmt::Display for UnknownRouting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown routing {:?} (expected local or handoff)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownRouting {}
+
+impl FromStr for Routing {
+    type Err = UnknownRouting;
+    fn from_str(s: &str) -> Result<Routing, UnknownRouting> {
+        Routing::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| UnknownRouting(s.to_owned()))
+    }
 }
 
 /// Settings of a gateway worker.

@@ -1,6 +1,8 @@
 //! `fepbench engine`: the matching engine alone (no network, one thread),
 //! on exchange-core's workload shape, open loop at fixed rates and at the
 //! maximum, and the same command stream through the `lobster` crate.
+//! Each rate also runs an open loop that does nothing (`no-op`): the
+//! machine's own floor under the engine's figures.
 //!
 //! The workload follows the shape of exchange-core's benchmark generator
 //! (its `TestOrdersGenerator`, re-derived here, not copied): a book kept
@@ -775,7 +777,16 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
     let pause = || std::thread::sleep(Duration::from_millis(args.pause_ms));
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    let mut floors = Vec::new();
     for &rate in &args.rates {
+        // The same open loop doing nothing: what this machine alone does
+        // to an open loop's tail (its off-CPU gaps), measured beside the
+        // engine so the two can be told apart.
+        pause();
+        floors.push(measure("no-op", &w.kinds, Some(rate), |i| {
+            black_box(i);
+        }));
+        print_leg(floors.last().expect("just pushed"), None);
         pause();
         ours.push(engine_leg(&w, Some(rate)));
         print_leg(ours.last().expect("just pushed"), None);
@@ -784,6 +795,20 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
             theirs.push(lobster_leg(&w, Some(rate)));
             print_leg(theirs.last().expect("just pushed"), None);
         }
+    }
+    println!("fep-engine against the no-op open loop at the same rate (the machine's floor):");
+    for (engine, floor) in ours.iter().zip(&floors) {
+        let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q);
+        println!(
+            "  at {} cmd/s: p50 {} vs {} ns, p99 {} vs {} ns, p99.99 {} vs {} ns",
+            floor.rate.unwrap_or_default(),
+            q(&engine.all, 0.5),
+            q(&floor.all, 0.5),
+            q(&engine.all, 0.99),
+            q(&floor.all, 0.99),
+            q(&engine.all, 0.9999),
+            q(&floor.all, 0.9999),
+        );
     }
     pause();
     let our_max = engine_max(&w);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::hgrm::read_hgrm;
 use super::knee::{self, KneeCurve, KneePoint, KneeReport, Schedule, Slo};
 use super::machine::UtcTime;
-use super::run::{Bench, Leg, Load, RunOutcome, Target};
+use super::run::{Bench, Leg, LoadFlags, RunOutcome, Target};
 use super::summary::LatencySummary;
 
 /// Everything a knee needs besides the targets.
@@ -30,10 +30,10 @@ pub struct KneePlan {
     /// Share of the offered rate a step must achieve to count.
     pub achieved_min: f64,
     /// The probe's load (pipelined), without the target's own flags.
-    pub probe: Load,
+    pub probe: LoadFlags,
     /// The steps' load: connections, size and loadgen flags (seed, shape,
     /// interval); the rate, count and warm-up are set per step.
-    pub step: Load,
+    pub step: LoadFlags,
 }
 
 /// Runs every target's curve in turn (stopping early on Ctrl-C) and
@@ -206,7 +206,7 @@ fn step_leg(plan: &KneePlan, name: &str, target: &Target, args: &[String], rate:
     Leg {
         name: format!("{name}@{rate:.0}"),
         target: target.clone(),
-        load: Load {
+        load: LoadFlags {
             connections: plan.step.connections,
             inflight: 1,
             size: plan.step.size,
@@ -249,7 +249,7 @@ mod tests {
     use super::*;
 
     fn plan() -> KneePlan {
-        let load = |connections, inflight| Load {
+        let load = |connections, inflight| LoadFlags {
             connections,
             inflight,
             size: 64,

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use rustix::process::Signal;
 
+use fep_net::WriteMode;
+use fep_trading::gateway::Routing;
+
 use super::hgrm::{read_hgrm, Hgrm};
 use super::machine::UtcTime;
 use super::pin::{self, PinMode};
@@ -23,24 +26,6 @@ use super::summary::{LoadgenSummary, Machine, PinningReport, RunSummary, Setting
 /// The histogram files loadgen writes into `--out DIR`, in plot order.
 pub const HGRM_FILES: [&str; 5] = ["rtt", "hop1", "hop2", "hop3", "hop4"];
 
-/// The gateway's routing mode (`--routing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routing {
-    /// A client's pings use its own worker's upstream.
-    Local,
-    /// Pings use the upstream `session_id % workers`: a cross-worker handoff.
-    Handoff,
-}
-
-impl Routing {
-    fn as_str(self) -> &'static str {
-        match self {
-            Routing::Local => "local",
-            Routing::Handoff => "handoff",
-        }
-    }
-}
-
 /// What loadgen talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -50,8 +35,8 @@ pub enum Target {
         workers: u32,
         /// Routing mode.
         routing: Routing,
-        /// `speculative` or `deferred`.
-        write_mode: String,
+        /// How the gateway writes.
+        write_mode: WriteMode,
     },
     /// mock_exchange directly (2 hops, the floor).
     Exchange,
@@ -131,11 +116,11 @@ impl ScenarioRow {
         Target::Gateway {
             workers: self.workers,
             routing: self.routing,
-            write_mode: "speculative".into(),
+            write_mode: WriteMode::Speculative,
         }
     }
 
-    /// `loadgen_args` as owned strings, for [`Load::extra_args`].
+    /// `loadgen_args` as owned strings, for [`LoadFlags::extra_args`].
     pub fn loadgen_args(&self) -> Vec<String> {
         self.loadgen_args.iter().map(|a| a.to_string()).collect()
     }
@@ -173,9 +158,10 @@ impl Target {
     }
 }
 
-/// loadgen's load settings.
+/// loadgen's load flags, as fepbench passes them (the load itself is
+/// `fep_load::client::Load`, built by loadgen from these).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Load {
+pub struct LoadFlags {
     /// `--connections`.
     pub connections: u64,
     /// `--inflight`.
@@ -198,7 +184,7 @@ pub struct Leg {
     /// What loadgen talks to.
     pub target: Target,
     /// The load.
-    pub load: Load,
+    pub load: LoadFlags,
 }
 
 /// How legs are run on this machine.
@@ -314,11 +300,11 @@ impl Bench {
                 _ => 0,
             },
             routing: match &leg.target {
-                Target::Gateway { routing, .. } => Some(routing.as_str().into()),
+                Target::Gateway { routing, .. } => Some(routing.name().into()),
                 _ => None,
             },
             write_mode: match &leg.target {
-                Target::Gateway { write_mode, .. } => Some(write_mode.clone()),
+                Target::Gateway { write_mode, .. } => Some(write_mode.name().into()),
                 _ => None,
             },
             target: leg.target.name().into(),
@@ -414,9 +400,9 @@ impl Bench {
                         "--workers".into(),
                         workers.to_string(),
                         "--routing".into(),
-                        routing.as_str().into(),
+                        routing.name().into(),
                         "--write-mode".into(),
-                        write_mode.clone(),
+                        write_mode.name().into(),
                     ],
                     pinning.gateway_cpus.clone(),
                 ),
@@ -706,7 +692,7 @@ mod tests {
             Some(Target::Gateway {
                 workers: 1,
                 routing: Routing::Local,
-                write_mode: "speculative".into()
+                write_mode: WriteMode::Speculative
             })
         );
         assert!(matches!(

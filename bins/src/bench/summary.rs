@@ -49,6 +49,15 @@ impl LatencySummary {
         }
     }
 
+    /// One row of [`latency_table`]: `name` right-aligned in six columns,
+    /// then p50, p90, p99, p99.9, max and mean in µs.
+    fn row(&self, name: &str) -> String {
+        format!(
+            "{name:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us, self.mean_us
+        )
+    }
+
     /// The figure a [`Percentile`] names.
     pub fn at(&self, p: Percentile) -> f64 {
         match p {
@@ -260,6 +269,19 @@ impl RunSummary {
             (None, None) => "no result".to_string(),
         }
     }
+}
+
+/// The latency table every binary prints (loadgen, `fepbench run`,
+/// `fepsim run`): a header, then one row per series, in µs.
+pub fn latency_table<'a>(rows: impl IntoIterator<Item = (&'a str, &'a LatencySummary)>) -> String {
+    let mut out = format!(
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   (µs)\n",
+        "", "p50", "p90", "p99", "p99.9", "max", "mean"
+    );
+    for (name, summary) in rows {
+        out.push_str(&summary.row(name));
+    }
+    out
 }
 
 #[cfg(test)]

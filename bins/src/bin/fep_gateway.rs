@@ -13,24 +13,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use fep_bins::cli::{
-    fail, parse_or_exit, parse_positive_duration, serve, start_with_metrics, watch_lifeline,
+    fail, named, parse_or_exit, parse_positive_duration, serve, start_with_metrics, watch_lifeline,
     DriverArgs,
 };
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_core::Nanos;
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 use fep_trading::risk::{RiskConfig, RiskHandle};
-
-/// `--routing`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum RoutingArg {
-    /// The upstream of the worker that owns the client (scenario s2).
-    Local,
-    /// Upstream `session_id % workers`, maybe another worker's (s3).
-    Handoff,
-}
 
 /// The FEP gateway.
 #[derive(Debug, Parser)]
@@ -42,9 +33,15 @@ struct Cli {
     /// The exchange.
     #[arg(long, env = "FEP_UPSTREAM", default_value = "127.0.0.1:10000")]
     upstream: SocketAddr,
-    /// Which upstream a client's pings take.
-    #[arg(long, env = "FEP_ROUTING", value_enum, default_value = "local")]
-    routing: RoutingArg,
+    /// Which upstream a client's requests take: local (its own worker's,
+    /// scenario s2) or handoff (worker session_id % workers, s3).
+    #[arg(
+        long,
+        env = "FEP_ROUTING",
+        value_parser = named::<Routing>(&Routing::NAMES),
+        default_value = "local"
+    )]
+    routing: Routing,
     /// Token clients must present (none: any).
     #[arg(long, env = "FEP_TOKEN")]
     token: Option<String>,
@@ -111,10 +108,7 @@ fn main() -> ExitCode {
     }
     let gateway = GatewayConfig {
         workers: cli.driver.workers,
-        routing: match cli.routing {
-            RoutingArg::Local => Routing::Local,
-            RoutingArg::Handoff => Routing::Handoff,
-        },
+        routing: cli.routing,
         token: cli.token,
         upstream_token: cli.upstream_token,
         inflight_per_session_max: cli.inflight_per_session_max,

@@ -29,9 +29,11 @@ use fep_bins::bench::machine::{describe_machine, UtcTime};
 use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, PinMode};
 use fep_bins::bench::report::{find_runs, render_markdown, Spread};
 use fep_bins::bench::run::{
-    fresh_run_dir, scenario_names, Bench, Leg, Load, Routing, RunOutcome, ScenarioRow, Target,
+    fresh_run_dir, scenario_names, Bench, Leg, LoadFlags, RunOutcome, ScenarioRow, Target,
 };
-use fep_bins::bench::summary::{LatencySummary, Percentile, RunSummary};
+use fep_bins::bench::summary::{latency_table, Percentile, RunSummary};
+use fep_net::WriteMode;
+use fep_trading::gateway::Routing;
 
 /// Runs the FEP gateway scenarios end to end and stores the results.
 #[derive(Debug, Parser)]
@@ -212,7 +214,7 @@ impl KneeOpts {
             step_seconds: self.step_seconds,
             warmup_seconds: self.warmup_seconds,
             achieved_min: self.achieved_min,
-            probe: Load {
+            probe: LoadFlags {
                 connections: self.probe_connections,
                 inflight: self.probe_inflight,
                 size: opts.size,
@@ -220,7 +222,7 @@ impl KneeOpts {
                 count: self.probe_count,
                 extra_args: Vec::new(),
             },
-            step: Load {
+            step: LoadFlags {
                 connections: opts.connections,
                 inflight: 1,
                 size: opts.size,
@@ -320,7 +322,7 @@ struct CommonOpts {
 }
 
 impl CommonOpts {
-    fn load(&self) -> Load {
+    fn load(&self) -> LoadFlags {
         let mut extra_args = Vec::new();
         let passthrough = [
             ("--rate", &self.rate),
@@ -336,7 +338,7 @@ impl CommonOpts {
                 extra_args.push(value.clone());
             }
         }
-        Load {
+        LoadFlags {
             connections: self.connections,
             inflight: self.inflight,
             size: self.size,
@@ -423,7 +425,7 @@ fn main() -> ExitCode {
             pipelined_count,
             opts,
         } => {
-            let pipelined = Load {
+            let pipelined = LoadFlags {
                 connections: pipelined_connections,
                 inflight: pipelined_inflight,
                 size: pipelined_size,
@@ -449,7 +451,7 @@ fn scenario_row(name: &str) -> Result<&'static ScenarioRow, String> {
 }
 
 /// `opts`' load plus the scenario's own loadgen flags (its workload).
-fn scenario_load(opts: &CommonOpts, row: &ScenarioRow) -> Load {
+fn scenario_load(opts: &CommonOpts, row: &ScenarioRow) -> LoadFlags {
     let mut load = opts.load();
     load.extra_args.extend(row.loadgen_args());
     load
@@ -720,13 +722,13 @@ fn cmd_compare(
 
 /// The baseline legs, in the order they run each round; the C relay's
 /// two legs only when it was compiled (`c_relay` is its binary).
-fn baseline_legs(load: &Load, pipelined: &Load, c_relay: Option<&Path>) -> Vec<Leg> {
-    let gateway = |write_mode: &str| Target::Gateway {
+fn baseline_legs(load: &LoadFlags, pipelined: &LoadFlags, c_relay: Option<&Path>) -> Vec<Leg> {
+    let gateway = |write_mode: WriteMode| Target::Gateway {
         workers: 1,
         routing: Routing::Local,
-        write_mode: write_mode.into(),
+        write_mode,
     };
-    let leg = |name: &str, target: Target, load: &Load| Leg {
+    let leg = |name: &str, target: Target, load: &LoadFlags| Leg {
         name: name.into(),
         target,
         load: load.clone(),
@@ -742,16 +744,24 @@ fn baseline_legs(load: &Load, pipelined: &Load, c_relay: Option<&Path>) -> Vec<L
         legs.push(leg(C_RELAY, target.clone(), load));
     }
     legs.extend([
-        leg("gateway", gateway("speculative"), load),
-        leg("deferred", gateway("deferred"), load),
-        leg("batched", gateway("batched"), load),
+        leg("gateway", gateway(WriteMode::Speculative), load),
+        leg("deferred", gateway(WriteMode::Deferred), load),
+        leg("batched", gateway(WriteMode::Batched), load),
         leg("tokio-pipelined", Target::TokioProxy, pipelined),
     ]);
     if let Some(target) = c_relay {
         legs.push(leg(C_RELAY_PIPELINED, target, pipelined));
     }
-    legs.push(leg("gateway-pipelined", gateway("speculative"), pipelined));
-    legs.push(leg("batched-pipelined", gateway("batched"), pipelined));
+    legs.push(leg(
+        "gateway-pipelined",
+        gateway(WriteMode::Speculative),
+        pipelined,
+    ));
+    legs.push(leg(
+        "batched-pipelined",
+        gateway(WriteMode::Batched),
+        pipelined,
+    ));
     legs
 }
 
@@ -770,7 +780,7 @@ fn build_c_relay(base_dir: &Path) -> Result<PathBuf, String> {
 
 fn cmd_baseline(
     runs: u32,
-    pipelined: Load,
+    pipelined: LoadFlags,
     opts: &CommonOpts,
     interrupted: Arc<AtomicBool>,
 ) -> Result<ExitCode, String> {
@@ -961,22 +971,14 @@ fn print_run(outcome: &RunOutcome) {
         pin.reason
     );
     if let Some(l) = &s.loadgen {
-        println!(
-            "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   (µs)",
-            "", "p50", "p90", "p99", "p99.9", "max", "mean"
+        let hop_names = ["hop1", "hop2", "hop3", "hop4"];
+        let rows = std::iter::once(("rtt", &l.rtt)).chain(
+            hop_names
+                .into_iter()
+                .zip(l.hops())
+                .filter_map(|(n, h)| h.map(|h| (n, h))),
         );
-        let row = |name: &str, v: &LatencySummary| {
-            println!(
-                "{name:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                v.p50_us, v.p90_us, v.p99_us, v.p999_us, v.max_us, v.mean_us
-            );
-        };
-        row("rtt", &l.rtt);
-        for (i, hop) in l.hops().into_iter().enumerate() {
-            if let Some(hop) = hop {
-                row(&format!("hop{}", i + 1), hop);
-            }
-        }
+        print!("{}", latency_table(rows));
         println!(
             "count {}  errors {}  rejects {}  lost {}  drain_timeouts {}  window_violations {}  {:.0} msgs/s in {:.2} s",
             l.count, l.errors, l.rejects, l.lost, l.drain_timeouts, l.window_violations, l.throughput_msgs_per_s, l.elapsed_s

@@ -20,11 +20,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use fep_bins::bench::simsweep::{merge_report, read_seed_lines, seed_line};
+use fep_bins::bench::summary::{latency_table, LatencySummary};
 use fep_load::scenario::Scenario;
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::{run, Outcome, RunConfig};
 use fep_sim::sweep::{default_threads, shrink, sweep_shard, Shard};
-use hdrhistogram::Histogram;
 
 /// `println!` that ignores a closed stdout (`fepsim … | head`).
 macro_rules! out {
@@ -351,35 +351,19 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
             r.rejects,
             r.lost
         );
+        out!("latency in simulated time:");
+        let names = ["rtt", "hop1", "hop2", "hop3", "hop4"];
+        let summaries: Vec<LatencySummary> = std::iter::once(&r.rtt)
+            .chain(&r.hops)
+            .map(LatencySummary::from_histogram)
+            .collect();
         out!(
-            "hops (simulated ns)  {:>10} {:>10} {:>10} {:>10}",
-            "p50",
-            "p99",
-            "max",
-            "mean"
+            "{}",
+            latency_table(names.into_iter().zip(&summaries)).trim_end()
         );
-        print_hist("rtt  t5-t1", &r.rtt);
-        let names = ["hop1 t2-t1", "hop2 t3-t2", "hop3 t4-t3", "hop4 t5-t4"];
-        for (name, h) in names.iter().zip(&r.hops) {
-            print_hist(name, h);
-        }
     }
     for v in &outcome.verdicts {
         out!("{v}");
     }
     out!("{}", if outcome.passed() { "PASS" } else { "FAIL" });
-}
-
-fn print_hist(name: &str, h: &Histogram<u64>) {
-    if h.is_empty() {
-        out!("  {name:<18} (none)");
-        return;
-    }
-    out!(
-        "  {name:<18} {:>10} {:>10} {:>10} {:>10.0}",
-        h.value_at_quantile(0.5),
-        h.value_at_quantile(0.99),
-        h.max(),
-        h.mean()
-    );
 }

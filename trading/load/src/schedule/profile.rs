@@ -134,29 +134,12 @@ impl FromStr for Profile {
     }
 }
 
-/// Parses a duration with a unit: `250us`, `1.5s`, `2m`, `100ms`, `10ns`.
+/// Parses a duration with a unit: `250us`, `1.5s`, `2m`, `100ms`, `10ns`
+/// (fep-core's [`Nanos`] parser, with this module's error).
 pub fn parse_duration(text: &str) -> Result<Nanos, ScheduleError> {
-    let bad = || ScheduleError::BadDuration {
+    text.parse().map_err(|_| ScheduleError::BadDuration {
         text: text.to_string(),
-    };
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.trim().parse().map_err(|_| bad())?;
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        _ => return Err(bad()),
-    };
-    let nanos = number * scale;
-    if !nanos.is_finite() || nanos < 0.0 || nanos >= u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(Nanos(nanos.round() as u64))
+    })
 }
 
 pub(super) fn check_rate(rate_per_s: f64) -> Result<(), ScheduleError> {

@@ -4,6 +4,9 @@
 //! object as the last stdout line; `--out DIR` writes the `.hgrm` files.
 //! SIGINT/SIGTERM stop the run early and still print what was measured.
 
+mod metrics;
+mod report;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,13 +16,13 @@ use std::sync::Arc;
 use clap::Parser;
 use fep_bins::cli::{fail, parse_cpus, parse_or_exit, watch_lifeline, CpuList};
 use fep_bins::limits::{raise_nofile, NofileGoal};
-use fep_bins::loadgen::{describe, summary, write_histograms, LiveView, LoadShape};
 use fep_core::Nanos;
 use fep_load::client::{Client, ClientConfig, Load, Workload};
 use fep_load::flow::{FlowConfig, OrderFlow};
-use fep_load::schedule::{parse_duration, BaseRate, Profile, Schedule, ScheduleConfig, Shape};
+use fep_load::schedule::{BaseRate, Profile, Schedule, ScheduleConfig, Shape};
 use fep_net::Config;
 use fep_trading::msg::PING_FRAME_LEN_MIN;
+use report::{describe, summary, write_histograms, LiveView, LoadShape};
 
 fn parse_shape(text: &str) -> Result<Shape, String> {
     text.parse().map_err(|e| format!("{e}"))
@@ -30,7 +33,8 @@ fn parse_profile(text: &str) -> Result<Profile, String> {
 }
 
 fn parse_nanos(text: &str) -> Result<Nanos, String> {
-    parse_duration(text).map_err(|e| format!("{e}"))
+    text.parse()
+        .map_err(|e: fep_core::time::BadDuration| e.to_string())
 }
 
 /// Starts the metrics endpoint on `addr` for `workers` workers and prints
@@ -39,10 +43,9 @@ fn serve_metrics(
     addr: std::net::SocketAddr,
     workers: usize,
 ) -> Result<Arc<fep_bins::metrics::Board>, String> {
-    use fep_bins::metrics;
-    let board = metrics::Board::new(metrics::loadgen::SERIES, workers);
-    let registry = metrics::registry("loadgen", board.clone());
-    let bound = metrics::serve(addr, registry)
+    let board = fep_bins::metrics::Board::new(metrics::SERIES, workers);
+    let registry = fep_bins::metrics::registry("loadgen", board.clone());
+    let bound = fep_bins::metrics::serve(addr, registry)
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     println!("metrics {bound}");
     Ok(board)
@@ -280,7 +283,7 @@ fn main() -> ExitCode {
     };
     let observer: fep_net::Observer<Client> = Arc::new(move |id, client: &Client| {
         if let Some(board) = &board {
-            fep_bins::metrics::loadgen::publish(board, id.index(), client);
+            metrics::publish(board, id.index(), client);
         }
         let lines = view.lines(client.report());
         if !lines.is_empty() {

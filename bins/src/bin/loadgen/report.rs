@@ -7,9 +7,9 @@ use std::path::Path;
 use fep_load::client::Report;
 use serde_json::Map;
 
-use crate::bench::hgrm::write_hgrm;
-use crate::bench::run::HGRM_FILES;
-use crate::bench::summary::{LatencySummary, LoadgenSummary};
+use fep_bins::bench::hgrm::write_hgrm;
+use fep_bins::bench::run::HGRM_FILES;
+use fep_bins::bench::summary::{latency_table, LatencySummary, LoadgenSummary};
 
 /// The load's settings as the summary repeats them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,12 +148,6 @@ pub fn write_histograms(report: &Report, dir: &Path) -> io::Result<()> {
 
 /// The human-readable lines printed before (or instead of) the JSON.
 pub fn describe(summary: &LoadgenSummary) -> String {
-    let line = |name: &str, l: &LatencySummary| {
-        format!(
-            "{name:>4}  p50 {:>8.1} us  p90 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1}  max {:>9.1}  mean {:>8.1}\n",
-            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.mean_us
-        )
-    };
     let mut out = format!(
         "{} pings over {} connections in {:.3} s ({:.0}/s): errors {} rejects {} lost {} drain_timeouts {} window_violations {}\n",
         summary.count,
@@ -166,16 +160,18 @@ pub fn describe(summary: &LoadgenSummary) -> String {
         summary.drain_timeouts,
         summary.window_violations
     );
-    out.push_str(&line("rtt", &summary.rtt));
-    // Open loop: how late loadgen itself sent (part of the rtt above).
-    if let Some(lag) = &summary.send_lag {
-        out.push_str(&line("lag", lag));
-    }
-    for (i, hop) in summary.hops().iter().enumerate() {
-        if let Some(hop) = hop {
-            out.push_str(&line(&format!("hop{}", i + 1), hop));
-        }
-    }
+    let hops = summary.hops();
+    let hop_names = ["hop1", "hop2", "hop3", "hop4"];
+    let rows = std::iter::once(("rtt", &summary.rtt))
+        // Open loop: how late loadgen itself sent (part of the rtt above).
+        .chain(summary.send_lag.as_ref().map(|lag| ("lag", lag)))
+        .chain(
+            hop_names
+                .into_iter()
+                .zip(hops)
+                .filter_map(|(n, h)| h.map(|h| (n, h))),
+        );
+    out.push_str(&latency_table(rows));
     out
 }
 
