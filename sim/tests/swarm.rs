@@ -84,6 +84,11 @@ fn a_gateway_drained_mid_run_refuses_later_pings_and_finishes() {
     let config = RunConfig {
         faults: "drain@30+0".parse().unwrap(),
         pings: 4000,
+        // Large frames keep pings in flight at the gateway when the drain
+        // begins (small ones travel in lockstep and may all be on the
+        // wire), so later ones are refused while it finishes.
+        inflight: 8,
+        size: 30_000,
         ..RunConfig::new(Scenario::S3, 5)
     };
     let outcome = run(&config);
