@@ -59,6 +59,18 @@ pub const FRAME_SIZE_MIN: usize = 4 + 2 + 48;
 /// The largest ping frame the default `max_frame` (65,536) allows.
 pub const FRAME_SIZE_MAX: usize = 4 + 65_536;
 
+/// Frame sizes a swarmed run draws now and then: the bounds and the pads
+/// around 256 bytes.
+pub const FRAME_SIZES_AT_EDGES: [usize; 7] = [
+    FRAME_SIZE_MIN,
+    FRAME_SIZE_MIN + 1,
+    FRAME_SIZE_MIN + 255,
+    FRAME_SIZE_MIN + 256,
+    FRAME_SIZE_MIN + 257,
+    FRAME_SIZE_MAX - 1,
+    FRAME_SIZE_MAX,
+];
+
 /// The smallest handoff bound a swarmed run draws: a worker may take a
 /// whole read (up to 64 KiB, and what a paused connection held) past the
 /// half-way pause, so a bound below twice that would shed pings a correct
@@ -150,7 +162,8 @@ impl RunConfig {
     ///   64 `pings × 10` to `pings × 20` (10–20k for the CI sweep's 1,000),
     ///   where a bug that fires once in thousands of events or leaks
     ///   slowly shows;
-    /// - frames from the minimum to the frame bound (most small);
+    /// - frames from the minimum to the frame bound (most small), and one
+    ///   seed in 16 at an edge ([`FRAME_SIZES_AT_EDGES`]);
     /// - buggify's short reads on a quarter of the seeds;
     /// - on an eighth, a gateway bound of requests in flight per session
     ///   at or below the client's depth (past it pings are shed), and on an
@@ -183,6 +196,14 @@ impl RunConfig {
             _ => swarm.random_range(16 * 1024..=FRAME_SIZE_MAX),
         };
         let short_reads = swarm.random_bool(0.25);
+        // Sizes at the edges, where off-by-one bugs live: the smallest
+        // frame, pads around 256 bytes, and the frame bound itself.
+        let mut edge = crate::seed::rng(seed, "harness", "swarm-edge", 0);
+        let size = if edge.random_bool(1.0 / 16.0) {
+            FRAME_SIZES_AT_EDGES[edge.random_range(0..FRAME_SIZES_AT_EDGES.len())]
+        } else {
+            size
+        };
         // A third stream for the knobs added later, for the same reason.
         let mut more = crate::seed::rng(seed, "harness", "swarm-more", 0);
         let long = more.random_bool(1.0 / 64.0);

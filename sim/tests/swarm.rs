@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use fep_load::scenario::Scenario;
 use fep_sim::faults::{FaultKind, FaultPlan};
-use fep_sim::run::{run, Outcome, RunConfig};
+use fep_sim::run::{run, Outcome, RunConfig, FRAME_SIZES_AT_EDGES};
 
 fn passed(outcome: &Outcome) {
     let failures: Vec<String> = outcome
@@ -146,5 +146,8 @@ fn the_swarm_draws_every_knob_on_some_seeds_and_not_on_most() {
         );
     }
     assert!(shed > 0.0, "no seed's bound is below its depth");
+    for edge in FRAME_SIZES_AT_EDGES {
+        assert!(share(&|c| c.size == edge) > 0.0, "no seed at size {edge}");
+    }
     assert_eq!(rejoin, 1.0, "`all` includes rejoin");
 }
