@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use fep_core::{ErrorCode, Nanos};
 use fep_load::client::Report;
 use fep_load::scenario::{self, Expect};
+use fep_trading::gateway::{GatewayStats, REJECT_CODES};
 
 use crate::faults::{Fault, FaultKind};
 use crate::oracle::op::{
@@ -112,7 +113,15 @@ pub(crate) fn check_run(
         panicked.fail(panic);
     }
     let mut verdicts = vec![panicked];
+    let stats: Vec<GatewayStats> = hosts
+        .gateway
+        .workers()
+        .iter()
+        .map(|w| w.borrow().service().stats())
+        .collect();
+    let counters = wire.gateway_counters(&stats);
     verdicts.extend(wire.finish(recorder));
+    verdicts.push(counters);
     verdicts.push(no_session_left(recorder, hosts));
     verdicts.push(reports_hold(
         config, faults, drained, &answers, hosts, reports,
@@ -161,6 +170,8 @@ pub struct Explain {
     pub session_inflight_max: u32,
     /// The exchange's port (a gateway connection to it is an upstream).
     pub exchange_port: u16,
+    /// The gateway's client port.
+    pub gateway_port: u16,
     /// After a crash or cut heals, how long the gateway may still have no
     /// upstream: its longest reconnect backoff, a dial, a hand-shake.
     pub upstream_back_ns: u64,
@@ -175,6 +186,18 @@ struct Explained {
     code: ErrorCode,
     from_ns: u64,
     until_ns: u64,
+}
+
+/// What one gateway worker did, counted off the wire.
+#[derive(Clone, Debug, Default)]
+struct GatewaySeen {
+    clients_opened: u64,
+    clients_closed: u64,
+    upstream_connects: u64,
+    upstream_losses: u64,
+    forwarded: u64,
+    pongs: u64,
+    rejects: [u64; REJECT_CODES],
 }
 
 /// A ping or pong as the route tag and `seq` name it once it left the
@@ -235,6 +258,10 @@ pub struct WireCheck {
     upstream_down: Vec<(u16, u64, Option<u64>)>,
     /// The exchange's port: a gateway connection to it is an upstream.
     exchange_port: u16,
+    /// The gateway's client port.
+    gateway_port: u16,
+    /// What each gateway worker did, as the wire shows it.
+    gateway_seen: BTreeMap<u16, GatewaySeen>,
     /// `UPSTREAM_UNAVAILABLE` refusals the gateway wrote: (worker,
     /// connection, seq, when it took the ping, when it wrote the refusal).
     upstream_rejects: Vec<(u16, String, u64, u64, u64)>,
@@ -318,6 +345,8 @@ impl WireCheck {
             upstream_down: Vec::new(),
             upstream_rejects: Vec::new(),
             exchange_port: explain.exchange_port,
+            gateway_port: explain.gateway_port,
+            gateway_seen: BTreeMap::new(),
             answers_lost: 0,
             gateway_handoffs: BTreeMap::new(),
             gateway_pongs: BTreeMap::new(),
@@ -380,9 +409,79 @@ impl WireCheck {
     /// A connection closed at `at` (ns), on the host and worker that
     /// owned it. A gateway upstream closing starts a spell without one.
     pub fn closed(&mut self, conn: &crate::trace::OpenConn, at: Nanos) {
-        if conn.host == self.gateway && conn.peer.port() == self.exchange_port {
-            self.upstream_down.push((conn.worker, at.as_u64(), None));
+        if conn.host != self.gateway {
+            return;
         }
+        let seen = self.gateway_seen.entry(conn.worker).or_default();
+        if conn.peer.port() == self.exchange_port {
+            seen.upstream_losses += 1;
+            self.upstream_down.push((conn.worker, at.as_u64(), None));
+        } else if conn.local.port() == self.gateway_port {
+            seen.clients_closed += 1;
+        }
+    }
+
+    /// A connection opened on the host and worker that own it.
+    pub fn opened(&mut self, conn: &crate::trace::OpenConn) {
+        if conn.host == self.gateway && conn.local.port() == self.gateway_port {
+            self.gateway_seen
+                .entry(conn.worker)
+                .or_default()
+                .clients_opened += 1;
+        }
+    }
+
+    /// The gateway workers' own counters against what the wire showed
+    /// them doing: connections opened and closed, upstreams hand-shaked
+    /// and lost, exactly; pings forwarded, pongs and rejects (by code)
+    /// delivered, at least as many as the wire carried (a frame counted
+    /// may still wait in a closed connection's buffer).
+    pub(crate) fn gateway_counters(&self, stats: &[GatewayStats]) -> Verdict {
+        let mut v = Verdict::new("gateway counters agree with the wire", Class::Safety);
+        for (w, stats) in stats.iter().enumerate() {
+            let worker = u16::try_from(w).expect("few workers");
+            let seen = self.gateway_seen.get(&worker).cloned().unwrap_or_default();
+            let exact = [
+                ("clients_opened", stats.clients_opened, seen.clients_opened),
+                ("clients_closed", stats.clients_closed, seen.clients_closed),
+                (
+                    "upstream_connects",
+                    stats.upstream_connects,
+                    seen.upstream_connects,
+                ),
+                (
+                    "upstream_losses",
+                    stats.upstream_losses,
+                    seen.upstream_losses,
+                ),
+            ];
+            for (name, counted, wire) in exact {
+                if counted != wire {
+                    v.fail(format!("gateway/w{w}: {name} {counted}, the wire {wire}"));
+                }
+            }
+            let mut at_least = vec![
+                ("forwarded", stats.forwarded, seen.forwarded),
+                ("pongs", stats.pongs, seen.pongs),
+                ("rejects", stats.rejects, seen.rejects.iter().sum()),
+            ];
+            for (code, (&counted, &wire)) in
+                stats.rejects_by_code.iter().zip(&seen.rejects).enumerate()
+            {
+                if counted < wire {
+                    v.fail(format!(
+                        "gateway/w{w}: rejects_by_code[{code}] {counted}, the wire {wire}"
+                    ));
+                }
+            }
+            at_least.retain(|(_, counted, wire)| counted < wire);
+            for (name, counted, wire) in at_least {
+                v.fail(format!(
+                    "gateway/w{w}: {name} {counted}, fewer than the wire's {wire}"
+                ));
+            }
+        }
+        v
     }
 
     /// Whether some gateway worker had no upstream at some time within
@@ -413,6 +512,15 @@ impl WireCheck {
         }
         if e.host == self.gateway && e.dir == Dir::Out {
             self.drain_event(e);
+            let seen = self.gateway_seen.entry(e.worker).or_default();
+            match e.opcode {
+                OP_PERF_PING => seen.forwarded += 1,
+                OP_PERF_PONG => seen.pongs += 1,
+                OP_REJECT => {
+                    seen.rejects[usize::from(e.code).min(REJECT_CODES - 1)] += 1;
+                }
+                _ => {}
+            }
         }
     }
 
@@ -427,6 +535,10 @@ impl WireCheck {
                     .insert((e.worker, format!("{:?}", e.conn), e.seq), (at, draining));
             }
             (h, Handled::Read, OP_ROLE_HELLO_ACK) if h == self.gateway => {
+                self.gateway_seen
+                    .entry(e.worker)
+                    .or_default()
+                    .upstream_connects += 1;
                 for spell in &mut self.upstream_down {
                     if spell.0 == e.worker && spell.2.is_none() {
                         spell.2 = Some(at);
@@ -842,6 +954,7 @@ mod tests {
             hands_off: false,
             session_inflight_max: 1024,
             exchange_port: 10_000,
+            gateway_port: 9_000,
             upstream_back_ns: 0,
             answer_late_ns: 0,
         };
@@ -985,6 +1098,7 @@ mod tests {
             hands_off: false,
             session_inflight_max,
             exchange_port: 10_000,
+            gateway_port: 9_000,
             upstream_back_ns: 0,
             answer_late_ns: 0,
         };
@@ -1072,6 +1186,25 @@ mod tests {
         assert!(v.passed(), "{v}");
     }
 
+    #[test]
+    fn a_gateway_that_miscounts_its_lost_upstreams_fails_the_counters() {
+        let mut c = check();
+        let upstream = crate::trace::OpenConn {
+            host: GATEWAY,
+            incarnation: 1,
+            worker: 0,
+            conn: ConnId::from_bits(7),
+            local: addr(3000),
+            peer: addr(10_000),
+        };
+        c.closed(&upstream, Nanos(25));
+        let mut stats = GatewayStats::default();
+        assert_eq!(c.gateway_counters(&[stats.clone()]).count, 1);
+        stats.upstream_losses = 1;
+        let v = c.gateway_counters(&[stats]);
+        assert!(v.passed(), "{v}");
+    }
+
     fn faulted(kind: FaultKind, hands_off: bool) -> WireCheck {
         let fault = Fault {
             kind,
@@ -1083,6 +1216,7 @@ mod tests {
             hands_off,
             session_inflight_max: 1024,
             exchange_port: 10_000,
+            gateway_port: 9_000,
             upstream_back_ns: 5 * NS_PER_MS,
             answer_late_ns: NS_PER_MS,
         };

@@ -469,6 +469,7 @@ fn explain(config: &RunConfig) -> Explain {
         hands_off: config.scenario.routing() == Routing::Handoff,
         session_inflight_max: gateway.inflight_per_session_max,
         exchange_port: EXCHANGE_PORT,
+        gateway_port: GATEWAY_PORT,
         upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
         answer_late_ns: ANSWER_LATE_MS * 1_000_000,
     }

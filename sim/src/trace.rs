@@ -232,6 +232,9 @@ impl Recorder {
 
     /// A connection opened.
     pub fn opened(&mut self, conn: OpenConn) {
+        if let Some(check) = &mut self.wire {
+            check.opened(&conn);
+        }
         self.open.push(conn);
     }
 
