@@ -1199,7 +1199,7 @@ mod tests {
         };
         c.closed(&upstream, Nanos(25));
         let mut stats = GatewayStats::default();
-        assert_eq!(c.gateway_counters(&[stats.clone()]).count, 1);
+        assert_eq!(c.gateway_counters(&[stats]).count, 1);
         stats.upstream_losses = 1;
         let v = c.gateway_counters(&[stats]);
         assert!(v.passed(), "{v}");
