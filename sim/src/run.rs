@@ -167,7 +167,9 @@ impl RunConfig {
     /// - buggify's short reads on a quarter of the seeds;
     /// - on an eighth, a gateway bound of requests in flight per session
     ///   at or below the client's depth (past it pings are shed), and on an
-    ///   eighth a handoff bound small enough that clients pause;
+    ///   eighth a handoff bound small enough, with windows deep enough and
+    ///   frames large enough, that clients routed through another worker
+    ///   pause and resume;
     /// - `rejoin` with `all`, and on an eighth of the seeds a `drain` of
     ///   the gateway mid-run.
     ///
@@ -228,6 +230,18 @@ impl RunConfig {
         let handoff_bytes_max = more
             .random_bool(0.125)
             .then(|| more.random_range(HANDOFF_BYTES_MIN..=2 * 1024 * 1024));
+        // A small handoff bound matters only with bytes enough in flight to
+        // reach half of it: deep windows of large frames, so that the
+        // gateway pauses the clients routed through a busy worker (and
+        // resumes them), on those seeds.
+        let (inflight, size) = if handoff_bytes_max.is_some() {
+            (
+                inflight.max(more.random_range(16..=64)),
+                size.max(more.random_range(4 * 1024..=32 * 1024)),
+            )
+        } else {
+            (inflight, size)
+        };
         let mut faults = faults;
         if more.random_bool(0.125) {
             faults.items.push(FaultItem {

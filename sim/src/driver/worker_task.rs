@@ -486,8 +486,12 @@ impl<S: Service> WorkerTask<S> {
         io.gate.set_stalled(false);
         let held = std::mem::take(&mut io.held);
         self.line(now, format_args!("resume {conn:?} {}B", held.len()));
-        if !held.is_empty() {
-            self.deliver(now, conn, &held);
+        // One read's worth at a time, as the real backend reads what waited
+        // in the kernel: a pause the first piece causes holds the rest
+        // (`feed` holds it again), instead of the worker taking everything
+        // the reader had queued before the pause in one go.
+        for piece in held.chunks(READ_BUF_LEN) {
+            self.feed(now, conn, piece);
         }
     }
 
