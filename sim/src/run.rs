@@ -561,6 +561,9 @@ pub fn run(config: &RunConfig) -> Outcome {
         gone: vec![false; hosts.clients.len()],
         away: vec![false; hosts.clients.len()],
         drain_ms: None,
+        slowed: vec![0; hosts.clients.len()],
+        returning: vec![false; hosts.clients.len()],
+        over: false,
     };
     while ready && failures.is_empty() {
         let now_ms = millis(sim.elapsed());
@@ -620,6 +623,7 @@ pub fn run(config: &RunConfig) -> Outcome {
             break;
         }
     }
+    state.over = true;
     for (i, f) in faults.iter().enumerate() {
         // A client away for good now would rejoin into a run that is over.
         if begun[i] && !ended[i] && f.heals() && f.kind != FaultKind::Rejoin {
@@ -729,6 +733,14 @@ struct State {
     away: Vec<bool>,
     /// When the gateway's drain began (simulated ms).
     drain_ms: Option<u64>,
+    /// Latency and hold faults in force on each client's link.
+    slowed: Vec<u32>,
+    /// Clients whose rejoin is due but waits for their link to heal: a
+    /// dial into a held or slowed link times out, which no client
+    /// survives and nothing would explain.
+    returning: Vec<bool>,
+    /// The run is over: no client comes back any more.
+    over: bool,
 }
 
 impl State {
@@ -739,6 +751,20 @@ impl State {
             .iter()
             .zip(self.gone.iter().zip(&self.away))
             .all(|(c, (gone, away))| *gone || !*away && c.is_done())
+    }
+}
+
+/// The client whose link a `latency` or `hold` fault slows, if any.
+fn slowed_client(fault: &Fault, clients: u16) -> Option<usize> {
+    let on_link = matches!(fault.kind, FaultKind::Latency | FaultKind::Hold);
+    (on_link && fault.target >= 1 && clients > 0).then(|| usize::from((fault.target - 1) % clients))
+}
+
+/// Client `k`, away since its `rejoin` began, starts again.
+fn come_back(sim: &mut turmoil::Sim<'_>, hosts: &Hosts, state: &mut State, k: usize) {
+    if state.away[k] && !state.gone[k] {
+        state.away[k] = false;
+        sim.bounce(hosts.clients[k].name());
     }
 }
 
@@ -756,6 +782,9 @@ fn begin(
 ) {
     fault_line(recorder, sim, format_args!("fault begin {fault}"));
     let clients = u16::try_from(hosts.clients.len()).expect("few clients");
+    if let Some(k) = slowed_client(fault, clients) {
+        state.slowed[k] += 1;
+    }
     match fault.kind {
         FaultKind::Latency => {
             let (a, b) = link(fault.target, clients);
@@ -838,6 +867,13 @@ fn end(
     fault_line(recorder, sim, format_args!("fault end {fault}"));
     let sabotage = hosts.gateway.knobs().sabotage;
     let clients = u16::try_from(hosts.clients.len()).expect("few clients");
+    if let Some(k) = slowed_client(fault, clients) {
+        state.slowed[k] -= 1;
+        if state.slowed[k] == 0 && state.returning[k] && !state.over {
+            state.returning[k] = false;
+            come_back(sim, hosts, state, k);
+        }
+    }
     match fault.kind {
         FaultKind::Latency => {
             let (a, b) = link(fault.target, clients);
@@ -860,8 +896,11 @@ fn end(
             // Only the rejoin that sent it away brings it back, and never a
             // client that left for good meanwhile.
             if state.away[k] && !state.gone[k] {
-                state.away[k] = false;
-                sim.bounce(hosts.clients[k].name());
+                if state.slowed[k] > 0 {
+                    state.returning[k] = true;
+                } else {
+                    come_back(sim, hosts, state, k);
+                }
             }
         }
         FaultKind::SlowHandoff => {
