@@ -256,11 +256,33 @@ where
     S::Data: Send,
     F: Fn(fep_core::WorkerId) -> S + Send + Sync + 'static,
 {
+    start_with_metrics_and(config, factory, metrics, prefix, series, publish, None)
+}
+
+/// [`start_with_metrics`], exporting `extra` too (a board another thread
+/// fills, such as the WAL thread's) under the same prefix.
+pub fn start_with_metrics_and<S, F>(
+    config: Config,
+    factory: F,
+    metrics: Option<SocketAddr>,
+    prefix: &str,
+    series: &'static [crate::metrics::Series],
+    publish: fn(&crate::metrics::Board, usize, &S),
+    extra: Option<std::sync::Arc<crate::metrics::Board>>,
+) -> Result<fep_net::Running<S>, String>
+where
+    S: fep_core::Service + Send,
+    S::Data: Send,
+    F: Fn(fep_core::WorkerId) -> S + Send + Sync + 'static,
+{
     let Some(addr) = metrics else {
         return fep_net::start(config, factory).map_err(|e| e.to_string());
     };
     let board = crate::metrics::Board::new(series, config.worker_count());
-    let registry = crate::metrics::registry(prefix, board.clone());
+    let mut registry = crate::metrics::registry(prefix, board.clone());
+    if let Some(extra) = extra {
+        registry.register_collector(Box::new(extra));
+    }
     let bound = crate::metrics::serve(addr, registry)
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     print_line(&format!("metrics {bound}"));

@@ -110,6 +110,26 @@ impl Board {
         }
     }
 
+    /// Adds one observation of `value` to histogram series `i` of row
+    /// `worker`. One thread writes a row (its worker, or the WAL thread),
+    /// so a load and a store suffice: no lock, no allocation.
+    pub fn observe(&self, worker: usize, i: usize, value: f64) {
+        let Kind::Histogram(bounds) = self.series[i].kind else {
+            panic!("series {} is not a histogram", self.series[i].name);
+        };
+        let at = self.offsets[i];
+        let cells = &self.rows[worker];
+        let bucket = bounds.partition_point(|&upper| upper < value);
+        let add = |cell: &AtomicU64, n: u64| cell.store(cell.load(Relaxed) + n, Relaxed);
+        add(&cells[at + bucket], 1);
+        add(&cells[at + bounds.len() + 1], 1);
+        let sum = &cells[at + bounds.len() + 2];
+        sum.store(
+            (f64::from_bits(sum.load(Relaxed)) + value).to_bits(),
+            Relaxed,
+        );
+    }
+
     fn sum(&self, cell: usize) -> u64 {
         self.rows
             .iter()
@@ -440,6 +460,7 @@ pub mod exchange {
         counter("drain_rejects", "Requests refused while draining."),
         counter("sessions_closed", "Sessions closed."),
         gauge("open_orders", "Orders resting in the books (book depth)."),
+        counter("journaled", "Requests journaled (with --wal)."),
     ];
 
     /// Copies worker `worker`'s counters into its row.
@@ -455,6 +476,7 @@ pub mod exchange {
             s.rejects,
             s.closed,
             open,
+            s.journaled,
         ];
         let row = board.row(worker);
         for (i, v) in values.into_iter().enumerate() {
@@ -469,11 +491,11 @@ pub mod exchange {
         0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     ];
 
-    /// The WAL's series: a hook for the journal's thread. With `--wal`, the
-    /// exchange registers a board of one row ([`wal_board`]) and the WAL
-    /// thread sets it after each batch with [`super::Row::set_histogram`]
-    /// (series 0: batch size, series 1: fsync latency), from plain
-    /// histograms of its own. Without a WAL the series are not exported.
+    /// The WAL's series. With `--wal` and `--metrics`, the exchange
+    /// registers a board of one row ([`wal_board`]) and the WAL thread
+    /// adds each batch to it ([`wal_observer`]): series 0 the batch size,
+    /// series 1 the fsync latency (none with `--wal-sync none`). Without a
+    /// WAL the series are not exported.
     pub const WAL_SERIES: &[Series] = &[
         Series {
             name: "wal_batch_records",
@@ -492,6 +514,16 @@ pub mod exchange {
     /// The board of the WAL thread (one row).
     pub fn wal_board() -> std::sync::Arc<Board> {
         Board::new(WAL_SERIES, 1)
+    }
+
+    /// The WAL thread's observer that fills `board` (a [`wal_board`]).
+    pub fn wal_observer(board: std::sync::Arc<Board>) -> fep_net::wal::WalObserver {
+        fep_net::wal::WalObserver::new(move |batch| {
+            board.observe(0, 0, batch.records as f64);
+            if let Some(ns) = batch.sync_ns {
+                board.observe(0, 1, ns as f64 / 1e9);
+            }
+        })
     }
 }
 
@@ -552,5 +584,56 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         assert_eq!(text.matches("# TYPE t_requests").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn observations_land_in_the_bucket_of_their_upper_bound() {
+        let board = Board::new(SERIES, 1);
+        for v in [0.0005, 0.001, 0.002, 5.0] {
+            board.observe(0, 3, v);
+        }
+        let text = render(&registry("t", board));
+        for line in [
+            "t_latency_seconds_count 4",
+            "t_latency_seconds_bucket{le=\"0.001\"} 2",
+            "t_latency_seconds_bucket{le=\"0.01\"} 3",
+            "t_latency_seconds_bucket{le=\"+Inf\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_wal_observer_fills_batch_sizes_and_fsync_latencies() {
+        let board = exchange::wal_board();
+        let observer = exchange::wal_observer(Arc::clone(&board));
+        let told = |records, sync_ns| fep_net::wal::WalBatch {
+            records,
+            bytes: records * 80,
+            sync_ns,
+        };
+        // The observer is the WAL thread's: call it as that thread would.
+        let call = |b: fep_net::wal::WalBatch| {
+            let o = observer.clone();
+            std::thread::spawn(move || o.call(&b)).join().unwrap();
+        };
+        call(told(1, Some(300_000)));
+        call(told(100, Some(2_000_000)));
+        call(told(5000, None));
+        let text = render(&registry("x", board));
+        for line in [
+            "x_wal_batch_records_count 3",
+            "x_wal_batch_records_sum 5101.0",
+            "x_wal_batch_records_bucket{le=\"1.0\"} 1",
+            "x_wal_batch_records_bucket{le=\"256.0\"} 2",
+            "x_wal_batch_records_bucket{le=\"4096.0\"} 2",
+            "x_wal_batch_records_bucket{le=\"+Inf\"} 3",
+            "x_wal_fsync_seconds_count 2",
+            "x_wal_fsync_seconds_bucket{le=\"0.00025\"} 0",
+            "x_wal_fsync_seconds_bucket{le=\"0.0005\"} 1",
+            "x_wal_fsync_seconds_bucket{le=\"0.0025\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
     }
 }

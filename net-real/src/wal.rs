@@ -73,6 +73,45 @@ pub struct WalConfig {
     pub pending_bytes_max: usize,
     /// CPU to pin the WAL thread to.
     pub cpu: Option<usize>,
+    /// Told about every batch, on the WAL thread (metrics).
+    pub observer: Option<WalObserver>,
+}
+
+/// One group commit as the WAL thread saw it, for an observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalBatch {
+    /// Records in the batch.
+    pub records: u64,
+    /// Bytes written (records only).
+    pub bytes: u64,
+    /// How long the batch's `fdatasync` took, in nanoseconds; `None` with
+    /// [`WalSync::None`]. A batch that rolls to a new segment also syncs
+    /// the old one: that sync is not counted here.
+    pub sync_ns: Option<u64>,
+}
+
+/// Called by the WAL thread after each batch is durable and published
+/// (so a slow observer delays the next batch, never this one's answers).
+/// It runs on the WAL thread only: keep it short and allocation-free.
+#[derive(Clone)]
+pub struct WalObserver(Arc<dyn Fn(&WalBatch) + Send + Sync>);
+
+impl WalObserver {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&WalBatch) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Tells `f` about `batch` (the WAL thread does, after each batch).
+    pub fn call(&self, batch: &WalBatch) {
+        (self.0)(batch)
+    }
+}
+
+impl std::fmt::Debug for WalObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalObserver")
+    }
 }
 
 impl WalConfig {
@@ -85,7 +124,14 @@ impl WalConfig {
             segment_size: SEGMENT_SIZE_DEFAULT,
             pending_bytes_max: WAL_PENDING_BYTES_MAX_DEFAULT,
             cpu: None,
+            observer: None,
         }
+    }
+
+    /// Sets the observer told about every batch.
+    pub fn observe(mut self, observer: WalObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Sets when to sync.
@@ -471,16 +517,24 @@ fn run_writer(
             writer.sync(&mut stats)?;
             break;
         }
-        writer.write_batch(&batch, config.sync, &mut stats)?;
+        let sync_ns = writer.write_batch(&batch, config.sync, &mut stats)?;
         let records = last_seq - durable;
         stats.records += records;
-        stats.bytes += batch.len() as u64;
+        let bytes_written = batch.len() as u64;
+        stats.bytes += bytes_written;
         stats.batches += 1;
         stats.batch_records_max = stats.batch_records_max.max(records);
         batch.clear();
         durable = last_seq;
         shared.durable_seq.store(durable, Ordering::Release);
         on_durable(durable);
+        if let Some(observer) = &config.observer {
+            observer.call(&WalBatch {
+                records,
+                bytes: bytes_written,
+                sync_ns,
+            });
+        }
     }
     stats.segments_created = writer.segments_created;
     Ok(stats)
@@ -573,12 +627,14 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Writes `batch` and, with [`WalSync::Batch`], syncs it; returns how
+    /// long that last sync took.
     fn write_batch(
         &mut self,
         batch: &[u8],
         sync: WalSync,
         stats: &mut WalStats,
-    ) -> Result<(), WalError> {
+    ) -> Result<Option<u64>, WalError> {
         let mut rest = batch;
         while !rest.is_empty() {
             let n = self.cursor.fit(rest);
@@ -599,10 +655,14 @@ impl SegmentWriter {
             self.cursor.advance(n);
             rest = &rest[n..];
         }
-        if sync == WalSync::Batch {
-            self.sync(stats)?;
+        if sync == WalSync::None {
+            return Ok(None);
         }
-        Ok(())
+        let started = Instant::now();
+        self.sync(stats)?;
+        Ok(Some(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        ))
     }
 
     fn sync(&mut self, stats: &mut WalStats) -> Result<(), WalError> {

@@ -344,3 +344,34 @@ fn the_wal_thread_is_pinned_when_asked() {
     let wal = start(&config(dir.path()), AppendAt::NewSegment { seq_next: 1 });
     assert!(!wal.shutdown().unwrap().pinned, "unpinned unless asked");
 }
+
+#[test]
+fn the_observer_is_told_every_batch_with_its_records_bytes_and_sync_time() {
+    for sync in [WalSync::Batch, WalSync::None] {
+        let dir = tempdir();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<wal::WalBatch>::new()));
+        let sink = Arc::clone(&seen);
+        let config = config(dir.path())
+            .sync(sync)
+            .observe(wal::WalObserver::new(move |b| {
+                sink.lock().unwrap().push(*b)
+            }));
+        let wal = start(&config, AppendAt::NewSegment { seq_next: 1 });
+        let mut bytes = 0u64;
+        for seq in 1..=500u64 {
+            let p = payload(seq);
+            bytes += fep_journal::record::len_encoded(p.len()) as u64;
+            wal.append(&p).unwrap();
+        }
+        let stats = wal.shutdown().unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len() as u64, stats.batches, "{sync:?}");
+        assert_eq!(seen.iter().map(|b| b.records).sum::<u64>(), 500);
+        assert_eq!(seen.iter().map(|b| b.bytes).sum::<u64>(), bytes);
+        assert!(seen.iter().all(|b| b.records > 0), "{seen:?}");
+        match sync {
+            WalSync::Batch => assert!(seen.iter().all(|b| b.sync_ns.is_some_and(|ns| ns > 0))),
+            WalSync::None => assert!(seen.iter().all(|b| b.sync_ns.is_none())),
+        }
+    }
+}

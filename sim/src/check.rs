@@ -21,7 +21,7 @@ use crate::oracle::op::{
     ERROR as OP_ERROR, PERF_PING as OP_PERF_PING, PERF_PONG as OP_PERF_PONG, REJECT as OP_REJECT,
     ROLE_HELLO_ACK as OP_ROLE_HELLO_ACK, ROLE_HELLO_REQ as OP_ROLE_HELLO_REQ,
 };
-use crate::oracle::Route;
+use crate::oracle::{MsgClass, Route};
 use crate::run::{pings_of, Hosts, RunConfig};
 use crate::trace::{Dir, Handled, HostIx, Recorder, WireEvent};
 
@@ -51,7 +51,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(name: &'static str, class: Class) -> Verdict {
+    pub(crate) fn new(name: &'static str, class: Class) -> Verdict {
         Verdict {
             name,
             class,
@@ -60,7 +60,7 @@ impl Verdict {
         }
     }
 
-    fn fail(&mut self, what: String) {
+    pub(crate) fn fail(&mut self, what: String) {
         self.count += 1;
         if self.violations.len() < VIOLATIONS_KEPT {
             self.violations.push(what);
@@ -267,9 +267,9 @@ pub struct WireCheck {
     upstream_rejects: Vec<(u16, String, u64, u64, u64)>,
     /// Answers read by incarnations of client hosts that crashed since.
     answers_lost: u64,
-    /// Pings and pongs handed between gateway workers: (opcode, route,
-    /// seq) -> who handled it and when.
-    gateway_handoffs: BTreeMap<(u16, u64, u64), HandledAt>,
+    /// Requests and first answers handed between gateway workers: (an
+    /// answer, route, seq) -> who handled it and when.
+    gateway_handoffs: BTreeMap<(bool, u64, u64), HandledAt>,
     /// Pongs a gateway worker handled from its upstream.
     gateway_pongs: BTreeMap<PingKey, HandledAt>,
     /// Pings the exchange handled.
@@ -287,6 +287,23 @@ pub struct WireCheck {
     reject_order: Verdict,
     routing: Verdict,
     drain: Verdict,
+    /// The highest request id each client connection sent.
+    last_sent: BTreeMap<ConnKey, u64>,
+    /// The clients send order entry: the exchange's own refusals are
+    /// answers, always explained and in order.
+    orders: bool,
+    later: Verdict,
+}
+
+/// A `Reject` the exchange gives an order-entry request on its merits
+/// (`UNKNOWN_ORDER`, `DUPLICATE_ID`, `INVALID_ORDER`,
+/// `INSUFFICIENT_BALANCE`): an answer like any other, never a fault's.
+fn is_business(e: &WireEvent) -> bool {
+    e.opcode == OP_REJECT && (11..=14).contains(&e.code)
+}
+
+fn class_of(e: &WireEvent) -> MsgClass {
+    crate::oracle::class(e.opcode, e.order.reason)
 }
 
 impl WireCheck {
@@ -375,7 +392,19 @@ impl WireCheck {
                 "a draining gateway forwards no new ping and refuses no earlier one",
                 Class::Safety,
             ),
+            last_sent: BTreeMap::new(),
+            orders: false,
+            later: Verdict::new(
+                "fills and IOC rests follow their request's first answer",
+                Class::Safety,
+            ),
         }
+    }
+
+    /// The clients send the order flow: the exchange's refusals on the
+    /// merits (codes 11–14) are first answers, in order, always allowed.
+    pub fn expect_orders(&mut self) {
+        self.orders = true;
     }
 
     /// The clients start now: fault times count from here.
@@ -528,13 +557,13 @@ impl WireCheck {
     pub fn handled(&mut self, how: Handled, e: &WireEvent) {
         let at = e.at.as_u64();
         let key = (e.route, e.seq);
-        match (e.host, how, e.opcode) {
-            (h, Handled::Read, OP_PERF_PING) if h == self.gateway => {
+        match (e.host, how, class_of(e)) {
+            (h, Handled::Read, MsgClass::Request) if h == self.gateway => {
                 let draining = self.draining.contains(&e.worker);
                 self.gateway_pings
                     .insert((e.worker, format!("{:?}", e.conn), e.seq), (at, draining));
             }
-            (h, Handled::Read, OP_ROLE_HELLO_ACK) if h == self.gateway => {
+            (h, Handled::Read, _) if h == self.gateway && e.opcode == OP_ROLE_HELLO_ACK => {
                 self.gateway_seen
                     .entry(e.worker)
                     .or_default()
@@ -545,14 +574,16 @@ impl WireCheck {
                     }
                 }
             }
-            (h, Handled::Read, OP_PERF_PONG) if h == self.gateway => {
+            (h, Handled::Read, MsgClass::First) if h == self.gateway => {
                 self.gateway_pongs.insert(key, (e.worker, at));
             }
-            (h, Handled::Handoff, op @ (OP_PERF_PING | OP_PERF_PONG)) if h == self.gateway => {
+            (h, Handled::Handoff, class @ (MsgClass::Request | MsgClass::First))
+                if h == self.gateway =>
+            {
                 self.gateway_handoffs
-                    .insert((op, e.route, e.seq), (e.worker, at));
+                    .insert((class == MsgClass::First, e.route, e.seq), (e.worker, at));
             }
-            (h, Handled::Read, OP_PERF_PING) if h == self.exchange => {
+            (h, Handled::Read, MsgClass::Request) if h == self.exchange => {
                 self.exchange_pings.insert(key, at);
             }
             _ => {}
@@ -575,13 +606,9 @@ impl WireCheck {
         let read = self
             .gateway_pings
             .remove(&(tag.origin, tag.conn_text(), e.seq));
-        let ping_handoff = self
-            .gateway_handoffs
-            .remove(&(OP_PERF_PING, e.route, e.seq));
+        let ping_handoff = self.gateway_handoffs.remove(&(false, e.route, e.seq));
         let pong_read = self.gateway_pongs.remove(&key);
-        let pong_handoff = self
-            .gateway_handoffs
-            .remove(&(OP_PERF_PONG, e.route, e.seq));
+        let pong_handoff = self.gateway_handoffs.remove(&(true, e.route, e.seq));
         let (ping_at, pong_at) = if tag.origin == tag.target {
             (read.map(|(at, _)| (tag.origin, at)), pong_read)
         } else {
@@ -600,7 +627,12 @@ impl WireCheck {
                 Some(_) => {}
             };
         want("t2", t2, ping_at, tag.target, "ping");
-        want("t4", t4, pong_at, tag.origin, "pong");
+        // An order's first answer crosses workers inside the gateway's own
+        // lane frame, which the checker does not read: its `t4` is held
+        // to the order above only.
+        if e.opcode == OP_PERF_PONG || tag.origin == tag.target {
+            want("t4", t4, pong_at, tag.origin, "pong");
+        }
         match self.exchange_pings.remove(&key) {
             None => wrong.push("the exchange never handled this ping".to_owned()),
             Some(at) if at != t3 => {
@@ -627,19 +659,28 @@ impl WireCheck {
     fn client_event(&mut self, e: &WireEvent, name: &str) {
         let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
         let explained = e.opcode != OP_REJECT || self.explained(e.code, e.at.as_u64());
+        let explained = explained || (self.orders && is_business(e));
+        let class = class_of(e);
+        if class == MsgClass::Later {
+            return self.later_event(e, &here());
+        }
         let session_inflight_max = usize::try_from(self.session_inflight_max).unwrap_or(usize::MAX);
         let window = self.windows.entry(key(e)).or_default();
-        match (e.dir, e.opcode) {
-            (Dir::Out, OP_PERF_PING) => window.push_back(Sent {
-                seq: e.seq,
-                t1: e.t[0],
-                pad: e.pad,
-                ahead: window.len(),
-                overtaken: false,
-            }),
-            (Dir::In, OP_PERF_PONG | OP_REJECT) => {
+        match (e.dir, class) {
+            (Dir::Out, MsgClass::Request) => {
+                window.push_back(Sent {
+                    seq: e.seq,
+                    t1: e.t[0],
+                    pad: e.pad,
+                    ahead: window.len(),
+                    overtaken: false,
+                });
+                let last = self.last_sent.entry(key(e)).or_default();
+                *last = (*last).max(e.seq);
+            }
+            (Dir::In, MsgClass::First | MsgClass::Reject) => {
                 let counts = self.answers.entry(e.host).or_default();
-                if e.opcode == OP_PERF_PONG {
+                if e.opcode != OP_REJECT {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
@@ -664,7 +705,7 @@ impl WireCheck {
                 }
                 let lost_upstream =
                     e.opcode == OP_REJECT && e.code == ErrorCode::UpstreamUnavailable.to_u16();
-                if sent.overtaken && (e.opcode == OP_PERF_PONG || lost_upstream) {
+                if sent.overtaken && (e.opcode != OP_REJECT || lost_upstream) {
                     self.reject_order.fail(format!(
                         "{}: answered after a later ping was rejected for its lost upstream",
                         here()
@@ -675,14 +716,18 @@ impl WireCheck {
                         older.overtaken = true;
                     }
                 }
-                if e.opcode == OP_REJECT {
+                if e.opcode == OP_REJECT && !(self.orders && is_business(e)) {
                     // PROTOCOL.md orders pongs; a shed ping's Reject may
                     // overtake.
                     return;
                 }
                 if pos != 0 {
                     self.fifo
-                        .fail(format!("{}: pong before {pos} older pings", here()));
+                        .fail(format!("{}: answer before {pos} older requests", here()));
+                }
+                if e.opcode == OP_REJECT {
+                    // The exchange's own refusal: in order, but no stamps.
+                    return;
                 }
                 if e.t[0] != sent.t1 || e.pad != sent.pad {
                     self.same.fail(format!(
@@ -701,7 +746,7 @@ impl WireCheck {
                     self.stamps.fail(format!("{}: {wrong}", here()));
                 }
             }
-            (Dir::In, OP_ERROR) => {
+            (Dir::In, MsgClass::Other) if e.opcode == OP_ERROR => {
                 let code = ErrorCode::from_u16(e.code);
                 self.rejects.fail(format!(
                     "{name} {} at {}: Error {}",
@@ -748,6 +793,29 @@ impl WireCheck {
         }
     }
 
+    /// A fill or an IOC's rest read by a client: it names a request this
+    /// connection sent, and one it caused itself (`t1` echoed) comes after
+    /// that request's first answer (PROTOCOL.md: "After a `NewOrder`'s
+    /// `OrderAccepted` come its fills").
+    fn later_event(&mut self, e: &WireEvent, here: &str) {
+        if e.dir != Dir::In {
+            return;
+        }
+        let last = self.last_sent.get(&key(e)).copied().unwrap_or(0);
+        let waiting = self
+            .windows
+            .get(&key(e))
+            .is_some_and(|w| w.iter().any(|s| s.seq == e.seq));
+        if e.seq == 0 || e.seq > last {
+            self.later
+                .fail(format!("{here}: a later message for a request never sent"));
+        } else if e.t[0] != 0 && waiting {
+            self.later.fail(format!(
+                "{here}: a later message before its request's first answer"
+            ));
+        }
+    }
+
     /// The gateway refuses a ping for want of an upstream only if one of
     /// its workers had none at some time between taking the ping and
     /// writing the refusal (a worker's upstream dying with the ping in
@@ -765,12 +833,12 @@ impl WireCheck {
 
     fn routing_event(&mut self, e: &WireEvent) {
         let tag = Route::read(e.route);
-        match e.opcode {
-            OP_PERF_PING if tag.target != e.worker => self.routing.fail(format!(
+        match class_of(e) {
+            MsgClass::Request if tag.target != e.worker => self.routing.fail(format!(
                 "ping seq {} for upstream w{} left from w{} at {}",
                 e.seq, tag.target, e.worker, e.at
             )),
-            OP_PERF_PONG => {
+            MsgClass::First | MsgClass::Later => {
                 let conn = format!("{:?}", e.conn);
                 if tag.origin != e.worker || tag.conn_text() != conn {
                     self.routing.fail(format!(
@@ -820,6 +888,7 @@ impl WireCheck {
             self.reject_order,
             self.routing,
             self.drain,
+            self.later,
         ]
     }
 }
@@ -880,7 +949,10 @@ fn reports_hold(
     reports: &[Option<Report>],
 ) -> Verdict {
     let mut v = Verdict::new("client reports pass the scenario check", Class::Safety);
-    let rejects_allowed = faults.iter().any(Fault::causes_rejects)
+    // The exchange refuses orders on their merits in any run; the wire
+    // check allows those and only those without a fault.
+    let rejects_allowed = config.scenario.orders()
+        || faults.iter().any(Fault::causes_rejects)
         || config.gateway_config().inflight_per_session_max < config.inflight;
     for (k, (client, report)) in hosts.clients.iter().zip(reports).enumerate() {
         let Some(report) = report else {
@@ -904,6 +976,13 @@ fn reports_hold(
         for violation in violations {
             v.fail(format!("{}: {violation}", client.name()));
         }
+        if let Some(flow) = report.flow.as_ref().filter(|f| f.violations != 0) {
+            v.fail(format!(
+                "{}: the order flow saw {} messages that break the contract",
+                client.name(),
+                flow.violations
+            ));
+        }
         let (pongs, rejects) = answers.get(&client.ix()).copied().unwrap_or_default();
         if (pongs, rejects) != (report.pongs, report.rejects) {
             v.fail(format!(
@@ -920,6 +999,7 @@ fn reports_hold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::op::{PERF_PING as OP_PERF_PING, PERF_PONG as OP_PERF_PONG};
     use fep_core::{ConnId, Nanos};
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -946,6 +1026,7 @@ mod tests {
             t: [0; 4],
             pad: 0,
             code: 0,
+            order: crate::oracle::OrderFields::default(),
         }
     }
 
@@ -1250,5 +1331,45 @@ mod tests {
         let mut local = faulted(FaultKind::RefuseHandoff, false);
         local.event(&reject(1, ErrorCode::Overloaded, at), &names());
         assert_eq!(local.rejects.count, 1);
+    }
+
+    fn order_check() -> WireCheck {
+        let mut c = check();
+        c.expect_orders();
+        for seq in [1, 2] {
+            let mut new = event(CLIENT, Dir::Out, crate::oracle::op::NEW_ORDER, seq);
+            (new.seq, new.t) = (seq, [seq, 0, 0, 0]);
+            c.event(&new, &names());
+        }
+        c
+    }
+
+    #[test]
+    fn a_fill_before_its_orders_first_answer_fails() {
+        let mut c = order_check();
+        let mut fill = event(CLIENT, Dir::In, crate::oracle::op::ORDER_EXECUTED, 5);
+        (fill.seq, fill.t) = (1, [1, 2, 3, 4]);
+        c.event(&fill, &names());
+        assert_eq!(c.later.count, 1, "{}", c.later);
+    }
+
+    #[test]
+    fn a_fill_for_a_request_never_sent_fails_and_a_makers_fill_passes() {
+        let mut c = order_check();
+        let mut maker = event(CLIENT, Dir::In, crate::oracle::op::ORDER_EXECUTED, 5);
+        maker.seq = 2;
+        c.event(&maker, &names());
+        assert!(c.later.passed(), "{}", c.later);
+        maker.seq = 3;
+        c.event(&maker, &names());
+        assert_eq!(c.later.count, 1, "{}", c.later);
+    }
+
+    #[test]
+    fn an_exchange_refusal_on_the_merits_is_an_answer_in_order() {
+        let mut c = order_check();
+        c.event(&reject(2, ErrorCode::InsufficientBalance, 5), &names());
+        assert!(c.rejects.passed(), "{}", c.rejects);
+        assert_eq!(c.fifo.count, 1, "{}", c.fifo);
     }
 }

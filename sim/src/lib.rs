@@ -22,6 +22,7 @@
 //! - [`trace`]: the trace, its digest, and wire events;
 //! - [`observe`]: decodes the wire apart from the roles;
 //! - [`oracle`]: the checker's own wire decoder, written from the contract;
+//! - [`orders`]: the order-entry invariants, against the reference model;
 //! - [`panics`]: a panic in host software fails the run by name.
 //!
 //! # Modelling choices
@@ -58,6 +59,7 @@ pub mod durable;
 pub mod faults;
 pub mod observe;
 pub mod oracle;
+pub mod orders;
 pub mod panics;
 pub mod run;
 pub mod seed;

@@ -75,6 +75,7 @@ impl ConnObserver {
                 t: seen.t,
                 pad: seen.pad,
                 code: seen.code,
+                order: seen.order,
                 ..template
             })
         });

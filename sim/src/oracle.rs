@@ -33,6 +33,231 @@ pub mod op {
     pub const PERF_PING: u16 = 20050;
     /// `PerfPong`.
     pub const PERF_PONG: u16 = 20051;
+    /// `NewOrder`.
+    pub const NEW_ORDER: u16 = 20100;
+    /// `CancelOrder`.
+    pub const CANCEL_ORDER: u16 = 20101;
+    /// `ReplaceOrder`.
+    pub const REPLACE_ORDER: u16 = 20102;
+    /// `BookQuery`.
+    pub const BOOK_QUERY: u16 = 20103;
+    /// `BalanceQuery`.
+    pub const BALANCE_QUERY: u16 = 20104;
+    /// `OrderAccepted`.
+    pub const ORDER_ACCEPTED: u16 = 20150;
+    /// `OrderExecuted`.
+    pub const ORDER_EXECUTED: u16 = 20151;
+    /// `OrderCanceled`.
+    pub const ORDER_CANCELED: u16 = 20152;
+    /// `OrderReplaced`.
+    pub const ORDER_REPLACED: u16 = 20153;
+    /// `BookSnapshot`.
+    pub const BOOK_SNAPSHOT: u16 = 20154;
+    /// `Balance`.
+    pub const BALANCE: u16 = 20155;
+}
+
+/// `OrderCanceled.reason` of a cancel on request (PROTOCOL.md).
+pub const CANCEL_REASON_REQUESTED: u8 = 1;
+/// `OrderCanceled.reason` of an IOC's rest.
+pub const CANCEL_REASON_IOC: u8 = 2;
+/// `OrderExecuted.liquidity` of the resting order.
+pub const LIQUIDITY_MAKER: u8 = 1;
+/// Bytes of one `BookSnapshot` level: `price:i64, qty:u64, orders:u32`.
+pub const LEVEL_LEN: usize = 8 + 8 + 4;
+
+/// What a frame is to the request/answer bookkeeping of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsgClass {
+    /// A request a client sends and waits on: a ping or an order-entry
+    /// request (20100–20104).
+    Request,
+    /// The *first answer* to a request (PROTOCOL.md, "Answers, and their
+    /// order"): a pong, `OrderAccepted`, a requested `OrderCanceled`,
+    /// `OrderReplaced`, `BookSnapshot`, `Balance`.
+    First,
+    /// A later message about an order: a fill, or an IOC's rest.
+    Later,
+    /// A `Reject` (a first answer too, with its own rules).
+    Reject,
+    /// Anything else (hand-shake, heartbeat, `Error`).
+    Other,
+}
+
+/// The class of a frame with `opcode` and, for an `OrderCanceled`, its
+/// `reason`.
+pub fn class(opcode: u16, cancel_reason: u8) -> MsgClass {
+    match opcode {
+        op::PERF_PING | op::NEW_ORDER..=op::BALANCE_QUERY => MsgClass::Request,
+        op::PERF_PONG
+        | op::ORDER_ACCEPTED
+        | op::ORDER_REPLACED
+        | op::BOOK_SNAPSHOT
+        | op::BALANCE => MsgClass::First,
+        op::ORDER_CANCELED if cancel_reason == CANCEL_REASON_REQUESTED => MsgClass::First,
+        op::ORDER_EXECUTED | op::ORDER_CANCELED => MsgClass::Later,
+        op::REJECT => MsgClass::Reject,
+        _ => MsgClass::Other,
+    }
+}
+
+/// The order-entry fields of a message, as PROTOCOL.md lays them out after
+/// the 48-byte header. Fields the opcode does not carry are zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderFields {
+    /// `account`.
+    pub account: u32,
+    /// `instrument` (orders, book queries and snapshots).
+    pub instrument: u32,
+    /// `asset` (balance queries and balances).
+    pub asset: u32,
+    /// `order_id`.
+    pub order_id: u64,
+    /// `exec_id`.
+    pub exec_id: u64,
+    /// `orig_cl_ord_id` of a cancel or replace.
+    pub orig: u64,
+    /// `side`.
+    pub side: u8,
+    /// `tif`.
+    pub tif: u8,
+    /// `liquidity`.
+    pub liquidity: u8,
+    /// `reason` of an `OrderCanceled`.
+    pub reason: u8,
+    /// `price`.
+    pub price: i64,
+    /// `qty` (`canceled_qty` of an `OrderCanceled`).
+    pub qty: u64,
+    /// `leaves`.
+    pub leaves: u64,
+    /// `total` of a `Balance`.
+    pub total: i64,
+    /// `locked` of a `Balance`.
+    pub locked: i64,
+    /// `depth` of a `BookQuery`.
+    pub depth: u16,
+    /// `nbids` of a `BookSnapshot`.
+    pub nbids: u16,
+    /// `nasks` of a `BookSnapshot`.
+    pub nasks: u16,
+    /// FNV-1a of a `BookSnapshot`'s levels, as they are on the wire.
+    pub levels: u64,
+}
+
+/// The payload length after the header of each fixed-size order message
+/// (PROTOCOL.md, "Messages"); `None` for other opcodes.
+fn order_body_len(opcode: u16) -> Option<usize> {
+    Some(match opcode {
+        op::NEW_ORDER => 4 + 4 + 1 + 1 + 8 + 8,
+        op::CANCEL_ORDER => 4 + 8,
+        op::REPLACE_ORDER => 4 + 8 + 8 + 8,
+        op::BOOK_QUERY => 4 + 2,
+        op::BALANCE_QUERY => 4 + 4,
+        op::ORDER_ACCEPTED => 4 + 8 + 4 + 1 + 1 + 8 + 8,
+        op::ORDER_EXECUTED => 4 + 8 + 8 + 8 + 8 + 8 + 1,
+        op::ORDER_CANCELED => 4 + 8 + 8 + 1,
+        op::ORDER_REPLACED => 4 + 8 + 8 + 8,
+        op::BALANCE => 4 + 4 + 8 + 8,
+        _ => return None,
+    })
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    be_u64(b, at) as i64
+}
+
+/// Reads the body (after the header) of order message `opcode`, whose
+/// length was checked.
+fn read_order(opcode: u16, b: &[u8]) -> OrderFields {
+    let mut o = OrderFields::default();
+    match opcode {
+        op::NEW_ORDER => {
+            o.account = be_u32(b, 0);
+            o.instrument = be_u32(b, 4);
+            o.side = b[8];
+            o.tif = b[9];
+            o.price = be_i64(b, 10);
+            o.qty = be_u64(b, 18);
+        }
+        op::CANCEL_ORDER => {
+            o.account = be_u32(b, 0);
+            o.orig = be_u64(b, 4);
+        }
+        op::REPLACE_ORDER => {
+            o.account = be_u32(b, 0);
+            o.orig = be_u64(b, 4);
+            o.price = be_i64(b, 12);
+            o.qty = be_u64(b, 20);
+        }
+        op::BOOK_QUERY => {
+            o.instrument = be_u32(b, 0);
+            o.depth = be_u16(b, 4);
+        }
+        op::BALANCE_QUERY => {
+            o.account = be_u32(b, 0);
+            o.asset = be_u32(b, 4);
+        }
+        op::ORDER_ACCEPTED => {
+            o.account = be_u32(b, 0);
+            o.order_id = be_u64(b, 4);
+            o.instrument = be_u32(b, 12);
+            o.side = b[16];
+            o.tif = b[17];
+            o.price = be_i64(b, 18);
+            o.qty = be_u64(b, 26);
+        }
+        op::ORDER_EXECUTED => {
+            o.account = be_u32(b, 0);
+            o.order_id = be_u64(b, 4);
+            o.exec_id = be_u64(b, 12);
+            o.price = be_i64(b, 20);
+            o.qty = be_u64(b, 28);
+            o.leaves = be_u64(b, 36);
+            o.liquidity = b[44];
+        }
+        op::ORDER_CANCELED => {
+            o.account = be_u32(b, 0);
+            o.order_id = be_u64(b, 4);
+            o.qty = be_u64(b, 12);
+            o.reason = b[20];
+        }
+        op::ORDER_REPLACED => {
+            o.account = be_u32(b, 0);
+            o.order_id = be_u64(b, 4);
+            o.price = be_i64(b, 12);
+            o.qty = be_u64(b, 20);
+        }
+        op::BALANCE => {
+            o.account = be_u32(b, 0);
+            o.asset = be_u32(b, 4);
+            o.total = be_i64(b, 8);
+            o.locked = be_i64(b, 16);
+        }
+        _ => {}
+    }
+    o
+}
+
+/// Reads a `BookSnapshot` body; `None` if its length disagrees with its
+/// level counts.
+fn read_book(b: &[u8]) -> Option<OrderFields> {
+    if b.len() < 8 {
+        return None;
+    }
+    let nbids = be_u16(b, 4);
+    let nasks = be_u16(b, 6);
+    let levels = &b[8..];
+    if levels.len() != (usize::from(nbids) + usize::from(nasks)) * LEVEL_LEN {
+        return None;
+    }
+    Some(OrderFields {
+        instrument: be_u32(b, 0),
+        nbids,
+        nasks,
+        levels: crate::trace::fnv1a64(levels),
+        ..OrderFields::default()
+    })
 }
 
 /// Why a stream stopped being a stream of frames.
@@ -70,6 +295,9 @@ pub struct Seen {
     pub pad: u64,
     /// The code of an `Error` or `Reject`.
     pub code: u16,
+    /// The fields of an order-entry message (its header is in `seq`
+    /// (`cl_ord_id`), `route` and `t`).
+    pub order: OrderFields,
     /// Whether the payload had the size its opcode requires (a message
     /// the checker does not read counts as well-formed).
     pub well_formed: bool,
@@ -104,6 +332,28 @@ pub fn read_message(opcode: u16, payload: &[u8]) -> Seen {
                 *t = be_u64(payload, 16 + 8 * i);
             }
             seen.pad = crate::trace::fnv1a64(&payload[PING_FIXED_LEN..]);
+        }
+        op::NEW_ORDER..=op::BALANCE_QUERY | op::ORDER_ACCEPTED..=op::BALANCE
+            if payload.len() >= PING_FIXED_LEN =>
+        {
+            seen.seq = be_u64(payload, 0);
+            seen.route = be_u64(payload, 8);
+            for (i, t) in seen.t.iter_mut().enumerate() {
+                *t = be_u64(payload, 16 + 8 * i);
+            }
+            let body = &payload[PING_FIXED_LEN..];
+            let order = match order_body_len(opcode) {
+                Some(len) if body.len() == len => Some(read_order(opcode, body)),
+                Some(_) => None,
+                None => read_book(body),
+            };
+            match order {
+                Some(order) => seen.order = order,
+                None => seen.well_formed = false,
+            }
+        }
+        op::NEW_ORDER..=op::BALANCE_QUERY | op::ORDER_ACCEPTED..=op::BALANCE => {
+            seen.well_formed = false;
         }
         // `code:u16, seq:u64, reason`.
         op::REJECT if payload.len() >= 10 => {

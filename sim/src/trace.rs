@@ -15,6 +15,7 @@ use std::rc::Rc;
 use fep_core::{ConnId, Nanos};
 
 use crate::check::WireCheck;
+use crate::orders::OrderCheck;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -74,6 +75,8 @@ pub struct WireEvent {
     pub pad: u64,
     /// The code of an `Error` or `Reject`.
     pub code: u16,
+    /// The fields of an order-entry message.
+    pub order: crate::oracle::OrderFields,
 }
 
 /// How a frame came to the worker that handled it.
@@ -113,6 +116,9 @@ pub struct Recorder {
     /// The wire invariants, fed every frame written or read, in the order
     /// the drivers saw them.
     wire: Option<WireCheck>,
+    /// The order-entry invariants (o-scenarios), fed the exchange's journal
+    /// records and frames.
+    orders: Option<OrderCheck>,
     /// Connections open now.
     pub open: Vec<OpenConn>,
 }
@@ -131,6 +137,7 @@ impl Recorder {
             line: String::with_capacity(160),
             text: keep_text.then(String::new),
             wire: None,
+            orders: None,
             open: Vec::new(),
         }
     }
@@ -198,6 +205,24 @@ impl Recorder {
         self.wire.take()
     }
 
+    /// From now on, the exchange's journal records and frames go through
+    /// `check`.
+    pub fn check_orders(&mut self, check: OrderCheck) {
+        self.orders = Some(check);
+    }
+
+    /// The order check, with what it has seen.
+    pub fn take_order_check(&mut self) -> Option<OrderCheck> {
+        self.orders.take()
+    }
+
+    /// Journal records a host appended (`len:u32` then the record, each).
+    pub fn journaled(&mut self, records: &[u8]) {
+        if let Some(check) = &mut self.orders {
+            check.journaled(records);
+        }
+    }
+
     /// Answers the clients have read so far (0 without a wire check).
     pub fn answered(&self) -> u64 {
         self.wire.as_ref().map_or(0, WireCheck::answered)
@@ -208,6 +233,11 @@ impl Recorder {
         if let Some(check) = &mut self.wire {
             for e in events {
                 check.event(e, &self.hosts);
+            }
+        }
+        if let Some(check) = &mut self.orders {
+            for e in events {
+                check.event(e);
             }
         }
     }
@@ -257,6 +287,9 @@ impl Recorder {
         self.open.retain(|c| c.host != host);
         if let Some(check) = &mut self.wire {
             check.host_crashed(host);
+        }
+        if let Some(check) = self.orders.as_mut().filter(|c| c.exchange() == host) {
+            check.restart();
         }
     }
 }

@@ -660,7 +660,9 @@ pub struct Max {
     pub cpu: f64,
 }
 
-fn thread_cpu_time() -> Duration {
+/// CPU time of the calling thread (what a shared machine's other load
+/// does not add to).
+pub(crate) fn thread_cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }

@@ -11,6 +11,7 @@ pub mod machine;
 pub mod pin;
 pub mod plot;
 pub mod procs;
+pub mod recovery;
 pub mod report;
 pub mod run;
 pub mod simsweep;

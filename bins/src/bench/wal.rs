@@ -93,10 +93,10 @@ struct Figures {
 }
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(parent: &Path, name: &str) -> Result<Self, String> {
+    pub(crate) fn new(parent: &Path, name: &str) -> Result<Self, String> {
         let path = parent.join(format!("fepbench-wal-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)

@@ -48,6 +48,9 @@ enum Command {
     /// The journal's figures on this disk: fsync latency, group-commit
     /// throughput (batch, none, one fsync per record), recovery speed.
     Wal(fep_bins::bench::wal::WalBenchOpts),
+    /// Recovery speed: a journal of exchange-core's order flow replayed
+    /// through the engine as `mock_exchange --wal` does at start.
+    Recovery(fep_bins::bench::recovery::RecoveryArgs),
     /// One measured run of a scenario: s1 (1 worker, local), s2 (2 workers,
     /// local) or s3 (2 workers, handoff).
     Run {
@@ -404,6 +407,9 @@ fn main() -> ExitCode {
         Command::Summarize { dir } => cmd_summarize(&dir),
         Command::Engine(args) => fep_bins::bench::engine::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Wal(opts) => fep_bins::bench::wal::run(&opts).map(|()| ExitCode::SUCCESS),
+        Command::Recovery(args) => {
+            fep_bins::bench::recovery::run(&args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Knee {
             targets,
             knee,

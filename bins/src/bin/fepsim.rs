@@ -101,7 +101,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The scenario: s1, s2 or s3.
+    /// The scenario: s1, s2, s3 (pings) or o1, o2, o3 (the same topologies with the order flow).
     scenario: Scenario,
     /// Pings over all clients.
     #[arg(long, default_value_t = 1000)]
@@ -351,6 +351,17 @@ fn print_outcome(outcome: &Outcome, wall: std::time::Duration) {
             r.rejects,
             r.lost
         );
+        if let Some(flow) = &r.flow {
+            let kinds: Vec<String> = fep_load::flow::Kind::ALL
+                .iter()
+                .map(|k| format!("{} {}", k.name(), flow.count(*k)))
+                .collect();
+            out!("orders   {}", kinds.join(", "));
+            out!(
+                "journal  {} commands checked against the model",
+                outcome.order_commands
+            );
+        }
         out!("latency in simulated time:");
         let names = ["rtt", "hop1", "hop2", "hop3", "hop4"];
         let summaries: Vec<LatencySummary> = std::iter::once(&r.rtt)

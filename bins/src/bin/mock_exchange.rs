@@ -8,9 +8,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use fep_bins::cli::{fail, parse_or_exit, serve, start_with_metrics, watch_lifeline, DriverArgs};
+use fep_bins::cli::{
+    fail, parse_or_exit, serve, start_with_metrics_and, watch_lifeline, DriverArgs,
+};
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_net::wal::WalSync;
 use fep_trading::exchange::{Exchange, ExchangeConfig, SNAPSHOT_EVERY_DEFAULT};
@@ -95,6 +98,8 @@ fn main() -> ExitCode {
     let mut config = config;
     // The recovered engine, moved into worker 0's exchange once.
     let recovered = std::sync::Mutex::new(None);
+    // With --metrics: the WAL thread's batch sizes and fsync latencies.
+    let mut wal_board = None;
     if let Some(dir) = cli.wal {
         let sync = match cli.wal_sync {
             WalSyncArg::Batch => WalSync::Batch,
@@ -109,7 +114,14 @@ fn main() -> ExitCode {
             let cpus = &c.0;
             cpus[usize::from(cli.driver.workers) % cpus.len()]
         });
-        let wal = fep_bins::durable::wal_config(dir, &engine, sync).cpu(cpu);
+        let mut wal = fep_bins::durable::wal_config(dir, &engine, sync).cpu(cpu);
+        if cli.driver.metrics.is_some() {
+            let board = fep_bins::metrics::exchange::wal_board();
+            wal = wal.observe(fep_bins::metrics::exchange::wal_observer(Arc::clone(
+                &board,
+            )));
+            wal_board = Some(board);
+        }
         let r = match fep_bins::durable::recover(&wal, engine) {
             Ok(r) => r,
             Err(e) => return fail(e),
@@ -128,7 +140,7 @@ fn main() -> ExitCode {
         config = config.journal(fep_trading::exchange::ENGINE_WORKER, wal, r.append_at);
         *recovered.lock().expect("not poisoned") = Some(r.engine);
     }
-    let started = start_with_metrics(
+    let started = start_with_metrics_and(
         config,
         move |w| {
             let engine = if w == fep_trading::exchange::ENGINE_WORKER {
@@ -145,6 +157,7 @@ fn main() -> ExitCode {
         "fep_exchange",
         fep_bins::metrics::exchange::SERIES,
         fep_bins::metrics::exchange::publish,
+        wal_board,
     );
     match started {
         Ok(running) => serve(running, &nofile),

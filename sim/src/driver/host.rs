@@ -265,6 +265,7 @@ pub(super) async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Res
             held: (0..spec.workers).map(|_| None).collect(),
             lanes_waiting: vec![false; usize::from(spec.workers)],
             groups: Vec::new(),
+            journal_seq: 0,
         };
         tokio::task::spawn_local(task.run(inbox));
     }

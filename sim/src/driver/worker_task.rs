@@ -55,6 +55,8 @@ pub(super) struct WorkerTask<S: Service> {
     /// Input groups by index: paused, and the connections that had input
     /// meanwhile, in order.
     pub(super) groups: Vec<(bool, Vec<ConnId>)>,
+    /// Journal records appended so far ([`Effect::Journal`]).
+    pub(super) journal_seq: u64,
 }
 
 impl<S: Service> WorkerTask<S> {
@@ -526,6 +528,7 @@ impl<S: Service> WorkerTask<S> {
             t: [0; 4],
             pad: 0,
             code: 0,
+            order: crate::oracle::OrderFields::default(),
         }
     }
 
@@ -700,6 +703,29 @@ impl<S: Service> WorkerTask<S> {
         }
     }
 
+    /// [`Effect::Journal`] in the network runs: a log in memory whose every
+    /// record is durable once appended (no disk to fail; the durable
+    /// simulation, [`crate::durable`], puts the log on turmoil's
+    /// filesystem). The records go to the order check first: they are the
+    /// engine's input, in its order.
+    fn journal(&mut self, now: Nanos) {
+        let records = self.worker.borrow().journal_buf().to_vec();
+        let mut rest = &records[..];
+        while let Some((head, body)) = rest.split_first_chunk::<4>() {
+            let len = (u32::from_be_bytes(*head) as usize).min(body.len());
+            rest = &body[len..];
+            self.journal_seq += 1;
+        }
+        self.host.recorder.borrow_mut().journaled(&records);
+        self.line(
+            now,
+            format_args!("journal {}B durable {}", records.len(), self.journal_seq),
+        );
+        let mut worker = self.worker.borrow_mut();
+        worker.handle_journaled(records.len());
+        worker.handle_durable(now, self.journal_seq);
+    }
+
     /// Carries out every effect the worker has, until it has none.
     pub(super) fn drain(&mut self, now: Nanos) {
         loop {
@@ -716,6 +742,7 @@ impl<S: Service> WorkerTask<S> {
                 Effect::ResumeInput { conn } => self.resume(now, conn),
                 Effect::PauseGroup { group } => self.pause_group(now, group),
                 Effect::ResumeGroup { group } => self.resume_group(now, group),
+                Effect::Journal => self.journal(now),
                 other => unreachable!("fep-sim knows no {other:?}"),
             }
         }

@@ -130,8 +130,34 @@ pub const fn len_encoded(payload_len: usize) -> usize {
     RECORD_HEADER_LEN + payload_len
 }
 
+/// Bytes of what the checksum covers before the payload: `payload_len`
+/// and `seq`.
+const CHECKSUMMED_HEAD_LEN: usize = 12;
+
+/// A record whose checksummed bytes fit this many is checksummed from a
+/// copy on the stack in one call (engine commands are tens of bytes).
+const CHECKSUM_INLINE_LEN: usize = 128;
+
+/// The stack copy, aligned so the CRC instructions take 8 bytes at a time
+/// from its first byte on.
+#[repr(align(8))]
+struct Inline([u8; CHECKSUM_INLINE_LEN]);
+
+/// CRC32C of `payload_len`, `seq` (little-endian) and the payload. Replay
+/// checks every record, and most are a few tens of bytes: there, one call
+/// over an aligned copy costs about half of two calls over unaligned
+/// bytes (each call walks a ragged head and tail a byte at a time).
 fn checksum(payload_len: u32, seq: u64, payload: &[u8]) -> u32 {
-    let mut head = [0u8; 12];
+    let len = CHECKSUMMED_HEAD_LEN + payload.len();
+    if len <= CHECKSUM_INLINE_LEN {
+        let mut inline = Inline([0; CHECKSUM_INLINE_LEN]);
+        let bytes = &mut inline.0[..len];
+        bytes[..4].copy_from_slice(&payload_len.to_le_bytes());
+        bytes[4..CHECKSUMMED_HEAD_LEN].copy_from_slice(&seq.to_le_bytes());
+        bytes[CHECKSUMMED_HEAD_LEN..].copy_from_slice(payload);
+        return crc32c::crc32c(bytes);
+    }
+    let mut head = [0u8; CHECKSUMMED_HEAD_LEN];
     head[..4].copy_from_slice(&payload_len.to_le_bytes());
     head[4..].copy_from_slice(&seq.to_le_bytes());
     crc32c::crc32c_append(crc32c::crc32c(&head), payload)
@@ -269,6 +295,23 @@ mod tests {
             Err(EncodeError::PayloadTooLong { .. })
         ));
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn the_checksum_is_the_same_on_both_sides_of_the_inline_bound() {
+        // The journal's format must not depend on which path computed it.
+        for len in [0, 1, 7, 8, 115, 116, 117, 200, 4096] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+            let mut whole = Vec::new();
+            whole.extend_from_slice(&(len as u32).to_le_bytes());
+            whole.extend_from_slice(&42u64.to_le_bytes());
+            whole.extend_from_slice(&payload);
+            assert_eq!(
+                checksum(len as u32, 42, &payload),
+                crc32c::crc32c(&whole),
+                "payload of {len} bytes"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use crate::limits::RECOVERY_READS_MAX;
 use crate::plan::Listing;
 use crate::record::{Damage, Record};
-use crate::scan::{find_valid, Scan, ScanEnd};
+use crate::scan::{find_valid, last_nonzero, Scan, ScanEnd};
 use crate::segment::{decode_header, segment_file_name, snapshot_file_name, HeaderError};
 use crate::snapshot::{self, SnapshotError};
 
@@ -421,6 +421,6 @@ fn header_is_torn(bytes: &[u8], error: HeaderError) -> bool {
             | HeaderError::ChecksumMismatch
             | HeaderError::BadMagic
     );
-    let dirty_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    let dirty_end = last_nonzero(bytes).map_or(0, |p| p + 1);
     torn_kind && find_valid(bytes, 0, dirty_end).is_none()
 }

@@ -17,25 +17,60 @@ pub enum Scenario {
     S2,
     /// Handoff: 2 workers, cross-worker routing.
     S3,
+    /// s1's topology with the order flow (`--workload orders`).
+    O1,
+    /// s2's topology with the order flow.
+    O2,
+    /// s3's topology with the order flow.
+    O3,
 }
 
 impl Scenario {
-    /// Every scenario, in order.
+    /// The ping scenarios, in order (the topologies).
     pub const ALL: [Scenario; 3] = [Scenario::S1, Scenario::S2, Scenario::S3];
+
+    /// The order-flow scenarios, in order: the topologies of [`Self::ALL`]
+    /// with `--workload orders`.
+    pub const ORDERS: [Scenario; 3] = [Scenario::O1, Scenario::O2, Scenario::O3];
+
+    /// Every scenario: pings, then orders (CLI.md's table).
+    pub const EVERY: [Scenario; 6] = [
+        Scenario::S1,
+        Scenario::S2,
+        Scenario::S3,
+        Scenario::O1,
+        Scenario::O2,
+        Scenario::O3,
+    ];
+
+    /// The ping scenario with the same gateway (o1 → s1; s1 → s1), as
+    /// fepbench's table names o1–o3: a topology plus a workload.
+    pub const fn topology(self) -> Scenario {
+        match self {
+            Scenario::S1 | Scenario::O1 => Scenario::S1,
+            Scenario::S2 | Scenario::O2 => Scenario::S2,
+            Scenario::S3 | Scenario::O3 => Scenario::S3,
+        }
+    }
+
+    /// Whether the clients send the order flow instead of pings.
+    pub const fn orders(self) -> bool {
+        matches!(self, Scenario::O1 | Scenario::O2 | Scenario::O3)
+    }
 
     /// Gateway workers.
     pub const fn workers(self) -> u16 {
-        match self {
+        match self.topology() {
             Scenario::S1 => 1,
-            Scenario::S2 | Scenario::S3 => 2,
+            _ => 2,
         }
     }
 
     /// Gateway routing.
     pub const fn routing(self) -> Routing {
-        match self {
-            Scenario::S1 | Scenario::S2 => Routing::Local,
+        match self.topology() {
             Scenario::S3 => Routing::Handoff,
+            _ => Routing::Local,
         }
     }
 
@@ -49,12 +84,15 @@ impl Scenario {
         }
     }
 
-    /// `s1`, `s2` or `s3`.
+    /// `s1` … `s3`, `o1` … `o3`.
     pub const fn name(self) -> &'static str {
         match self {
             Scenario::S1 => "s1",
             Scenario::S2 => "s2",
             Scenario::S3 => "s3",
+            Scenario::O1 => "o1",
+            Scenario::O2 => "o2",
+            Scenario::O3 => "o3",
         }
     }
 }
@@ -65,13 +103,17 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// A scenario name that is not `s1`, `s2` or `s3`.
+/// A scenario name that is not one of [`Scenario::EVERY`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownScenario(pub String);
 
 impl fmt::Display for UnknownScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown scenario {:?} (expected s1, s2 or s3)", self.0)
+        write!(
+            f,
+            "unknown scenario {:?} (expected s1, s2, s3, o1, o2 or o3)",
+            self.0
+        )
     }
 }
 
@@ -80,12 +122,10 @@ impl std::error::Error for UnknownScenario {}
 impl FromStr for Scenario {
     type Err = UnknownScenario;
     fn from_str(s: &str) -> Result<Scenario, UnknownScenario> {
-        match s {
-            "s1" => Ok(Scenario::S1),
-            "s2" => Ok(Scenario::S2),
-            "s3" => Ok(Scenario::S3),
-            other => Err(UnknownScenario(other.to_owned())),
-        }
+        Scenario::EVERY
+            .into_iter()
+            .find(|sc| sc.name() == s)
+            .ok_or_else(|| UnknownScenario(s.to_owned()))
     }
 }
 

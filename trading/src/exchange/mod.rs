@@ -211,6 +211,9 @@ struct Journaling {
     /// The record the last snapshot was offered at.
     snapshot_at: u64,
     snapshot_every: u64,
+    /// Bytes of the last snapshot: the next one's buffer is sized from it,
+    /// so a snapshot costs one allocation, not one per doubling.
+    snapshot_len_last: usize,
     /// Held frames, back to back, in emission order.
     held: Vec<u8>,
     entries: VecDeque<Held>,
@@ -226,6 +229,7 @@ impl Journaling {
             failed: false,
             snapshot_at: seq_last,
             snapshot_every,
+            snapshot_len_last: 0,
             held: Vec::with_capacity(1 << 20),
             entries: VecDeque::with_capacity(4096),
             paused: Vec::new(),
@@ -626,10 +630,12 @@ impl Exchange {
         if let Some(j) = self.journal.as_deref_mut() {
             if j.snapshot_every > 0 && j.seq_last - j.snapshot_at >= j.snapshot_every {
                 // Rare (every `snapshot_every` records): the one allocation
-                // and copy of the state; the file work is the driver's.
+                // and copy of the state (sized from the last one, with room
+                // for growth); the file work is the driver's.
                 j.snapshot_at = j.seq_last;
-                let mut state = Vec::new();
+                let mut state = Vec::with_capacity(j.snapshot_len_last + j.snapshot_len_last / 4);
                 m.engine.snapshot(&mut state);
+                j.snapshot_len_last = state.len();
                 cx.journal_snapshot(j.seq_last, state);
             }
         }

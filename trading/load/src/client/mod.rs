@@ -258,10 +258,13 @@ impl Client {
         let cl_ord_id = match flow.on_message(i, &msg) {
             Ok(Seen::First { cl_ord_id }) => cl_ord_id,
             Ok(Seen::Later) => return Ok(()),
-            Err(_) => {
-                // Counted in the flow's violations.
-                return Ok(());
-            }
+            // Counted in the flow's violations. A first answer that breaks
+            // a check still ends its request's round trip: the flow has
+            // taken it off its queue, and a window left waiting for it
+            // would count every later answer as out of order and never
+            // finish.
+            Err(_) if is_first_answer(&msg) => msg.header().cl_ord_id,
+            Err(_) => return Ok(()),
         };
         let t5 = cx.now();
         let Some(request) = self.settle(i, cl_ord_id) else {
@@ -848,5 +851,18 @@ impl Service for Client {
 
     fn is_done(&self) -> bool {
         self.phase == Phase::Done
+    }
+}
+
+/// Whether `msg` is a request's first answer (PROTOCOL.md, "Answers, and
+/// their order"), as opposed to a later message about an order.
+fn is_first_answer(msg: &OrderMsg<'_>) -> bool {
+    match msg {
+        OrderMsg::OrderCanceled(m) => m.reason == order::CANCEL_REASON_REQUESTED,
+        OrderMsg::OrderAccepted(_)
+        | OrderMsg::OrderReplaced(_)
+        | OrderMsg::BookSnapshot(_)
+        | OrderMsg::Balance(_) => true,
+        _ => false,
     }
 }

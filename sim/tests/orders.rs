@@ -1,0 +1,297 @@
+//! The o-scenarios: order flow through the simulated gateway, checked
+//! against the reference model. Seed sweeps of o1–o3 under every fault; a
+//! seed replays bit for bit; the order check catches a planted wrong fill,
+//! a fill on a closed order and a lost message.
+//!
+//! `FEP_SIM_SEEDS=N` runs seeds `0..N` of each sweep (default
+//! [`SEEDS_DEFAULT`]); `FEP_SIM_SEED=N` replays seed `N` alone. A failure
+//! prints the `fepsim` command that reproduces it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+
+use fep_core::{ConnId, Nanos};
+use fep_engine::{Command, NewOrder, Side, Tif};
+use fep_load::scenario::Scenario;
+use fep_sim::check::Verdict;
+use fep_sim::faults::FaultPlan;
+use fep_sim::oracle::{op, OrderFields, CANCEL_REASON_REQUESTED, LIQUIDITY_MAKER};
+use fep_sim::orders::OrderCheck;
+use fep_sim::run::{order_engine, run, RunConfig};
+use fep_sim::sweep::{default_threads, sweep};
+use fep_sim::trace::{Dir, WireEvent};
+
+/// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set: about 12 s of
+/// one 2-core CI machine per scenario in the test profile (measured:
+/// `cargo test -p fep-sim --test orders`), so the three add well under a
+/// minute to `cargo test --workspace`. A nightly sets `FEP_SIM_SEEDS`.
+const SEEDS_DEFAULT: u64 = 40;
+
+/// Requests per seed (the swarm draws 1/8× to 1.5× of it).
+const REQUESTS: u64 = 1000;
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
+    )
+}
+
+fn seeds() -> Range<u64> {
+    match env_u64("FEP_SIM_SEED") {
+        Some(seed) => seed..seed + 1,
+        None => 0..env_u64("FEP_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT),
+    }
+}
+
+fn sweep_passes(scenario: Scenario) {
+    let config = |seed| RunConfig::seeded(scenario, seed, REQUESTS, FaultPlan::all());
+    let result = sweep(config, seeds(), default_threads());
+    let failures: Vec<String> = result
+        .failures()
+        .map(|f| {
+            format!(
+                "seed {}: {}\n  reproduce: {}",
+                f.seed,
+                f.failure.as_deref().unwrap_or(""),
+                config(f.seed).command()
+            )
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed:\n{}",
+        failures.len(),
+        result.results.len(),
+        failures.join("\n")
+    );
+    assert!(result.round_trips() > 0, "the sweep ran no round trip");
+}
+
+#[test]
+fn o1_keeps_every_invariant_under_every_fault() {
+    sweep_passes(Scenario::O1);
+}
+
+#[test]
+fn o2_keeps_every_invariant_under_every_fault() {
+    sweep_passes(Scenario::O2);
+}
+
+#[test]
+fn o3_keeps_every_invariant_under_every_fault() {
+    sweep_passes(Scenario::O3);
+}
+
+fn config(scenario: Scenario, seed: u64, faults: FaultPlan) -> RunConfig {
+    RunConfig {
+        faults,
+        pings: 600,
+        ..RunConfig::new(scenario, seed)
+    }
+}
+
+#[test]
+fn o1_gives_one_trace_per_seed_and_other_seeds_other_traces() {
+    for faults in [FaultPlan::none(), FaultPlan::all()] {
+        let a = run(&config(Scenario::O1, 11, faults.clone()));
+        let b = run(&config(Scenario::O1, 11, faults.clone()));
+        let c = run(&config(Scenario::O1, 12, faults.clone()));
+        assert!(a.passed(), "{:?}", a.first_failure());
+        assert_eq!(
+            (a.digest, a.trace_lines),
+            (b.digest, b.trace_lines),
+            "seed 11 with faults {faults} gave two traces"
+        );
+        assert_eq!(a.order_commands, b.order_commands);
+        assert_ne!(a.digest, c.digest, "seeds 11 and 12 gave one trace");
+    }
+}
+
+#[test]
+fn every_order_scenario_trades_and_agrees_with_the_model_without_faults() {
+    for scenario in Scenario::ORDERS {
+        let outcome = run(&config(scenario, 3, FaultPlan::none()));
+        assert!(
+            outcome.passed(),
+            "{scenario}: {:?}\n  reproduce: {}",
+            outcome.first_failure(),
+            outcome.config.command()
+        );
+        let report = outcome.report.as_ref().expect("the clients stayed");
+        let flow = report.flow.as_ref().expect("an order flow");
+        use fep_load::flow::Kind;
+        assert!(
+            flow.count(Kind::ExecutedTaker) > 0 && flow.count(Kind::Replaced) > 0,
+            "{scenario}: the flow never crossed or replaced: {flow:?}"
+        );
+        // Every request that can change the engine went through the model.
+        assert!(
+            outcome.order_commands >= report.sent * 9 / 10,
+            "{scenario}: {} commands for {} requests",
+            outcome.order_commands,
+            report.sent
+        );
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+const EXCHANGE: u16 = 2;
+
+/// A frame the exchange wrote.
+fn out(opcode: u16, seq: u64, order: OrderFields) -> WireEvent {
+    WireEvent {
+        at: Nanos(1),
+        host: EXCHANGE,
+        worker: 0,
+        conn: ConnId::from_bits(0),
+        local: addr(10_000),
+        peer: addr(40_000),
+        dir: Dir::Out,
+        opcode,
+        seq,
+        route: 0,
+        t: [0; 4],
+        pad: 0,
+        code: 0,
+        order,
+    }
+}
+
+fn new_order(account: u32, cl_ord_id: u64, side: Side, qty: u64) -> Command {
+    Command::NewOrder(NewOrder {
+        account,
+        cl_ord_id,
+        instrument: 1,
+        side,
+        tif: Tif::Day,
+        price: 100,
+        qty,
+    })
+}
+
+fn accepted(account: u32, order_id: u64, side: Side, qty: u64) -> OrderFields {
+    OrderFields {
+        account,
+        order_id,
+        instrument: 1,
+        side: side.wire(),
+        tif: Tif::Day.wire(),
+        price: 100,
+        qty,
+        ..OrderFields::default()
+    }
+}
+
+fn executed(account: u32, order_id: u64, qty: u64, leaves: u64, maker: bool) -> OrderFields {
+    OrderFields {
+        account,
+        order_id,
+        exec_id: 1,
+        price: 100,
+        qty,
+        leaves,
+        liquidity: if maker { LIQUIDITY_MAKER } else { 2 },
+        ..OrderFields::default()
+    }
+}
+
+/// A sell of 10 rests (order 1); a buy of 4 crosses it (order 2): the
+/// exchange's messages, with the taker's fill quantity `taker_qty`.
+fn one_cross(taker_qty: u64) -> OrderCheck {
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.command(&new_order(1, 1, Side::Sell, 10));
+    check.event(&out(op::ORDER_ACCEPTED, 1, accepted(1, 1, Side::Sell, 10)));
+    check.command(&new_order(2, 1, Side::Buy, 4));
+    check.event(&out(op::ORDER_ACCEPTED, 1, accepted(2, 2, Side::Buy, 4)));
+    check.event(&out(op::ORDER_EXECUTED, 1, executed(1, 1, 4, 6, true)));
+    check.event(&out(
+        op::ORDER_EXECUTED,
+        1,
+        executed(2, 2, taker_qty, 4 - taker_qty.min(4), false),
+    ));
+    check
+}
+
+fn failed<'a>(verdicts: &'a [Verdict], name_part: &str) -> &'a Verdict {
+    verdicts
+        .iter()
+        .find(|v| v.name.contains(name_part))
+        .expect("the verdict exists")
+}
+
+#[test]
+fn the_order_check_passes_the_messages_the_model_gives() {
+    let verdicts = one_cross(4).finish(None);
+    assert!(verdicts.iter().all(Verdict::passed), "{verdicts:?}");
+}
+
+#[test]
+fn a_fill_with_a_wrong_quantity_is_caught() {
+    let verdicts = one_cross(5).finish(None);
+    let v = failed(&verdicts, "reference model");
+    assert_eq!(v.count, 1, "{v}");
+    assert!(v.violations[0].contains("qty: 5"), "{v}");
+}
+
+#[test]
+fn a_fill_on_a_canceled_order_is_caught() {
+    let mut check = one_cross(4);
+    let cancel = Command::Cancel(fep_engine::Cancel {
+        account: 2,
+        cl_ord_id: 2,
+        orig_cl_ord_id: 1,
+    });
+    check.command(&cancel);
+    // Order 2 filled whole: the cancel is refused, nothing else is owed.
+    check.event(&WireEvent {
+        code: 11,
+        ..out(op::REJECT, 2, OrderFields::default())
+    });
+    // A second fill on order 2, which the first one closed.
+    let mut again = executed(2, 2, 1, 0, false);
+    again.exec_id = 2;
+    check.event(&out(op::ORDER_EXECUTED, 1, again));
+    let verdicts = check.finish(None);
+    assert_eq!(failed(&verdicts, "closed order").count, 1);
+    assert_eq!(failed(&verdicts, "reference model").count, 1);
+}
+
+#[test]
+fn a_message_the_exchange_never_wrote_is_caught_unless_a_fault_closed_its_connection() {
+    let run = |excused: bool| {
+        let mut check = OrderCheck::new(EXCHANGE, order_engine(), excused);
+        check.command(&new_order(1, 1, Side::Sell, 10));
+        check.finish(None)
+    };
+    assert_eq!(failed(&run(false), "reference model").count, 1);
+    assert!(run(true).iter().all(Verdict::passed));
+}
+
+#[test]
+fn a_cancel_answer_must_echo_the_cancel_requests_id() {
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.command(&new_order(1, 1, Side::Sell, 10));
+    check.event(&out(op::ORDER_ACCEPTED, 1, accepted(1, 1, Side::Sell, 10)));
+    check.command(&Command::Cancel(fep_engine::Cancel {
+        account: 1,
+        cl_ord_id: 7,
+        orig_cl_ord_id: 1,
+    }));
+    let canceled = OrderFields {
+        account: 1,
+        order_id: 1,
+        qty: 10,
+        reason: CANCEL_REASON_REQUESTED,
+        ..OrderFields::default()
+    };
+    // Echoing the order's name instead of the cancel's id is wrong.
+    check.event(&out(op::ORDER_CANCELED, 1, canceled));
+    let verdicts = check.finish(None);
+    assert_eq!(failed(&verdicts, "reference model").count, 1);
+}
