@@ -22,10 +22,12 @@
 //! | `refusehandoff` | handoff queues hold 2–8 tasks, refusing the rest | driver knobs of the gateway |
 //! | `buggify` | short reads, spurious wake-ups, delayed writes | driver knobs of every host |
 //! | `stall` | a client stops reading its sockets, then reads again (a slow consumer) | the driver's read gate: the gateway's writes back up through the stream's flow control into its send buffers and output backlog |
+//! | `rejoin` | a client host disappears, then comes back and runs its pings again on new connections (the gateway reuses the old sessions' slots, under new generations) | `crash`, then `bounce` |
+//! | `drain` | the gateway starts its drain (not in `all`: the sweeps add it to some seeds): it refuses new pings with `SHUTTING_DOWN`, finishes those in flight, then closes | the drivers' shutdown command |
 //!
 //! Targets: for `latency` and `hold`, 0 is the gateway–exchange link and
-//! `k ≥ 1` the link of `client-(k-1)`; for `leave` and `stall`, the client
-//! index; for `refusehandoff`, the queue bound.
+//! `k ≥ 1` the link of `client-(k-1)`; for `leave`, `stall` and `rejoin`,
+//! the client index; for `refusehandoff`, the queue bound.
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,11 +57,15 @@ pub enum FaultKind {
     Buggify,
     /// A client stops reading, then reads again.
     Stall,
+    /// A client leaves, then comes back on new connections.
+    Rejoin,
+    /// The gateway drains: refuses new work, finishes in-flight, closes.
+    Drain,
 }
 
 impl FaultKind {
-    /// Every kind, in plan order.
-    pub const ALL: [FaultKind; 9] = [
+    /// Every kind `all` stands for, in plan order.
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Latency,
         FaultKind::Hold,
         FaultKind::Crash,
@@ -69,6 +75,23 @@ impl FaultKind {
         FaultKind::RefuseHandoff,
         FaultKind::Buggify,
         FaultKind::Stall,
+        FaultKind::Rejoin,
+    ];
+
+    /// Every kind a plan may name: [`FaultKind::ALL`] and `drain`, which
+    /// ends the gateway's service and so the run's interesting part.
+    pub const KNOWN: [FaultKind; 11] = [
+        FaultKind::Latency,
+        FaultKind::Hold,
+        FaultKind::Crash,
+        FaultKind::Cut,
+        FaultKind::Leave,
+        FaultKind::SlowHandoff,
+        FaultKind::RefuseHandoff,
+        FaultKind::Buggify,
+        FaultKind::Stall,
+        FaultKind::Rejoin,
+        FaultKind::Drain,
     ];
 
     /// The kind's name in a plan.
@@ -83,6 +106,8 @@ impl FaultKind {
             FaultKind::RefuseHandoff => "refusehandoff",
             FaultKind::Buggify => "buggify",
             FaultKind::Stall => "stall",
+            FaultKind::Rejoin => "rejoin",
+            FaultKind::Drain => "drain",
         }
     }
 
@@ -90,7 +115,7 @@ impl FaultKind {
     pub const fn causes_rejects(self) -> bool {
         matches!(
             self,
-            FaultKind::Crash | FaultKind::Cut | FaultKind::RefuseHandoff
+            FaultKind::Crash | FaultKind::Cut | FaultKind::RefuseHandoff | FaultKind::Drain
         )
     }
 }
@@ -98,7 +123,7 @@ impl FaultKind {
 impl FromStr for FaultKind {
     type Err = PlanError;
     fn from_str(s: &str) -> Result<FaultKind, PlanError> {
-        FaultKind::ALL
+        FaultKind::KNOWN
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| PlanError(format!("unknown fault {s:?}")))
@@ -138,6 +163,12 @@ impl Fault {
     /// when it outlasts three intervals.
     pub const fn causes_rejects(&self) -> bool {
         self.kind.causes_rejects() || matches!(self.kind, FaultKind::Hold) && self.target == 0
+    }
+
+    /// Whether it ends by itself (a client that left and a drained
+    /// gateway do not come back).
+    pub fn heals(&self) -> bool {
+        !matches!(self.kind, FaultKind::Leave | FaultKind::Drain)
     }
 
     /// When it heals (its start for a fault that never heals).
@@ -309,6 +340,11 @@ impl FaultPlan {
                         rng.random_range(2..=horizon_ms / 3),
                         rng.random_range(0..clients.max(1)),
                     ),
+                    FaultKind::Rejoin => (
+                        rng.random_range(1..=horizon_ms / 4),
+                        rng.random_range(0..clients.max(1)),
+                    ),
+                    FaultKind::Drain => (0, 0),
                 };
                 Fault {
                     kind: item.kind,

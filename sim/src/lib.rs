@@ -43,6 +43,13 @@
 //!   storage faults drawn from the seed ([`run::StorageKnobs`]: torn
 //!   writes, lost unsynced writes, I/O errors, read corruption); a journal
 //!   that fails is healed by a restart, as an operator would.
+//! - A worker whose service is done (a drained gateway) keeps serving
+//!   until every worker of its host is done, as net-real's workers do: one
+//!   that stopped early would drop what another still hands it.
+//! - The checker sees each frame twice on a receiving host: when the
+//!   driver read it, and when the worker handled it (the read handed to
+//!   the worker, or a handoff taken from another worker). Hop stamps are
+//!   checked against the second: `t2`/`t3`/`t4` must equal it.
 //!
 //! # Reproducing
 //!

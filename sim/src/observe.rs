@@ -12,6 +12,9 @@ use crate::trace::{Dir, WireEvent};
 pub struct ConnObserver {
     out: StreamReader,
     input: StreamReader,
+    /// The input again, as it is handed to the worker (after any hold of a
+    /// paused connection): when the worker handled each frame.
+    handed: StreamReader,
     /// A stream that does not decode is not followed further; the state
     /// machine reports its own framing faults.
     broken: bool,
@@ -35,6 +38,34 @@ impl ConnObserver {
             Dir::Out => &mut self.out,
             Dir::In => &mut self.input,
         };
+        Self::decode(reader, &mut self.broken, dir, bytes, template, &mut emit);
+    }
+
+    /// Decodes `bytes` read earlier and handed to the worker now: every
+    /// whole frame was handled at `template.at` (a worker dispatches every
+    /// whole frame of a read before it returns).
+    pub fn handed(&mut self, bytes: &[u8], template: WireEvent, mut emit: impl FnMut(WireEvent)) {
+        if self.broken {
+            return;
+        }
+        Self::decode(
+            &mut self.handed,
+            &mut self.broken,
+            Dir::In,
+            bytes,
+            template,
+            &mut emit,
+        );
+    }
+
+    fn decode(
+        reader: &mut StreamReader,
+        broken: &mut bool,
+        dir: Dir,
+        bytes: &[u8],
+        template: WireEvent,
+        emit: &mut impl FnMut(WireEvent),
+    ) {
         let pushed = reader.push(bytes, |seen| {
             emit(WireEvent {
                 dir,
@@ -49,7 +80,7 @@ impl ConnObserver {
             })
         });
         if pushed.is_err() {
-            self.broken = true;
+            *broken = true;
         }
     }
 }

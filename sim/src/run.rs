@@ -24,11 +24,11 @@ use fep_load::client::{Client, ClientConfig, Load, Report, RoundTrip, Workload};
 use fep_load::flow::FlowConfig;
 use fep_load::scenario::Scenario;
 use fep_trading::exchange::{Exchange, ExchangeConfig};
-use fep_trading::gateway::{Gateway, Routing};
+use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
 
 use crate::check::{self, Explain, Verdict, WireCheck};
 use crate::driver::{Buggify, Control, Host, HostSpec, JournalLog, Knobs, Sabotage};
-use crate::faults::{Fault, FaultKind, FaultPlan};
+use crate::faults::{Fault, FaultItem, FaultKind, FaultPlan};
 use crate::orders::OrderCheck;
 use crate::trace::{Recorder, SharedRecorder};
 
@@ -60,6 +60,24 @@ const _: () = assert!(LIVENESS_GRACE_MS > CLIENT_DRAIN_MS);
 pub const FRAME_SIZE_MIN: usize = 4 + 2 + 48;
 /// The largest ping frame the default `max_frame` (65,536) allows.
 pub const FRAME_SIZE_MAX: usize = 4 + 65_536;
+
+/// Frame sizes a swarmed run draws now and then: the bounds and the pads
+/// around 256 bytes.
+pub const FRAME_SIZES_AT_EDGES: [usize; 7] = [
+    FRAME_SIZE_MIN,
+    FRAME_SIZE_MIN + 1,
+    FRAME_SIZE_MIN + 255,
+    FRAME_SIZE_MIN + 256,
+    FRAME_SIZE_MIN + 257,
+    FRAME_SIZE_MAX - 1,
+    FRAME_SIZE_MAX,
+];
+
+/// The smallest handoff bound a swarmed run draws: a worker may take a
+/// whole read (up to 64 KiB, and what a paused connection held) past the
+/// half-way pause, so a bound below twice that would shed pings a correct
+/// gateway never sheds.
+pub const HANDOFF_BYTES_MIN: usize = 4 * FRAME_SIZE_MAX;
 
 /// Base latency of every link: 0 or 1 ms (turmoil draws within the range).
 pub const LINK_LATENCY_MS_MAX: u64 = 2;
@@ -97,6 +115,14 @@ pub struct RunConfig {
     /// Buggify's short reads on every host for the whole run (the
     /// `buggify` fault turns them on only while it lasts).
     pub short_reads: bool,
+    /// The gateway's bound of requests in flight per client session
+    /// (`inflight_per_session_max`; `None`: its default, 1,024). Below
+    /// `inflight` the gateway sheds the excess with `Reject{OVERLOADED}`.
+    pub session_inflight_max: Option<u32>,
+    /// The gateway's bound of ping bytes one worker has out through
+    /// another's upstream (`handoff_inflight_bytes_max`; `None`: its
+    /// default, 2 MiB). At half of it the clients routed there pause.
+    pub handoff_bytes_max: Option<usize>,
     /// Round trips of client-0 kept in [`Outcome::round_trips`].
     pub round_trips: usize,
     /// Keep the trace text in [`Outcome::trace`].
@@ -119,6 +145,8 @@ impl RunConfig {
             inflight: 4,
             size: 64,
             short_reads: false,
+            session_inflight_max: None,
+            handoff_bytes_max: None,
             round_trips: 0,
             keep_trace: false,
             sabotage: Sabotage::None,
@@ -127,12 +155,28 @@ impl RunConfig {
 
     /// `scenario` with `seed`, the workload swarmed from the seed (as
     /// TigerBeetle's VOPR swarms its options), so that a sweep explores the
-    /// shapes of the load and not one of them: 1–3 clients of 1–3
-    /// connections with 1–8 pings in flight each (a few seeds 16–64), a
-    /// run length from `pings / 8` to `pings × 2`, frames from the minimum
-    /// to the frame bound (most small, some large), and buggify's short
-    /// reads on a quarter of the seeds. `pings` is the mean-ish length; the
-    /// draws average a little under it, so a sweep's budget stays put.
+    /// shapes of the load and not one of them:
+    ///
+    /// - 1–3 clients of 1–3 connections (an eighth of the seeds 4–6
+    ///   clients: many sessions per worker) with 1–8 pings in flight each
+    ///   (a tenth 16–64);
+    /// - a run length from `pings / 8` to `pings × 1.25`, and one seed in
+    ///   64 `pings × 10` to `pings × 20` (10–20k for the CI sweep's 1,000),
+    ///   where a bug that fires once in thousands of events or leaks
+    ///   slowly shows;
+    /// - frames from the minimum to the frame bound (most small), and one
+    ///   seed in 16 at an edge ([`FRAME_SIZES_AT_EDGES`]);
+    /// - buggify's short reads on a quarter of the seeds;
+    /// - on an eighth, a gateway bound of requests in flight per session
+    ///   at or below the client's depth (past it pings are shed), and on an
+    ///   eighth a handoff bound small enough, with windows deep enough and
+    ///   frames large enough, that clients routed through another worker
+    ///   pause and resume;
+    /// - `rejoin` with `all`, and on an eighth of the seeds a `drain` of
+    ///   the gateway mid-run.
+    ///
+    /// `pings` is the mean-ish length; the draws average about it, so a
+    /// sweep's budget stays put.
     pub fn seeded(scenario: Scenario, seed: u64, pings: u64, faults: FaultPlan) -> RunConfig {
         let mut rng = crate::seed::rng(seed, "harness", "topology", 0);
         let clients = rng.random_range(1..=3);
@@ -147,7 +191,7 @@ impl RunConfig {
             1 => pings / 4,
             2 | 3 => pings / 2,
             4 | 5 => pings,
-            _ => pings + pings / 2,
+            _ => pings + pings / 4,
         };
         let size = match swarm.random_range(0..10) {
             0..=4 => 64,
@@ -155,18 +199,76 @@ impl RunConfig {
             8 => swarm.random_range(1024..=16 * 1024),
             _ => swarm.random_range(16 * 1024..=FRAME_SIZE_MAX),
         };
+        let short_reads = swarm.random_bool(0.25);
+        // Sizes at the edges, where off-by-one bugs live: the smallest
+        // frame, pads around 256 bytes, and the frame bound itself.
+        let mut edge = crate::seed::rng(seed, "harness", "swarm-edge", 0);
+        let size = if edge.random_bool(1.0 / 16.0) {
+            FRAME_SIZES_AT_EDGES[edge.random_range(0..FRAME_SIZES_AT_EDGES.len())]
+        } else {
+            size
+        };
+        // A third stream for the knobs added later, for the same reason.
+        let mut more = crate::seed::rng(seed, "harness", "swarm-more", 0);
+        let long = more.random_bool(1.0 / 64.0);
+        let length = if long {
+            more.random_range(pings * 10..=pings * 20)
+        } else {
+            length
+        };
+        let clients = if more.random_bool(0.125) {
+            more.random_range(4..=6)
+        } else {
+            clients
+        };
+        let inflight = if deep {
+            swarm.random_range(16..=64)
+        } else {
+            inflight
+        };
+        let session_inflight_max = more
+            .random_bool(0.125)
+            .then(|| more.random_range(1..=inflight));
+        let handoff_bytes_max = more
+            .random_bool(0.125)
+            .then(|| more.random_range(HANDOFF_BYTES_MIN..=2 * 1024 * 1024));
+        // A small handoff bound matters only with bytes enough in flight to
+        // reach half of it: deep windows of large frames, so that the
+        // gateway pauses the clients routed through a busy worker (and
+        // resumes them), on those seeds.
+        let (inflight, size) = if handoff_bytes_max.is_some() {
+            (
+                inflight.max(more.random_range(16..=64)),
+                size.max(more.random_range(4 * 1024..=32 * 1024)),
+            )
+        } else {
+            (inflight, size)
+        };
+        let mut faults = faults;
+        // Not yet for order flow: a rejoined client's flow starts over,
+        // and o3 seed 33 then breaks "no fill, cancel or replace of a
+        // closed order" (not triaged: the flow's ids or the product).
+        if scenario.orders() {
+            faults.items.retain(|i| i.kind != FaultKind::Rejoin);
+        }
+        if more.random_bool(0.125) {
+            faults.items.push(FaultItem {
+                kind: FaultKind::Drain,
+                at_ms: None,
+                for_ms: None,
+                target: None,
+            });
+        }
         RunConfig {
             pings: length.max(1),
             faults,
             clients,
             connections,
-            inflight: if deep {
-                swarm.random_range(16..=64)
-            } else {
-                inflight
-            },
+            inflight,
             size,
-            short_reads: swarm.random_bool(0.25),
+            short_reads,
+            session_inflight_max,
+            handoff_bytes_max,
             ..RunConfig::new(scenario, seed)
         }
     }
@@ -180,10 +282,31 @@ impl RunConfig {
         5 + self.pings.div_ceil(window.max(1)) * 3
     }
 
+    /// The gateway's settings in this run.
+    pub fn gateway_config(&self) -> GatewayConfig {
+        let default = self.scenario.gateway_config();
+        GatewayConfig {
+            inflight_per_session_max: self
+                .session_inflight_max
+                .unwrap_or(default.inflight_per_session_max),
+            handoff_inflight_bytes_max: self
+                .handoff_bytes_max
+                .unwrap_or(default.handoff_inflight_bytes_max),
+            ..default
+        }
+    }
+
     /// The command line that repeats this run.
     pub fn command(&self) -> String {
+        let mut knobs = String::new();
+        if let Some(n) = self.session_inflight_max {
+            knobs.push_str(&format!(" --session-inflight-max {n}"));
+        }
+        if let Some(n) = self.handoff_bytes_max {
+            knobs.push_str(&format!(" --handoff-bytes-max {n}"));
+        }
         format!(
-            "fepsim run {} --seed {} --pings {} --faults {} --clients {} --connections {} --inflight {}{}{}",
+            "fepsim run {} --seed {} --pings {} --faults {} --clients {} --connections {} --inflight {}{}{}{knobs}",
             self.scenario,
             self.seed,
             self.pings,
@@ -477,7 +600,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
         recorder.clone(),
     );
     let workers = config.scenario.workers();
-    let gateway_config = config.scenario.gateway_config();
+    let gateway_config = config.gateway_config();
     let gateway = Host::new(
         HostSpec {
             name: "gateway".into(),
@@ -560,10 +683,13 @@ pub const ANSWER_LATE_MS: u64 = 100;
 
 /// When this run's rejects can be explained.
 fn explain(config: &RunConfig) -> Explain {
-    let gateway = config.scenario.gateway_config();
+    let gateway = config.gateway_config();
     let backoff_ns = gateway.reconnect_backoff_max.0;
     Explain {
         hands_off: config.scenario.routing() == Routing::Handoff,
+        session_inflight_max: gateway.inflight_per_session_max,
+        exchange_port: EXCHANGE_PORT,
+        gateway_port: GATEWAY_PORT,
         upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
         answer_late_ns: ANSWER_LATE_MS * 1_000_000,
     }
@@ -651,7 +777,7 @@ pub fn run(config: &RunConfig) -> Outcome {
     let mut schedule: Vec<(u64, Action)> = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         schedule.push((start_ms + f.at_ms, Action::Begin(i)));
-        if f.kind != FaultKind::Leave {
+        if f.heals() {
             schedule.push((start_ms + f.end_ms(), Action::End(i)));
         }
     }
@@ -665,7 +791,14 @@ pub fn run(config: &RunConfig) -> Outcome {
     let mut next = 0;
     let mut begun = vec![false; faults.len()];
     let mut ended = vec![false; faults.len()];
-    let mut gone = vec![false; hosts.clients.len()];
+    let mut state = State {
+        gone: vec![false; hosts.clients.len()],
+        away: vec![false; hosts.clients.len()],
+        drain_ms: None,
+        slowed: vec![0; hosts.clients.len()],
+        returning: vec![false; hosts.clients.len()],
+        over: false,
+    };
     while ready && failures.is_empty() {
         let now_ms = millis(sim.elapsed());
         while next < schedule.len() && schedule[next].0 <= now_ms {
@@ -674,21 +807,28 @@ pub fn run(config: &RunConfig) -> Outcome {
             match action {
                 Action::Begin(i) => {
                     begun[i] = true;
-                    begin(&mut sim, &hosts, &recorder, &faults[i], &mut gone);
+                    begin(&mut sim, &hosts, &recorder, &faults[i], &mut state);
                 }
                 Action::End(i) if begun[i] => {
                     ended[i] = true;
-                    end(&mut sim, &hosts, &recorder, &faults[i], config.sabotage);
+                    end(&mut sim, &hosts, &recorder, &faults[i], &mut state);
                 }
                 Action::End(_) => {}
             }
         }
-        let all_done = hosts
-            .clients
-            .iter()
-            .zip(&gone)
-            .all(|(c, gone)| *gone || c.is_done());
-        if all_done {
+        if let Some(drain_ms) = state.drain_ms {
+            // A drained gateway ends the run when it is done; its clients
+            // may never be.
+            if hosts.gateway.is_done() {
+                break;
+            }
+            if now_ms > drain_ms + LIVENESS_GRACE_MS.max(last_heal.saturating_sub(drain_ms)) {
+                failures.push(format!(
+                    "the gateway's drain, begun at {drain_ms} ms, has not finished at {now_ms} ms"
+                ));
+                break;
+            }
+        } else if state.all_done(&hosts) {
             break;
         }
         let answered = recorder.borrow().answered();
@@ -725,9 +865,11 @@ pub fn run(config: &RunConfig) -> Outcome {
             deadline_ms = deadline_ms.max(healed_ms + RUN_HORIZONS_MAX * config.horizon_ms());
         }
     }
+    state.over = true;
     for (i, f) in faults.iter().enumerate() {
-        if begun[i] && !ended[i] && f.kind != FaultKind::Leave {
-            end(&mut sim, &hosts, &recorder, f, config.sabotage);
+        // A client away for good now would rejoin into a run that is over.
+        if begun[i] && !ended[i] && f.heals() && f.kind != FaultKind::Rejoin {
+            end(&mut sim, &hosts, &recorder, f, &mut state);
         }
     }
     watch.heal(&mut sim, &hosts, &recorder);
@@ -743,7 +885,7 @@ pub fn run(config: &RunConfig) -> Outcome {
     let reports: Vec<Option<Report>> = hosts
         .clients
         .iter()
-        .zip(&gone)
+        .zip(state.gone.iter().zip(&state.away).map(|(g, a)| *g || *a))
         .map(|(c, gone)| {
             (!gone).then(|| {
                 let workers = c.workers();
@@ -786,7 +928,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         &recorder.borrow(),
         wire,
         &reports,
-        (failures, panic),
+        (failures, panic, state.drain_ms.is_some()),
     );
     // Safety before liveness: the order verdicts go before the last one.
     let liveness = verdicts.pop().expect("check_run ends with liveness");
@@ -916,7 +1058,50 @@ fn link(target: u16, clients: u16) -> (String, String) {
     }
 }
 
-/// The client a `leave` or `stall` fault strikes.
+/// What the faults have done to the run so far.
+struct State {
+    /// Clients that left for good.
+    gone: Vec<bool>,
+    /// Clients away until their `rejoin` heals.
+    away: Vec<bool>,
+    /// When the gateway's drain began (simulated ms).
+    drain_ms: Option<u64>,
+    /// Latency and hold faults in force on each client's link.
+    slowed: Vec<u32>,
+    /// Clients whose rejoin is due but waits for their link to heal: a
+    /// dial into a held or slowed link times out, which no client
+    /// survives and nothing would explain.
+    returning: Vec<bool>,
+    /// The run is over: no client comes back any more.
+    over: bool,
+}
+
+impl State {
+    /// Every client is done or gone for good.
+    fn all_done(&self, hosts: &Hosts) -> bool {
+        hosts
+            .clients
+            .iter()
+            .zip(self.gone.iter().zip(&self.away))
+            .all(|(c, (gone, away))| *gone || !*away && c.is_done())
+    }
+}
+
+/// The client whose link a `latency` or `hold` fault slows, if any.
+fn slowed_client(fault: &Fault, clients: u16) -> Option<usize> {
+    let on_link = matches!(fault.kind, FaultKind::Latency | FaultKind::Hold);
+    (on_link && fault.target >= 1 && clients > 0).then(|| usize::from((fault.target - 1) % clients))
+}
+
+/// Client `k`, away since its `rejoin` began, starts again.
+fn come_back(sim: &mut turmoil::Sim<'_>, hosts: &Hosts, state: &mut State, k: usize) {
+    if state.away[k] && !state.gone[k] {
+        state.away[k] = false;
+        sim.bounce(hosts.clients[k].name());
+    }
+}
+
+/// The client a `leave`, `stall` or `rejoin` fault strikes.
 fn client_of(fault: &Fault, hosts: &Hosts) -> usize {
     usize::from(fault.target) % hosts.clients.len()
 }
@@ -926,10 +1111,13 @@ fn begin(
     hosts: &Hosts,
     recorder: &SharedRecorder,
     fault: &Fault,
-    gone: &mut [bool],
+    state: &mut State,
 ) {
     fault_line(recorder, sim, format_args!("fault begin {fault}"));
     let clients = u16::try_from(hosts.clients.len()).expect("few clients");
+    if let Some(k) = slowed_client(fault, clients) {
+        state.slowed[k] += 1;
+    }
     match fault.kind {
         FaultKind::Latency => {
             let (a, b) = link(fault.target, clients);
@@ -955,11 +1143,30 @@ fn begin(
         }
         FaultKind::Leave => {
             let k = client_of(fault, hosts);
-            if !gone[k] {
-                gone[k] = true;
+            if !state.gone[k] {
+                state.gone[k] = true;
+                let host = &hosts.clients[k];
+                if !state.away[k] {
+                    sim.crash(host.name());
+                    recorder.borrow_mut().host_crashed(host.ix());
+                }
+            }
+        }
+        FaultKind::Rejoin => {
+            let k = client_of(fault, hosts);
+            if !state.gone[k] && !state.away[k] {
+                state.away[k] = true;
                 let host = &hosts.clients[k];
                 sim.crash(host.name());
+                // Not done until the next incarnation says so.
+                host.crashed();
                 recorder.borrow_mut().host_crashed(host.ix());
+            }
+        }
+        FaultKind::Drain => {
+            if state.drain_ms.is_none() {
+                state.drain_ms = Some(millis(sim.elapsed()));
+                hosts.gateway.control(Control::Shutdown);
             }
         }
         FaultKind::SlowHandoff => {
@@ -988,10 +1195,18 @@ fn end(
     hosts: &Hosts,
     recorder: &SharedRecorder,
     fault: &Fault,
-    sabotage: Sabotage,
+    state: &mut State,
 ) {
     fault_line(recorder, sim, format_args!("fault end {fault}"));
+    let sabotage = hosts.gateway.knobs().sabotage;
     let clients = u16::try_from(hosts.clients.len()).expect("few clients");
+    if let Some(k) = slowed_client(fault, clients) {
+        state.slowed[k] -= 1;
+        if state.slowed[k] == 0 && state.returning[k] && !state.over {
+            state.returning[k] = false;
+            come_back(sim, hosts, state, k);
+        }
+    }
     match fault.kind {
         FaultKind::Latency => {
             let (a, b) = link(fault.target, clients);
@@ -1007,8 +1222,29 @@ fn end(
             sim.release(a.as_str(), b.as_str());
         }
         FaultKind::Crash => sim.bounce("exchange"),
-        FaultKind::Cut => sim.repair("gateway", "exchange"),
-        FaultKind::Leave => {}
+        FaultKind::Cut => {
+            // A connection that completed in the very step the cut began
+            // escaped the first abort, and its stream is dead all the same:
+            // both stacks give up on whatever they still hold of the other.
+            let gateway_ip = sim.lookup("gateway");
+            let exchange_ip = sim.lookup("exchange");
+            hosts.gateway.control(Control::AbortPeer(exchange_ip));
+            hosts.exchange.control(Control::AbortPeer(gateway_ip));
+            sim.repair("gateway", "exchange");
+        }
+        FaultKind::Leave | FaultKind::Drain => {}
+        FaultKind::Rejoin => {
+            let k = client_of(fault, hosts);
+            // Only the rejoin that sent it away brings it back, and never a
+            // client that left for good meanwhile.
+            if state.away[k] && !state.gone[k] {
+                if state.slowed[k] > 0 {
+                    state.returning[k] = true;
+                } else {
+                    come_back(sim, hosts, state, k);
+                }
+            }
+        }
         FaultKind::SlowHandoff => {
             let knobs = hosts.gateway.knobs();
             hosts.gateway.set_knobs(Knobs {

@@ -249,21 +249,35 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn fails_like(config: &RunConfig, invariant: &str) -> bool {
-    run(config)
-        .first_failure()
-        .is_some_and(|v| v.name == invariant)
+/// The invariant `config` breaks first, or [`PANICKED`] when the run
+/// itself panics (caught here as [`sweep`] catches it, so that shrinking a
+/// panicking seed goes on and ends in a smaller run that still panics).
+fn failure_of(config: &RunConfig) -> Option<String> {
+    match panic::catch_unwind(AssertUnwindSafe(|| run(config))) {
+        Ok(outcome) => outcome.first_failure().map(|v| v.name.to_owned()),
+        Err(_) => Some(PANICKED.to_owned()),
+    }
 }
 
-/// The smallest run found that still breaks the invariant `config` breaks:
-/// faults pinned to their seeded times, then dropped one by one, then the
-/// pings halved, each step kept only while the same invariant still fails.
-/// `None` if `config` passes.
+fn fails_like(config: &RunConfig, invariant: &str) -> bool {
+    failure_of(config).is_some_and(|name| name == invariant)
+}
+
+/// The smallest run found that still breaks the invariant `config` breaks
+/// (a panic of the run counts as one, [`PANICKED`]): faults pinned to
+/// their seeded times, then dropped one by one, then the pings halved,
+/// each step kept only while the same invariant still fails. `None` if
+/// `config` passes.
 pub fn shrink(config: &RunConfig) -> Option<RunConfig> {
-    let first = run(config);
-    let invariant = first.first_failure()?.name;
+    let invariant = failure_of(config)?;
+    let invariant = invariant.as_str();
+    // The faults as the run resolves them, without the run's outcome (a
+    // run that panicked has none).
+    let faults = config
+        .faults
+        .resolve(config.seed, config.horizon_ms(), config.clients);
     let mut best = RunConfig {
-        faults: FaultPlan::pinned(&first.faults),
+        faults: FaultPlan::pinned(&faults),
         ..config.clone()
     };
     let mut i = 0;

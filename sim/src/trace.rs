@@ -79,6 +79,15 @@ pub struct WireEvent {
     pub order: crate::oracle::OrderFields,
 }
 
+/// How a frame came to the worker that handled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Read from the event's connection and handed to its worker.
+    Read,
+    /// Handed over by another worker of the same host (`conn` is unused).
+    Handoff,
+}
+
 /// A connection open on some host, as its driver registered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenConn {
@@ -265,13 +274,42 @@ impl Recorder {
         }
     }
 
+    /// Frames a worker handled: read from a connection and handed to it
+    /// (`Handled::Read`), or handed over by another worker
+    /// (`Handled::Handoff`).
+    pub fn handled(&mut self, how: Handled, events: &[WireEvent]) {
+        if let Some(check) = &mut self.wire {
+            for e in events {
+                check.handled(how, e);
+            }
+        }
+    }
+
+    /// Worker `worker` of `host` starts its drain now.
+    pub fn shutdown(&mut self, host: HostIx, worker: u16) {
+        if let Some(check) = &mut self.wire {
+            check.shutdown(host, worker);
+        }
+    }
+
     /// A connection opened.
     pub fn opened(&mut self, conn: OpenConn) {
+        if let Some(check) = &mut self.wire {
+            check.opened(&conn);
+        }
         self.open.push(conn);
     }
 
-    /// A connection closed (no-op if it was not open).
-    pub fn closed(&mut self, host: HostIx, worker: u16, conn: ConnId) {
+    /// A connection closed at `at` (no-op if it was not open).
+    pub fn closed(&mut self, host: HostIx, worker: u16, conn: ConnId, at: Nanos) {
+        let gone = self
+            .open
+            .iter()
+            .find(|c| c.host == host && c.worker == worker && c.conn == conn)
+            .copied();
+        if let (Some(c), Some(check)) = (gone, &mut self.wire) {
+            check.closed(&c, at);
+        }
         self.open
             .retain(|c| !(c.host == host && c.worker == worker && c.conn == conn));
     }
@@ -279,6 +317,9 @@ impl Recorder {
     /// Host `host` crashed: its connections are gone with it.
     pub fn host_crashed(&mut self, host: HostIx) {
         self.open.retain(|c| c.host != host);
+        if let Some(check) = &mut self.wire {
+            check.host_crashed(host);
+        }
         if let Some(check) = self.orders.as_mut().filter(|c| c.exchange() == host) {
             check.restart();
         }

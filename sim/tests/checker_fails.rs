@@ -82,7 +82,15 @@ fn a_gateway_that_writes_pongs_to_another_client_is_caught_by_a_sweep() {
 fn a_driver_that_keeps_sessions_of_closed_connections_is_caught() {
     let base = broken(Scenario::S2, Sabotage::IgnoreEof);
     let names = failed_invariants(&base);
-    assert_eq!(names, ["no session left after close"]);
+    // The gateway never hears of the closes, so its own count of closed
+    // client connections falls behind the wire's too.
+    assert_eq!(
+        names,
+        [
+            "gateway counters agree with the wire",
+            "no session left after close"
+        ]
+    );
 }
 
 #[test]

@@ -5,8 +5,9 @@ use fep_load::scenario::Scenario;
 use fep_sim::check::HOST_PANICKED;
 use fep_sim::driver::Sabotage;
 use fep_sim::faults::FaultPlan;
+use fep_sim::run::run;
 use fep_sim::run::RunConfig;
-use fep_sim::sweep::{sweep, PANICKED};
+use fep_sim::sweep::{shrink, sweep, PANICKED};
 
 /// Seeds whose driver is sabotaged to panic at its first write.
 const PANICKING: [u64; 2] = [2, 5];
@@ -71,4 +72,27 @@ fn the_replay_command_of_a_panicking_seed_names_that_seed() {
     assert!(config(failure.seed)
         .command()
         .contains(&format!("--seed {}", PANICKING[1])));
+}
+
+#[test]
+fn a_seed_whose_host_panics_shrinks_to_a_smaller_run_that_still_panics() {
+    let failing = config(PANICKING[0]);
+    let small = shrink(&failing).expect("the seed fails");
+    assert!(small.pings < failing.pings, "{} pings", small.pings);
+    let replay = run(&small);
+    assert_eq!(replay.first_failure().map(|v| v.name), Some(HOST_PANICKED));
+}
+
+#[test]
+fn a_seed_whose_harness_panics_shrinks_without_taking_the_shrink_down() {
+    let failing = RunConfig {
+        clients: 0,
+        ..RunConfig::seeded(Scenario::S1, 3, 64, FaultPlan::all())
+    };
+    let small = shrink(&failing).expect("the run panics: a failure");
+    assert!(small.pings < failing.pings, "{} pings", small.pings);
+    assert_eq!(small.clients, 0);
+    assert!(small.faults.items.is_empty(), "{}", small.faults);
+    let replay = std::panic::catch_unwind(|| run(&small));
+    assert!(replay.is_err(), "the shrunk run panics again");
 }

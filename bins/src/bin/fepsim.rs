@@ -125,6 +125,14 @@ struct RunArgs {
     /// Buggify's short reads on every host for the whole run.
     #[arg(long)]
     short_reads: bool,
+    /// The gateway's bound of requests in flight per client session
+    /// (default 1024); below --inflight it sheds with Reject{OVERLOADED}.
+    #[arg(long)]
+    session_inflight_max: Option<u32>,
+    /// The gateway's bound of ping bytes one worker has out through
+    /// another's upstream (default 2 MiB).
+    #[arg(long)]
+    handoff_bytes_max: Option<usize>,
 }
 
 impl RunArgs {
@@ -137,6 +145,8 @@ impl RunArgs {
             inflight: self.inflight,
             size: self.size,
             short_reads: self.short_reads,
+            session_inflight_max: self.session_inflight_max,
+            handoff_bytes_max: self.handoff_bytes_max,
             ..RunConfig::new(self.scenario, seed)
         }
     }

@@ -85,6 +85,12 @@ pub(super) struct HostInner<S: Service> {
     pub(super) incarnation: Cell<u32>,
     pub(super) workers: RefCell<Vec<Rc<RefCell<Worker<S>>>>>,
     pub(super) done: Cell<u16>,
+    /// Workers whose service says it is done, waiting for the others (as
+    /// net-real's workers stop only once every worker is done: a worker
+    /// that stopped early would drop what another still hands it).
+    pub(super) idle: RefCell<Vec<bool>>,
+    /// Wakes idle workers when another one becomes idle.
+    pub(super) idle_changed: Notify,
     pub(super) control: RefCell<Option<Sender<Control>>>,
     pub(super) reads: Rc<ReadGate>,
 }
@@ -104,6 +110,8 @@ impl<S: Service> Host<S> {
                 incarnation: Cell::new(0),
                 workers: RefCell::new(Vec::new()),
                 done: Cell::new(0),
+                idle: RefCell::new(Vec::new()),
+                idle_changed: Notify::new(),
                 control: RefCell::new(None),
                 reads: Rc::new(ReadGate::default()),
             }),
@@ -154,6 +162,15 @@ impl<S: Service> Host<S> {
         workers > 0 && usize::from(self.inner.done.get()) == workers
     }
 
+    /// The harness crashed the host: the incarnation's workers are gone, so
+    /// the host is not done (nor anything else) until its software starts
+    /// again.
+    pub fn crashed(&self) {
+        self.inner.workers.borrow_mut().clear();
+        self.inner.done.set(0);
+        self.inner.idle.borrow_mut().clear();
+    }
+
     /// Times the software started (1 after the first start).
     pub fn incarnation(&self) -> u32 {
         self.inner.incarnation.get()
@@ -193,11 +210,29 @@ impl<S: Service> Host<S> {
     }
 }
 
+impl<S: Service> HostInner<S> {
+    /// Worker `id` is done (or no longer is); true when every worker of
+    /// the incarnation is.
+    pub(super) fn set_idle(&self, id: WorkerId, idle: bool) -> bool {
+        let mut flags = self.idle.borrow_mut();
+        if let Some(flag) = flags.get_mut(id.index()) {
+            if *flag != idle {
+                *flag = idle;
+                if idle {
+                    self.idle_changed.notify_waiters();
+                }
+            }
+        }
+        !flags.is_empty() && flags.iter().all(|f| *f)
+    }
+}
+
 pub(super) async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Result {
     let incarnation = host.incarnation.get() + 1;
     host.incarnation.set(incarnation);
     host.done.set(0);
     let spec = &host.spec;
+    host.idle.replace(vec![false; usize::from(spec.workers)]);
     let now = sim_now();
     host.recorder.borrow_mut().line(
         now,

@@ -80,4 +80,6 @@ pub enum Control {
     /// Drop every connection to `peer` without a word, as a TCP stack does
     /// when its retransmissions time out during a partition.
     AbortPeer(IpAddr),
+    /// Start the drain ([`Worker::handle_shutdown`]) on every worker.
+    Shutdown,
 }

@@ -53,7 +53,7 @@ use turmoil::net::{TcpListener, TcpStream};
 
 use crate::observe::ConnObserver;
 use crate::seed;
-use crate::trace::{Dir, HostIx, OpenConn, SharedRecorder, WireEvent};
+use crate::trace::{Dir, Handled, HostIx, OpenConn, SharedRecorder, WireEvent};
 
 mod fabric;
 mod host;

@@ -68,20 +68,25 @@ impl<S: Service> WorkerTask<S> {
         self.worker.borrow_mut().start(now);
         self.drain(now);
         loop {
-            if self.worker.borrow().is_done() {
+            let idle = self.worker.borrow().is_done();
+            if self.host.set_idle(self.id, idle) {
                 self.finish();
                 return;
             }
             self.wake = self.next_wake();
-            let input = match self.timer_wait() {
-                Some(wait) => {
-                    tokio::select! {
-                        biased;
-                        input = inbox.recv() => input,
-                        () = tokio::time::sleep(wait) => None,
+            let wait = self.timer_wait();
+            let host = self.host.clone();
+            let input = tokio::select! {
+                biased;
+                input = inbox.recv() => input,
+                () = async {
+                    match wait {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => std::future::pending().await,
                     }
-                }
-                None => inbox.recv().await,
+                } => None,
+                // Another worker became idle: look again whether all are.
+                () = host.idle_changed.notified(), if idle => continue,
             };
             let now = sim_now();
             match input {
@@ -196,6 +201,25 @@ impl<S: Service> WorkerTask<S> {
                     now,
                     format_args!("handoff-in w{} {}B", source.0, task.len()),
                 );
+                let mut seen = Vec::new();
+                let template = self.template(now, ConnId::from_bits(0));
+                // A task holds whole frames: a fresh reader reads them all.
+                let _ = crate::oracle::StreamReader::default().push(&task, |s| {
+                    seen.push(WireEvent {
+                        dir: Dir::In,
+                        opcode: s.opcode,
+                        seq: s.seq,
+                        route: s.route,
+                        t: s.t,
+                        pad: s.pad,
+                        code: s.code,
+                        ..template
+                    });
+                });
+                self.host
+                    .recorder
+                    .borrow_mut()
+                    .handled(Handled::Handoff, &seen);
                 self.worker.borrow_mut().handle_handoff(now, source, &task);
                 self.drain(now);
             }
@@ -207,6 +231,15 @@ impl<S: Service> WorkerTask<S> {
             }
             // A delayed write still holds the connection: `write` waits.
             Input::Sent { conn } => self.write(now, conn),
+            Input::Control(Control::Shutdown) => {
+                self.line(now, format_args!("shutdown"));
+                self.host
+                    .recorder
+                    .borrow_mut()
+                    .shutdown(self.host.ix, self.id.0);
+                self.worker.borrow_mut().handle_shutdown(now);
+                self.drain(now);
+            }
             Input::Control(Control::AbortPeer(ip)) => {
                 let doomed: Vec<ConnId> = self
                     .conns
@@ -314,7 +347,7 @@ impl<S: Service> WorkerTask<S> {
         self.host
             .recorder
             .borrow_mut()
-            .closed(self.host.ix, self.id.0, conn);
+            .closed(self.host.ix, self.id.0, conn, sim_now());
     }
 
     pub(super) fn read(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
@@ -399,6 +432,15 @@ impl<S: Service> WorkerTask<S> {
     /// Hands `bytes` to the worker, in pieces when buggified.
     pub(super) fn deliver(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
         let pieces = self.read_pieces(bytes.len());
+        let template = self.template(now, conn);
+        if let Some(io) = self.io_mut(conn) {
+            let mut seen = Vec::new();
+            io.observer.handed(bytes, template, |e| seen.push(e));
+            self.host
+                .recorder
+                .borrow_mut()
+                .handled(Handled::Read, &seen);
+        }
         let mut start = 0;
         for (i, end) in pieces.iter().copied().enumerate() {
             if i > 0 {
@@ -457,8 +499,12 @@ impl<S: Service> WorkerTask<S> {
         io.gate.set_stalled(false);
         let held = std::mem::take(&mut io.held);
         self.line(now, format_args!("resume {conn:?} {}B", held.len()));
-        if !held.is_empty() {
-            self.deliver(now, conn, &held);
+        // One read's worth at a time, as the real backend reads what waited
+        // in the kernel: a pause the first piece causes holds the rest
+        // (`feed` holds it again), instead of the worker taking everything
+        // the reader had queued before the pause in one go.
+        for piece in held.chunks(READ_BUF_LEN) {
+            self.feed(now, conn, piece);
         }
     }
 

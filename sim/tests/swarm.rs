@@ -1,0 +1,153 @@
+//! The swarm reaches what a fixed workload never did: clients that rejoin
+//! on slots the gateway reuses, a drain mid-run, sheds at the session's
+//! bound, long runs; and each knob is drawn on some seeds.
+
+use std::collections::BTreeMap;
+
+use fep_load::scenario::Scenario;
+use fep_sim::faults::{FaultKind, FaultPlan};
+use fep_sim::run::{run, Outcome, RunConfig, FRAME_SIZES_AT_EDGES};
+
+fn passed(outcome: &Outcome) {
+    let failures: Vec<String> = outcome
+        .verdicts
+        .iter()
+        .filter(|v| !v.passed())
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        outcome.config.command(),
+        failures.join("\n")
+    );
+}
+
+/// Slots of the gateway's accepted connections, each with the
+/// generations seen there (from the trace's `accepted cS.G` lines).
+fn gateway_slots(trace: &str) -> BTreeMap<(String, String), Vec<String>> {
+    let mut slots: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for line in trace.lines() {
+        let mut words = line.split_whitespace().skip(1);
+        let (Some(who), Some("accepted"), Some(conn)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        if !who.starts_with("gateway/") {
+            continue;
+        }
+        let Some((slot, generation)) = conn.trim_start_matches('c').split_once('.') else {
+            continue;
+        };
+        slots
+            .entry((who.to_owned(), slot.to_owned()))
+            .or_default()
+            .push(generation.to_owned());
+    }
+    slots
+}
+
+#[test]
+fn a_client_that_rejoins_reuses_gateway_slots_under_new_generations_and_is_answered() {
+    let config = RunConfig {
+        faults: "rejoin@10+5/0".parse().unwrap(),
+        pings: 600,
+        clients: 1,
+        connections: 3,
+        keep_trace: true,
+        ..RunConfig::new(Scenario::S2, 11)
+    };
+    let outcome = run(&config);
+    passed(&outcome);
+    let reused: Vec<_> = gateway_slots(outcome.trace.as_deref().unwrap())
+        .into_iter()
+        .filter(|(_, generations)| generations.len() > 1)
+        .collect();
+    assert!(!reused.is_empty(), "no gateway slot was reused");
+    for (slot, generations) in reused {
+        let mut distinct = generations.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            generations.len(),
+            "{slot:?}: {generations:?}"
+        );
+    }
+    // The client's second incarnation ran its pings to the end.
+    let report = outcome.report.expect("the client came back");
+    assert_eq!(report.sent, 600);
+}
+
+#[test]
+fn a_gateway_drained_mid_run_refuses_later_pings_and_finishes() {
+    let config = RunConfig {
+        faults: "drain@30+0".parse().unwrap(),
+        pings: 4000,
+        // Large frames keep pings in flight at the gateway when the drain
+        // begins (small ones travel in lockstep and may all be on the
+        // wire), so later ones are refused while it finishes.
+        inflight: 8,
+        size: 30_000,
+        ..RunConfig::new(Scenario::S3, 5)
+    };
+    let outcome = run(&config);
+    passed(&outcome);
+    let report = outcome.report.expect("the clients stayed");
+    assert!(report.pongs > 0, "nothing answered before the drain");
+    assert!(report.sent < 4000, "the drain ended nothing: {report:?}");
+    assert!(report.rejects > 0, "no ping was refused: {report:?}");
+}
+
+#[test]
+fn pings_past_the_sessions_bound_are_shed_and_the_rest_answered() {
+    let config = RunConfig {
+        inflight: 8,
+        session_inflight_max: Some(3),
+        pings: 800,
+        ..RunConfig::new(Scenario::S1, 2)
+    };
+    let outcome = run(&config);
+    passed(&outcome);
+    let report = outcome.report.expect("the clients stayed");
+    assert!(report.rejects > 0 && report.pongs > 0, "{report:?}");
+    assert_eq!(report.pongs + report.rejects, 800);
+}
+
+#[test]
+fn the_swarm_draws_every_knob_on_some_seeds_and_not_on_most() {
+    let configs: Vec<RunConfig> = (0..1024)
+        .map(|seed| RunConfig::seeded(Scenario::S3, seed, 1000, FaultPlan::all()))
+        .collect();
+    let share = |f: &dyn Fn(&RunConfig) -> bool| {
+        configs.iter().filter(|c| f(c)).count() as f64 / configs.len() as f64
+    };
+    let long = share(&|c| c.pings >= 10_000);
+    let crowd = share(&|c| c.clients >= 4);
+    let bounded = share(&|c| c.session_inflight_max.is_some());
+    let shed = share(&|c| c.session_inflight_max.is_some_and(|m| m < c.inflight));
+    let small_handoff = share(&|c| c.handoff_bytes_max.is_some());
+    let drained = share(&|c| c.faults.items.iter().any(|i| i.kind == FaultKind::Drain));
+    let rejoin = share(&|c| c.faults.items.iter().any(|i| i.kind == FaultKind::Rejoin));
+    let deep = share(&|c| c.inflight >= 16);
+    let large = share(&|c| c.size > 16 * 1024);
+    for (name, got, want) in [
+        ("long", long, 1.0 / 64.0),
+        ("crowd", crowd, 0.125),
+        ("bounded", bounded, 0.125),
+        ("small handoff", small_handoff, 0.125),
+        ("drained", drained, 0.125),
+        ("deep", deep, 0.1),
+        ("large", large, 0.1),
+    ] {
+        assert!(
+            got > want / 2.0 && got < want * 2.0,
+            "{name}: {got:.3} of the seeds, expected about {want:.3}"
+        );
+    }
+    assert!(shed > 0.0, "no seed's bound is below its depth");
+    for edge in FRAME_SIZES_AT_EDGES {
+        assert!(share(&|c| c.size == edge) > 0.0, "no seed at size {edge}");
+    }
+    assert_eq!(rejoin, 1.0, "`all` includes rejoin");
+}
