@@ -242,6 +242,9 @@ pub struct WireCheck {
     exchange: HostIx,
     /// Reject codes and when faults explain them (from the clients' start).
     allowed: Vec<Explained>,
+    /// Windows (ns from the clients' start) in which the exchange refused
+    /// with `SHUTTING_DOWN` because its journal had failed.
+    journal_refusals: Vec<(u64, u64)>,
     /// See [`Explain::session_inflight_max`].
     session_inflight_max: u32,
     /// When the clients started (fault times count from it).
@@ -397,6 +400,7 @@ impl WireCheck {
             last_sent: BTreeMap::new(),
             orders: false,
             journal_window_ns: None,
+            journal_refusals: Vec::new(),
             later: Verdict::new(
                 "fills and IOC rests follow their request's first answer",
                 Class::Safety,
@@ -433,6 +437,10 @@ impl WireCheck {
     /// The exchange's journal failed at `at` (absolute simulated ns).
     pub fn journal_failed(&mut self, at: u64) {
         if let Some(window) = self.journal_window_ns {
+            self.journal_refusals.push((
+                at.saturating_sub(self.start_ns),
+                (at + window).saturating_sub(self.start_ns),
+            ));
             self.allow(ErrorCode::ShuttingDown, at, at + window);
             self.allow(ErrorCode::UpstreamUnavailable, at, at + window);
         }
@@ -816,7 +824,14 @@ impl WireCheck {
                 e.seq, e.at
             ));
         }
-        if e.opcode == OP_REJECT && !draining {
+        // The exchange refuses with the same code while its journal is
+        // failed: that refusal is the exchange's, not the drain's.
+        let at_rel = e.at.as_u64().saturating_sub(self.start_ns);
+        let journal = self
+            .journal_refusals
+            .iter()
+            .any(|&(from, until)| from <= at_rel && at_rel <= until);
+        if e.opcode == OP_REJECT && !draining && !journal {
             self.drain.fail(format!(
                 "ping w{worker} {conn} seq {} taken at {at} before the drain was refused SHUTTING_DOWN at {}",
                 e.seq, e.at

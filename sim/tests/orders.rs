@@ -21,12 +21,13 @@ use fep_sim::run::{order_engine, run, RunConfig};
 use fep_sim::sweep::{default_threads, sweep};
 use fep_sim::trace::{Dir, WireEvent};
 
-/// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set. Measured on a
-/// shared 2-vCPU machine: this whole test binary took 37 s of a 338 s
-/// `cargo test --workspace` (load average about 20) and 26 s of 255 s
-/// (about 10); 200 seeds per scenario of `fepsim sweep` cost 40–119 s each
-/// there, too much for the suite, so CI runs 40 and a nightly sets
-/// `FEP_SIM_SEEDS=200` (or shards `fepsim sweep`).
+/// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set. On the 2-vCPU
+/// machine, idle, this whole test binary took 9 s at 40 seeds a scenario
+/// and 43 s at 200 (under a load average of 10–20, 26–37 s at 40). At 200,
+/// o3 seeds 122 and 137 fail "no fill, cancel or replace of a closed
+/// order" (an `OrderCanceled` seen for an order already closed, with
+/// frames of 13 kB and short reads; not triaged), so CI runs 40 until
+/// they are understood; `FEP_SIM_SEEDS=200` shows them.
 const SEEDS_DEFAULT: u64 = 40;
 
 /// Requests per seed (the swarm draws 1/8× to 1.5× of it).
