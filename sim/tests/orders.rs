@@ -25,7 +25,7 @@ use fep_sim::trace::{Dir, WireEvent};
 /// machine, idle, this whole test binary took 9 s at 40 seeds a scenario
 /// and 43 s at 200 (under a load average of 10–20, 26–37 s at 40). At 200,
 /// o3 seeds 122 and 137 fail "no fill, cancel or replace of a closed
-/// order" (an `OrderCanceled` seen for an order already closed, with
+/// order" (an `OrderExecuted` seen for an order already closed, with
 /// frames of 13 kB and short reads; not triaged), so CI runs 40 until
 /// they are understood; `FEP_SIM_SEEDS=200` shows them.
 const SEEDS_DEFAULT: u64 = 40;
