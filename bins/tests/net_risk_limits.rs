@@ -6,8 +6,7 @@
 
 mod net_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fep_core::{ErrorCode, Nanos};
@@ -15,6 +14,7 @@ use fep_trading::order::{
     BalanceQuery, BookQuery, CancelOrder, Header, NewOrder, OrderMsg, ReplaceOrder,
     OP_BOOK_SNAPSHOT, OP_ORDER_ACCEPTED, SIDE_BUY, SIDE_SELL, TIF_DAY,
 };
+use net_support::metrics::get;
 use net_support::{Frame, RawClient, Server};
 
 const GRACE: Duration = Duration::from_secs(10);
@@ -102,22 +102,12 @@ fn ask(c: &mut RawClient, frame: &[u8], id: u64) -> Result<u16, ErrorCode> {
     }
 }
 
-/// The gateway's metrics text (`GET /metrics`).
-fn scrape(addr: SocketAddr) -> String {
-    let mut sock = TcpStream::connect(addr).expect("the metrics port");
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(sock, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    sock.read_to_string(&mut text).unwrap();
-    text
-}
-
 /// `risk_refusals_total{check=…}` per check, once every refusal is counted.
 fn refusals_until(addr: SocketAddr, total: u64) -> Vec<(String, u64)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let counts: Vec<(String, u64)> = scrape(addr)
+        let counts: Vec<(String, u64)> = get(addr, "/metrics")
+            .2
             .lines()
             .filter_map(|l| l.strip_prefix("fep_gateway_risk_refusals_total{check=\""))
             .map(|l| {
