@@ -7,8 +7,9 @@
 //! [`SEEDS_DEFAULT`]); `FEP_SIM_SEED=N` replays seed `N` alone. A failure
 //! prints the `fepsim` command that reproduces it.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::ops::Range;
 
 use fep_core::{ConnId, Nanos};
 use fep_engine::{Command, NewOrder, Side, Tif};
@@ -18,8 +19,8 @@ use fep_sim::faults::FaultPlan;
 use fep_sim::oracle::{op, OrderFields, CANCEL_REASON_REQUESTED, LIQUIDITY_MAKER};
 use fep_sim::orders::OrderCheck;
 use fep_sim::run::{order_engine, run, RunConfig};
-use fep_sim::sweep::{default_threads, sweep};
 use fep_sim::trace::{Dir, WireEvent};
+use support::{assert_sweep_passes, seeds};
 
 /// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set. On the 2-vCPU
 /// machine, idle, this whole test binary took 9 s at 40 seeds a scenario
@@ -32,22 +33,6 @@ const SEEDS_DEFAULT: u64 = 40;
 
 /// Requests per seed (the swarm draws 1/8× to 1.5× of it).
 const REQUESTS: u64 = 1000;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
-    )
-}
-
-fn seeds() -> Range<u64> {
-    match env_u64("FEP_SIM_SEED") {
-        Some(seed) => seed..seed + 1,
-        None => 0..env_u64("FEP_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT),
-    }
-}
 
 /// Every fault but those that lose the gateway's upstream (crash, cut):
 /// in these runs every order must end canceled once its client is gone.
@@ -63,26 +48,7 @@ fn sweep_passes(scenario: Scenario) {
         };
         RunConfig::seeded(scenario, seed, REQUESTS, faults)
     };
-    let result = sweep(config, seeds(), default_threads());
-    let failures: Vec<String> = result
-        .failures()
-        .map(|f| {
-            format!(
-                "seed {}: {}\n  reproduce: {}",
-                f.seed,
-                f.failure.as_deref().unwrap_or(""),
-                config(f.seed).command()
-            )
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} seeds failed:\n{}",
-        failures.len(),
-        result.results.len(),
-        failures.join("\n")
-    );
-    assert!(result.round_trips() > 0, "the sweep ran no round trip");
+    assert_sweep_passes(config, seeds(SEEDS_DEFAULT));
 }
 
 #[test]

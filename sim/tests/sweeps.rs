@@ -6,12 +6,13 @@
 //! (default 1,000). A failure prints the `fepsim` command that reproduces
 //! it. The nightly profile is `FEP_SIM_SEEDS=10000` (with `--release`).
 
-use std::ops::Range;
+mod support;
 
 use fep_load::scenario::Scenario;
 use fep_sim::faults::FaultPlan;
 use fep_sim::run::RunConfig;
-use fep_sim::sweep::{default_threads, merge, sweep, sweep_shard, Shard};
+use fep_sim::sweep::{merge, sweep, sweep_shard, Shard};
+use support::{assert_sweep_passes, env_u64, seeds};
 
 /// Seeds per scenario when `FEP_SIM_SEEDS` is not set. The swarmed
 /// workload (long runs, rejoining clients, exact stamps, the gateway's
@@ -21,48 +22,13 @@ use fep_sim::sweep::{default_threads, merge, sweep, sweep_shard, Shard};
 /// `FEP_SIM_SEEDS=10000`.
 const SEEDS_DEFAULT: u64 = 48;
 
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
-    )
-}
-
-fn seeds() -> Range<u64> {
-    match env_u64("FEP_SIM_SEED") {
-        Some(seed) => seed..seed + 1,
-        None => 0..env_u64("FEP_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT),
-    }
-}
-
 /// Mean pings per seed when `FEP_SIM_PINGS` is not set.
 const PINGS_DEFAULT: u64 = 1000;
 
 fn sweep_passes(scenario: Scenario, faults: FaultPlan) {
     let pings = env_u64("FEP_SIM_PINGS").unwrap_or(PINGS_DEFAULT);
     let config = |seed| RunConfig::seeded(scenario, seed, pings, faults.clone());
-    let result = sweep(config, seeds(), default_threads());
-    let failures: Vec<String> = result
-        .failures()
-        .map(|f| {
-            format!(
-                "seed {}: {}\n  reproduce: {}",
-                f.seed,
-                f.failure.as_deref().unwrap_or(""),
-                config(f.seed).command()
-            )
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} seeds failed:\n{}",
-        failures.len(),
-        result.results.len(),
-        failures.join("\n")
-    );
-    assert!(result.round_trips() > 0, "the sweep ran no round trip");
+    assert_sweep_passes(config, seeds(SEEDS_DEFAULT));
 }
 
 #[test]
