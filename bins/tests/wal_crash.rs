@@ -16,9 +16,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fep_core::Nanos;
-use fep_engine::reference::Model;
-use fep_engine::{Command, Event, NewOrder};
-use fep_sim::durable::{day_orders, ACCOUNTS, INSTRUMENTS};
+use fep_engine::NewOrder;
+use fep_sim::durable::{day_orders, observe_model, ACCOUNTS, INSTRUMENTS};
 use fep_trading::order::{self, Header, OrderMsg};
 use net_support::{exchange_bin, Frame, RawClient, Server, READY_TIMEOUT};
 use rand::{Rng, SeedableRng};
@@ -190,46 +189,6 @@ fn observe_exchange(addr: SocketAddr) -> Vec<String> {
     lines
 }
 
-/// The same view of the reference model after `orders`.
-fn observe_model(orders: &[NewOrder]) -> Vec<String> {
-    let mut model = Model::new(exchange_settings());
-    for o in orders {
-        model.handle(&Command::NewOrder(*o));
-    }
-    let mut lines = Vec::new();
-    for instrument in 1..=INSTRUMENTS {
-        let events = model.handle(&Command::BookQuery(fep_engine::BookQuery {
-            instrument,
-            depth: 100,
-        }));
-        let Event::Book { bids, .. } = events[0] else {
-            panic!("{events:?}");
-        };
-        let levels: Vec<_> = events[1..]
-            .iter()
-            .map(|e| match *e {
-                Event::Level { price, qty, orders } => (price, qty, orders),
-                ref other => panic!("{other:?}"),
-            })
-            .collect();
-        let (b, a) = levels.split_at(usize::from(bids));
-        lines.push(format!("book {instrument} bids {b:?} asks {a:?}"));
-    }
-    for account in 1..=ACCOUNTS {
-        for asset in 0..=INSTRUMENTS {
-            let events = model.handle(&Command::BalanceQuery(fep_engine::BalanceQuery {
-                account,
-                asset,
-            }));
-            let Event::Balance { total, locked, .. } = events[0] else {
-                panic!("{events:?}");
-            };
-            lines.push(format!("balance {account} {asset} {total} {locked}"));
-        }
-    }
-    lines
-}
-
 /// `mock_exchange`'s default engine settings.
 fn exchange_settings() -> fep_engine::Config {
     fep_engine::Config {
@@ -292,7 +251,7 @@ fn every_acknowledged_order_survives_a_kill_9_of_the_exchange() {
     // recovered state is exactly the first `recovered` orders.
     assert_eq!(
         seen,
-        observe_model(&stream[..recovered as usize]),
+        observe_model(exchange_settings(), &stream[..recovered as usize]),
         "seed {seed}"
     );
     again.terminate(Duration::from_secs(10));

@@ -489,9 +489,14 @@ async fn checker_host(shared: Rc<RefCell<Shared>>, last: NewOrder, live: bool) -
     Ok(())
 }
 
-/// The model's view after `orders`, in the checker's words.
-fn observe_model(orders: &[NewOrder]) -> Vec<String> {
-    let mut model = Model::new(engine_config());
+/// What the reference model, started with `config`, shows after `orders`:
+/// every book (`book <i> bids [(price, qty, orders)…] asks […]`) and every
+/// balance (`balance <account> <asset> <total> <locked>`) over [`ACCOUNTS`]
+/// and [`INSTRUMENTS`], the lines a checker compares with what a recovered
+/// exchange answers to the same queries (this simulation's and the real
+/// crash test's).
+pub fn observe_model(config: fep_engine::Config, orders: &[NewOrder]) -> Vec<String> {
+    let mut model = Model::new(config);
     for o in orders {
         model.handle(&Command::NewOrder(*o));
     }
@@ -501,16 +506,17 @@ fn observe_model(orders: &[NewOrder]) -> Vec<String> {
             instrument,
             depth: 100,
         }));
-        let mut bids = 0;
-        let mut levels = Vec::new();
-        for e in events {
-            match e {
-                Event::Book { bids: b, .. } => bids = usize::from(b),
-                Event::Level { price, qty, orders } => levels.push((price, qty, orders)),
-                _ => {}
-            }
-        }
-        let (b, a) = levels.split_at(bids);
+        let Event::Book { bids, .. } = events[0] else {
+            panic!("{events:?}");
+        };
+        let levels: Vec<_> = events[1..]
+            .iter()
+            .map(|e| match *e {
+                Event::Level { price, qty, orders } => (price, qty, orders),
+                ref other => panic!("{other:?}"),
+            })
+            .collect();
+        let (b, a) = levels.split_at(usize::from(bids));
         lines.push(format!("book {instrument} bids {b:?} asks {a:?}"));
     }
     for account in 1..=ACCOUNTS {
@@ -519,11 +525,10 @@ fn observe_model(orders: &[NewOrder]) -> Vec<String> {
                 account,
                 asset,
             }));
-            for e in events {
-                if let Event::Balance { total, locked, .. } = e {
-                    lines.push(format!("balance {account} {asset} {total} {locked}"));
-                }
-            }
+            let Event::Balance { total, locked, .. } = events[0] else {
+                panic!("{events:?}");
+            };
+            lines.push(format!("balance {account} {asset} {total} {locked}"));
         }
     }
     lines
@@ -610,7 +615,7 @@ pub fn run_durable(seed: u64) -> Result<DurableReport, String> {
     let Some(seen) = &s.observed else {
         return Err(fail("the checker saw nothing after recovery".to_owned()));
     };
-    let want = observe_model(&stream[..k as usize]);
+    let want = observe_model(engine_config(), &stream[..k as usize]);
     if *seen != want {
         return Err(fail(format!(
             "recovered state differs from the model after {k}: {seen:?} vs {want:?}"
