@@ -1,18 +1,22 @@
 //! `fepbench run s1` end to end with the real mock_exchange, fep_gateway and
 //! loadgen (built next to fepbench by cargo for this test).
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use fep_bins::bench::hgrm::read_hgrm;
 use fep_bins::bench::summary::RunSummary;
 
-#[test]
-fn fepbench_run_s1_measures_end_to_end_and_stores_every_file() {
+/// Runs `fepbench run SCENARIO [extra] --count 500 --warmup 100` into a
+/// fresh results directory and asserts it succeeded with exactly one run;
+/// returns the directory (kept alive), the run's directory and what
+/// fepbench printed.
+fn fepbench_run(scenario: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, String) {
     let results = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
+        .args(["run", scenario])
+        .args(extra)
         .args([
-            "run",
-            "s1",
             "--count",
             "500",
             "--warmup",
@@ -30,13 +34,18 @@ fn fepbench_run_s1_measures_end_to_end_and_stores_every_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{printed}");
-
-    let runs: Vec<_> = std::fs::read_dir(results.path().join("s1"))
+    let runs: Vec<_> = std::fs::read_dir(results.path().join(scenario))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
-    let dir = &runs[0];
+    let dir = runs[0].clone();
+    (results, dir, printed)
+}
+
+#[test]
+fn fepbench_run_s1_measures_end_to_end_and_stores_every_file() {
+    let (_results, dir, printed) = fepbench_run("s1", &[]);
     for file in [
         "summary.json",
         "rtt.hgrm",
@@ -83,34 +92,7 @@ fn fepbench_run_s1_measures_end_to_end_and_stores_every_file() {
 
 #[test]
 fn fepbench_run_o1_with_wal_journals_in_the_run_and_probes_fsync() {
-    let results = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fepbench"))
-        .args([
-            "run",
-            "o1",
-            "--wal",
-            "--count",
-            "500",
-            "--warmup",
-            "100",
-            "--no-progress",
-            "--results",
-        ])
-        .arg(results.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{printed}");
-    let runs: Vec<_> = std::fs::read_dir(results.path().join("o1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let dir = &runs[0];
+    let (_results, dir, printed) = fepbench_run("o1", &["--wal"]);
     let segments = std::fs::read_dir(dir.join("wal")).unwrap().count();
     assert!(
         segments >= 1,
