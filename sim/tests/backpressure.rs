@@ -57,3 +57,33 @@ fn a_client_that_stops_reading_gets_every_pong_once_it_reads_again() {
         report.hops[1].max()
     );
 }
+
+/// Seeds 202811 and 203010 of the long sweeps: the exchange paused the
+/// gateway's connection while its pongs passed the output's high-water
+/// mark, and the write that drained them queued the resume
+/// (`Service::on_drained`) without the driver polling it, so the exchange
+/// read nothing more until the gateway, hearing nothing for three
+/// heartbeat intervals, declared it dead and rejected what was in flight.
+#[test]
+fn an_exchange_that_paused_a_gateway_for_its_backlog_reads_again_once_its_writes_drain_it() {
+    let outcome = run(&RunConfig {
+        pings: 500,
+        clients: 1,
+        connections: 3,
+        // Deep windows of 33 kB pings: the exchange's pongs pass its
+        // 2 MiB high-water mark within a step.
+        inflight: 64,
+        size: 33_411,
+        keep_trace: true,
+        ..RunConfig::new(Scenario::S1, 5)
+    });
+    let pauses = lines(&outcome, "exchange/w0 pause ").count();
+    let resumes = lines(&outcome, "exchange/w0 resume ").count();
+    assert!(pauses > 0, "the exchange never paused its gateway");
+    assert_eq!(pauses, resumes, "every pause ends in a resume");
+    for v in &outcome.verdicts {
+        assert!(v.passed(), "{}: {:?}", v.name, v.violations);
+    }
+    let report = outcome.report.unwrap();
+    assert_eq!((report.pongs, report.rejects, report.lost), (500, 0, 0));
+}

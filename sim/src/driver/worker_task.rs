@@ -230,7 +230,14 @@ impl<S: Service> WorkerTask<S> {
                 }
             }
             // A delayed write still holds the connection: `write` waits.
-            Input::Sent { conn } => self.write(now, conn),
+            Input::Sent { conn } => {
+                self.write(now, conn);
+                // A write is an input too (`handle_written`): the output
+                // it drained may let the service resume a paused input
+                // (`on_drained`), an effect that must not wait for some
+                // later, unrelated input to be polled.
+                self.drain(now);
+            }
             Input::Control(Control::Shutdown) => {
                 self.line(now, format_args!("shutdown"));
                 self.host
