@@ -623,3 +623,42 @@ fn a_worker_that_panics_stops_every_worker_and_is_reported() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An exchange with a 64 KiB output bound pauses its one client while the
+/// pongs pile up, and must read it again once the writes that `WRITABLE`
+/// brings drain them: the resume they queue is polled at once, not left
+/// for some later, unrelated event (there is none: the paused client is
+/// all the exchange has, and it waits for its pongs).
+#[test]
+fn an_exchange_paused_by_its_backlog_reads_again_once_writable_drains_it() {
+    let small = fep_core::WorkerConfig {
+        output_backlog_max: 64 * 1024,
+        ..fep_core::WorkerConfig::default()
+    };
+    let tight = || {
+        Config::new()
+            .worker_config(small)
+            .send_buffer(Some(4096))
+            .recv_buffer(Some(4096))
+    };
+    let ex = exchange(tight());
+    let client = ClientConfig {
+        load: Load::Pipelined { inflight: 64 },
+        size: 4096,
+        ..pings(1, 2_000)
+    };
+    let target = ex.local_addr().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(load(target, client));
+    });
+    let report = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the client gets every pong within 30 s");
+    assert_healthy(&report, 2_100, false);
+    let exchange_io = stop(ex)[0].io;
+    assert!(
+        exchange_io.input_pauses > 0,
+        "the exchange never paused: {exchange_io}"
+    );
+}
