@@ -880,7 +880,9 @@ impl<S: Service> Worker<S> {
 
     /// The input group of `conn`, if it is open and in one.
     pub fn input_group(&self, conn: ConnId) -> Option<InputGroup> {
-        self.sessions.get(conn)?.input_group
+        // Through the session's own accessor: one read path for the
+        // drivers and the service alike.
+        self.sessions.get(conn)?.input_group()
     }
 
     /// Bytes waiting to be written on `conn` (empty for a closed handle).
