@@ -667,11 +667,9 @@ impl WireCheck {
             };
         want("t2", t2, ping_at, tag.target, "ping");
         // An order's first answer crosses workers inside the gateway's own
-        // lane frame, which the checker does not read: its `t4` is held
-        // to the order above only.
-        if e.opcode == OP_PERF_PONG || tag.origin == tag.target {
-            want("t4", t4, pong_at, tag.origin, "pong");
-        }
+        // lane frame, which the driver reads as the answer it carries
+        // (`oracle::read_lane`): its `t4` is exact like a pong's.
+        want("t4", t4, pong_at, tag.origin, "pong");
         match self.exchange_pings.remove(&key) {
             None => wrong.push("the exchange never handled this ping".to_owned()),
             Some(at) if at != t3 => {
@@ -1177,6 +1175,37 @@ mod tests {
             })
             .expect("the pong's worker is checked");
         assert!(wrong.contains("handled on w1"), "{wrong}");
+    }
+
+    /// An order handed from w0 (its client's worker) to w1 (its
+    /// upstream's) and its `OrderAccepted` handed back, w0 taking the
+    /// answer at 45; the client reads it stamped `t`.
+    fn handed_order_stamps(t: [u64; 4]) -> Option<String> {
+        use crate::oracle::op::{NEW_ORDER, ORDER_ACCEPTED};
+        let mut c = check();
+        let route = 1 << 48; // origin w0, target w1, connection c0.0
+        let at = |host, worker, opcode, at| WireEvent {
+            worker,
+            seq: 7,
+            route,
+            ..event(host, Dir::In, opcode, at)
+        };
+        c.handled(Handled::Handoff, &at(GATEWAY, 1, NEW_ORDER, 20));
+        c.handled(Handled::Read, &at(EXCHANGE, 0, NEW_ORDER, 30));
+        c.handled(Handled::Read, &at(GATEWAY, 1, ORDER_ACCEPTED, 40));
+        c.handled(Handled::Handoff, &at(GATEWAY, 0, ORDER_ACCEPTED, 45));
+        c.exact_stamps(&WireEvent {
+            t,
+            ..at(CLIENT, 0, ORDER_ACCEPTED, 50)
+        })
+    }
+
+    #[test]
+    fn an_orders_first_answer_handed_back_is_stamped_t4_when_its_origin_took_it() {
+        assert_eq!(handed_order_stamps([10, 20, 30, 45]), None);
+        // 40: when the upstream's worker read it, still ordered.
+        let wrong = handed_order_stamps([10, 20, 30, 40]).expect("t4 is exact");
+        assert!(wrong.contains("t4 40 but w0 handled"), "{wrong}");
     }
 
     fn reject(seq: u64, code: ErrorCode, at: u64) -> WireEvent {

@@ -410,6 +410,52 @@ impl StreamReader {
     }
 }
 
+/// The opcode of the gateway's lane frame that carries an order-entry
+/// request's first answer back to the worker that owns its client:
+/// `credit:u32, opcode:u16`, then the answer's payload. Handed between
+/// the gateway's workers, never on the wire; the checker reads it to know
+/// when the origin worker took the answer (its `t4`). Were the gateway to
+/// change it, the answers it carries would go unseen and every one would
+/// fail the exact stamps: loudly, not silently.
+pub const LANE_ROUTED_FIRST: u16 = 1003;
+
+/// `credit:u32` in front of a [`LANE_ROUTED_FIRST`] frame's answer.
+const LANE_CREDIT_LEN: usize = 4;
+
+/// Reads the whole frames of one handoff between workers as
+/// [`StreamReader`] reads a stream, except that a [`LANE_ROUTED_FIRST`]
+/// frame is read as the answer it carries. A handoff holds whole frames;
+/// one that breaks the framing stops at the fault.
+pub fn read_lane(task: &[u8], mut emit: impl FnMut(Seen)) -> Result<(), WireFault> {
+    let mut rest = task;
+    while rest.len() >= LENGTH_LEN {
+        let length = be_u32(rest, 0);
+        if length < OPCODE_LEN as u32 {
+            return Err(WireFault::LengthTooSmall(length));
+        }
+        if length > FRAME_LENGTH_MAX {
+            return Err(WireFault::LengthTooLarge(length));
+        }
+        let whole = LENGTH_LEN + length as usize;
+        if rest.len() < whole {
+            break;
+        }
+        let opcode = be_u16(rest, LENGTH_LEN);
+        let payload = &rest[LENGTH_LEN + OPCODE_LEN..whole];
+        let inner = LANE_CREDIT_LEN + OPCODE_LEN;
+        if opcode == LANE_ROUTED_FIRST && payload.len() >= inner {
+            emit(read_message(
+                be_u16(payload, LANE_CREDIT_LEN),
+                &payload[inner..],
+            ));
+        } else {
+            emit(read_message(opcode, payload));
+        }
+        rest = &rest[whole..];
+    }
+    Ok(())
+}
+
 /// A gateway route tag read as the gateway lays it out
 /// (docs/ARCHITECTURE.md, Routing): origin worker in bits 63–56, target
 /// worker in bits 55–48, the client connection in bits 47–0 as slot index

@@ -3,7 +3,7 @@
 
 use fep_core::wire::{ErrorMsg, RejectMsg};
 use fep_core::{Decoder, ErrorCode, Nanos};
-use fep_sim::oracle::{op, Route, Seen, StreamReader, WireFault};
+use fep_sim::oracle::{op, read_lane, Route, Seen, StreamReader, WireFault, LANE_ROUTED_FIRST};
 use fep_sim::trace::fnv1a64;
 use fep_trading::msg::{Message, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG};
 use rand::{Rng, SeedableRng};
@@ -129,6 +129,43 @@ fn the_oracle_reads_the_contracts_own_example_ping() {
     assert_eq!(seen[0].opcode, OP_PERF_PONG);
     assert_eq!((seen[0].seq, seen[0].route), (1, 42));
     assert_eq!(seen[0].t, [1000, 4000, 9000, 14_000]);
+}
+
+#[test]
+fn a_handoff_reads_an_orders_first_answer_inside_the_gateways_lane_frame() {
+    // A ping handed over as it is, then an `OrderAccepted` the way the
+    // gateway hands it back to its origin: `credit:u32, opcode:u16`, then
+    // the answer's payload (header, then 34 bytes of fields).
+    let mut ping = vec![0, 0, 0, 50];
+    ping.extend_from_slice(&OP_PERF_PING.to_be_bytes());
+    for v in [3u64, 5, 10, 20, 0, 0] {
+        ping.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut answer = Vec::new();
+    for v in [7u64, 1 << 48, 10, 20, 30, 45] {
+        answer.extend_from_slice(&v.to_be_bytes());
+    }
+    answer.extend_from_slice(&9u32.to_be_bytes()); // account
+    answer.extend_from_slice(&[0; 30]);
+    let mut task = ping;
+    let length = (2 + 4 + 2 + answer.len()) as u32;
+    task.extend_from_slice(&length.to_be_bytes());
+    task.extend_from_slice(&LANE_ROUTED_FIRST.to_be_bytes());
+    task.extend_from_slice(&1234u32.to_be_bytes());
+    task.extend_from_slice(&op::ORDER_ACCEPTED.to_be_bytes());
+    task.extend_from_slice(&answer);
+    let mut seen = Vec::new();
+    read_lane(&task, |s| seen.push(s)).unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!((seen[0].opcode, seen[0].seq), (OP_PERF_PING, 3));
+    let first = seen[1];
+    assert_eq!(first.opcode, op::ORDER_ACCEPTED);
+    assert!(first.well_formed);
+    assert_eq!(
+        (first.seq, first.route, first.t),
+        (7, 1 << 48, [10, 20, 30, 45])
+    );
+    assert_eq!(first.order.account, 9);
 }
 
 #[test]

@@ -203,8 +203,9 @@ impl<S: Service> WorkerTask<S> {
                 );
                 let mut seen = Vec::new();
                 let template = self.template(now, ConnId::from_bits(0));
-                // A task holds whole frames: a fresh reader reads them all.
-                let _ = crate::oracle::StreamReader::default().push(&task, |s| {
+                // A task holds whole frames, an order's first answer inside
+                // the gateway's own lane frame: read as the answer.
+                let _ = crate::oracle::read_lane(&task, |s| {
                     seen.push(WireEvent {
                         dir: Dir::In,
                         opcode: s.opcode,
@@ -213,6 +214,7 @@ impl<S: Service> WorkerTask<S> {
                         t: s.t,
                         pad: s.pad,
                         code: s.code,
+                        order: s.order,
                         ..template
                     });
                 });
