@@ -270,6 +270,11 @@ pub struct WireCheck {
     upstream_rejects: Vec<(u16, String, u64, u64, u64)>,
     /// Answers read by incarnations of client hosts that crashed since.
     answers_lost: u64,
+    /// When the gateway wrote each `Reject` not yet read: (the client's
+    /// socket address, seq) -> ns. A fault must explain a reject when the
+    /// gateway decides it, not when a held or stalled link lets the client
+    /// read it.
+    rejects_written: BTreeMap<(SocketAddr, u64), u64>,
     /// Requests and first answers handed between gateway workers: (an
     /// answer, route, seq) -> who handled it and when.
     gateway_handoffs: BTreeMap<(bool, u64, u64), HandledAt>,
@@ -370,6 +375,7 @@ impl WireCheck {
             gateway_port: explain.gateway_port,
             gateway_seen: BTreeMap::new(),
             answers_lost: 0,
+            rejects_written: BTreeMap::new(),
             gateway_handoffs: BTreeMap::new(),
             gateway_pongs: BTreeMap::new(),
             exchange_pings: BTreeMap::new(),
@@ -586,6 +592,9 @@ impl WireCheck {
                 OP_PERF_PONG => seen.pongs += 1,
                 OP_REJECT => {
                     seen.rejects[usize::from(e.code).min(REJECT_CODES - 1)] += 1;
+                    // A later reject of the same seq on the same address
+                    // (a rejoined client's new connection) replaces it.
+                    self.rejects_written.insert((e.peer, e.seq), e.at.as_u64());
                 }
                 _ => {}
             }
@@ -695,7 +704,11 @@ impl WireCheck {
 
     fn client_event(&mut self, e: &WireEvent, name: &str) {
         let here = || format!("{name} {} seq {} at {}", e.local, e.seq, e.at);
-        let explained = e.opcode != OP_REJECT || self.explained(e.code, e.at.as_u64());
+        let written = (e.opcode == OP_REJECT && e.dir == Dir::In)
+            .then(|| self.rejects_written.remove(&(e.local, e.seq)))
+            .flatten();
+        let explained =
+            e.opcode != OP_REJECT || self.explained(e.code, written.unwrap_or(e.at.as_u64()));
         let explained = explained || (self.orders && is_business(e));
         let class = class_of(e);
         if class == MsgClass::Later {
@@ -734,9 +747,10 @@ impl WireCheck {
                 if e.opcode == OP_REJECT && !explained && !shed {
                     let code = ErrorCode::from_u16(e.code);
                     self.rejects.fail(format!(
-                        "{}: Reject {} while no fault explains it ({} ahead of it)",
+                        "{}: Reject {} written at {}ns while no fault explains it ({} ahead of it)",
                         here(),
                         code.name(),
+                        written.unwrap_or(e.at.as_u64()),
                         sent.ahead
                     ));
                 }
@@ -1395,6 +1409,30 @@ mod tests {
         let mut long_after = faulted(FaultKind::Crash, false);
         long_after.event(&reject(1, ErrorCode::UpstreamUnavailable, ms(26)), &names());
         assert_eq!(long_after.rejects.count, 1);
+    }
+
+    /// Under a crash at 10 ms for 10 ms (the upstream back by 25), the
+    /// gateway writes the reject of seq 1 at `written` ms and the client
+    /// reads it at `read` ms (from the clients' start).
+    fn reject_written_then_read(written: u64, read: u64) -> WireCheck {
+        let ms = |t: u64| (100 + t) * NS_PER_MS;
+        let mut c = faulted(FaultKind::Crash, false);
+        let code = ErrorCode::UpstreamUnavailable;
+        let mut out = event(GATEWAY, Dir::Out, OP_REJECT, ms(written));
+        (out.peer, out.seq, out.code) = (addr(1000 + CLIENT), 1, code.to_u16());
+        c.event(&out, &names());
+        c.event(&reject(1, code, ms(read)), &names());
+        c
+    }
+
+    #[test]
+    fn a_reject_is_judged_when_the_gateway_wrote_it_not_when_a_held_link_delivered_it() {
+        // Written during the crash, read two seconds later (a held link).
+        let held = reject_written_then_read(12, 2_000);
+        assert!(held.rejects.passed(), "{}", held.rejects);
+        // Written once the upstream could be back: unexplained, read at once.
+        let late = reject_written_then_read(26, 26);
+        assert_eq!(late.rejects.count, 1, "{}", late.rejects);
     }
 
     #[test]
