@@ -714,6 +714,7 @@ fn explain(config: &RunConfig) -> Explain {
         exchange_port: EXCHANGE_PORT,
         gateway_port: GATEWAY_PORT,
         upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
+        upstream_connections: gateway.upstream_connections,
         answer_late_ns: ANSWER_LATE_MS * 1_000_000,
     }
 }
