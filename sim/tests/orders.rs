@@ -280,6 +280,108 @@ fn a_fill_on_a_canceled_order_is_caught() {
     assert_eq!(failed(&verdicts, "reference model").count, 1);
 }
 
+/// A sell of 10 rests (order 1, named on connection 0); a buy of 4 crosses
+/// it; then a cancel of order 1 comes in on connection `cancel_conn` (a
+/// cancel on disconnect from the client's own worker, while its order
+/// went out through another worker's upstream). The exchange writes the
+/// cancel's answer before the maker's fill, which came first in the
+/// engine: the order of a batch written connection by connection. The
+/// accepts went out before both.
+fn cancel_written_before_an_earlier_fill(cancel_conn: u64) -> Vec<Verdict> {
+    let on = |conn: u64, e: WireEvent| WireEvent {
+        conn: ConnId::from_bits(conn),
+        ..e
+    };
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.command(&new_order(1, 1, Side::Sell, 10));
+    check.command(&new_order(2, 1, Side::Buy, 4));
+    check.command(&Command::Cancel(fep_engine::Cancel {
+        account: 1,
+        cl_ord_id: 2,
+        orig_cl_ord_id: 1,
+    }));
+    let canceled = OrderFields {
+        account: 1,
+        order_id: 1,
+        qty: 6,
+        reason: CANCEL_REASON_REQUESTED,
+        ..OrderFields::default()
+    };
+    check.event(&on(
+        0,
+        out(op::ORDER_ACCEPTED, 1, accepted(1, 1, Side::Sell, 10)),
+    ));
+    check.event(&on(
+        1,
+        out(op::ORDER_ACCEPTED, 1, accepted(2, 2, Side::Buy, 4)),
+    ));
+    check.event(&on(cancel_conn, out(op::ORDER_CANCELED, 2, canceled)));
+    check.event(&on(
+        0,
+        out(op::ORDER_EXECUTED, 1, executed(1, 1, 4, 6, true)),
+    ));
+    check.event(&on(
+        1,
+        out(op::ORDER_EXECUTED, 1, executed(2, 2, 4, 0, false)),
+    ));
+    check.finish(None)
+}
+
+#[test]
+fn a_fill_written_after_a_later_cancel_on_another_connection_is_no_fill_after_close() {
+    // o3 seeds 122 and 137 at 200 seeds: the cancel went out on the other
+    // upstream connection, in the same released batch as the fills.
+    let verdicts = cancel_written_before_an_earlier_fill(1);
+    assert!(failed(&verdicts, "closed order").passed(), "{verdicts:?}");
+    assert!(
+        failed(&verdicts, "reference model").passed(),
+        "{verdicts:?}"
+    );
+}
+
+#[test]
+fn a_fill_written_after_its_orders_cancel_on_the_same_connection_is_caught() {
+    let verdicts = cancel_written_before_an_earlier_fill(0);
+    let v = failed(&verdicts, "closed order");
+    assert_eq!(v.count, 1, "{v}");
+    assert!(v.violations[0].contains("written after its close"), "{v}");
+}
+
+#[test]
+fn a_fill_later_than_its_orders_cancel_in_the_engine_is_caught_on_any_connection() {
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.command(&new_order(1, 1, Side::Sell, 10));
+    check.command(&Command::Cancel(fep_engine::Cancel {
+        account: 1,
+        cl_ord_id: 2,
+        orig_cl_ord_id: 1,
+    }));
+    // Account 3's sell rests, account 2's buy fills it: exec 1.
+    check.command(&new_order(3, 1, Side::Sell, 2));
+    check.command(&new_order(2, 1, Side::Buy, 2));
+    let canceled = OrderFields {
+        account: 1,
+        order_id: 1,
+        qty: 10,
+        reason: CANCEL_REASON_REQUESTED,
+        ..OrderFields::default()
+    };
+    check.event(&out(op::ORDER_CANCELED, 2, canceled));
+    // Exec 1 comes after the cancel in the engine; planted as a fill of
+    // the canceled order 1, on another connection.
+    check.event(&WireEvent {
+        conn: ConnId::from_bits(1),
+        ..out(op::ORDER_EXECUTED, 1, executed(1, 1, 2, 0, true))
+    });
+    let verdicts = check.finish(None);
+    let v = failed(&verdicts, "closed order");
+    assert_eq!(v.count, 1, "{v}");
+    assert!(
+        v.violations[0].contains("after its close in the engine's order"),
+        "{v}"
+    );
+}
+
 #[test]
 fn a_message_the_exchange_never_wrote_is_caught_unless_a_fault_closed_its_connection() {
     let run = |excused: bool| {
