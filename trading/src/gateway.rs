@@ -47,6 +47,15 @@
 //! `CancelOrder` for each entry, and the cancel's answer, whatever it is,
 //! releases the reservation: the order is no longer open either way. A
 //! cancel in flight at another loss goes back into the FIFO.
+//!
+//! # Drain
+//!
+//! A drain ends every client's session, so cancel on disconnect applies
+//! to all of them at once: the worker cancels every order it tracks when
+//! the drain begins, and each order a request still in flight opens or
+//! renames as its answer passes; it is done only once its in-flight FIFO
+//! (its own cancels included) and its in-doubt FIFO are empty. Clients
+//! stay connected until then, for the answers they are owed.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -1255,7 +1264,11 @@ impl Gateway {
             return;
         }
         let client = client_of(cx, conn);
+        let opened = self.opened_on_drain(opcode, payload);
         self.track(conn, client, opcode, payload, pend);
+        if let Some((order_id, counted)) = opened {
+            self.cancel_opened_on_drain(cx, client, order_id, counted);
+        }
         self.stats.order_answers += 1;
         let stamped = is_stamped(payload);
         let now = cx.now();
@@ -1370,23 +1383,101 @@ impl Gateway {
         };
         while let Some(o) = orders.pop_conn(conn) {
             if self.config.cancel_on_disconnect {
-                // Its exposure comes off below, so the cancel holds none.
-                let doubt = InDoubt {
-                    client: None,
-                    account: o.account,
-                    name: o.name,
-                    reserved: Reservation::default(),
-                };
-                if self.send_cancel(cx, doubt) {
-                    self.stats.disconnect_cancels += 1;
-                }
-                if let Some(client) = client {
-                    self.risk
-                        .on_reduce(client, risk_notional(o.price, o.open), true);
-                }
+                self.cancel_tracked(cx, o, client);
             }
         }
         self.open_orders = Some(orders);
+    }
+
+    /// Sends the gateway's cancel of `o`, an order no longer tracked, and
+    /// takes what it held off `client`'s exposure at once.
+    fn cancel_tracked(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        o: crate::open_orders::Tracked,
+        client: Option<ClientId>,
+    ) {
+        // Its exposure comes off below, so the cancel holds none.
+        let doubt = InDoubt {
+            client: None,
+            account: o.account,
+            name: o.name,
+            reserved: Reservation::default(),
+        };
+        if self.send_cancel(cx, doubt) {
+            self.stats.disconnect_cancels += 1;
+        }
+        if let Some(client) = client {
+            self.risk
+                .on_reduce(client, risk_notional(o.price, o.open), true);
+        }
+    }
+
+    /// A drain ends every client's session: with cancel on disconnect, the
+    /// gateway cancels every order its clients have open before it closes
+    /// (the clients stay connected meanwhile, for the answers still owed
+    /// to them). What opens later, from a request in flight at the drain's
+    /// start, is canceled as it opens ([`Gateway::cancel_opened_on_drain`]).
+    /// The drain is done once every cancel is answered
+    /// ([`Service::is_done`]).
+    fn cancel_all_on_drain(&mut self, cx: &mut Context<'_, Self>) {
+        if !self.config.cancel_on_disconnect {
+            return;
+        }
+        let Some(mut orders) = self.open_orders.take() else {
+            return;
+        };
+        let mut from = 0;
+        while let Some(o) = orders.pop_any(&mut from) {
+            let client = cx.session(o.conn).and_then(|s| s.data.client);
+            self.cancel_tracked(cx, o, client);
+        }
+        self.open_orders = Some(orders);
+    }
+
+    /// While draining, whether the answer `opcode`/`payload`, about to be
+    /// delivered, opens or renames a resting order (a request in flight
+    /// when the drain began): its `order_id`, and whether the client's
+    /// open-order count holds it (a replace of an order the drain's start
+    /// already canceled here and untracked adds notional, not a count).
+    fn opened_on_drain(&self, opcode: u16, payload: &[u8]) -> Option<(u64, bool)> {
+        if !self.draining || !self.config.cancel_on_disconnect {
+            return None;
+        }
+        match OrderMsg::decode(opcode, payload) {
+            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => Some((m.order_id, true)),
+            Ok(OrderMsg::OrderReplaced(m)) => {
+                let orders = self.open_orders.as_ref()?;
+                Some((m.order_id, orders.get(m.order_id).is_some()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Cancels `order_id`, just opened or renamed while draining, as every
+    /// other order was at the drain's start; `counted`: see
+    /// [`Gateway::opened_on_drain`].
+    fn cancel_opened_on_drain(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        client: ClientId,
+        order_id: u64,
+        counted: bool,
+    ) {
+        let Some(o) = self.open_orders.as_mut().and_then(|v| v.close(order_id)) else {
+            return;
+        };
+        let doubt = InDoubt {
+            client: None,
+            account: o.account,
+            name: o.name,
+            reserved: Reservation::default(),
+        };
+        if self.send_cancel(cx, doubt) {
+            self.stats.disconnect_cancels += 1;
+        }
+        self.risk
+            .on_reduce(client, risk_notional(o.price, o.open), counted);
     }
 
     /// Cancel on disconnect for an order that opened after its client
@@ -1799,8 +1890,9 @@ impl Service for Gateway {
         }
     }
 
-    fn on_shutdown(&mut self, _: &mut Context<'_, Self>) {
+    fn on_shutdown(&mut self, cx: &mut Context<'_, Self>) {
         self.draining = true;
+        self.cancel_all_on_drain(cx);
     }
 
     fn poll_timeout(&self) -> Option<Nanos> {
@@ -1815,6 +1907,11 @@ impl Service for Gateway {
     }
 
     fn is_done(&self) -> bool {
-        self.draining && self.inflight_total == 0 && self.upstream_fifo.is_empty()
+        // The gateway's own cancels (cancel on disconnect, the drain's, the
+        // orders in doubt) are answered before it closes its upstream.
+        self.draining
+            && self.inflight_total == 0
+            && self.upstream_fifo.is_empty()
+            && self.in_doubt.is_empty()
     }
 }

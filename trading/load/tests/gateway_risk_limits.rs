@@ -285,6 +285,50 @@ fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
 }
 
 #[test]
+fn a_replace_in_flight_when_the_gateway_drains_is_canceled_and_the_exposure_ends_at_zero() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    // The replace reaches the exchange before the drain's cancel, which
+    // names the order's old name in vain; the replace's answer renames the
+    // order, and the gateway cancels it under its new name.
+    let mut replace = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(2, 0),
+        account: 1,
+        orig_cl_ord_id: 1,
+        price: 60,
+        qty: 8,
+    })
+    .encode(&mut replace);
+    h.send_raw(alice.id, &replace);
+    h.run_until(|h| h.gateway(0).service().inflight() > 0);
+    h.shutdown(G);
+    h.settle();
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_REPLACED));
+    assert!(h.gateway(0).is_done());
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    let mut q = connect_with(&mut h, NodeRef::Exchange, "");
+    let mut query = Vec::new();
+    OrderMsg::BookQuery(BookQuery {
+        h: header(1, 0),
+        instrument: 1,
+        depth: 10,
+    })
+    .encode(&mut query);
+    q.send(&mut h, &query);
+    let frames = q.take(&h);
+    let OrderMsg::BookSnapshot(snap) = msg(&frames[0]) else {
+        panic!("{frames:?}");
+    };
+    assert_eq!((snap.bids().count(), snap.asks().count()), (0, 0));
+}
+
+#[test]
 fn an_upstream_loss_gives_back_what_its_rejected_requests_reserved_and_keeps_the_open_orders() {
     let (mut h, handle) = harness(TWO_CLIENTS);
     let mut risk = handle.risk();
