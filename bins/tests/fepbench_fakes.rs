@@ -469,7 +469,8 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
             "tokio-pipelined",
             "c-relay-pipelined",
             "gateway-pipelined",
-            "batched-pipelined"
+            "batched-pipelined",
+            "upstreams-pipelined"
         ]
     );
     let loadgens: Vec<&String> = log.iter().filter(|l| l.starts_with("loadgen")).collect();
@@ -490,7 +491,21 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
     );
     assert!(log.iter().any(|l| l.contains("--write-mode deferred")));
     assert!(log.iter().any(|l| l.contains("--write-mode batched")));
-    for pipelined in [6, 7, 8, 9] {
+    // Every gateway leg says how many upstream connections it keeps: one,
+    // but the upstreams-pipelined leg's eight.
+    let gateways: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("fep_gateway"))
+        .collect();
+    assert_eq!(gateways.len(), 6, "{log:?}");
+    for (i, gateway) in gateways.iter().enumerate() {
+        let want = if i == 5 { 8 } else { 1 };
+        assert!(
+            gateway.contains(&format!("--upstream-connections {want}")),
+            "{gateway}"
+        );
+    }
+    for pipelined in [6, 7, 8, 9, 10] {
         assert!(
             loadgens[pipelined].contains("--connections 100 --inflight 30 --size 1024"),
             "{}",
@@ -538,6 +553,8 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
         "| deferred/gateway |",
         "| gateway-pipelined/tokio-pipelined | 1.00 |",
         "| gateway-pipelined/c-relay-pipelined | 1.00 |",
+        "| upstreams-pipelined/c-relay-pipelined | 1.00 |",
+        "upstreams-pipelined: the gateway with 8 upstream connections per worker",
         "Placement none: requested.",
     ] {
         assert!(md.contains(needle), "{needle} in\n{md}");
@@ -570,7 +587,8 @@ fn baseline_without_a_c_compiler_skips_the_relay_legs_with_a_warning() {
             "batched",
             "tokio-pipelined",
             "gateway-pipelined",
-            "batched-pipelined"
+            "batched-pipelined",
+            "upstreams-pipelined"
         ]
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -608,7 +626,7 @@ fn baseline_with_a_failing_compiler_skips_the_relay_legs_with_its_complaint() {
             && stdout.contains("bad-cc: fatal error: no headers"),
         "{stdout}"
     );
-    assert_eq!(loadgen_scenarios(&fakes.args_log()).len(), 8);
+    assert_eq!(loadgen_scenarios(&fakes.args_log()).len(), 9);
 }
 
 #[test]
@@ -627,7 +645,7 @@ fn baseline_with_the_real_cc_compiles_and_runs_the_relay() {
         "executable"
     );
     let log = fakes.args_log();
-    assert_eq!(loadgen_scenarios(&log).len(), 10, "{log:?}");
+    assert_eq!(loadgen_scenarios(&log).len(), 11, "{log:?}");
     for leg in ["c-relay", "c-relay-pipelined"] {
         let summary = summary_in(&run_dirs(&base.join(leg))[0]);
         assert!(!summary.partial, "{leg}: {:?}", summary.partial_reason);

@@ -7,7 +7,7 @@
 //! `fep_load::scenario::check` the real backend applies, and must agree
 //! with the wire.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -175,6 +175,9 @@ pub struct Explain {
     /// After a crash or cut heals, how long the gateway may still have no
     /// upstream: its longest reconnect backoff, a dial, a hand-shake.
     pub upstream_back_ns: u64,
+    /// The gateway's upstream connections per worker: a worker is whole
+    /// again once that many are hand-shaked.
+    pub upstream_connections: u16,
     /// How long after a cause its answer may still be read (links slowed
     /// by a latency fault, handoff delays).
     pub answer_late_ns: u64,
@@ -255,10 +258,14 @@ pub struct WireCheck {
     gateway_pings: BTreeMap<(u16, String, u64), (u64, bool)>,
     /// Gateway workers that began their drain.
     draining: Vec<u16>,
-    /// When each gateway worker had no upstream: (worker, from, until;
-    /// `None` while it lasts), from its side of the wire (its upstream
-    /// connection closed; its hand-shake acked again).
+    /// When each gateway worker lacked an upstream connection: (worker,
+    /// from, until; `None` while it lasts), from its side of the wire (an
+    /// upstream connection closed; all of them hand-shaked again).
     upstream_down: Vec<(u16, u64, Option<u64>)>,
+    /// Each gateway worker's upstream connections hand-shaked and open.
+    upstreams_acked: BTreeMap<u16, BTreeSet<u64>>,
+    /// Upstream connections per gateway worker.
+    upstream_connections: usize,
     /// The exchange's port: a gateway connection to it is an upstream.
     exchange_port: u16,
     /// The gateway's client port.
@@ -365,6 +372,8 @@ impl WireCheck {
             gateway_pings: BTreeMap::new(),
             draining: Vec::new(),
             upstream_down: Vec::new(),
+            upstreams_acked: BTreeMap::new(),
+            upstream_connections: usize::from(explain.upstream_connections),
             upstream_rejects: Vec::new(),
             exchange_port: explain.exchange_port,
             gateway_port: explain.gateway_port,
@@ -483,7 +492,16 @@ impl WireCheck {
         let seen = self.gateway_seen.entry(conn.worker).or_default();
         if conn.peer.port() == self.exchange_port {
             seen.upstream_losses += 1;
-            self.upstream_down.push((conn.worker, at.as_u64(), None));
+            if let Some(acked) = self.upstreams_acked.get_mut(&conn.worker) {
+                acked.remove(&conn.conn.to_bits());
+            }
+            let open = self
+                .upstream_down
+                .iter()
+                .any(|spell| spell.0 == conn.worker && spell.2.is_none());
+            if !open {
+                self.upstream_down.push((conn.worker, at.as_u64(), None));
+            }
         } else if conn.local.port() == self.gateway_port {
             seen.clients_closed += 1;
         }
@@ -607,9 +625,15 @@ impl WireCheck {
                     .entry(e.worker)
                     .or_default()
                     .upstream_connects += 1;
-                for spell in &mut self.upstream_down {
-                    if spell.0 == e.worker && spell.2.is_none() {
-                        spell.2 = Some(at);
+                // With several upstream connections per worker, the spell
+                // lasts until every one of them is hand-shaked again.
+                let acked = self.upstreams_acked.entry(e.worker).or_default();
+                acked.insert(e.conn.to_bits());
+                if acked.len() >= self.upstream_connections {
+                    for spell in &mut self.upstream_down {
+                        if spell.0 == e.worker && spell.2.is_none() {
+                            spell.2 = Some(at);
+                        }
                     }
                 }
             }
@@ -1077,12 +1101,19 @@ mod tests {
     }
 
     fn check() -> WireCheck {
+        check_with_upstreams(1)
+    }
+
+    /// A checker whose gateway keeps `upstreams` upstream connections per
+    /// worker.
+    fn check_with_upstreams(upstreams: u16) -> WireCheck {
         let explain = Explain {
             hands_off: false,
             session_inflight_max: 1024,
             exchange_port: 10_000,
             gateway_port: 9_000,
             upstream_back_ns: 0,
+            upstream_connections: upstreams,
             answer_late_ns: 0,
         };
         let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[], explain);
@@ -1227,6 +1258,7 @@ mod tests {
             exchange_port: 10_000,
             gateway_port: 9_000,
             upstream_back_ns: 0,
+            upstream_connections: 1,
             answer_late_ns: 0,
         };
         WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[], explain)
@@ -1288,6 +1320,53 @@ mod tests {
             .expect("the rejects verdict")
     }
 
+    /// Worker 0's upstream connection `conn` (of several) closes at `at`.
+    fn upstream_closes(c: &mut WireCheck, conn: u64, at: u64) {
+        let upstream = crate::trace::OpenConn {
+            host: GATEWAY,
+            incarnation: 1,
+            worker: 0,
+            conn: ConnId::from_bits(conn),
+            local: addr(3000 + conn as u16),
+            peer: addr(10_000),
+        };
+        c.closed(&upstream, Nanos(at));
+    }
+
+    /// Worker 0 reads the exchange's hand-shake ack on `conn` at `at`.
+    fn upstream_acks(c: &mut WireCheck, conn: u64, at: u64) {
+        let mut ack = event(GATEWAY, Dir::In, OP_ROLE_HELLO_ACK, at);
+        ack.conn = ConnId::from_bits(conn);
+        c.handled(Handled::Read, &ack);
+    }
+
+    #[test]
+    fn with_several_upstreams_a_refusal_while_one_is_still_down_passes() {
+        let mut c = check_with_upstreams(2);
+        upstream_acks(&mut c, 7, 1);
+        upstream_acks(&mut c, 8, 2);
+        upstream_closes(&mut c, 7, 5);
+        upstream_closes(&mut c, 8, 5);
+        // One is back, the other is not: the gateway may still refuse.
+        upstream_acks(&mut c, 9, 10);
+        upstream_refusal(&mut c, 25);
+        let v = rejects_verdict(c);
+        assert!(v.passed(), "{v}");
+    }
+
+    #[test]
+    fn with_several_upstreams_a_refusal_once_all_are_back_fails() {
+        let mut c = check_with_upstreams(2);
+        upstream_acks(&mut c, 7, 1);
+        upstream_acks(&mut c, 8, 2);
+        upstream_closes(&mut c, 7, 5);
+        upstream_closes(&mut c, 8, 5);
+        upstream_acks(&mut c, 9, 10);
+        upstream_acks(&mut c, 10, 12);
+        upstream_refusal(&mut c, 25);
+        assert_eq!(rejects_verdict(c).count, 1);
+    }
+
     #[test]
     fn an_upstream_refusal_while_every_upstream_was_up_fails() {
         let mut c = check();
@@ -1345,6 +1424,7 @@ mod tests {
             exchange_port: 10_000,
             gateway_port: 9_000,
             upstream_back_ns: 5 * NS_PER_MS,
+            upstream_connections: 1,
             answer_late_ns: NS_PER_MS,
         };
         let mut c = WireCheck::new(vec![CLIENT], GATEWAY, EXCHANGE, &[fault], explain);

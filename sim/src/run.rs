@@ -123,6 +123,9 @@ pub struct RunConfig {
     /// another's upstream (`handoff_inflight_bytes_max`; `None`: its
     /// default, 2 MiB). At half of it the clients routed there pause.
     pub handoff_bytes_max: Option<usize>,
+    /// The gateway's upstream connections per worker
+    /// (`upstream_connections`; `None`: its default, 1).
+    pub upstream_connections: Option<u16>,
     /// Round trips of client-0 kept in [`Outcome::round_trips`].
     pub round_trips: usize,
     /// Keep the trace text in [`Outcome::trace`].
@@ -147,6 +150,7 @@ impl RunConfig {
             short_reads: false,
             session_inflight_max: None,
             handoff_bytes_max: None,
+            upstream_connections: None,
             round_trips: 0,
             keep_trace: false,
             sabotage: Sabotage::None,
@@ -173,7 +177,8 @@ impl RunConfig {
     ///   frames large enough, that clients routed through another worker
     ///   pause and resume;
     /// - `rejoin` with `all`, and on an eighth of the seeds a `drain` of
-    ///   the gateway mid-run.
+    ///   the gateway mid-run;
+    /// - on a quarter, 2–4 upstream connections per gateway worker.
     ///
     /// `pings` is the mean-ish length; the draws average about it, so a
     /// sweep's budget stays put.
@@ -255,6 +260,13 @@ impl RunConfig {
                 target: None,
             });
         }
+        // A fourth stream: several upstream connections per gateway worker
+        // on a quarter of the seeds, so that clients spread over them and a
+        // cut or a crash loses some and not others.
+        let mut upstreams = crate::seed::rng(seed, "harness", "swarm-upstreams", 0);
+        let upstream_connections = upstreams
+            .random_bool(0.25)
+            .then(|| upstreams.random_range(2..=4));
         RunConfig {
             pings: length.max(1),
             faults,
@@ -265,6 +277,7 @@ impl RunConfig {
             short_reads,
             session_inflight_max,
             handoff_bytes_max,
+            upstream_connections,
             ..RunConfig::new(scenario, seed)
         }
     }
@@ -288,6 +301,9 @@ impl RunConfig {
             handoff_inflight_bytes_max: self
                 .handoff_bytes_max
                 .unwrap_or(default.handoff_inflight_bytes_max),
+            upstream_connections: self
+                .upstream_connections
+                .unwrap_or(default.upstream_connections),
             ..default
         }
     }
@@ -300,6 +316,9 @@ impl RunConfig {
         }
         if let Some(n) = self.handoff_bytes_max {
             knobs.push_str(&format!(" --handoff-bytes-max {n}"));
+        }
+        if let Some(n) = self.upstream_connections {
+            knobs.push_str(&format!(" --upstream-connections {n}"));
         }
         format!(
             "fepsim run {} --seed {} --pings {} --faults {} --clients {} --connections {} --inflight {}{}{}{knobs}",
@@ -687,6 +706,7 @@ fn explain(config: &RunConfig) -> Explain {
         exchange_port: EXCHANGE_PORT,
         gateway_port: GATEWAY_PORT,
         upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
+        upstream_connections: gateway.upstream_connections,
         answer_late_ns: ANSWER_LATE_MS * 1_000_000,
     }
 }

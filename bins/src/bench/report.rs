@@ -268,6 +268,7 @@ mod tests {
                 workers: 1,
                 routing: Some("local".into()),
                 write_mode: None,
+                upstream_connections: None,
                 target: "gateway".into(),
                 connections: 10,
                 inflight: 1,

@@ -37,6 +37,8 @@ pub enum Target {
         routing: Routing,
         /// How the gateway writes.
         write_mode: WriteMode,
+        /// Upstream connections per worker (`--upstream-connections`).
+        upstream_connections: u16,
     },
     /// mock_exchange directly (2 hops, the floor).
     Exchange,
@@ -117,6 +119,7 @@ impl ScenarioRow {
             workers: self.workers,
             routing: self.routing,
             write_mode: WriteMode::Speculative,
+            upstream_connections: 1,
         }
     }
 
@@ -313,6 +316,13 @@ impl Bench {
                 Target::Gateway { write_mode, .. } => Some(write_mode.name().into()),
                 _ => None,
             },
+            upstream_connections: match &leg.target {
+                Target::Gateway {
+                    upstream_connections,
+                    ..
+                } => Some(*upstream_connections),
+                _ => None,
+            },
             target: leg.target.name().into(),
             connections: leg.load.connections,
             inflight: leg.load.inflight,
@@ -394,6 +404,7 @@ impl Bench {
                 workers,
                 routing,
                 write_mode,
+                upstream_connections,
             } => Some(ProcSpec {
                 name: "fep_gateway".into(),
                 program: self.bin_dir.join("fep_gateway"),
@@ -410,6 +421,8 @@ impl Bench {
                             routing.name().into(),
                             "--write-mode".into(),
                             write_mode.name().into(),
+                            "--upstream-connections".into(),
+                            upstream_connections.to_string(),
                         ],
                         self.gateway_risk
                             .iter()
@@ -709,7 +722,8 @@ mod tests {
             Some(Target::Gateway {
                 workers: 1,
                 routing: Routing::Local,
-                write_mode: WriteMode::Speculative
+                write_mode: WriteMode::Speculative,
+                upstream_connections: 1,
             })
         );
         assert!(matches!(

@@ -178,8 +178,12 @@ pub struct Settings {
     pub workers: u32,
     /// Gateway routing, `local` or `handoff` (`null` without a gateway).
     pub routing: Option<String>,
-    /// Gateway write mode, `speculative` or `deferred`.
+    /// Gateway write mode, `speculative`, `deferred` or `batched`.
     pub write_mode: Option<String>,
+    /// Gateway upstream connections per worker (`null` without a gateway,
+    /// or in a result written before the flag existed: then 1).
+    #[serde(default)]
+    pub upstream_connections: Option<u16>,
     /// What loadgen connected to: `gateway`, `exchange`, `tokio_proxy`
     /// or `c_relay`.
     pub target: String,
@@ -306,6 +310,7 @@ mod tests {
                 workers: 1,
                 routing: Some("local".into()),
                 write_mode: Some("speculative".into()),
+                upstream_connections: Some(1),
                 target: "gateway".into(),
                 connections: 10,
                 inflight: 1,

@@ -1,5 +1,6 @@
 //! `fep_gateway`: the FEP gateway. Clients connect to `--listen`; every
-//! worker keeps one upstream connection to the exchange at `--upstream` and
+//! worker keeps `--upstream-connections` (default 1) connections to the
+//! exchange at `--upstream`, each client's requests on one of them, and
 //! forwards pings there (`--routing local`: its own; `handoff`: the one of
 //! worker `session_id % workers`). Prints `ready <addr>` once it listens and
 //! every upstream is hand-shaked; SIGINT/SIGTERM drain and exit 0.
@@ -20,7 +21,7 @@ use fep_bins::cli::{
 };
 use fep_bins::limits::{raise_nofile, NofileGoal};
 use fep_core::Nanos;
-use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
+use fep_trading::gateway::{Gateway, GatewayConfig, Routing, UPSTREAM_CONNECTIONS_MAX};
 use fep_trading::risk::{RiskConfig, RiskHandle};
 
 /// The FEP gateway.
@@ -68,6 +69,13 @@ struct Cli {
     /// declare the upstream dead (Error{TIMEOUT}, rejects, reconnect).
     #[arg(long, env = "FEP_HEARTBEAT", default_value = "1s", value_parser = parse_positive_duration)]
     heartbeat: Nanos,
+    /// Upstream connections per worker (1–64), each hand-shaked on its
+    /// own; a client's requests all take one of them (its connection slot
+    /// modulo this), so its answers keep their order. More than one spreads
+    /// a pipelined load over several TCP streams.
+    #[arg(long, env = "FEP_UPSTREAM_CONNECTIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(UPSTREAM_CONNECTIONS_MAX)))]
+    upstream_connections: u16,
     #[command(flatten)]
     driver: DriverArgs,
 }
@@ -114,6 +122,7 @@ fn main() -> ExitCode {
         inflight_per_session_max: cli.inflight_per_session_max,
         cancel_on_disconnect: cli.cancel_on_disconnect,
         open_orders_max: cli.open_orders_max.max(1),
+        upstream_connections: cli.upstream_connections,
         risk: Some(risk),
         ..GatewayConfig::default()
     };

@@ -33,7 +33,7 @@ use fep_bins::bench::run::{
 };
 use fep_bins::bench::summary::{latency_table, Percentile, RunSummary};
 use fep_net::WriteMode;
-use fep_trading::gateway::Routing;
+use fep_trading::gateway::{Routing, UPSTREAM_CONNECTIONS_MAX};
 
 /// Runs the FEP gateway scenarios end to end and stores the results.
 #[derive(Debug, Parser)]
@@ -84,8 +84,8 @@ enum Command {
     /// the exchange, through tokio_proxy, through a minimal C epoll relay
     /// (compiled at run time with $CC or cc; skipped with a warning when
     /// that fails), through fep_gateway (speculative, deferred and batched
-    /// writes), then pipelined throughput gateway (speculative, batched) vs
-    /// tokio and vs the C relay.
+    /// writes), then pipelined throughput gateway (speculative, batched,
+    /// and with several upstream connections) vs tokio and vs the C relay.
     Baseline {
         /// Rounds of all legs, interleaved; figures are medians.
         #[arg(long, default_value_t = 1, env = "FEP_RUNS")]
@@ -102,6 +102,12 @@ enum Command {
         /// Measured pings of the pipelined legs.
         #[arg(long, default_value_t = 300_000)]
         pipelined_count: u64,
+        /// Upstream connections per worker of the `upstreams-pipelined`
+        /// leg (the C relay opens one per client; the other gateway legs
+        /// keep the gateway's default of one).
+        #[arg(long, default_value_t = 8,
+              value_parser = clap::value_parser!(u16).range(1..=i64::from(UPSTREAM_CONNECTIONS_MAX)))]
+        pipelined_upstream_connections: u16,
         #[command(flatten)]
         opts: CommonOpts,
     },
@@ -306,6 +312,12 @@ struct CommonOpts {
     /// would when scraped. For measuring metrics on against off.
     #[arg(long, env = "FEP_GATEWAY_METRICS")]
     gateway_metrics: bool,
+    /// The gateway's upstream connections per worker (fep_gateway
+    /// --upstream-connections): several spread a pipelined load over
+    /// several TCP streams.
+    #[arg(long, default_value_t = 1, env = "FEP_UPSTREAM_CONNECTIONS",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(UPSTREAM_CONNECTIONS_MAX)))]
+    upstream_connections: u16,
     /// Where the binaries are (default: next to fepbench).
     #[arg(long, env = "FEP_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -446,6 +458,7 @@ fn main() -> ExitCode {
             pipelined_inflight,
             pipelined_size,
             pipelined_count,
+            pipelined_upstream_connections,
             opts,
         } => {
             let pipelined = LoadFlags {
@@ -456,7 +469,13 @@ fn main() -> ExitCode {
                 count: pipelined_count,
                 extra_args: Vec::new(),
             };
-            cmd_baseline(runs, pipelined, &opts, interrupted)
+            cmd_baseline(
+                runs,
+                pipelined,
+                pipelined_upstream_connections,
+                &opts,
+                interrupted,
+            )
         }
     };
     match result {
@@ -471,6 +490,24 @@ fn main() -> ExitCode {
 fn scenario_row(name: &str) -> Result<&'static ScenarioRow, String> {
     ScenarioRow::find(name)
         .ok_or_else(|| format!("unknown scenario {name:?}: use one of {}", scenario_names()))
+}
+
+/// The gateway `row` runs, with `opts`' gateway settings.
+fn scenario_target(opts: &CommonOpts, row: &ScenarioRow) -> Target {
+    match row.target() {
+        Target::Gateway {
+            workers,
+            routing,
+            write_mode,
+            ..
+        } => Target::Gateway {
+            workers,
+            routing,
+            write_mode,
+            upstream_connections: opts.upstream_connections,
+        },
+        other => other,
+    }
 }
 
 /// `opts`' load plus the scenario's own loadgen flags (its workload).
@@ -504,7 +541,7 @@ fn cmd_run(
     })?;
     let leg = Leg {
         name: scenario.to_string(),
-        target: row.target(),
+        target: scenario_target(opts, row),
         load: scenario_load(opts, row),
     };
     let outcome = bench.run_leg(&leg, &dir, scenario);
@@ -594,7 +631,7 @@ fn cmd_sweep(
         for (name, row) in scenarios.iter().zip(&rows) {
             let leg = Leg {
                 name: name.clone(),
-                target: row.target(),
+                target: scenario_target(opts, row),
                 load: scenario_load(opts, row),
             };
             let outcome = run_printed(&bench, &leg, &sweep_dir, round, runs)?;
@@ -634,11 +671,12 @@ fn cmd_summarize(dir: &Path) -> Result<ExitCode, String> {
 /// baseline (`direct`, `tokio`, the C relay, compiled once into `dir`).
 fn knee_target(
     name: &str,
+    opts: &CommonOpts,
     dir: &Path,
     c_relay: &mut Option<PathBuf>,
 ) -> Result<(Target, Vec<String>), String> {
     if let Some(row) = ScenarioRow::find(name) {
-        return Ok((row.target(), row.loadgen_args()));
+        return Ok((scenario_target(opts, row), row.loadgen_args()));
     }
     let target = match name {
         "direct" => Target::Exchange,
@@ -682,7 +720,7 @@ fn cmd_knee(
     let mut c_relay = None;
     let targets = names
         .iter()
-        .map(|n| knee_target(n, &dir, &mut c_relay))
+        .map(|n| knee_target(n, opts, &dir, &mut c_relay))
         .collect::<Result<Vec<_>, _>>()?;
     println!("knee: {} into {}", names.join(" "), dir.display());
     let report = kneerun::run(&bench, &plan, names, &targets, &dir)?;
@@ -745,11 +783,18 @@ fn cmd_compare(
 
 /// The baseline legs, in the order they run each round; the C relay's
 /// two legs only when it was compiled (`c_relay` is its binary).
-fn baseline_legs(load: &LoadFlags, pipelined: &LoadFlags, c_relay: Option<&Path>) -> Vec<Leg> {
+/// `upstreams`: the upstream connections of the `upstreams-pipelined` leg.
+fn baseline_legs(
+    load: &LoadFlags,
+    pipelined: &LoadFlags,
+    upstreams: u16,
+    c_relay: Option<&Path>,
+) -> Vec<Leg> {
     let gateway = |write_mode: WriteMode| Target::Gateway {
         workers: 1,
         routing: Routing::Local,
         write_mode,
+        upstream_connections: 1,
     };
     let leg = |name: &str, target: Target, load: &LoadFlags| Leg {
         name: name.into(),
@@ -785,8 +830,21 @@ fn baseline_legs(load: &LoadFlags, pipelined: &LoadFlags, c_relay: Option<&Path>
         gateway(WriteMode::Batched),
         pipelined,
     ));
+    legs.push(leg(
+        UPSTREAMS_PIPELINED,
+        Target::Gateway {
+            workers: 1,
+            routing: Routing::Local,
+            write_mode: WriteMode::Speculative,
+            upstream_connections: upstreams,
+        },
+        pipelined,
+    ));
     legs
 }
+
+/// The pipelined gateway leg with several upstream connections per worker.
+const UPSTREAMS_PIPELINED: &str = "upstreams-pipelined";
 
 /// The C epoll relay's baseline legs.
 const C_RELAY: &str = "c-relay";
@@ -804,6 +862,7 @@ fn build_c_relay(base_dir: &Path) -> Result<PathBuf, String> {
 fn cmd_baseline(
     runs: u32,
     pipelined: LoadFlags,
+    pipelined_upstreams: u16,
     opts: &CommonOpts,
     interrupted: Arc<AtomicBool>,
 ) -> Result<ExitCode, String> {
@@ -823,7 +882,12 @@ fn cmd_baseline(
             None
         }
     };
-    let legs = baseline_legs(&opts.load(), &pipelined, c_relay.as_deref());
+    let legs = baseline_legs(
+        &opts.load(),
+        &pipelined,
+        pipelined_upstreams,
+        c_relay.as_deref(),
+    );
     let mut done: Vec<RunSummary> = Vec::new();
     let mut failed = 0;
     'rounds: for round in 1..=runs {
@@ -957,8 +1021,26 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
         ("gateway-pipelined", C_RELAY_PIPELINED),
         ("batched-pipelined", "gateway-pipelined"),
         ("batched-pipelined", "tokio-pipelined"),
+        (UPSTREAMS_PIPELINED, "gateway-pipelined"),
+        (UPSTREAMS_PIPELINED, C_RELAY_PIPELINED),
     ] {
         let _ = writeln!(md, "| {a}/{b} | {} |", ratio(a, b, &throughput));
+    }
+    if let Some(Target::Gateway {
+        upstream_connections,
+        ..
+    }) = legs
+        .iter()
+        .find(|l| l.name == UPSTREAMS_PIPELINED)
+        .map(|l| &l.target)
+    {
+        let _ = writeln!(
+            md,
+            "
+{UPSTREAMS_PIPELINED}: the gateway with {upstream_connections} upstream \
+             connections per worker; the other gateway legs keep one, and the C relay \
+             opens one per client."
+        );
     }
     if let (Some(spec), Some(deferred)) = (
         leg_median(done, "gateway", &p99),

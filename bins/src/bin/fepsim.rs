@@ -133,6 +133,9 @@ struct RunArgs {
     /// another's upstream (default 2 MiB).
     #[arg(long)]
     handoff_bytes_max: Option<usize>,
+    /// The gateway's upstream connections per worker (default 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    upstream_connections: Option<u16>,
 }
 
 impl RunArgs {
@@ -147,6 +150,7 @@ impl RunArgs {
             short_reads: self.short_reads,
             session_inflight_max: self.session_inflight_max,
             handoff_bytes_max: self.handoff_bytes_max,
+            upstream_connections: self.upstream_connections,
             ..RunConfig::new(self.scenario, seed)
         }
     }
