@@ -87,6 +87,26 @@ fn a_drained_gateway_leaves_no_order_open_at_the_exchange() {
 }
 
 #[test]
+fn a_start_that_cannot_recover_its_journal_explains_the_restarts_lost_upstream() {
+    // Seed 1065 of `fepsim sweep oN --seeds 0..2000 --faults all --vary`:
+    // the first start's recovery fails (an I/O error on the segment's
+    // header), the harness restarts the exchange, and the gateway's
+    // rejects of that restart were called unexplained.
+    for scenario in Scenario::ORDERS {
+        let config = RunConfig::seeded(scenario, 1065, REQUESTS, FaultPlan::all());
+        let outcome = run(&config);
+        let journal = outcome.journal.expect("an o-scenario journals");
+        assert!(journal.recovery_failures > 0, "{journal:?}");
+        assert!(
+            outcome.passed(),
+            "{:?}\n  reproduce: {}",
+            outcome.first_failure(),
+            config.command()
+        );
+    }
+}
+
+#[test]
 fn storage_faults_strike_in_the_o_sweeps_and_every_recovery_holds() {
     let mut total = fep_sim::orders::JournalStats::default();
     for seed in 0..12 {
