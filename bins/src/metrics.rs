@@ -432,7 +432,7 @@ pub mod gateway {
         ),
         gauge(
             "upstreams_up",
-            "Upstreams hand-shaked and live (one per worker).",
+            "Upstream connections hand-shaked and live (--upstream-connections per worker).",
         ),
         gauge("inflight", "Requests in flight through the gateway."),
         counter(
@@ -499,7 +499,7 @@ pub mod gateway {
             s.orphans,
             s.upstream_connects,
             s.upstream_losses,
-            u64::from(g.upstream_up()),
+            g.upstreams_up() as u64,
             g.inflight(),
             s.disconnect_cancels,
             s.later_dropped,

@@ -178,3 +178,33 @@ fn loadgen_exports_its_rate_and_latency_while_it_runs() {
     let _ = stdout.read_to_string(&mut rest);
     assert!(child.wait().expect("loadgen ends").success());
 }
+
+#[test]
+fn a_gateway_with_several_upstream_connections_counts_each_of_them() {
+    let exchange = Server::exchange(&[]);
+    let gateway = Server::gateway(
+        exchange.addr,
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--upstream-connections",
+            "3",
+        ],
+    );
+    let summary = loadgen(
+        gateway.addr,
+        &["--connections", "6", "--count", "600", "--warmup", "0"],
+    );
+    assert_clean(&summary);
+    let g = scrape_until(metrics_addr(&gateway), |s| {
+        s.samples.get("fep_gateway_answers_total{kind=\"pong\"}") == Some(&600.0)
+    });
+    // Ready means every upstream connection of every worker hand-shaked.
+    assert_eq!(g["fep_gateway_upstreams_up"], 6.0);
+    assert_eq!(g["fep_gateway_upstream_connects_total"], 6.0);
+    assert_eq!(g["fep_gateway_upstream_losses_total"], 0.0);
+    assert!(gateway.terminate(GRACE).success());
+    assert!(exchange.terminate(GRACE).success());
+}

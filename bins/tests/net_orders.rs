@@ -1,6 +1,7 @@
 //! Order entry through the real processes: loadgen's order flow straight
 //! to the exchange and through the gateway (one worker, two local, two
-//! handoff), cancel on disconnect, risk refusals, and the start-up checks
+//! handoff, two handoff with three upstream connections each), cancel on
+//! disconnect, risk refusals, and the start-up checks
 //! that refuse bad settings with one line.
 
 mod net_support;
@@ -69,6 +70,14 @@ fn an_order_flow_through_every_gateway_routing_is_answered_in_order() {
         &["--workers", "1"][..],
         &["--workers", "2", "--routing", "local"],
         &["--workers", "2", "--routing", "handoff"],
+        &[
+            "--workers",
+            "2",
+            "--routing",
+            "handoff",
+            "--upstream-connections",
+            "3",
+        ],
     ] {
         let exchange = Server::exchange(EXCHANGE_ARGS);
         let gateway = Server::gateway(exchange.addr, args);
