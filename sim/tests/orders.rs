@@ -24,10 +24,11 @@ use support::{assert_sweep_passes, seeds};
 
 /// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set (issue 11 asks
 /// for 200 per scenario in CI). Measured on the 2-vCPU machine shared
-/// with two other engineers' builds (load average 7–9): the whole test
-/// binary took 131 s of wall and 85 s of CPU (`cargo test -p fep-sim
-/// --test orders`, debug, as CI runs it), so about 45 s of wall on the
-/// two cores idle.
+/// with two other engineers' builds (load average about 8): the whole
+/// test binary took 64 s of wall and 42 s of CPU (`cargo test -p fep-sim
+/// --test orders`, debug, as CI runs it, with the workspace's opt-level 2
+/// for tokio, turmoil, indexmap and hashbrown; 131 s and 85 s without),
+/// so about 21 s of wall on the two cores idle.
 const SEEDS_DEFAULT: u64 = 200;
 
 /// Requests per seed (the swarm draws 1/8× to 1.5× of it).
