@@ -1357,8 +1357,8 @@ impl Gateway {
         let client = client_of(cx, conn);
         let opened = self.opened_on_drain(opcode, payload);
         self.track(conn, client, opcode, payload, pend);
-        if let Some((order_id, counted)) = opened {
-            self.cancel_opened_on_drain(cx, client, order_id, counted);
+        if let Some(order_id) = opened {
+            self.cancel_opened_on_drain(cx, client, order_id);
         }
         self.stats.order_answers += 1;
         let stamped = is_stamped(payload);
@@ -1425,6 +1425,18 @@ impl Gateway {
                     Ok(before) => {
                         let held = before.map_or(0, |b| risk_notional(b.price, b.open));
                         self.risk.on_replaced(client, reserved, held, new);
+                        if before.is_none() {
+                            // Renamed by a connection of another worker (or
+                            // after this worker let it go): tracked here from
+                            // now on, it must hold a count of its own, which
+                            // its close will take off. The old worker's stale
+                            // entry keeps its count until its connection
+                            // closes (cautious meanwhile); without this, a
+                            // fill closing it here took a count never added,
+                            // and the gateway panicked "open orders would go
+                            // negative".
+                            self.risk.on_open(client, 0);
+                        }
                     }
                     Err(()) => self.risk.release(client, reserved),
                 }
@@ -1474,7 +1486,7 @@ impl Gateway {
         };
         while let Some(o) = orders.pop_conn(conn) {
             if self.config.cancel_on_disconnect {
-                self.cancel_tracked(cx, o, client, true);
+                self.cancel_tracked(cx, o, client);
             }
         }
         self.open_orders = Some(orders);
@@ -1482,14 +1494,12 @@ impl Gateway {
 
     /// Sends the gateway's cancel of `o`, an order no longer tracked, on
     /// the lane of the connection that named it, and takes what it held
-    /// off `client`'s exposure at once (`counted`: its open-order count
-    /// too).
+    /// off `client`'s exposure at once.
     fn cancel_tracked(
         &mut self,
         cx: &mut Context<'_, Self>,
         o: crate::open_orders::Tracked,
         client: Option<ClientId>,
-        counted: bool,
     ) {
         // Its exposure comes off below, so the cancel holds none.
         let doubt = InDoubt {
@@ -1504,7 +1514,7 @@ impl Gateway {
         }
         if let Some(client) = client {
             self.risk
-                .on_reduce(client, risk_notional(o.price, o.open), counted);
+                .on_reduce(client, risk_notional(o.price, o.open), true);
         }
     }
 
@@ -1525,42 +1535,36 @@ impl Gateway {
         let mut from = 0;
         while let Some(o) = orders.pop_any(&mut from) {
             let client = cx.session(o.conn).and_then(|s| s.data.client);
-            self.cancel_tracked(cx, o, client, true);
+            self.cancel_tracked(cx, o, client);
         }
         self.open_orders = Some(orders);
     }
 
-    /// While draining, whether the answer `opcode`/`payload`, about to be
-    /// delivered, opens or renames a resting order (a request in flight
-    /// when the drain began): its `order_id`, and whether the client's
-    /// open-order count holds it (a replace of an order the drain's start
-    /// already canceled here and untracked adds notional, not a count).
-    fn opened_on_drain(&self, opcode: u16, payload: &[u8]) -> Option<(u64, bool)> {
+    /// While draining, whether the answer `opcode`/`payload` opens or
+    /// renames a resting order (a request in flight when the drain began):
+    /// its `order_id`.
+    fn opened_on_drain(&self, opcode: u16, payload: &[u8]) -> Option<u64> {
         if !self.draining || !self.config.cancel_on_disconnect {
             return None;
         }
         match OrderMsg::decode(opcode, payload) {
-            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => Some((m.order_id, true)),
-            Ok(OrderMsg::OrderReplaced(m)) => {
-                let orders = self.open_orders.as_ref()?;
-                Some((m.order_id, orders.get(m.order_id).is_some()))
-            }
+            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => Some(m.order_id),
+            Ok(OrderMsg::OrderReplaced(m)) => Some(m.order_id),
             _ => None,
         }
     }
 
-    /// Cancels `order_id`, just opened or renamed while draining, as every
-    /// other order was at the drain's start; `counted`: see
-    /// [`Gateway::opened_on_drain`].
+    /// Cancels `order_id`, just opened or renamed while draining (and
+    /// tracked, with its count, by the delivery), as every other order was
+    /// at the drain's start.
     fn cancel_opened_on_drain(
         &mut self,
         cx: &mut Context<'_, Self>,
         client: ClientId,
         order_id: u64,
-        counted: bool,
     ) {
         if let Some(o) = self.open_orders.as_mut().and_then(|v| v.close(order_id)) {
-            self.cancel_tracked(cx, o, Some(client), counted);
+            self.cancel_tracked(cx, o, Some(client));
         }
     }
 
