@@ -103,10 +103,17 @@ fn header(cl_ord_id: u64) -> Header {
     }
 }
 
-/// The asks of instrument 1 as a fresh client of `gateway` sees them.
-fn asks(gateway: std::net::SocketAddr) -> Vec<(i64, u64)> {
-    let mut c = RawClient::connect(gateway);
-    c.handshake("");
+/// The asks of instrument 1 as a fresh client of `server` (the gateway or
+/// the exchange) sees them.
+fn asks(server: std::net::SocketAddr) -> Vec<(i64, u64)> {
+    let mut c = RawClient::connect(server);
+    c.send(&hello(1, 1, ""));
+    match c.next() {
+        Some(Frame::Other { opcode, .. }) => {
+            assert_eq!(opcode, fep_trading::msg::OP_ROLE_HELLO_ACK);
+        }
+        other => panic!("expected RoleHelloAck, got {other:?}"),
+    }
     c.send(&order_frame(OrderMsg::BookQuery(BookQuery {
         h: header(1),
         instrument: 1,
@@ -149,6 +156,34 @@ fn a_client_that_disconnects_has_its_resting_orders_canceled_by_the_gateway() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(gateway.terminate(GRACE).success());
+    assert!(exchange.terminate(GRACE).success());
+}
+
+#[test]
+fn a_draining_gateway_cancels_its_clients_resting_orders_before_it_exits() {
+    let exchange = Server::exchange(EXCHANGE_ARGS);
+    let gateway = Server::gateway(exchange.addr, &[]);
+    let mut c = RawClient::connect(gateway.addr);
+    c.handshake("");
+    c.send(&order_frame(OrderMsg::NewOrder(NewOrder {
+        h: header(7),
+        account: 5,
+        instrument: 1,
+        side: SIDE_SELL,
+        tif: TIF_DAY,
+        price: 4343,
+        qty: 2,
+    })));
+    match c.next() {
+        Some(Frame::Other { opcode, .. }) => assert_eq!(opcode, OP_ORDER_ACCEPTED),
+        other => panic!("expected OrderAccepted, got {other:?}"),
+    }
+    assert_eq!(asks(exchange.addr), [(4343, 2)]);
+    // SIGTERM with the client still connected: the gateway exits only once
+    // its cancel is answered, so the book is empty the moment it is gone.
+    assert!(gateway.terminate(GRACE).success());
+    assert_eq!(asks(exchange.addr), [], "canceled by the drain");
+    drop(c);
     assert!(exchange.terminate(GRACE).success());
 }
 

@@ -35,6 +35,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use fep_core::ConnId;
+
 use fep_engine::reference::Model;
 use fep_engine::{
     BalanceQuery, BookQuery, CancelReason, Command, Config, Engine, Event, Liquidity,
@@ -75,10 +77,63 @@ pub const READS_QUEUED_MAX: usize = 1 << 16;
 struct Expected {
     /// The journal record that caused it.
     record: u64,
+    /// Its place among every message the model produced: the engine's
+    /// order. The exchange's writes keep it on each connection, not
+    /// across them.
+    position: u64,
     opcode: u16,
     /// The header's `cl_ord_id`.
     seq: u64,
     fields: OrderFields,
+}
+
+/// One message the exchange wrote about an order: the model's
+/// [`Expected::position`] of it (`None` when the model never produced
+/// it) and the connection it went out on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Written {
+    position: Option<u64>,
+    conn: ConnId,
+}
+
+/// What the exchange wrote about one order, for "no fill, cancel or
+/// replace of a closed order".
+///
+/// The exchange writes the messages of one released batch connection by
+/// connection, so two connections' messages reach the wire in another
+/// order than the engine's: a maker's fills on the connection of its
+/// order's request may follow its cancel on another (a cancel on
+/// disconnect comes from the client's own worker while the order went
+/// out through another worker's upstream: o3 seeds 122 and 137). What
+/// must hold is the engine's order: nothing about an order comes after
+/// the message that closed it by the model's position, and on the
+/// connection of the close, where the wire keeps the engine's order,
+/// nothing comes after it on the wire either.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// The message that closed the order (a fill with nothing left, a
+    /// cancel), once written.
+    closed: Option<Written>,
+}
+
+impl Seen {
+    /// Notes `written` (closing the order when `closes`); says why it is a
+    /// message about a closed order, if it is.
+    fn after_close(&mut self, written: Written, closes: bool) -> Option<&'static str> {
+        let Some(close) = self.closed else {
+            if closes {
+                self.closed = Some(written);
+            }
+            return None;
+        };
+        match (close.position, written.position) {
+            _ if close.conn == written.conn => Some("written after its close"),
+            (None, _) => Some("closed before by a message the model never produced"),
+            (_, None) => Some("closed before, and the model never produced it"),
+            (Some(c), Some(p)) if p > c => Some("after its close in the engine's order"),
+            _ => None,
+        }
+    }
 }
 
 /// What the order check saw of the exchange's journal in one run.
@@ -106,8 +161,11 @@ pub struct OrderCheck {
     config: Config,
     model: Model,
     expected: BTreeMap<Key, Expected>,
-    /// Orders closed (filled or canceled) in this incarnation.
-    closed: BTreeSet<u64>,
+    /// What the exchange wrote about each order in this incarnation, by
+    /// `order_id`.
+    seen: BTreeMap<u64, Seen>,
+    /// The [`Expected::position`] of the model's next message.
+    position: u64,
     /// Requests the exchange read and has not matched yet, in read order:
     /// where a query falls among the journaled requests.
     reads: VecDeque<Read>,
@@ -175,6 +233,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
             Key::Accepted { order_id },
             Expected {
                 record: 0,
+                position: 0,
                 opcode: op::ORDER_ACCEPTED,
                 seq: cl_ord_id,
                 fields: OrderFields {
@@ -205,6 +264,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
             },
             Expected {
                 record: 0,
+                position: 0,
                 opcode: op::ORDER_EXECUTED,
                 seq: cl_ord_id,
                 fields: OrderFields {
@@ -236,6 +296,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
                 Key::Canceled { order_id },
                 Expected {
                     record: 0,
+                    position: 0,
                     opcode: op::ORDER_CANCELED,
                     seq,
                     fields: OrderFields {
@@ -261,6 +322,7 @@ fn expected_of(event: &Event, command: &Command) -> Option<(Key, Expected)> {
             },
             Expected {
                 record: 0,
+                position: 0,
                 opcode: op::ORDER_REPLACED,
                 seq: cl_ord_id,
                 fields: OrderFields {
@@ -311,7 +373,8 @@ impl OrderCheck {
             config,
             model: Model::new(config),
             expected: BTreeMap::new(),
-            closed: BTreeSet::new(),
+            seen: BTreeMap::new(),
+            position: 0,
             reads: VecDeque::new(),
             answers: BTreeMap::new(),
             rejects_wire: BTreeMap::new(),
@@ -419,6 +482,8 @@ impl OrderCheck {
             }
             if let Some((key, mut expected)) = expected_of(&event, command) {
                 expected.record = record;
+                expected.position = self.position;
+                self.position += 1;
                 let maker = matches!(key, Key::Executed { maker: true, .. });
                 if maker
                     && self
@@ -456,7 +521,7 @@ impl OrderCheck {
         self.durable_at_crash = self.durable;
         self.expected.clear();
         self.optional.clear();
-        self.closed.clear();
+        self.seen.clear();
         self.reads.clear();
         self.answers.clear();
         self.rejected.clear();
@@ -615,31 +680,21 @@ impl OrderCheck {
             return;
         };
         let o = e.order;
-        let order_id = o.order_id;
-        if self.closed.contains(&order_id) {
-            self.no_fill_after_close.fail(format!(
-                "at {}: opcode {} for order {order_id}, closed before",
-                e.at, e.opcode
-            ));
-        }
-        let closes = match e.opcode {
-            op::ORDER_EXECUTED => o.leaves == 0,
-            op::ORDER_CANCELED => {
-                o.reason == CANCEL_REASON_REQUESTED || o.reason == CANCEL_REASON_IOC
-            }
-            _ => false,
-        };
-        if closes {
-            self.closed.insert(order_id);
-        }
         let got = Expected {
             record: 0,
+            position: 0,
             opcode: e.opcode,
             seq: e.seq,
             fields: o,
         };
-        match self.expected.remove(&key) {
-            Some(want) if Expected { record: 0, ..want } == got => {}
+        let want = self.expected.remove(&key);
+        match want {
+            Some(want)
+                if Expected {
+                    record: 0,
+                    position: 0,
+                    ..want
+                } == got => {}
             Some(want) => self.model_agrees.fail(format!(
                 "at {}: the exchange wrote {got:?}, the model {want:?}",
                 e.at
@@ -648,6 +703,24 @@ impl OrderCheck {
                 "at {}: the exchange wrote {got:?}, which the model never produced",
                 e.at
             )),
+        }
+        let closes = match e.opcode {
+            op::ORDER_EXECUTED => o.leaves == 0,
+            op::ORDER_CANCELED => {
+                o.reason == CANCEL_REASON_REQUESTED || o.reason == CANCEL_REASON_IOC
+            }
+            _ => false,
+        };
+        let written = Written {
+            position: want.map(|w| w.position),
+            conn: e.conn,
+        };
+        let seen = self.seen.entry(o.order_id).or_default();
+        if let Some(why) = seen.after_close(written, closes) {
+            self.no_fill_after_close.fail(format!(
+                "at {}: opcode {} for order {} on {:?}: {why}",
+                e.at, e.opcode, o.order_id, e.conn
+            ));
         }
     }
 

@@ -60,6 +60,17 @@
 //! `CancelOrder` for each entry, and the cancel's answer, whatever it is,
 //! releases the reservation: the order is no longer open either way. A
 //! cancel in flight at another loss goes back into the FIFO.
+//!
+//! # Drain
+//!
+//! A drain ends every client's session, so cancel on disconnect applies
+//! to all of them at once: the worker cancels every order it tracks when
+//! the drain begins, and each order a request still in flight opens or
+//! renames as its answer passes (each cancel on the lane of the client
+//! connection that named the order); it is done only once its upstreams'
+//! in-flight FIFOs (its own cancels included) and its in-doubt FIFOs are
+//! empty. Clients stay connected until then, for the answers they are
+//! owed.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -1344,7 +1355,11 @@ impl Gateway {
             return;
         }
         let client = client_of(cx, conn);
+        let opened = self.opened_on_drain(opcode, payload);
         self.track(conn, client, opcode, payload, pend);
+        if let Some(order_id) = opened {
+            self.cancel_opened_on_drain(cx, client, order_id);
+        }
         self.stats.order_answers += 1;
         let stamped = is_stamped(payload);
         let now = cx.now();
@@ -1410,6 +1425,18 @@ impl Gateway {
                     Ok(before) => {
                         let held = before.map_or(0, |b| risk_notional(b.price, b.open));
                         self.risk.on_replaced(client, reserved, held, new);
+                        if before.is_none() {
+                            // Renamed by a connection of another worker (or
+                            // after this worker let it go): tracked here from
+                            // now on, it must hold a count of its own, which
+                            // its close will take off. The old worker's stale
+                            // entry keeps its count until its connection
+                            // closes (cautious meanwhile); without this, a
+                            // fill closing it here took a count never added,
+                            // and the gateway panicked "open orders would go
+                            // negative".
+                            self.risk.on_open(client, 0);
+                        }
                     }
                     Err(()) => self.risk.release(client, reserved),
                 }
@@ -1459,24 +1486,86 @@ impl Gateway {
         };
         while let Some(o) = orders.pop_conn(conn) {
             if self.config.cancel_on_disconnect {
-                // Its exposure comes off below, so the cancel holds none.
-                let doubt = InDoubt {
-                    client: None,
-                    account: o.account,
-                    name: o.name,
-                    reserved: Reservation::default(),
-                    lane: self.lane_of(conn),
-                };
-                if self.send_cancel(cx, doubt) {
-                    self.stats.disconnect_cancels += 1;
-                }
-                if let Some(client) = client {
-                    self.risk
-                        .on_reduce(client, risk_notional(o.price, o.open), true);
-                }
+                self.cancel_tracked(cx, o, client);
             }
         }
         self.open_orders = Some(orders);
+    }
+
+    /// Sends the gateway's cancel of `o`, an order no longer tracked, on
+    /// the lane of the connection that named it, and takes what it held
+    /// off `client`'s exposure at once.
+    fn cancel_tracked(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        o: crate::open_orders::Tracked,
+        client: Option<ClientId>,
+    ) {
+        // Its exposure comes off below, so the cancel holds none.
+        let doubt = InDoubt {
+            client: None,
+            account: o.account,
+            name: o.name,
+            reserved: Reservation::default(),
+            lane: self.lane_of(o.conn),
+        };
+        if self.send_cancel(cx, doubt) {
+            self.stats.disconnect_cancels += 1;
+        }
+        if let Some(client) = client {
+            self.risk
+                .on_reduce(client, risk_notional(o.price, o.open), true);
+        }
+    }
+
+    /// A drain ends every client's session: with cancel on disconnect, the
+    /// gateway cancels every order its clients have open before it closes
+    /// (the clients stay connected meanwhile, for the answers still owed
+    /// to them). What opens later, from a request in flight at the drain's
+    /// start, is canceled as it opens ([`Gateway::cancel_opened_on_drain`]).
+    /// The drain is done once every cancel is answered
+    /// ([`Service::is_done`]).
+    fn cancel_all_on_drain(&mut self, cx: &mut Context<'_, Self>) {
+        if !self.config.cancel_on_disconnect {
+            return;
+        }
+        let Some(mut orders) = self.open_orders.take() else {
+            return;
+        };
+        let mut from = 0;
+        while let Some(o) = orders.pop_any(&mut from) {
+            let client = cx.session(o.conn).and_then(|s| s.data.client);
+            self.cancel_tracked(cx, o, client);
+        }
+        self.open_orders = Some(orders);
+    }
+
+    /// While draining, whether the answer `opcode`/`payload` opens or
+    /// renames a resting order (a request in flight when the drain began):
+    /// its `order_id`.
+    fn opened_on_drain(&self, opcode: u16, payload: &[u8]) -> Option<u64> {
+        if !self.draining || !self.config.cancel_on_disconnect {
+            return None;
+        }
+        match OrderMsg::decode(opcode, payload) {
+            Ok(OrderMsg::OrderAccepted(m)) if m.tif == order::TIF_DAY => Some(m.order_id),
+            Ok(OrderMsg::OrderReplaced(m)) => Some(m.order_id),
+            _ => None,
+        }
+    }
+
+    /// Cancels `order_id`, just opened or renamed while draining (and
+    /// tracked, with its count, by the delivery), as every other order was
+    /// at the drain's start.
+    fn cancel_opened_on_drain(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        client: ClientId,
+        order_id: u64,
+    ) {
+        if let Some(o) = self.open_orders.as_mut().and_then(|v| v.close(order_id)) {
+            self.cancel_tracked(cx, o, Some(client));
+        }
     }
 
     /// Cancel on disconnect for an order that opened after its client
@@ -1928,8 +2017,9 @@ impl Service for Gateway {
         }
     }
 
-    fn on_shutdown(&mut self, _: &mut Context<'_, Self>) {
+    fn on_shutdown(&mut self, cx: &mut Context<'_, Self>) {
         self.draining = true;
+        self.cancel_all_on_drain(cx);
     }
 
     fn poll_timeout(&self) -> Option<Nanos> {
@@ -1947,8 +2037,11 @@ impl Service for Gateway {
     }
 
     fn is_done(&self) -> bool {
+        // The gateway's own cancels (cancel on disconnect, the drain's, the
+        // orders in doubt) are answered before it closes its upstreams.
         self.draining
             && self.inflight_total == 0
             && self.upstreams.iter().all(|u| u.fifo.is_empty())
+            && self.in_doubt_len == 0
     }
 }

@@ -209,6 +209,23 @@ impl OpenOrders {
         Some(t)
     }
 
+    /// Takes any order off the books, searching the connection slots from
+    /// `*from` on and leaving `*from` where it found one: a caller that
+    /// keeps `from` empties every list in one pass over the slots (a
+    /// draining gateway cancels every order it tracks).
+    pub fn pop_any(&mut self, from: &mut usize) -> Option<Tracked> {
+        while let Some(head) = self.heads.get(*from) {
+            if head.first != NIL {
+                let slot = head.first;
+                let t = self.slab[slot as usize];
+                self.release(t.order_id, slot);
+                return Some(t);
+            }
+            *from += 1;
+        }
+        None
+    }
+
     fn release(&mut self, order_id: u64, slot: u32) {
         self.unlink(slot);
         self.ids.remove(order_id);
@@ -279,6 +296,23 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.pop_conn(b).map(|o| o.name), Some(40));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn pop_any_empties_every_connections_list_in_one_pass() {
+        let mut t = OpenOrders::new(8, 4);
+        t.open(conn(0, 0), 1, 7, 10, 1, 100, 5).unwrap();
+        t.open(conn(3, 0), 2, 7, 11, 1, 100, 5).unwrap();
+        t.open(conn(3, 0), 3, 8, 12, 1, 100, 5).unwrap();
+        let mut from = 0;
+        let mut popped: Vec<u64> = std::iter::from_fn(|| t.pop_any(&mut from))
+            .map(|o| o.order_id)
+            .collect();
+        popped.sort_unstable();
+        assert_eq!(popped, [1, 2, 3]);
+        assert!(t.is_empty());
+        assert_eq!(from, 4, "past the last slot");
+        assert_eq!(t.pop_any(&mut 0), None);
     }
 
     #[test]

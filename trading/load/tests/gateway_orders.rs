@@ -145,6 +145,46 @@ fn an_order_accepted_after_its_client_left_is_canceled_too() {
 }
 
 #[test]
+fn a_draining_gateway_cancels_its_clients_open_orders_before_it_is_done() {
+    let mut h = harness(GatewayConfig::default());
+    let g = NodeRef::Gateway(0);
+    let mut a = connect(&mut h, g);
+    a.send(&mut h, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 120, 4));
+    a.send(&mut h, &new_order(2, 0, 1, SIDE_BUY, TIF_DAY, 90, 2));
+    assert_eq!(a.take(&h).len(), 2);
+    // A third is on its way to the exchange when the drain begins: it is
+    // answered, then canceled as it opens.
+    h.send_raw(a.id, &new_order(3, 0, 1, SIDE_SELL, TIF_DAY, 130, 1));
+    h.run_until(|h| h.gateway(0).service().inflight() > 0);
+    h.shutdown(g);
+    assert!(!h.gateway(0).is_done(), "its cancels are not answered yet");
+    h.settle();
+    let frames = a.take(&h);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(matches!(msg(&frames[0]), OrderMsg::OrderAccepted(_)));
+    assert!(!h.raw(a.id).closed, "the client stays until the drain ends");
+    assert_eq!(book(&mut h, NodeRef::Exchange), [], "every order canceled");
+    assert_eq!(h.gateway(0).service().stats().disconnect_cancels, 3);
+    assert!(h.gateway(0).is_done());
+}
+
+#[test]
+fn a_draining_gateway_without_cancel_on_disconnect_leaves_the_orders() {
+    let mut h = harness(GatewayConfig {
+        cancel_on_disconnect: false,
+        ..GatewayConfig::default()
+    });
+    let g = NodeRef::Gateway(0);
+    let mut a = connect(&mut h, g);
+    a.send(&mut h, &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 120, 4));
+    assert_eq!(a.take(&h).len(), 1);
+    h.shutdown(g);
+    h.settle();
+    assert!(h.gateway(0).is_done());
+    assert_eq!(book(&mut h, NodeRef::Exchange), [(120, 4)]);
+}
+
+#[test]
 fn cancel_on_disconnect_can_be_turned_off() {
     let mut h = harness(GatewayConfig {
         cancel_on_disconnect: false,

@@ -285,6 +285,105 @@ fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
 }
 
 #[test]
+fn a_replace_in_flight_when_the_gateway_drains_is_canceled_and_the_exposure_ends_at_zero() {
+    let (mut h, handle) = harness(TWO_CLIENTS);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut alice = connect_with(&mut h, G, "alice");
+    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    assert_eq!(exposure(&mut risk, client), (1, 500));
+    // The replace reaches the exchange before the drain's cancel, which
+    // names the order's old name in vain; the replace's answer renames the
+    // order, and the gateway cancels it under its new name.
+    let mut replace = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(2, 0),
+        account: 1,
+        orig_cl_ord_id: 1,
+        price: 60,
+        qty: 8,
+    })
+    .encode(&mut replace);
+    h.send_raw(alice.id, &replace);
+    h.run_until(|h| h.gateway(0).service().inflight() > 0);
+    h.shutdown(G);
+    h.settle();
+    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_REPLACED));
+    assert!(h.gateway(0).is_done());
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+    let mut q = connect_with(&mut h, NodeRef::Exchange, "");
+    let mut query = Vec::new();
+    OrderMsg::BookQuery(BookQuery {
+        h: header(1, 0),
+        instrument: 1,
+        depth: 10,
+    })
+    .encode(&mut query);
+    q.send(&mut h, &query);
+    let frames = q.take(&h);
+    let OrderMsg::BookSnapshot(snap) = msg(&frames[0]) else {
+        panic!("{frames:?}");
+    };
+    assert_eq!((snap.bids().count(), snap.asks().count()), (0, 0));
+}
+
+#[test]
+fn an_order_renamed_from_another_workers_connection_then_filled_settles_without_a_panic() {
+    let two = GatewayConfig {
+        workers: 2,
+        routing: Routing::Local,
+        ..GatewayConfig::default()
+    };
+    let (mut h, handle) = harness_with(TWO_CLIENTS, two);
+    let mut risk = handle.risk();
+    let client = risk.client_by_token("alice").unwrap();
+    let mut a1 = connect_with(&mut h, NodeRef::Gateway(0), "alice");
+    let mut a2 = connect_with(&mut h, NodeRef::Gateway(1), "alice");
+    a1.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
+    assert_eq!(answer(&mut a1, &h), Ok(order::OP_ORDER_ACCEPTED));
+    // a2, on the other worker, renames a1's order: worker 1 tracks it now,
+    // worker 0 keeps a stale entry until a1 leaves (counted twice
+    // meanwhile: cautious).
+    let mut replace = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(2, 0),
+        account: 1,
+        orig_cl_ord_id: 1,
+        price: 50,
+        qty: 10,
+    })
+    .encode(&mut replace);
+    a2.send(&mut h, &replace);
+    assert_eq!(answer(&mut a2, &h), Ok(order::OP_ORDER_REPLACED));
+    assert_eq!(exposure(&mut risk, client), (2, 1000));
+    h.close_raw(a1.id);
+    h.settle();
+    assert_eq!(
+        exposure(&mut risk, client),
+        (1, 500),
+        "the stale entry went"
+    );
+    // Carol fills it whole: worker 1 closes its record. It panicked "open
+    // orders would go negative" when the rename had added no count.
+    let mut carol = connect_with(&mut h, NodeRef::Gateway(1), "carol");
+    let mut ioc = Vec::new();
+    OrderMsg::NewOrder(NewOrder {
+        h: header(1, 0),
+        account: 4,
+        instrument: 1,
+        side: SIDE_BUY,
+        tif: TIF_IOC,
+        price: 50,
+        qty: 10,
+    })
+    .encode(&mut ioc);
+    carol.send(&mut h, &ioc);
+    carol.take(&h);
+    assert_eq!(exposure(&mut risk, client), (0, 0));
+}
+
+#[test]
 fn an_upstream_loss_gives_back_what_its_rejected_requests_reserved_and_keeps_the_open_orders() {
     let (mut h, handle) = harness(TWO_CLIENTS);
     let mut risk = handle.risk();
