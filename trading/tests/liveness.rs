@@ -4,13 +4,16 @@
 //! early. The gateway's watch of its upstream is in
 //! `misbehaving_exchange.rs`.
 
+mod support;
+
 use std::collections::BTreeSet;
 
-use fep_core::frame::{encode_frame, Decoder};
+use fep_core::frame::encode_frame;
 use fep_core::wire::{ErrorMsg, HEARTBEAT_FRAME, OP_ERROR, OP_HEARTBEAT};
 use fep_core::{ConnId, Effect, ErrorCode, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_trading::exchange::{Exchange, ExchangeConfig};
-use fep_trading::msg::{RoleHelloReq, OP_ROLE_HELLO_ACK};
+use fep_trading::msg::OP_ROLE_HELLO_ACK;
+use support::{frames, hello};
 
 /// An exchange worker and what it wrote and closed.
 struct Server {
@@ -70,14 +73,7 @@ impl Server {
     }
 
     fn hello(&mut self, conn: ConnId) {
-        let mut hello = Vec::new();
-        RoleHelloReq {
-            role: 2,
-            version: 1,
-            token: "",
-        }
-        .encode(&mut hello);
-        self.send(conn, &hello);
+        self.send(conn, &hello(2));
         let got = self.take(conn);
         assert_eq!(got.first().map(|f| f.0), Some(OP_ROLE_HELLO_ACK));
     }
@@ -104,17 +100,6 @@ impl Server {
         let (opcode, payload) = got.last()?;
         (*opcode == OP_ERROR).then(|| ErrorMsg::decode(payload).unwrap().code)
     }
-}
-
-fn frames(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
-    let mut decoder = Decoder::new(1 << 20);
-    let mut out = Vec::new();
-    let mut it = decoder.frames(bytes);
-    while let Some(frame) = it.next() {
-        let frame = frame.expect("the exchange writes well-formed frames");
-        out.push((frame.opcode, frame.payload.to_vec()));
-    }
-    out
 }
 
 #[test]

@@ -6,34 +6,18 @@
 //! The gateway workers are driven directly, in memory; the test plays the
 //! exchange byte by byte.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use fep_core::frame::{encode_frame, Decoder};
-use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_HEARTBEAT, OP_REJECT};
+use fep_core::frame::encode_frame;
+use fep_core::wire::{ErrorMsg, RejectMsg, OP_ERROR, OP_HEARTBEAT};
 use fep_core::{ConnId, Effect, ErrorCode, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_trading::gateway::{Gateway, GatewayConfig, Routing};
-use fep_trading::msg::{
-    offset, patch_u64, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
-};
+use fep_trading::msg::{offset, patch_u64, RoleHelloAck, OP_PERF_PING};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// What a client received.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Answer {
-    Pong(u64),
-    Reject(u64, ErrorCode),
-    Error(ErrorCode),
-}
-
-impl Answer {
-    fn seq(self) -> Option<u64> {
-        match self {
-            Answer::Pong(seq) | Answer::Reject(seq, _) => Some(seq),
-            Answer::Error(_) => None,
-        }
-    }
-}
+use support::{answers_in, frames, hello, ping, pong_of, Answer};
 
 /// Gateway workers, their upstream connections played by the test, and
 /// their clients.
@@ -187,14 +171,7 @@ impl Rig {
     /// A client connects to worker 0 and hand-shakes; returns its index.
     fn client(&mut self) -> usize {
         let conn = self.workers[0].handle_accepted(self.now).expect("room");
-        let mut hello = Vec::new();
-        RoleHelloReq {
-            role: 1,
-            version: 1,
-            token: "",
-        }
-        .encode(&mut hello);
-        self.workers[0].handle_read(self.now, conn, &hello);
+        self.workers[0].handle_read(self.now, conn, &hello(1));
         self.drain();
         self.to_client.remove(&(0, conn));
         self.clients.push((0, conn));
@@ -205,18 +182,7 @@ impl Rig {
     fn ping(&mut self, c: usize) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut frame = Vec::new();
-        let z = Nanos::ZERO;
-        PerfPing {
-            seq,
-            route: 0,
-            t1: self.now,
-            t2: z,
-            t3: z,
-            t4: z,
-            pad: b"pad",
-        }
-        .encode(OP_PERF_PING, &mut frame);
+        let frame = ping(seq, self.now);
         let (w, conn) = self.clients[c];
         self.tick();
         self.workers[w].handle_read(self.now, conn, &frame);
@@ -282,18 +248,7 @@ impl Rig {
     /// Everything client `c` received since the last call.
     fn answers(&mut self, c: usize) -> Vec<Answer> {
         let bytes = self.to_client.remove(&self.clients[c]).unwrap_or_default();
-        frames(&bytes)
-            .into_iter()
-            .map(|(opcode, payload)| match opcode {
-                OP_PERF_PONG => Answer::Pong(PerfPing::decode(opcode, &payload).unwrap().seq),
-                OP_REJECT => {
-                    let r = RejectMsg::decode(&payload).unwrap();
-                    Answer::Reject(r.seq, r.code)
-                }
-                OP_ERROR => Answer::Error(ErrorMsg::decode(&payload).unwrap().code),
-                other => panic!("a client got opcode {other}"),
-            })
-            .collect()
+        answers_in(&bytes)
     }
 
     fn client_open(&self, c: usize) -> bool {
@@ -303,25 +258,6 @@ impl Rig {
     fn inflight(&self) -> u64 {
         self.workers.iter().map(|w| w.service().inflight()).sum()
     }
-}
-
-fn frames(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
-    let mut decoder = Decoder::new(1 << 20);
-    let mut out = Vec::new();
-    let mut it = decoder.frames(bytes);
-    while let Some(frame) = it.next() {
-        let frame = frame.expect("the gateway writes well-formed frames");
-        out.push((frame.opcode, frame.payload.to_vec()));
-    }
-    out
-}
-
-/// The exchange's faithful answer to a ping frame.
-fn pong_of(ping: &[u8]) -> Vec<u8> {
-    let mut pong = ping.to_vec();
-    pong[offset::OPCODE..offset::OPCODE + 2].copy_from_slice(&OP_PERF_PONG.to_be_bytes());
-    patch_u64(&mut pong, offset::T3, 7);
-    pong
 }
 
 /// Every seq got exactly one answer, in seq order.

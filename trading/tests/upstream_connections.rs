@@ -6,24 +6,15 @@
 //!
 //! One worker is driven directly, in memory; the test plays the exchange.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use fep_core::frame::{encode_frame, Decoder};
-use fep_core::wire::{RejectMsg, OP_REJECT};
 use fep_core::{ConnId, Effect, ErrorCode, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_trading::gateway::{Gateway, GatewayConfig, RouteTag};
-use fep_trading::msg::{
-    offset, patch_u64, read_u64, PerfPing, RoleHelloAck, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
-    OP_ROLE_HELLO_REQ,
-};
+use fep_trading::msg::{offset, read_u64, RoleHelloAck, OP_PERF_PING, OP_ROLE_HELLO_REQ};
 use fep_trading::order::{self, OrderMsg};
-
-/// What a client received.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Answer {
-    Pong(u64),
-    Reject(u64, ErrorCode),
-}
+use support::{answers_in, frames, hello, ping, pong_of_payload, Answer};
 
 /// One gateway worker, its upstream connections played by the test.
 struct Rig {
@@ -134,14 +125,7 @@ impl Rig {
     /// A client connects and hand-shakes; returns its index.
     fn client(&mut self) -> usize {
         let conn = self.worker.handle_accepted(self.now).expect("room");
-        let mut hello = Vec::new();
-        RoleHelloReq {
-            role: 1,
-            version: 1,
-            token: "",
-        }
-        .encode(&mut hello);
-        self.worker.handle_read(self.now, conn, &hello);
+        self.worker.handle_read(self.now, conn, &hello(1));
         self.drain();
         self.to_client.remove(&conn);
         self.clients.push(conn);
@@ -152,19 +136,7 @@ impl Rig {
     fn ping(&mut self, c: usize) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut frame = Vec::new();
-        let z = Nanos::ZERO;
-        PerfPing {
-            seq,
-            route: 0,
-            t1: self.now,
-            t2: z,
-            t3: z,
-            t4: z,
-            pad: b"pad",
-        }
-        .encode(OP_PERF_PING, &mut frame);
-        self.client_sends(c, &frame);
+        self.client_sends(c, &ping(seq, self.now));
         seq
     }
 
@@ -210,10 +182,7 @@ impl Rig {
         let mut bytes = Vec::new();
         for (opcode, payload) in pings {
             assert_eq!(opcode, OP_PERF_PING);
-            let mut pong = Vec::new();
-            encode_frame(&mut pong, OP_PERF_PONG, &payload);
-            patch_u64(&mut pong, offset::T3, 7);
-            bytes.extend_from_slice(&pong);
+            bytes.extend_from_slice(&pong_of_payload(&payload));
         }
         self.exchange_sends(conn, &bytes);
     }
@@ -256,29 +225,8 @@ impl Rig {
     /// Everything client `c` received since the last call.
     fn answers(&mut self, c: usize) -> Vec<Answer> {
         let bytes = self.to_client.remove(&self.clients[c]).unwrap_or_default();
-        frames(&bytes)
-            .into_iter()
-            .map(|(opcode, payload)| match opcode {
-                OP_PERF_PONG => Answer::Pong(PerfPing::decode(opcode, &payload).unwrap().seq),
-                OP_REJECT => {
-                    let r = RejectMsg::decode(&payload).unwrap();
-                    Answer::Reject(r.seq, r.code)
-                }
-                other => panic!("a client got opcode {other}"),
-            })
-            .collect()
+        answers_in(&bytes)
     }
-}
-
-fn frames(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
-    let mut decoder = Decoder::new(1 << 20);
-    let mut out = Vec::new();
-    let mut it = decoder.frames(bytes);
-    while let Some(frame) = it.next() {
-        let frame = frame.expect("the gateway writes well-formed frames");
-        out.push((frame.opcode, frame.payload.to_vec()));
-    }
-    out
 }
 
 #[test]

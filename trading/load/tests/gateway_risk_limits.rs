@@ -49,6 +49,22 @@ fn alone(limit: &str) -> String {
     format!("{limit}\n[clients.alice]\ntoken = \"alice\"\naccounts = [\"1-9\"]\n")
 }
 
+/// Carol's (account 4) IOC buy of `qty` at 50 on instrument 1.
+fn carol_buys_ioc(qty: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    OrderMsg::NewOrder(NewOrder {
+        h: header(1, 0),
+        account: 4,
+        instrument: 1,
+        side: SIDE_BUY,
+        tif: TIF_IOC,
+        price: 50,
+        qty,
+    })
+    .encode(&mut out);
+    out
+}
+
 /// A day order of alice's account 1.
 fn day(id: u64, instrument: u32, side: u8, price: i64, qty: u64) -> Vec<u8> {
     let mut out = Vec::new();
@@ -236,18 +252,7 @@ fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
     assert_eq!(exposure(&mut risk, client), (1, 500));
     // Carol's IOC takes 4 of the 10: 6 stay open.
     let mut carol = connect_with(&mut h, G, "carol");
-    let mut ioc = Vec::new();
-    OrderMsg::NewOrder(NewOrder {
-        h: header(1, 0),
-        account: 4,
-        instrument: 1,
-        side: SIDE_BUY,
-        tif: TIF_IOC,
-        price: 50,
-        qty: 4,
-    })
-    .encode(&mut ioc);
-    carol.send(&mut h, &ioc);
+    carol.send(&mut h, &carol_buys_ioc(4));
     carol.take(&h);
     alice.take(&h);
     assert_eq!(exposure(&mut risk, client), (1, 300));
@@ -367,18 +372,7 @@ fn an_order_renamed_from_another_workers_connection_then_filled_settles_without_
     // Carol fills it whole: worker 1 closes its record. It panicked "open
     // orders would go negative" when the rename had added no count.
     let mut carol = connect_with(&mut h, NodeRef::Gateway(1), "carol");
-    let mut ioc = Vec::new();
-    OrderMsg::NewOrder(NewOrder {
-        h: header(1, 0),
-        account: 4,
-        instrument: 1,
-        side: SIDE_BUY,
-        tif: TIF_IOC,
-        price: 50,
-        qty: 10,
-    })
-    .encode(&mut ioc);
-    carol.send(&mut h, &ioc);
+    carol.send(&mut h, &carol_buys_ioc(10));
     carol.take(&h);
     assert_eq!(exposure(&mut risk, client), (0, 0));
 }
@@ -660,18 +654,7 @@ fn exposure_stays_right_when_orders_and_fills_cross_workers_under_handoff_routin
     // Carol, on worker 1, takes 4 of the first: the fill reaches a1 on
     // whichever worker it is read.
     let mut carol = connect_with(&mut h, NodeRef::Gateway(1), "carol");
-    let mut ioc = Vec::new();
-    OrderMsg::NewOrder(NewOrder {
-        h: header(1, 0),
-        account: 4,
-        instrument: 1,
-        side: SIDE_BUY,
-        tif: TIF_IOC,
-        price: 50,
-        qty: 4,
-    })
-    .encode(&mut ioc);
-    carol.send(&mut h, &ioc);
+    carol.send(&mut h, &carol_buys_ioc(4));
     carol.take(&h);
     assert_eq!(exposure(&mut risk, client), (2, 1100 - 200));
     // a2 leaves: its order is canceled and its exposure goes with it.
