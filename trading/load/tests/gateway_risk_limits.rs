@@ -65,6 +65,20 @@ fn carol_buys_ioc(qty: u64) -> Vec<u8> {
     out
 }
 
+/// Alice's replace `id` of her account 1's order `orig` to `qty` at `price`.
+fn alice_replaces(id: u64, orig: u64, price: i64, qty: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    OrderMsg::ReplaceOrder(ReplaceOrder {
+        h: header(id, 0),
+        account: 1,
+        orig_cl_ord_id: orig,
+        price,
+        qty,
+    })
+    .encode(&mut out);
+    out
+}
+
 /// A day order of alice's account 1.
 fn day(id: u64, instrument: u32, side: u8, price: i64, qty: u64) -> Vec<u8> {
     let mut out = Vec::new();
@@ -258,28 +272,12 @@ fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
     assert_eq!(exposure(&mut risk, client), (1, 300));
     // A replace to 8 at 60: the new open notional, the increase reserved
     // while it was in flight settled to it.
-    let mut replace = Vec::new();
-    OrderMsg::ReplaceOrder(ReplaceOrder {
-        h: header(2, 0),
-        account: 1,
-        orig_cl_ord_id: 1,
-        price: 60,
-        qty: 8,
-    })
-    .encode(&mut replace);
+    let replace = alice_replaces(2, 1, 60, 8);
     alice.send(&mut h, &replace);
     assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_REPLACED));
     assert_eq!(exposure(&mut risk, client), (1, 480));
     // A replace down gives back the difference.
-    let mut down = Vec::new();
-    OrderMsg::ReplaceOrder(ReplaceOrder {
-        h: header(3, 0),
-        account: 1,
-        orig_cl_ord_id: 2,
-        price: 60,
-        qty: 5,
-    })
-    .encode(&mut down);
+    let down = alice_replaces(3, 2, 60, 5);
     alice.send(&mut h, &down);
     assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_REPLACED));
     assert_eq!(exposure(&mut risk, client), (1, 300));
@@ -301,15 +299,7 @@ fn a_replace_in_flight_when_the_gateway_drains_is_canceled_and_the_exposure_ends
     // The replace reaches the exchange before the drain's cancel, which
     // names the order's old name in vain; the replace's answer renames the
     // order, and the gateway cancels it under its new name.
-    let mut replace = Vec::new();
-    OrderMsg::ReplaceOrder(ReplaceOrder {
-        h: header(2, 0),
-        account: 1,
-        orig_cl_ord_id: 1,
-        price: 60,
-        qty: 8,
-    })
-    .encode(&mut replace);
+    let replace = alice_replaces(2, 1, 60, 8);
     h.send_raw(alice.id, &replace);
     h.run_until(|h| h.gateway(0).service().inflight() > 0);
     h.shutdown(G);
@@ -350,15 +340,7 @@ fn an_order_renamed_from_another_workers_connection_then_filled_settles_without_
     // a2, on the other worker, renames a1's order: worker 1 tracks it now,
     // worker 0 keeps a stale entry until a1 leaves (counted twice
     // meanwhile: cautious).
-    let mut replace = Vec::new();
-    OrderMsg::ReplaceOrder(ReplaceOrder {
-        h: header(2, 0),
-        account: 1,
-        orig_cl_ord_id: 1,
-        price: 50,
-        qty: 10,
-    })
-    .encode(&mut replace);
+    let replace = alice_replaces(2, 1, 50, 10);
     a2.send(&mut h, &replace);
     assert_eq!(answer(&mut a2, &h), Ok(order::OP_ORDER_REPLACED));
     assert_eq!(exposure(&mut risk, client), (2, 1000));
@@ -567,15 +549,7 @@ fn a_replace_in_doubt_that_reached_the_exchange_is_canceled_and_its_order_settle
     assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
     // A replace to 10 at 60 reaches the exchange (which renames the order
     // 2) and the link dies before its answer.
-    let mut replace = Vec::new();
-    OrderMsg::ReplaceOrder(ReplaceOrder {
-        h: header(2, 0),
-        account: 1,
-        orig_cl_ord_id: 1,
-        price: 60,
-        qty: 10,
-    })
-    .encode(&mut replace);
+    let replace = alice_replaces(2, 1, 60, 10);
     let forwarded = h.gateway(0).service().stats().forwarded;
     h.send_raw(alice.id, &replace);
     h.run_until(|h| h.gateway(0).service().stats().forwarded > forwarded);
