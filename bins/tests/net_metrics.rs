@@ -97,28 +97,36 @@ fn leg_sum(s: &Scrape, leg: &str) -> f64 {
     s[format!("fep_gateway_latency_seconds_sum{{leg=\"{leg}\"}}").as_str()]
 }
 
-#[test]
-fn handoff_routing_shows_its_crossings_in_the_request_and_answer_legs() {
+/// `count` pings over `connections` through a gateway started with
+/// `gateway_args` (and metrics on); its scrape once every pong is counted.
+fn pings_through(gateway_args: &[&str], connections: u32, count: u32) -> (Server, Server, Scrape) {
     let exchange = Server::exchange(&[]);
-    let gateway = Server::gateway(
-        exchange.addr,
-        &[
-            "--metrics",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--routing",
-            "handoff",
-        ],
-    );
+    let args = [&["--metrics", "127.0.0.1:0"][..], gateway_args].concat();
+    let gateway = Server::gateway(exchange.addr, &args);
+    let (connections, count) = (connections.to_string(), count.to_string());
     let summary = loadgen(
         gateway.addr,
-        &["--connections", "4", "--count", "1000", "--warmup", "0"],
+        &[
+            "--connections",
+            &connections,
+            "--count",
+            &count,
+            "--warmup",
+            "0",
+        ],
     );
     assert_clean(&summary);
+    let pongs = f64::from(count.parse::<u32>().unwrap());
     let g = scrape_until(metrics_addr(&gateway), |s| {
-        s.samples.get("fep_gateway_answers_total{kind=\"pong\"}") == Some(&1000.0)
+        s.samples.get("fep_gateway_answers_total{kind=\"pong\"}") == Some(&pongs)
     });
+    (exchange, gateway, g)
+}
+
+#[test]
+fn handoff_routing_shows_its_crossings_in_the_request_and_answer_legs() {
+    let (exchange, gateway, g) =
+        pings_through(&["--workers", "2", "--routing", "handoff"], 4, 1000);
     for leg in ["request", "upstream", "answer"] {
         assert_eq!(leg_count(&g, leg), (1000.0, 1000.0), "leg {leg}");
     }
@@ -127,6 +135,7 @@ fn handoff_routing_shows_its_crossings_in_the_request_and_answer_legs() {
     assert!(leg_sum(&g, "request") > 0.0, "request leg sums to 0");
     assert!(leg_sum(&g, "answer") > 0.0, "answer leg sums to 0");
     assert!(gateway.terminate(GRACE).success());
+    assert!(exchange.terminate(GRACE).success());
 }
 
 #[test]
@@ -181,26 +190,8 @@ fn loadgen_exports_its_rate_and_latency_while_it_runs() {
 
 #[test]
 fn a_gateway_with_several_upstream_connections_counts_each_of_them() {
-    let exchange = Server::exchange(&[]);
-    let gateway = Server::gateway(
-        exchange.addr,
-        &[
-            "--metrics",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--upstream-connections",
-            "3",
-        ],
-    );
-    let summary = loadgen(
-        gateway.addr,
-        &["--connections", "6", "--count", "600", "--warmup", "0"],
-    );
-    assert_clean(&summary);
-    let g = scrape_until(metrics_addr(&gateway), |s| {
-        s.samples.get("fep_gateway_answers_total{kind=\"pong\"}") == Some(&600.0)
-    });
+    let (exchange, gateway, g) =
+        pings_through(&["--workers", "2", "--upstream-connections", "3"], 6, 600);
     // Ready means every upstream connection of every worker hand-shaked.
     assert_eq!(g["fep_gateway_upstreams_up"], 6.0);
     assert_eq!(g["fep_gateway_upstream_connects_total"], 6.0);

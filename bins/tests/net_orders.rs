@@ -129,11 +129,10 @@ fn asks(server: std::net::SocketAddr) -> Vec<(i64, u64)> {
     snap.asks().map(|l| (l.price, l.qty)).collect()
 }
 
-#[test]
-fn a_client_that_disconnects_has_its_resting_orders_canceled_by_the_gateway() {
-    let exchange = Server::exchange(EXCHANGE_ARGS);
-    let gateway = Server::gateway(exchange.addr, &[]);
-    let mut c = RawClient::connect(gateway.addr);
+/// A client through `gateway` whose day sell of `qty` at `price` (account
+/// 5, instrument 1) rests at the exchange.
+fn client_resting_a_sell(gateway: std::net::SocketAddr, price: i64, qty: u64) -> RawClient {
+    let mut c = RawClient::connect(gateway);
     c.handshake("");
     c.send(&order_frame(OrderMsg::NewOrder(NewOrder {
         h: header(7),
@@ -141,13 +140,21 @@ fn a_client_that_disconnects_has_its_resting_orders_canceled_by_the_gateway() {
         instrument: 1,
         side: SIDE_SELL,
         tif: TIF_DAY,
-        price: 4242,
-        qty: 3,
+        price,
+        qty,
     })));
     match c.next() {
         Some(Frame::Other { opcode, .. }) => assert_eq!(opcode, OP_ORDER_ACCEPTED),
         other => panic!("expected OrderAccepted, got {other:?}"),
     }
+    c
+}
+
+#[test]
+fn a_client_that_disconnects_has_its_resting_orders_canceled_by_the_gateway() {
+    let exchange = Server::exchange(EXCHANGE_ARGS);
+    let gateway = Server::gateway(exchange.addr, &[]);
+    let c = client_resting_a_sell(gateway.addr, 4242, 3);
     assert_eq!(asks(gateway.addr), [(4242, 3)]);
     drop(c);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -163,21 +170,7 @@ fn a_client_that_disconnects_has_its_resting_orders_canceled_by_the_gateway() {
 fn a_draining_gateway_cancels_its_clients_resting_orders_before_it_exits() {
     let exchange = Server::exchange(EXCHANGE_ARGS);
     let gateway = Server::gateway(exchange.addr, &[]);
-    let mut c = RawClient::connect(gateway.addr);
-    c.handshake("");
-    c.send(&order_frame(OrderMsg::NewOrder(NewOrder {
-        h: header(7),
-        account: 5,
-        instrument: 1,
-        side: SIDE_SELL,
-        tif: TIF_DAY,
-        price: 4343,
-        qty: 2,
-    })));
-    match c.next() {
-        Some(Frame::Other { opcode, .. }) => assert_eq!(opcode, OP_ORDER_ACCEPTED),
-        other => panic!("expected OrderAccepted, got {other:?}"),
-    }
+    let c = client_resting_a_sell(gateway.addr, 4343, 2);
     assert_eq!(asks(exchange.addr), [(4343, 2)]);
     // SIGTERM with the client still connected: the gateway exits only once
     // its cancel is answered, so the book is empty the moment it is gone.
