@@ -383,24 +383,8 @@ impl StreamReader {
     /// there. A stream that breaks the framing rules stops at the fault.
     pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(Seen)) -> Result<(), WireFault> {
         self.buf.extend_from_slice(bytes);
-        loop {
-            let rest = &self.buf[self.start..];
-            if rest.len() < LENGTH_LEN {
-                break;
-            }
-            let length = be_u32(rest, 0);
-            if length < OPCODE_LEN as u32 {
-                return Err(WireFault::LengthTooSmall(length));
-            }
-            if length > FRAME_LENGTH_MAX {
-                return Err(WireFault::LengthTooLarge(length));
-            }
-            let whole = LENGTH_LEN + length as usize;
-            if rest.len() < whole {
-                break;
-            }
-            let opcode = be_u16(rest, LENGTH_LEN);
-            emit(read_message(opcode, &rest[LENGTH_LEN + OPCODE_LEN..whole]));
+        while let Some((opcode, payload, whole)) = next_frame(&self.buf[self.start..])? {
+            emit(read_message(opcode, payload));
             self.start += whole;
         }
         // Keep only the partial frame: the buffer stays one frame long.
@@ -408,6 +392,31 @@ impl StreamReader {
         self.start = 0;
         Ok(())
     }
+}
+
+/// The first whole frame of `bytes`, as (opcode, payload, its whole
+/// length), `None` while it is incomplete, or the framing fault.
+fn next_frame(bytes: &[u8]) -> Result<Option<(u16, &[u8], usize)>, WireFault> {
+    if bytes.len() < LENGTH_LEN {
+        return Ok(None);
+    }
+    let length = be_u32(bytes, 0);
+    if length < OPCODE_LEN as u32 {
+        return Err(WireFault::LengthTooSmall(length));
+    }
+    if length > FRAME_LENGTH_MAX {
+        return Err(WireFault::LengthTooLarge(length));
+    }
+    let whole = LENGTH_LEN + length as usize;
+    if bytes.len() < whole {
+        return Ok(None);
+    }
+    let opcode = be_u16(bytes, LENGTH_LEN);
+    Ok(Some((
+        opcode,
+        &bytes[LENGTH_LEN + OPCODE_LEN..whole],
+        whole,
+    )))
 }
 
 /// The opcode of the gateway's lane frame that carries an order-entry
@@ -428,20 +437,7 @@ const LANE_CREDIT_LEN: usize = 4;
 /// one that breaks the framing stops at the fault.
 pub fn read_lane(task: &[u8], mut emit: impl FnMut(Seen)) -> Result<(), WireFault> {
     let mut rest = task;
-    while rest.len() >= LENGTH_LEN {
-        let length = be_u32(rest, 0);
-        if length < OPCODE_LEN as u32 {
-            return Err(WireFault::LengthTooSmall(length));
-        }
-        if length > FRAME_LENGTH_MAX {
-            return Err(WireFault::LengthTooLarge(length));
-        }
-        let whole = LENGTH_LEN + length as usize;
-        if rest.len() < whole {
-            break;
-        }
-        let opcode = be_u16(rest, LENGTH_LEN);
-        let payload = &rest[LENGTH_LEN + OPCODE_LEN..whole];
+    while let Some((opcode, payload, whole)) = next_frame(rest)? {
         let inner = LANE_CREDIT_LEN + OPCODE_LEN;
         if opcode == LANE_ROUTED_FIRST && payload.len() >= inner {
             emit(read_message(
