@@ -383,9 +383,9 @@ impl StreamReader {
     /// there. A stream that breaks the framing rules stops at the fault.
     pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(Seen)) -> Result<(), WireFault> {
         self.buf.extend_from_slice(bytes);
-        while let Some((opcode, payload, whole)) = next_frame(&self.buf[self.start..])? {
-            emit(read_message(opcode, payload));
-            self.start += whole;
+        while let Some(f) = next_frame(&self.buf[self.start..])? {
+            emit(read_message(f.opcode, f.payload));
+            self.start += f.len;
         }
         // Keep only the partial frame: the buffer stays one frame long.
         self.buf.drain(..self.start);
@@ -394,9 +394,17 @@ impl StreamReader {
     }
 }
 
-/// The first whole frame of `bytes`, as (opcode, payload, its whole
-/// length), `None` while it is incomplete, or the framing fault.
-fn next_frame(bytes: &[u8]) -> Result<Option<(u16, &[u8], usize)>, WireFault> {
+/// One whole frame at the front of a buffer.
+struct WholeFrame<'a> {
+    opcode: u16,
+    payload: &'a [u8],
+    /// Its length on the wire, length prefix included.
+    len: usize,
+}
+
+/// The first whole frame of `bytes`, `None` while it is incomplete, or
+/// the framing fault.
+fn next_frame(bytes: &[u8]) -> Result<Option<WholeFrame<'_>>, WireFault> {
     if bytes.len() < LENGTH_LEN {
         return Ok(None);
     }
@@ -411,12 +419,11 @@ fn next_frame(bytes: &[u8]) -> Result<Option<(u16, &[u8], usize)>, WireFault> {
     if bytes.len() < whole {
         return Ok(None);
     }
-    let opcode = be_u16(bytes, LENGTH_LEN);
-    Ok(Some((
-        opcode,
-        &bytes[LENGTH_LEN + OPCODE_LEN..whole],
-        whole,
-    )))
+    Ok(Some(WholeFrame {
+        opcode: be_u16(bytes, LENGTH_LEN),
+        payload: &bytes[LENGTH_LEN + OPCODE_LEN..whole],
+        len: whole,
+    }))
 }
 
 /// The opcode of the gateway's lane frame that carries an order-entry
@@ -437,7 +444,12 @@ const LANE_CREDIT_LEN: usize = 4;
 /// one that breaks the framing stops at the fault.
 pub fn read_lane(task: &[u8], mut emit: impl FnMut(Seen)) -> Result<(), WireFault> {
     let mut rest = task;
-    while let Some((opcode, payload, whole)) = next_frame(rest)? {
+    while let Some(WholeFrame {
+        opcode,
+        payload,
+        len: whole,
+    }) = next_frame(rest)?
+    {
         let inner = LANE_CREDIT_LEN + OPCODE_LEN;
         if opcode == LANE_ROUTED_FIRST && payload.len() >= inner {
             emit(read_message(
