@@ -291,6 +291,28 @@ impl RunConfig {
         5 + self.pings.div_ceil(window.max(1)) * 3
     }
 
+    /// How long the run may go on, in simulated ms past its start or its
+    /// last heal, before it counts as a livelock: [`RUN_HORIZONS_MAX`]
+    /// horizons, where the horizon counts only the pings the gateway can
+    /// have in flight. A small handoff credit with large frames lets a
+    /// worker pair carry a few pings at a time (its clients pause at half
+    /// the credit), whatever the clients' windows are; the fault window
+    /// ([`RunConfig::horizon_ms`]) stays what it was, so every seed keeps
+    /// its faults.
+    pub fn length_bound_ms(&self) -> u64 {
+        let window =
+            u64::from(self.clients) * u64::from(self.connections) * u64::from(self.inflight);
+        let window = match self.handoff_bytes_max {
+            Some(credit) if self.scenario.routing() == Routing::Handoff => {
+                let per_pair = (credit / 2 / self.size.max(1)).max(1) as u64;
+                let workers = u64::from(self.scenario.gateway_config().workers);
+                window.min(per_pair * workers)
+            }
+            _ => window,
+        };
+        RUN_HORIZONS_MAX * (5 + self.pings.div_ceil(window.max(1)) * 3)
+    }
+
     /// The gateway's settings in this run.
     pub fn gateway_config(&self) -> GatewayConfig {
         let default = self.scenario.gateway_config();
@@ -801,7 +823,7 @@ pub fn run(config: &RunConfig) -> Outcome {
     let mut last_heal = schedule.iter().map(|(t, _)| *t).max().unwrap_or(start_ms);
     // A livelock still answers now and then: past this the run has failed
     // whatever its progress.
-    let mut deadline_ms = last_heal.max(start_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+    let mut deadline_ms = last_heal.max(start_ms + config.length_bound_ms());
     let mut watch = JournalWatch::default();
     let mut progress = (0, start_ms);
     let mut next = 0;
@@ -878,7 +900,7 @@ pub fn run(config: &RunConfig) -> Outcome {
             .any(|(i, f)| f.kind == FaultKind::Crash && begun[i] && !ended[i]);
         if let Some(healed_ms) = watch.step(&mut sim, &hosts, &recorder, crash_active) {
             last_heal = last_heal.max(healed_ms);
-            deadline_ms = deadline_ms.max(healed_ms + RUN_HORIZONS_MAX * config.horizon_ms());
+            deadline_ms = deadline_ms.max(healed_ms + config.length_bound_ms());
         }
     }
     state.over = true;

@@ -151,3 +151,31 @@ fn the_swarm_draws_every_knob_on_some_seeds_and_not_on_most() {
     }
     assert_eq!(rejoin, 1.0, "`all` includes rejoin");
 }
+
+/// s3 seed 402189 of the 10,000-seed sweep: 64 KiB frames through a
+/// 327 KiB handoff credit let two or three pings cross between the workers
+/// at a time, so its 375 pings took 243 simulated ms while the run's
+/// length bound, counted from the clients' windows (756 pings in flight),
+/// stopped it at 194 ms as a livelock. The bound now counts what the
+/// credit lets through; the fault window does not change.
+#[test]
+fn a_small_handoff_credit_lengthens_the_run_bound_but_not_the_fault_window() {
+    let mut config = RunConfig::new(Scenario::S3, 402189);
+    config.pings = 500;
+    config.clients = 4;
+    config.connections = 3;
+    config.inflight = 63;
+    config.size = 64420;
+    let unthrottled = (config.horizon_ms(), config.length_bound_ms());
+    config.handoff_bytes_max = Some(334_678);
+    assert_eq!(config.horizon_ms(), unthrottled.0, "same fault window");
+    assert!(
+        config.length_bound_ms() >= 243 * 10,
+        "{}",
+        config.length_bound_ms()
+    );
+    assert!(unthrottled.1 < 243, "{unthrottled:?}");
+    // Local routing hands nothing off: the credit bounds nothing there.
+    config.scenario = Scenario::S2;
+    assert_eq!(config.length_bound_ms(), unthrottled.1);
+}
