@@ -682,7 +682,7 @@ fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
                     listen_port: None,
                     workers: 1,
                     peers: vec![("gateway".into(), GATEWAY_PORT)],
-                    worker_config: WorkerConfig::default(),
+                    worker_config: client_worker_config(config),
                     connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
                     service: Rc::new(move |_| Client::new(client_config.clone())),
                     journal: None,
@@ -730,6 +730,20 @@ fn explain(config: &RunConfig) -> Explain {
         upstream_back_ns: backoff_ns + (CONNECT_TIMEOUT_MS + ANSWER_LATE_MS) * 1_000_000,
         upstream_connections: gateway.upstream_connections,
         answer_late_ns: ANSWER_LATE_MS * 1_000_000,
+    }
+}
+
+/// A load client's worker settings: its output bound holds the window it
+/// writes at once (`inflight` frames of `size`), as loadgen's does, so a
+/// deep window of large frames is never cut by the client's own bound (s1
+/// seed 420972: 64 × 65,539 bytes, past the default 4 MiB, and every
+/// client closed its connections before a ping went out).
+fn client_worker_config(config: &RunConfig) -> WorkerConfig {
+    let default = WorkerConfig::default();
+    let window = (config.inflight as usize + 1).saturating_mul(config.size);
+    WorkerConfig {
+        output_backlog_max: default.output_backlog_max.max(window),
+        ..default
     }
 }
 

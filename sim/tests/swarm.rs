@@ -179,3 +179,20 @@ fn a_small_handoff_credit_lengthens_the_run_bound_but_not_the_fault_window() {
     config.scenario = Scenario::S2;
     assert_eq!(config.length_bound_ms(), unthrottled.1);
 }
+
+/// s1 seed 420972: a window of 64 frames of 65,539 bytes is more than the
+/// default 4 MiB output bound, and each client closed its own connections
+/// before a ping went out (every ping lost). A load client's output bound
+/// holds its window, as loadgen's does.
+#[test]
+fn a_deep_window_of_the_largest_frames_is_sent_whole_and_answered() {
+    let mut config = RunConfig::new(Scenario::S1, 420972);
+    config.pings = 128;
+    config.clients = 1;
+    config.connections = 1;
+    config.inflight = 64;
+    config.size = 65_539;
+    assert!(config.inflight as usize * config.size > 4 * 1024 * 1024);
+    let outcome = run(&config);
+    passed(&outcome);
+}

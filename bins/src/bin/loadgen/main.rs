@@ -261,11 +261,14 @@ fn main() -> ExitCode {
         handshake_timeout: cli.handshake_timeout,
         workload,
     };
-    // The pongs must fit the client's frame bound, pad included.
+    // The pongs must fit the client's frame bound, pad included, and its
+    // output bound the window it writes at once (a deep window of large
+    // frames would otherwise be cut by the client's own bound).
     let mut worker = fep_core::WorkerConfig::default();
     let frame_len = u32::try_from(cli.size).unwrap_or(u32::MAX);
     worker.max_frame = worker.max_frame.max(frame_len);
-    worker.output_backlog_max = worker.output_backlog_max.max(2 * cli.size);
+    let window = (cli.inflight as usize + 1).saturating_mul(cli.size);
+    worker.output_backlog_max = worker.output_backlog_max.max(2 * cli.size).max(window);
     let config = Config::new()
         .peers(vec![cli.connect])
         .cpus(cli.cpus.clone().map(|c| c.0))
