@@ -250,6 +250,16 @@ const TWO_CLIENTS: &str = "\
 [clients.alice]\ntoken = \"alice\"\naccounts = [1]\n\
 [clients.carol]\ntoken = \"carol\"\naccounts = [4]\n";
 
+/// The gateway of [`TWO_CLIENTS`] with two workers routing as `routing`.
+fn two_workers(routing: Routing) -> (Harness, RiskHandle) {
+    let gateway = GatewayConfig {
+        workers: 2,
+        routing,
+        ..GatewayConfig::default()
+    };
+    harness_with(TWO_CLIENTS, gateway)
+}
+
 fn exposure(risk: &mut Risk, client: ClientId) -> (u64, u64) {
     let e = risk.exposure(client);
     (e.open_orders, e.open_notional)
@@ -325,12 +335,7 @@ fn a_replace_in_flight_when_the_gateway_drains_is_canceled_and_the_exposure_ends
 
 #[test]
 fn an_order_renamed_from_another_workers_connection_then_filled_settles_without_a_panic() {
-    let two = GatewayConfig {
-        workers: 2,
-        routing: Routing::Local,
-        ..GatewayConfig::default()
-    };
-    let (mut h, handle) = harness_with(TWO_CLIENTS, two);
+    let (mut h, handle) = two_workers(Routing::Local);
     let mut risk = handle.risk();
     let client = risk.client_by_token("alice").unwrap();
     let mut a1 = connect_with(&mut h, NodeRef::Gateway(0), "alice");
@@ -500,12 +505,7 @@ fn a_cancel_on_disconnect_during_an_outage_is_sent_once_the_upstream_is_back() {
 
 #[test]
 fn orders_in_doubt_under_handoff_routing_are_kept_and_canceled_by_their_clients_worker() {
-    let routing = GatewayConfig {
-        workers: 2,
-        routing: Routing::Handoff,
-        ..GatewayConfig::default()
-    };
-    let (mut h, handle) = harness_with(TWO_CLIENTS, routing);
+    let (mut h, handle) = two_workers(Routing::Handoff);
     let mut risk = handle.risk();
     let client = risk.client_by_token("alice").unwrap();
     // Two connections of alice's on worker 0, one routed through worker
@@ -602,12 +602,7 @@ fn past_the_in_doubt_bound_an_order_in_flight_at_a_loss_is_released_and_counted(
 
 #[test]
 fn exposure_stays_right_when_orders_and_fills_cross_workers_under_handoff_routing() {
-    let routing = GatewayConfig {
-        workers: 2,
-        routing: Routing::Handoff,
-        ..GatewayConfig::default()
-    };
-    let (mut h, handle) = harness_with(TWO_CLIENTS, routing);
+    let (mut h, handle) = two_workers(Routing::Handoff);
     let mut risk = handle.risk();
     let client = risk.client_by_token("alice").unwrap();
     // Two connections of alice's on worker 0: one of them is routed
