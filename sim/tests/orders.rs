@@ -20,7 +20,7 @@ use fep_sim::oracle::{op, OrderFields, CANCEL_REASON_REQUESTED, LIQUIDITY_MAKER}
 use fep_sim::orders::OrderCheck;
 use fep_sim::run::{order_engine, run, RunConfig};
 use fep_sim::trace::{Dir, WireEvent};
-use support::{assert_sweep_passes, seeds};
+use support::{assert_passed, assert_sweep_passes, seeds};
 
 /// Seeds per o-scenario when `FEP_SIM_SEEDS` is not set (issue 11 asks
 /// for 200 per scenario in CI). Measured on the 2-vCPU machine shared
@@ -77,12 +77,7 @@ fn a_drained_gateway_leaves_no_order_open_at_the_exchange() {
             let faults = "latency,drain".parse().expect("a valid plan");
             let config = RunConfig::seeded(scenario, seed, 300, faults);
             let outcome = run(&config);
-            assert!(
-                outcome.passed(),
-                "{:?}\n  reproduce: {}",
-                outcome.first_failure(),
-                config.command()
-            );
+            assert_passed(&outcome);
         }
     }
 }
@@ -98,12 +93,7 @@ fn a_start_that_cannot_recover_its_journal_explains_the_restarts_lost_upstream()
         let outcome = run(&config);
         let journal = outcome.journal.expect("an o-scenario journals");
         assert!(journal.recovery_failures > 0, "{journal:?}");
-        assert!(
-            outcome.passed(),
-            "{:?}\n  reproduce: {}",
-            outcome.first_failure(),
-            config.command()
-        );
+        assert_passed(&outcome);
     }
 }
 
@@ -113,12 +103,7 @@ fn storage_faults_strike_in_the_o_sweeps_and_every_recovery_holds() {
     for seed in 0..12 {
         let config = RunConfig::seeded(Scenario::O1, seed, 300, "crash".parse().unwrap());
         let outcome = run(&config);
-        assert!(
-            outcome.passed(),
-            "{:?}\n  reproduce: {}",
-            outcome.first_failure(),
-            config.command()
-        );
+        assert_passed(&outcome);
         let j = outcome.journal.expect("an o-scenario journals");
         total.recoveries += j.recoveries;
         total.records_recovered += j.records_recovered;
@@ -166,12 +151,7 @@ fn o1_gives_one_trace_per_seed_and_other_seeds_other_traces() {
 fn every_order_scenario_trades_and_agrees_with_the_model_without_faults() {
     for scenario in Scenario::ORDERS {
         let outcome = run(&config(scenario, 3, FaultPlan::none()));
-        assert!(
-            outcome.passed(),
-            "{scenario}: {:?}\n  reproduce: {}",
-            outcome.first_failure(),
-            outcome.config.command()
-        );
+        assert_passed(&outcome);
         let report = outcome.report.as_ref().expect("the clients stayed");
         let flow = report.flow.as_ref().expect("an order flow");
         use fep_load::flow::Kind;

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use fep_sim::run::RunConfig;
+use fep_sim::run::{Outcome, RunConfig};
 use fep_sim::sweep::{default_threads, sweep};
 
 /// `name` from the environment, as a number; a value that is not one
@@ -51,4 +51,16 @@ pub fn assert_sweep_passes(config: impl Fn(u64) -> RunConfig + Sync, seeds: Rang
         failures.join("\n")
     );
     assert!(result.round_trips() > 0, "the sweep ran no round trip");
+}
+
+/// One run passed; its first failure and the command that replays it
+/// otherwise. (Used by the order tests, not the sweeps.)
+#[allow(dead_code)]
+pub fn assert_passed(outcome: &Outcome) {
+    assert!(
+        outcome.passed(),
+        "{:?}\n  reproduce: {}",
+        outcome.first_failure(),
+        outcome.config.command()
+    );
 }
