@@ -1383,13 +1383,20 @@ mod tests {
         c.handled(Handled::Read, &ack);
     }
 
-    #[test]
-    fn with_several_upstreams_a_refusal_while_one_is_still_down_passes() {
+    /// Worker 0 keeps two upstream connections (7 and 8), hand-shaked at
+    /// 1 and 2, both lost at 5.
+    fn two_upstreams_lost_at_5() -> WireCheck {
         let mut c = check_with_upstreams(2);
         upstream_acks(&mut c, 7, 1);
         upstream_acks(&mut c, 8, 2);
         upstream_closes(&mut c, 7, 5);
         upstream_closes(&mut c, 8, 5);
+        c
+    }
+
+    #[test]
+    fn with_several_upstreams_a_refusal_while_one_is_still_down_passes() {
+        let mut c = two_upstreams_lost_at_5();
         // One is back, the other is not: the gateway may still refuse.
         upstream_acks(&mut c, 9, 10);
         upstream_refusal(&mut c, 25);
@@ -1399,11 +1406,7 @@ mod tests {
 
     #[test]
     fn with_several_upstreams_a_refusal_once_all_are_back_fails() {
-        let mut c = check_with_upstreams(2);
-        upstream_acks(&mut c, 7, 1);
-        upstream_acks(&mut c, 8, 2);
-        upstream_closes(&mut c, 7, 5);
-        upstream_closes(&mut c, 8, 5);
+        let mut c = two_upstreams_lost_at_5();
         upstream_acks(&mut c, 9, 10);
         upstream_acks(&mut c, 10, 12);
         upstream_refusal(&mut c, 25);
