@@ -249,25 +249,49 @@ fn without_sync_records_still_become_visible_and_recoverable() {
 
 #[test]
 fn a_producer_faster_than_the_disk_sees_full_and_too_long_payloads_are_refused() {
+    use std::sync::{Condvar, Mutex};
+    // The WAL thread is held inside its observer after its first batch, so
+    // the producer below is faster than the disk by construction, not by
+    // the luck of a slow fsync (a fast disk drained 64 MB in time once).
+    let gate = Arc::new((Mutex::new((false, false)), Condvar::new()));
+    let held = Arc::clone(&gate);
     let dir = tempdir();
     let max = fep_journal::limits::RECORD_LEN_MAX;
-    let config = config(dir.path()).pending_bytes_max(max);
+    let config = config(dir.path())
+        .pending_bytes_max(max)
+        .observe(wal::WalObserver::new(move |_| {
+            let (lock, cv) = &*held;
+            let mut state = lock.lock().unwrap();
+            state.0 = true; // entered
+            cv.notify_all();
+            while !state.1 {
+                state = cv.wait(state).unwrap();
+            }
+        }));
     let wal = start(&config, AppendAt::NewSegment { seq_next: 1 });
-    let chunk = vec![1u8; 64 * 1024];
-    let mut full = None;
-    for _ in 0..1000 {
-        if let Err(e) = wal.try_append(&chunk) {
-            full = Some(e);
-            break;
+    wal.try_append(b"first").unwrap();
+    {
+        let (lock, cv) = &*gate;
+        let mut state = lock.lock().unwrap();
+        while !state.0 {
+            state = cv.wait(state).unwrap();
         }
     }
-    match full {
-        Some(AppendError::Full {
+    let chunk = vec![1u8; 64 * 1024];
+    let fit = max / fep_journal::record::len_encoded(chunk.len());
+    for i in 0..fit {
+        assert!(wal.try_append(&chunk).is_ok(), "chunk {i} of {fit} fits");
+    }
+    match wal.try_append(&chunk) {
+        Err(AppendError::Full {
             pending_bytes,
             pending_bytes_max,
         }) => {
             assert_eq!(pending_bytes_max, max);
-            assert!(pending_bytes + chunk.len() + 16 > max);
+            assert_eq!(
+                pending_bytes,
+                fit * fep_journal::record::len_encoded(chunk.len())
+            );
         }
         other => panic!("expected Full, got {other:?}"),
     }
@@ -275,7 +299,17 @@ fn a_producer_faster_than_the_disk_sees_full_and_too_long_payloads_are_refused()
         wal.try_append(&vec![0u8; fep_journal::limits::RECORD_PAYLOAD_LEN_MAX + 1]),
         Err(AppendError::TooLong { .. })
     ));
-    wal.shutdown().unwrap();
+    {
+        let (lock, cv) = &*gate;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    let stats = wal.shutdown().unwrap();
+    assert_eq!(
+        stats.records,
+        1 + fit as u64,
+        "everything accepted is written"
+    );
 }
 
 #[test]
