@@ -76,6 +76,7 @@ fn assert_healthy(report: &Report, pings: u64, through_gateway: bool) {
         rejects_allowed: false,
         losses_allowed: false,
         through_gateway,
+        dials_may_fail: false,
     };
     let violations = check(report, &expect);
     assert!(violations.is_empty(), "{violations:?}");

@@ -93,10 +93,21 @@ impl fmt::Display for Verdict {
 /// The invariant a run fails when a host's software panicked.
 pub const HOST_PANICKED: &str = "no host software panics";
 
+/// What the harness itself found and did during a run.
+pub(crate) struct Findings {
+    /// The harness's own failures (liveness).
+    pub failures: Vec<String>,
+    /// The first panic of host software.
+    pub panic: Option<String>,
+    /// Whether the gateway drained mid-run.
+    pub drained: bool,
+    /// Per client: whether a `hold` or `latency` fault began on its link
+    /// while it was opening a connection (so that dial may time out).
+    pub dials_caught: Vec<bool>,
+}
+
 /// The invariants of a run, in order: safety, then liveness. `wire` has
-/// seen every frame of the run; `failures` are the harness's own findings
-/// (liveness), `panic` the first panic of host software, `drained`
-/// whether the gateway drained mid-run.
+/// seen every frame of the run.
 pub(crate) fn check_run(
     config: &RunConfig,
     faults: &[Fault],
@@ -104,8 +115,14 @@ pub(crate) fn check_run(
     recorder: &Recorder,
     wire: WireCheck,
     reports: &[Option<Report>],
-    (failures, panic, drained): (Vec<String>, Option<String>, bool),
+    findings: Findings,
 ) -> Vec<Verdict> {
+    let Findings {
+        failures,
+        panic,
+        drained,
+        dials_caught,
+    } = findings;
     let answers = wire.answers.clone();
     // First: once a host panicked, whatever else broke follows from it.
     let mut panicked = Verdict::new(HOST_PANICKED, Class::Safety);
@@ -124,7 +141,12 @@ pub(crate) fn check_run(
     verdicts.push(counters);
     verdicts.push(no_session_left(recorder, hosts));
     verdicts.push(reports_hold(
-        config, faults, drained, &answers, hosts, reports,
+        config,
+        faults,
+        (drained, &dials_caught),
+        &answers,
+        hosts,
+        reports,
     ));
     let mut liveness = Verdict::new("completes after faults heal", Class::Liveness);
     for f in failures {
@@ -1025,7 +1047,7 @@ fn no_session_left(recorder: &Recorder, hosts: &Hosts) -> Verdict {
 fn reports_hold(
     config: &RunConfig,
     faults: &[Fault],
-    drained: bool,
+    (drained, dials_caught): (bool, &[bool]),
     answers: &BTreeMap<HostIx, (u64, u64)>,
     hosts: &Hosts,
     reports: &[Option<Report>],
@@ -1046,6 +1068,7 @@ fn reports_hold(
             rejects_allowed,
             losses_allowed: false,
             through_gateway: true,
+            dials_may_fail: dials_caught.get(k).copied().unwrap_or(false),
         };
         // A drained gateway closes on clients that have pings left to
         // send: their reports show losses and failed dials; the wire

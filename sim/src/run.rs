@@ -849,6 +849,7 @@ pub fn run(config: &RunConfig) -> Outcome {
         drain_ms: None,
         slowed: vec![0; hosts.clients.len()],
         returning: vec![false; hosts.clients.len()],
+        dials_caught: vec![false; hosts.clients.len()],
         over: false,
     };
     while ready && failures.is_empty() {
@@ -980,7 +981,12 @@ pub fn run(config: &RunConfig) -> Outcome {
         &recorder.borrow(),
         wire,
         &reports,
-        (failures, panic, state.drain_ms.is_some()),
+        check::Findings {
+            failures,
+            panic,
+            drained: state.drain_ms.is_some(),
+            dials_caught: state.dials_caught,
+        },
     );
     // Safety before liveness: the order verdicts go before the last one.
     let liveness = verdicts.pop().expect("check_run ends with liveness");
@@ -1136,6 +1142,11 @@ struct State {
     /// dial into a held or slowed link times out, which no client
     /// survives and nothing would explain.
     returning: Vec<bool>,
+    /// Clients whose link a `hold` or `latency` fault began to slow while
+    /// they were opening a connection: that dial may time out, and the
+    /// fault explains it (a rejoin waits for a slowed link to heal, but a
+    /// link can be slowed just after the dial began).
+    dials_caught: Vec<bool>,
     /// The run is over: no client comes back any more.
     over: bool,
 }
@@ -1181,6 +1192,15 @@ fn begin(
     let clients = u16::try_from(hosts.clients.len()).expect("few clients");
     if let Some(k) = slowed_client(fault, clients) {
         state.slowed[k] += 1;
+        let connecting = hosts.clients[k]
+            .workers()
+            .iter()
+            .any(|w| w.borrow().service().connecting());
+        if connecting && !state.dials_caught[k] {
+            state.dials_caught[k] = true;
+            let name = hosts.clients[k].name();
+            fault_line(recorder, sim, format_args!("fault catches {name} dialing"));
+        }
     }
     match fault.kind {
         FaultKind::Latency => {

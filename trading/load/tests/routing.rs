@@ -29,6 +29,7 @@ fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
         rejects_allowed: false,
         losses_allowed: false,
         through_gateway: true,
+        dials_may_fail: false,
     };
     let violations = check(h.client().service().report(), &expect);
     assert!(violations.is_empty(), "{scenario}: {violations:?}");

@@ -162,6 +162,17 @@ impl Client {
         &self.report
     }
 
+    /// Whether a connection is still being opened (waiting to dial,
+    /// dialing, or in its hand-shake).
+    pub fn connecting(&self) -> bool {
+        self.links.iter().any(|l| {
+            matches!(
+                l.state,
+                LinkState::Idle | LinkState::Dialing | LinkState::Hello
+            )
+        })
+    }
+
     /// Takes the report out (at the end of a run), with the order flow's
     /// counters.
     pub fn into_report(mut self) -> Report {
@@ -608,6 +619,7 @@ impl Client {
         let Some(conn) = cx.connect(PeerId(0)) else {
             // No room in the session table: the dial failed.
             self.report.errors += 1;
+            self.report.dials_failed += 1;
             return self.lose_link(cx, i);
         };
         *cx.data_mut(conn).expect("just opened") = LinkIndex(i as u32);
@@ -673,6 +685,7 @@ impl Client {
                     cx.close(conn);
                 }
                 self.report.errors += 1;
+                self.report.dials_failed += 1;
                 self.lose_link(cx, i);
             }
         }
@@ -807,6 +820,7 @@ impl Service for Client {
             .is_some_and(|l| l.conn == Some(conn) && l.state == LinkState::Dialing)
         {
             self.report.errors += 1;
+            self.report.dials_failed += 1;
             self.lose_link(cx, i);
         }
         self.dial_next(cx);

@@ -64,6 +64,10 @@ pub struct Report {
     pub rejects: u64,
     /// `Error` frames received, and connections that could not be opened.
     pub errors: u64,
+    /// Of `errors`, connections that could not be opened (no room to dial,
+    /// the dial failed, or it had not finished its hand-shake by the
+    /// deadline).
+    pub dials_failed: u64,
     /// Pings that got no answer at all.
     pub lost: u64,
     /// Connections still waiting for answers when the drain deadline passed.
@@ -112,6 +116,7 @@ impl Report {
             pongs: 0,
             rejects: 0,
             errors: 0,
+            dials_failed: 0,
             lost: 0,
             drain_timeouts: 0,
             window_violations: 0,
@@ -140,6 +145,7 @@ impl Report {
         self.pongs += other.pongs;
         self.rejects += other.rejects;
         self.errors += other.errors;
+        self.dials_failed += other.dials_failed;
         self.lost += other.lost;
         self.drain_timeouts += other.drain_timeouts;
         self.window_violations += other.window_violations;
