@@ -1023,21 +1023,15 @@ fn no_session_left(recorder: &Recorder, hosts: &Hosts) -> Verdict {
             count(c.ix(), c.name(), c.sessions());
         }
     }
-    for c in &recorder.open {
-        let mirrored = recorder
-            .open
-            .iter()
-            .any(|o| o.local == c.peer && o.peer == c.local);
-        if !mirrored {
-            v.fail(format!(
-                "{}/w{} {:?} {} -> {}: the other end is closed",
-                recorder.host_name(c.host),
-                c.worker,
-                c.conn,
-                c.local,
-                c.peer
-            ));
-        }
+    for c in recorder.one_sided() {
+        v.fail(format!(
+            "{}/w{} {:?} {} -> {}: the other end is closed",
+            recorder.host_name(c.host),
+            c.worker,
+            c.conn,
+            c.local,
+            c.peer
+        ));
     }
     v
 }

@@ -10,7 +10,9 @@
 //! 2. The clients run their pings while the faults strike and heal.
 //! 3. When every client that is still there is done (or the liveness
 //!    deadline passes), every fault still in force heals and the run goes on
-//!    for [`QUIESCE_MS`] so that closes reach the other side.
+//!    for [`QUIESCE_MS`] so that closes reach the other side, and longer
+//!    (up to [`QUIESCE_MS_MAX`]) while a connection is open on one side
+//!    only: its input may still be taken at a handoff credit's pace.
 //! 4. The checker looks at the wire, the hosts and the clients' reports.
 
 use std::cell::RefCell;
@@ -50,6 +52,9 @@ pub const LIVENESS_GRACE_MS: u64 = 3_000;
 pub const RUN_HORIZONS_MAX: u64 = 20;
 /// Simulated time after the clients finish, for closes to propagate.
 pub const QUIESCE_MS: u64 = 30;
+/// The longest the run goes on after the clients finish while a connection
+/// is open on one side only (its peer closed, its input not all taken).
+pub const QUIESCE_MS_MAX: u64 = 1_000;
 /// How long a client waits for the last answers.
 pub const CLIENT_DRAIN_MS: u64 = 1_000;
 /// A dial that has not completed by then has failed.
@@ -926,7 +931,14 @@ pub fn run(config: &RunConfig) -> Outcome {
         }
     }
     watch.heal(&mut sim, &hosts, &recorder);
-    for _ in 0..QUIESCE_MS {
+    // Closes need a few steps to reach the other side; a connection whose
+    // other end is gone may still hold input the gateway takes at the
+    // handoff credit's pace (a client that left with megabytes sent): the
+    // run goes on while one does, up to QUIESCE_MS_MAX.
+    for ms in 0..QUIESCE_MS_MAX {
+        if ms >= QUIESCE_MS && recorder.borrow().one_sided().next().is_none() {
+            break;
+        }
         if let Err(e) = sim.step() {
             failures.push(format!("host software failed while quiescing: {e}"));
             break;

@@ -127,6 +127,16 @@ pub struct Recorder {
 pub type SharedRecorder = Rc<RefCell<Recorder>>;
 
 impl Recorder {
+    /// Connections open on one side only (their peer closed).
+    pub fn one_sided(&self) -> impl Iterator<Item = &OpenConn> {
+        self.open.iter().filter(|c| {
+            !self
+                .open
+                .iter()
+                .any(|o| o.local == c.peer && o.peer == c.local)
+        })
+    }
+
     /// An empty recorder; `keep_text` keeps the trace text (for printing),
     /// otherwise only its digest.
     pub fn new(keep_text: bool) -> Recorder {

@@ -228,3 +228,52 @@ fn a_hold_that_begins_during_a_rejoin_dial_explains_the_failed_dial() {
     assert!(report.dials_failed > 0, "the dial failed: {report:?}");
     assert_eq!(report.errors, report.dials_failed, "no Error frame");
 }
+
+/// s1 seed 443251: the same gap with a client of one connection, whose
+/// failed dial left it nothing to send: the pings it never sent are
+/// excused with its dial.
+#[test]
+fn a_client_whose_only_dial_a_hold_caught_is_not_a_liveness_failure() {
+    let mut config = RunConfig::new(Scenario::S1, 443251);
+    config.pings = 1250;
+    config.faults = "latency@598+226/1,hold@239+160/1,crash@620+240/0,cut@20+29/0,\
+         leave@432+0/0,slowhandoff@276+455/0,refusehandoff@700+401/2,buggify@625+3742/0,\
+         stall@521+229/0,rejoin@49+189/0"
+        .parse()
+        .expect("a valid plan");
+    config.clients = 1;
+    config.connections = 1;
+    config.inflight = 4;
+    let outcome = run(&config);
+    passed(&outcome);
+    let report = outcome.report.as_ref().expect("the client stayed");
+    assert!(report.dials_failed > 0 && report.sent < 1250, "{report:?}");
+}
+
+/// s3 seed 442159: a client sent two windows of 64 KiB pings and left for
+/// good while the gateway held its input behind a small handoff credit;
+/// the gateway was still taking that input (as it must: it was sent
+/// before the close) when the 30 ms quiesce ended (63 ms into the run),
+/// and its session looked
+/// leaked. The run now quiesces while a connection is open on one side
+/// only, up to a bound.
+#[test]
+fn a_departed_clients_backlog_is_taken_before_the_sessions_are_judged() {
+    let mut config = RunConfig::new(Scenario::S3, 442159);
+    config.faults = "latency@30+3/0,hold@7+9/0,crash@20+11/0,cut@14+10/0,leave@29+0/0,\
+         slowhandoff@21+19/0,refusehandoff@24+6/5,buggify@18+151/0,stall@12+13/0,rejoin@5+8/0"
+        .parse()
+        .expect("a valid plan");
+    config.clients = 1;
+    config.connections = 2;
+    config.inflight = 43;
+    config.size = 65539;
+    config.handoff_bytes_max = Some(349_371);
+    let outcome = run(&config);
+    passed(&outcome);
+    let quiesce_ms = outcome.sim_elapsed.0 / 1_000_000;
+    assert!(
+        quiesce_ms > 63,
+        "ran past the fixed quiesce: {quiesce_ms} ms"
+    );
+}

@@ -363,6 +363,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    #[inline(always)]
     fn take<const N: usize>(&mut self) -> [u8; N] {
         let v = self.bytes[self.at..self.at + N]
             .try_into()
@@ -370,21 +371,27 @@ impl<'a> Fields<'a> {
         self.at += N;
         v
     }
+    #[inline(always)]
     fn u8(&mut self) -> u8 {
         self.take::<1>()[0]
     }
+    #[inline(always)]
     fn u16(&mut self) -> u16 {
         u16::from_be_bytes(self.take())
     }
+    #[inline(always)]
     fn u32(&mut self) -> u32 {
         u32::from_be_bytes(self.take())
     }
+    #[inline(always)]
     fn u64(&mut self) -> u64 {
         u64::from_be_bytes(self.take())
     }
+    #[inline(always)]
     fn i64(&mut self) -> i64 {
         i64::from_be_bytes(self.take())
     }
+    #[inline(always)]
     fn header(&mut self) -> Header {
         Header {
             cl_ord_id: self.u64(),
@@ -395,11 +402,13 @@ impl<'a> Fields<'a> {
             t4: Nanos(self.u64()),
         }
     }
+    #[inline(always)]
     fn rest(&self) -> &'a [u8] {
         &self.bytes[self.at..]
     }
 }
 
+#[inline(always)]
 fn exact(opcode: u16, payload: &[u8], expected: usize) -> Result<Fields<'_>, Fault> {
     if payload.len() != expected {
         return Err(Fault::Malformed {
