@@ -49,7 +49,12 @@ fn payload(seq: u64) -> Vec<u8> {
 #[test]
 fn group_commit_batches_many_appends_per_fsync_under_concurrent_producers() {
     let dir = tempdir();
-    let config = config(dir.path());
+    // Each batch takes at least half a millisecond after its fsync, as a
+    // real disk's would: a tmpfs or a cache that ignores fsync would
+    // otherwise let the WAL thread keep up record by record.
+    let config = config(dir.path()).observe(wal::WalObserver::new(|_| {
+        std::thread::sleep(std::time::Duration::from_micros(500))
+    }));
     let (_, r) = recover_all(&config).unwrap();
     let notified = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&notified);
