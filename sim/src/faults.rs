@@ -190,6 +190,19 @@ impl fmt::Display for Fault {
     }
 }
 
+/// The longest drawn `hold` of the gateway–exchange link (a pinned one
+/// is kept as given). turmoil queues at most 64 SYNs on a listener (its
+/// `tcp_capacity`) and panics past that, where a real stack drops them and
+/// the dialer tries again; a held link delivers every SYN of the hold in
+/// one step when it heals. The gateway's upstream sessions (at most 2
+/// workers × 4 connections as the swarm draws them) redial 20 ms dial
+/// deadlines apart plus a backoff doubling from 1 ms: a session dialing
+/// the whole of a 250 ms hold sends at most 7 SYNs (at 0, 21, 43, 67, 95,
+/// 131 and 183 ms), 56 in all. (s2 seed 452820 held it 2,010 ms and its 6
+/// sessions sent 64; a 500 ms hold with 8 sessions sent 64 too, at the
+/// limit.)
+pub const UPSTREAM_HOLD_MS_MAX: u64 = 250;
+
 /// A plan as written: items, some of them to be drawn from the seed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultPlan {
@@ -346,11 +359,16 @@ impl FaultPlan {
                     ),
                     FaultKind::Drain => (0, 0),
                 };
+                let target = item.target.unwrap_or(target);
+                let for_ms = item.for_ms.unwrap_or(match item.kind {
+                    FaultKind::Hold if target == 0 => for_ms.min(UPSTREAM_HOLD_MS_MAX),
+                    _ => for_ms,
+                });
                 Fault {
                     kind: item.kind,
                     at_ms,
-                    for_ms: item.for_ms.unwrap_or(for_ms),
-                    target: item.target.unwrap_or(target),
+                    for_ms,
+                    target,
                 }
             })
             .collect()
@@ -389,5 +407,24 @@ mod tests {
         assert_eq!((f.at_ms, f.for_ms, f.target), (30, 7, 2));
         let again = FaultPlan::pinned(&plan.resolve(5, 200, 2));
         assert_eq!(again.resolve(77, 10, 2), plan.resolve(5, 200, 2));
+    }
+
+    #[test]
+    fn a_drawn_hold_of_the_upstream_link_is_bounded_and_a_pinned_one_kept() {
+        let plan: FaultPlan = "hold".parse().unwrap();
+        let holds: Vec<Fault> = (0..2_000)
+            .map(|seed| plan.resolve(seed, 8_000, 2)[0])
+            .collect();
+        let upstream = |f: &&Fault| f.target == 0;
+        assert!(holds.iter().filter(upstream).count() > 100);
+        assert!(holds
+            .iter()
+            .filter(upstream)
+            .all(|f| f.for_ms <= UPSTREAM_HOLD_MS_MAX));
+        assert!(holds
+            .iter()
+            .any(|f| f.target != 0 && f.for_ms > UPSTREAM_HOLD_MS_MAX));
+        let pinned: FaultPlan = "hold@30+900/0".parse().unwrap();
+        assert_eq!(pinned.resolve(1, 8_000, 2)[0].for_ms, 900);
     }
 }
