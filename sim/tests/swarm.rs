@@ -23,6 +23,22 @@ fn passed(outcome: &Outcome) {
     );
 }
 
+/// The configuration a sweep's replay command gives: `scenario` and `seed`
+/// with its fault plan pinned and its topology.
+fn replay(
+    scenario: Scenario,
+    seed: u64,
+    faults: &str,
+    (clients, connections, inflight): (u16, u32, u32),
+) -> RunConfig {
+    let mut config = RunConfig::new(scenario, seed);
+    config.faults = faults.parse().expect("a valid plan");
+    config.clients = clients;
+    config.connections = connections;
+    config.inflight = inflight;
+    config
+}
+
 /// Slots of the gateway's accepted connections, each with the
 /// generations seen there (from the trace's `accepted cS.G` lines).
 fn gateway_slots(trace: &str) -> BTreeMap<(String, String), Vec<String>> {
@@ -206,15 +222,14 @@ fn a_deep_window_of_the_largest_frames_is_sent_whole_and_answered() {
 /// an `Error` frame is still an error.
 #[test]
 fn a_hold_that_begins_during_a_rejoin_dial_explains_the_failed_dial() {
-    let mut config = RunConfig::new(Scenario::S2, 430520);
-    config.faults = "latency@44+39/1,hold@86+34/1,crash@89+29/0,cut@75+32/0,leave@95+0/1,\
+    let mut config = replay(
+        Scenario::S2,
+        430520,
+        "latency@44+39/1,hold@86+34/1,crash@89+29/0,cut@75+32/0,leave@95+0/1,\
          slowhandoff@119+64/0,refusehandoff@22+19/4,buggify@57+570/0,stall@96+44/0,\
-         rejoin@59+26/0"
-        .parse()
-        .expect("a valid plan");
-    config.clients = 3;
-    config.connections = 3;
-    config.inflight = 2;
+         rejoin@59+26/0",
+        (3, 3, 2),
+    );
     config.size = 55319;
     config.keep_trace = true;
     let outcome = run(&config);
@@ -234,16 +249,15 @@ fn a_hold_that_begins_during_a_rejoin_dial_explains_the_failed_dial() {
 /// excused with its dial.
 #[test]
 fn a_client_whose_only_dial_a_hold_caught_is_not_a_liveness_failure() {
-    let mut config = RunConfig::new(Scenario::S1, 443251);
-    config.pings = 1250;
-    config.faults = "latency@598+226/1,hold@239+160/1,crash@620+240/0,cut@20+29/0,\
+    let mut config = replay(
+        Scenario::S1,
+        443251,
+        "latency@598+226/1,hold@239+160/1,crash@620+240/0,cut@20+29/0,\
          leave@432+0/0,slowhandoff@276+455/0,refusehandoff@700+401/2,buggify@625+3742/0,\
-         stall@521+229/0,rejoin@49+189/0"
-        .parse()
-        .expect("a valid plan");
-    config.clients = 1;
-    config.connections = 1;
-    config.inflight = 4;
+         stall@521+229/0,rejoin@49+189/0",
+        (1, 1, 4),
+    );
+    config.pings = 1250;
     let outcome = run(&config);
     passed(&outcome);
     let report = outcome.report.as_ref().expect("the client stayed");
@@ -254,19 +268,17 @@ fn a_client_whose_only_dial_a_hold_caught_is_not_a_liveness_failure() {
 /// good while the gateway held its input behind a small handoff credit;
 /// the gateway was still taking that input (as it must: it was sent
 /// before the close) when the 30 ms quiesce ended (63 ms into the run),
-/// and its session looked
-/// leaked. The run now quiesces while a connection is open on one side
-/// only, up to a bound.
+/// and its session looked leaked. The run now quiesces while a connection
+/// is open on one side only, up to a bound.
 #[test]
 fn a_departed_clients_backlog_is_taken_before_the_sessions_are_judged() {
-    let mut config = RunConfig::new(Scenario::S3, 442159);
-    config.faults = "latency@30+3/0,hold@7+9/0,crash@20+11/0,cut@14+10/0,leave@29+0/0,\
-         slowhandoff@21+19/0,refusehandoff@24+6/5,buggify@18+151/0,stall@12+13/0,rejoin@5+8/0"
-        .parse()
-        .expect("a valid plan");
-    config.clients = 1;
-    config.connections = 2;
-    config.inflight = 43;
+    let mut config = replay(
+        Scenario::S3,
+        442159,
+        "latency@30+3/0,hold@7+9/0,crash@20+11/0,cut@14+10/0,leave@29+0/0,\
+         slowhandoff@21+19/0,refusehandoff@24+6/5,buggify@18+151/0,stall@12+13/0,rejoin@5+8/0",
+        (1, 2, 43),
+    );
     config.size = 65539;
     config.handoff_bytes_max = Some(349_371);
     let outcome = run(&config);
