@@ -91,6 +91,34 @@ where
     running.join().expect("workers stop cleanly")
 }
 
+/// Appends a client's `PerfPing` (stamped `t1 = 1`) to `out`, for the
+/// raw-socket clients below.
+fn push_ping(out: &mut Vec<u8>, seq: u64, pad: &[u8]) {
+    fep_trading::msg::PerfPing {
+        seq,
+        route: 0,
+        t1: Nanos(1),
+        t2: Nanos::ZERO,
+        t3: Nanos::ZERO,
+        t4: Nanos::ZERO,
+        pad,
+    }
+    .encode(fep_trading::msg::OP_PERF_PING, out);
+}
+
+/// Writes a client's hand-shake on a raw socket.
+fn send_client_hello(sock: &mut std::net::TcpStream) {
+    use std::io::Write;
+    let mut bytes = Vec::new();
+    fep_trading::msg::RoleHelloReq {
+        role: 1,
+        version: 1,
+        token: "",
+    }
+    .encode(&mut bytes);
+    sock.write_all(&bytes).unwrap();
+}
+
 #[test]
 fn a_client_pings_the_exchange_directly() {
     let ex = exchange(Config::new());
@@ -361,28 +389,13 @@ fn a_peer_that_stops_reading_is_cut_off_with_overloaded() {
     // A raw client that hand-shakes and sends 2 MiB of pings, paced so the
     // upstream keeps up, and reads nothing until it has sent them all.
     let mut sock = std::net::TcpStream::connect(gw.local_addr().unwrap()).unwrap();
+    send_client_hello(&mut sock);
     let mut bytes = Vec::new();
-    let hello = fep_trading::msg::RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    };
-    hello.encode(&mut bytes);
-    sock.write_all(&bytes).unwrap();
     let pad = vec![7u8; 1024];
     for burst in 0..64u64 {
         bytes.clear();
         for seq in 1..=32u64 {
-            let ping = fep_trading::msg::PerfPing {
-                seq: burst * 32 + seq,
-                route: 0,
-                t1: Nanos(1),
-                t2: Nanos::ZERO,
-                t3: Nanos::ZERO,
-                t4: Nanos::ZERO,
-                pad: &pad,
-            };
-            ping.encode(fep_trading::msg::OP_PERF_PING, &mut bytes);
+            push_ping(&mut bytes, burst * 32 + seq, &pad);
         }
         sock.write_all(&bytes).unwrap();
         std::thread::sleep(Duration::from_millis(1));
@@ -655,14 +668,7 @@ fn an_exchange_paused_by_its_backlog_reads_again_once_writable_drains_it() {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&ex.local_addr().unwrap().into()).unwrap();
     let mut sock: std::net::TcpStream = socket.into();
-    let mut hello = Vec::new();
-    fep_trading::msg::RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    }
-    .encode(&mut hello);
-    sock.write_all(&hello).unwrap();
+    send_client_hello(&mut sock);
     const PINGS: u64 = 3_000;
     const SIZE: usize = 4096;
     let written = Arc::new(AtomicU64::new(0));
@@ -674,16 +680,7 @@ fn an_exchange_paused_by_its_backlog_reads_again_once_writable_drains_it() {
             let mut bytes = Vec::new();
             for seq in 1..=PINGS {
                 bytes.clear();
-                let ping = fep_trading::msg::PerfPing {
-                    seq,
-                    route: 0,
-                    t1: Nanos(1),
-                    t2: Nanos::ZERO,
-                    t3: Nanos::ZERO,
-                    t4: Nanos::ZERO,
-                    pad: &pad,
-                };
-                ping.encode(fep_trading::msg::OP_PERF_PING, &mut bytes);
+                push_ping(&mut bytes, seq, &pad);
                 assert_eq!(bytes.len(), SIZE);
                 sock.write_all(&bytes).unwrap();
                 written.store(seq, Ordering::Release);

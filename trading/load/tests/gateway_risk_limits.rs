@@ -265,14 +265,22 @@ fn exposure(risk: &mut Risk, client: ClientId) -> (u64, u64) {
     (e.open_orders, e.open_notional)
 }
 
-#[test]
-fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
+/// One gateway worker with `TWO_CLIENTS`' limits, and Alice connected to it
+/// with a day sell of 10 at 50 accepted: the harness, the risk view,
+/// Alice's client id and her connection.
+fn alice_resting_a_sell() -> (Harness, Risk, ClientId, Raw) {
     let (mut h, handle) = harness(TWO_CLIENTS);
     let mut risk = handle.risk();
     let client = risk.client_by_token("alice").unwrap();
     let mut alice = connect_with(&mut h, G, "alice");
     alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
     assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    (h, risk, client, alice)
+}
+
+#[test]
+fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
+    let (mut h, mut risk, client, mut alice) = alice_resting_a_sell();
     assert_eq!(exposure(&mut risk, client), (1, 500));
     // Carol's IOC takes 4 of the 10: 6 stay open.
     let mut carol = connect_with(&mut h, G, "carol");
@@ -299,12 +307,7 @@ fn exposure_follows_a_partial_fill_a_replace_and_a_departure() {
 
 #[test]
 fn a_replace_in_flight_when_the_gateway_drains_is_canceled_and_the_exposure_ends_at_zero() {
-    let (mut h, handle) = harness(TWO_CLIENTS);
-    let mut risk = handle.risk();
-    let client = risk.client_by_token("alice").unwrap();
-    let mut alice = connect_with(&mut h, G, "alice");
-    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    let (mut h, mut risk, client, mut alice) = alice_resting_a_sell();
     assert_eq!(exposure(&mut risk, client), (1, 500));
     // The replace reaches the exchange before the drain's cancel, which
     // names the order's old name in vain; the replace's answer renames the
@@ -366,12 +369,7 @@ fn an_order_renamed_from_another_workers_connection_then_filled_settles_without_
 
 #[test]
 fn an_upstream_loss_gives_back_what_its_rejected_requests_reserved_and_keeps_the_open_orders() {
-    let (mut h, handle) = harness(TWO_CLIENTS);
-    let mut risk = handle.risk();
-    let client = risk.client_by_token("alice").unwrap();
-    let mut alice = connect_with(&mut h, G, "alice");
-    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    let (mut h, mut risk, client, mut alice) = alice_resting_a_sell();
     // With the upstream gone, the next order is refused, and what its
     // check reserved goes back; the order the exchange holds still counts.
     h.set_exchange_down(true);
@@ -430,12 +428,7 @@ fn reconnect(h: &mut Harness) {
 
 #[test]
 fn an_order_in_flight_at_an_upstream_loss_keeps_its_exposure_until_the_reconnect_cancels_it() {
-    let (mut h, handle) = harness(TWO_CLIENTS);
-    let mut risk = handle.risk();
-    let client = risk.client_by_token("alice").unwrap();
-    let mut alice = connect_with(&mut h, G, "alice");
-    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    let (mut h, mut risk, client, mut alice) = alice_resting_a_sell();
     lose_upstream_with_an_order_in_flight(&mut h, &mut alice);
     // The client was told UPSTREAM_UNAVAILABLE, yet the order may rest at
     // the exchange: its exposure stays counted.
@@ -458,12 +451,7 @@ fn an_order_in_flight_at_an_upstream_loss_keeps_its_exposure_until_the_reconnect
 
 #[test]
 fn an_order_in_doubt_stays_in_doubt_across_a_second_loss_before_its_cancel_is_answered() {
-    let (mut h, handle) = harness(TWO_CLIENTS);
-    let mut risk = handle.risk();
-    let client = risk.client_by_token("alice").unwrap();
-    let mut alice = connect_with(&mut h, G, "alice");
-    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    let (mut h, mut risk, client, mut alice) = alice_resting_a_sell();
     lose_upstream_with_an_order_in_flight(&mut h, &mut alice);
     // Back just long enough to send the cancel, then lost again before
     // its answer: the exchange took it, the gateway cannot know.
@@ -482,12 +470,7 @@ fn an_order_in_doubt_stays_in_doubt_across_a_second_loss_before_its_cancel_is_an
 
 #[test]
 fn a_cancel_on_disconnect_during_an_outage_is_sent_once_the_upstream_is_back() {
-    let (mut h, handle) = harness(TWO_CLIENTS);
-    let mut risk = handle.risk();
-    let client = risk.client_by_token("alice").unwrap();
-    let mut alice = connect_with(&mut h, G, "alice");
-    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    let (mut h, mut risk, client, alice) = alice_resting_a_sell();
     h.set_exchange_down(true);
     h.settle();
     // Alice leaves while the upstream is down: her order's exposure goes
@@ -541,12 +524,7 @@ fn orders_in_doubt_under_handoff_routing_are_kept_and_canceled_by_their_clients_
 
 #[test]
 fn a_replace_in_doubt_that_reached_the_exchange_is_canceled_and_its_order_settled() {
-    let (mut h, handle) = harness(TWO_CLIENTS);
-    let mut risk = handle.risk();
-    let client = risk.client_by_token("alice").unwrap();
-    let mut alice = connect_with(&mut h, G, "alice");
-    alice.send(&mut h, &day(1, 1, SIDE_SELL, 50, 10));
-    assert_eq!(answer(&mut alice, &h), Ok(order::OP_ORDER_ACCEPTED));
+    let (mut h, mut risk, client, mut alice) = alice_resting_a_sell();
     // A replace to 10 at 60 reaches the exchange (which renames the order
     // 2) and the link dies before its answer.
     let replace = alice_replaces(2, 1, 60, 10);
