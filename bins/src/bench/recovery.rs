@@ -74,6 +74,7 @@ pub fn run(args: &RecoveryArgs) -> Result<(), String> {
         deviation: 5_000,
         accounts: 1_000,
         no_compare: true,
+        no_feed: true,
         pause_ms: 0,
     };
     let w = generate(&flow)?;
