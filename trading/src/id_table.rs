@@ -1,13 +1,23 @@
 //! A map from an exchange's `order_id` to a small value: an open-addressed
-//! table with linear probing, sized at start for every order that can be
-//! open, so it never grows and never allocates. The exchange keeps each open
-//! order's owner in one; the gateway, each open order's place in its
-//! tracker.
+//! table with linear probing. The exchange keeps each open order's owner in
+//! one; the gateway, each open order's place in its tracker.
 //!
 //! Order ids are handed out one after another, so the id itself (masked) is
-//! a good home slot: live ids are spread over a window of the table and
-//! collide only when an old order outlives about a table's worth of newer
-//! ones. Deletion shifts later entries back instead of leaving tombstones.
+//! a good home slot. Deletion shifts later entries back instead of leaving
+//! tombstones.
+//!
+//! Its memory is reserved at start for twice `open_max` ids, but only a
+//! prefix is in use: it starts at [`ACTIVE_MIN`] entries and doubles (a
+//! rehash into a second reserved buffer, so no allocation) whenever the ids
+//! would fill more than half of it; it never shrinks. Its working set thus
+//! follows the orders actually open, not the bound. A table spread over
+//! all of its entries (80 MiB for the exchange's default bound) put the
+//! open orders' ids, which spread over an ever-moving window of ids, each
+//! on its own cold line and page: in a closed loop of order entry through
+//! the gateway, half of `Exchange::order`'s samples were its first probe.
+
+/// Entries in use at start (or all of them, for a smaller bound).
+pub(crate) const ACTIVE_MIN: usize = 1024;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry<V> {
@@ -19,24 +29,36 @@ struct Entry<V> {
 /// `order_id` → `V` for the orders open at one time.
 #[derive(Debug)]
 pub(crate) struct IdTable<V> {
+    /// The entries in use: a power of two, at most `capacity`.
     entries: Vec<Entry<V>>,
+    /// The other reserved buffer, empty: the next rehash goes there.
+    spare: Vec<Entry<V>>,
+    /// Entries reserved (twice `open_max`, a power of two).
+    capacity: usize,
     mask: usize,
     len: usize,
 }
 
 impl<V: Copy + Default> IdTable<V> {
-    /// A table for `open_max` ids at once (twice as many entries, so a probe
-    /// stays short).
+    /// A table for `open_max` ids at once (twice as many entries reserved,
+    /// so a probe stays short at the bound).
     pub(crate) fn new(open_max: usize) -> IdTable<V> {
         let capacity = (open_max * 2).next_power_of_two().max(2);
-        let empty = Entry {
+        let mut entries = Vec::with_capacity(capacity);
+        entries.resize(capacity.min(ACTIVE_MIN), Self::empty());
+        IdTable {
+            mask: entries.len() - 1,
+            entries,
+            spare: Vec::with_capacity(capacity),
+            capacity,
+            len: 0,
+        }
+    }
+
+    fn empty() -> Entry<V> {
+        Entry {
             order_id: 0,
             value: V::default(),
-        };
-        IdTable {
-            entries: vec![empty; capacity],
-            mask: capacity - 1,
-            len: 0,
         }
     }
 
@@ -54,6 +76,9 @@ impl<V: Copy + Default> IdTable<V> {
     /// Sets (or replaces) the value of `order_id`.
     pub(crate) fn set(&mut self, order_id: u64, value: V) {
         assert!(order_id != 0, "order ids start at 1");
+        if (self.len + 1) * 2 > self.entries.len() && self.entries.len() < self.capacity {
+            self.grow();
+        }
         match self.position(order_id) {
             Ok(i) => self.entries[i].value = value,
             Err(i) => {
@@ -62,6 +87,28 @@ impl<V: Copy + Default> IdTable<V> {
                 self.len += 1;
             }
         }
+    }
+
+    /// Doubles the entries in use and rehashes every id into them, in the
+    /// spare buffer (reserved at start: no allocation).
+    fn grow(&mut self) {
+        let active = self.entries.len() * 2;
+        debug_assert!(active <= self.capacity && self.spare.is_empty());
+        self.spare.resize(active, Self::empty());
+        std::mem::swap(&mut self.entries, &mut self.spare);
+        self.mask = active - 1;
+        for k in 0..self.spare.len() {
+            let e = self.spare[k];
+            if e.order_id == 0 {
+                continue;
+            }
+            let mut i = e.order_id as usize & self.mask;
+            while self.entries[i].order_id != 0 {
+                i = (i + 1) & self.mask;
+            }
+            self.entries[i] = e;
+        }
+        self.spare.clear();
     }
 
     /// The value of `order_id`, if it is there.
@@ -101,6 +148,12 @@ impl<V: Copy + Default> IdTable<V> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// Entries in use.
+    #[cfg(test)]
+    fn active(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 #[cfg(test)]
@@ -110,26 +163,61 @@ mod tests {
 
     #[test]
     fn the_table_agrees_with_a_map_under_churn() {
-        let mut table = IdTable::<u64>::new(64);
-        let mut model = BTreeMap::new();
-        let mut next = 1u64;
-        let mut x = 12345u64;
-        for _ in 0..20_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            if (x >> 33) % 3 != 0 && model.len() < 64 {
-                table.set(next, next * 7);
-                model.insert(next, next * 7);
-                next += 1;
-            } else if let Some(&id) = model.keys().nth(((x >> 40) as usize) % model.len().max(1)) {
-                assert_eq!(table.remove(id), model.remove(&id));
+        // A bound below the first prefix, and one the table grows to.
+        for open_max in [64usize, 3_000] {
+            let mut table = IdTable::<u64>::new(open_max);
+            let mut model = BTreeMap::new();
+            let mut next = 1u64;
+            let mut x = 12345u64;
+            for _ in 0..20_000 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if (x >> 33) % 3 != 0 && model.len() < open_max {
+                    table.set(next, next * 7);
+                    model.insert(next, next * 7);
+                    next += 1;
+                } else if let Some(&id) =
+                    model.keys().nth(((x >> 40) as usize) % model.len().max(1))
+                {
+                    assert_eq!(table.remove(id), model.remove(&id));
+                }
+                assert_eq!(table.len(), model.len());
             }
-            assert_eq!(table.len(), model.len());
+            assert!(model.len() > 1_000 || open_max < 1_000, "the table grew");
+            for id in 1..next {
+                assert_eq!(table.get(id), model.get(&id).copied(), "order {id}");
+            }
         }
-        for id in 1..next {
-            assert_eq!(table.get(id), model.get(&id).copied(), "order {id}");
+    }
+
+    #[test]
+    fn the_table_doubles_only_when_half_full_and_keeps_every_id() {
+        let mut table = IdTable::<u64>::new(1 << 16);
+        assert_eq!(table.active(), ACTIVE_MIN);
+        // Ids far apart in a long run, like old orders outliving many
+        // newer ones, and a churn of new ones beside them.
+        for id in 1..=ACTIVE_MIN as u64 / 2 {
+            table.set(id * 1_000_003, id);
         }
+        assert_eq!(table.active(), ACTIVE_MIN, "half full is not past half");
+        table.set(7, 7);
+        assert_eq!(table.active(), 2 * ACTIVE_MIN, "one more doubles it");
+        for id in 1..=ACTIVE_MIN as u64 / 2 {
+            assert_eq!(
+                table.get(id * 1_000_003),
+                Some(id),
+                "order {id} after the rehash"
+            );
+        }
+        assert_eq!(table.remove(7), Some(7));
+        assert_eq!(table.len(), ACTIVE_MIN / 2);
+        let mut small = IdTable::<u64>::new(4);
+        assert_eq!(small.active(), 8, "a bound below the start uses all of it");
+        for id in 1..=4 {
+            small.set(id, id);
+        }
+        assert_eq!(small.active(), 8);
     }
 
     #[test]
