@@ -29,7 +29,7 @@
 //! they name: the right side of the limit price, never more than is open,
 //! `leaves` = open − filled. Anything else is a [`Violation`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{btree_map, BTreeMap, VecDeque};
 
 use fep_core::{ErrorCode, Nanos};
 use rand::{Rng, SeedableRng};
@@ -206,6 +206,8 @@ struct Open {
     open: u64,
     /// A cancel or replace naming it is in flight: pick another.
     busy: bool,
+    /// Where its key sits in its lane's `open_keys` (set by `Lane::insert`).
+    at: usize,
 }
 
 /// The kinds of message a client can receive, for counting.
@@ -501,6 +503,7 @@ impl OrderFlow {
                         price,
                         open: qty,
                         busy: false,
+                        at: 0,
                     },
                 );
                 Ok(Seen::First {
@@ -646,17 +649,27 @@ impl OrderFlow {
 }
 
 impl Lane {
-    fn insert(&mut self, key: Key, o: Open) {
-        if self.open.insert(key, o).is_none() {
-            self.open_keys.push(key);
+    fn insert(&mut self, key: Key, mut o: Open) {
+        match self.open.entry(key) {
+            btree_map::Entry::Occupied(mut e) => {
+                o.at = e.get().at;
+                e.insert(o);
+            }
+            btree_map::Entry::Vacant(e) => {
+                o.at = self.open_keys.len();
+                e.insert(o);
+                self.open_keys.push(key);
+            }
         }
     }
 
     fn remove(&mut self, key: Key) -> Option<Open> {
         let o = self.open.remove(&key)?;
-        // O(open) here keeps the draw O(1); open orders per lane are few.
-        if let Some(at) = self.open_keys.iter().position(|k| *k == key) {
-            self.open_keys.swap_remove(at);
+        // The last key takes the removed one's place, as the draw needs
+        // them dense; its order learns where it went.
+        self.open_keys.swap_remove(o.at);
+        if let Some(moved) = self.open_keys.get(o.at) {
+            self.open.get_mut(moved).expect("every open key is open").at = o.at;
         }
         Some(o)
     }
