@@ -29,7 +29,8 @@
 //! they name: the right side of the limit price, never more than is open,
 //! `leaves` = open − filled. Anything else is a [`Violation`].
 
-use std::collections::{btree_map, BTreeMap, VecDeque};
+use std::collections::{hash_map, BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use fep_core::{ErrorCode, Nanos};
 use rand::{Rng, SeedableRng};
@@ -190,6 +191,37 @@ enum Asked {
 /// An order's name: (account, `cl_ord_id` of its naming request).
 type Key = (u32, u64);
 
+/// A fixed multiplicative hash of a [`Key`]'s two words: no random state
+/// (the simulator replays a seed exactly), and a few instructions where
+/// SipHash takes tens of nanoseconds. The map it serves is never iterated,
+/// so its order cannot reach a trace.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // The map takes its buckets from the low bits, which a product
+        // mixes least: fold the high half in.
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(26) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     cl_ord_id: u64,
@@ -327,7 +359,8 @@ struct Lane {
     next_id: u64,
     /// Pending requests, oldest first.
     pending: VecDeque<Pending>,
-    open: BTreeMap<Key, Open>,
+    /// Never iterated (see [`KeyHasher`]).
+    open: KeyMap<Open>,
     /// The keys of `open` in a vector, to draw one at random in O(1).
     open_keys: Vec<Key>,
     mids: Vec<i64>,
@@ -381,7 +414,7 @@ impl OrderFlow {
                 accounts: (i + 1..=config.accounts).step_by(lanes as usize).collect(),
                 next_id: 1,
                 pending: VecDeque::new(),
-                open: BTreeMap::new(),
+                open: KeyMap::with_capacity_and_hasher(2 * per_lane, Default::default()),
                 open_keys: Vec::new(),
                 mids: vec![config.mid_start; config.instruments as usize],
                 resting_target: per_lane,
@@ -651,11 +684,11 @@ impl OrderFlow {
 impl Lane {
     fn insert(&mut self, key: Key, mut o: Open) {
         match self.open.entry(key) {
-            btree_map::Entry::Occupied(mut e) => {
+            hash_map::Entry::Occupied(mut e) => {
                 o.at = e.get().at;
                 e.insert(o);
             }
-            btree_map::Entry::Vacant(e) => {
+            hash_map::Entry::Vacant(e) => {
                 o.at = self.open_keys.len();
                 e.insert(o);
                 self.open_keys.push(key);
