@@ -934,6 +934,10 @@ impl<S: Service> Worker<S> {
                 return Some(effect);
             }
         }
+        // Empty: the ring starts over at the front of its reservation, so a
+        // queue drained every turn keeps to the same few cache lines
+        // instead of walking all of its memory.
+        self.outbox.effects.clear();
         None
     }
 
