@@ -31,7 +31,7 @@
 //! memory gets no such help. `--no-feed` turns it off, to see the effect.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -68,7 +68,8 @@ pub struct EngineArgs {
     pub no_compare: bool,
     /// Do not keep the pre-generated input stream mapped from a second
     /// thread (see [`feed`]): every leg then also pays for the host's page
-    /// faults on its input.
+    /// faults on its input. A machine with one CPU never runs that thread
+    /// (it would take the measured thread's CPU).
     #[arg(long)]
     pub no_feed: bool,
     /// Sleep this long before each leg. Under a real-time scheduler
@@ -554,14 +555,14 @@ fn histogram() -> Histogram<u64> {
 #[derive(Debug)]
 pub struct Tape {
     /// Nanoseconds from the intended start to the end, per command.
-    latency: Vec<AtomicU32>,
+    latency: Vec<AtomicU64>,
     /// Nanoseconds from the actual start to the end, per command.
-    service: Vec<AtomicU32>,
+    service: Vec<AtomicU64>,
 }
 
 impl Tape {
     fn new(len: usize) -> Tape {
-        let filled = || (0..len).map(|i| AtomicU32::new(i as u32)).collect();
+        let filled = || (0..len).map(|i| AtomicU64::new(i as u64)).collect();
         Tape {
             latency: filled(),
             service: filled(),
@@ -603,7 +604,7 @@ fn measure(
         op(i);
         let done = Instant::now();
         gaps.see(done - began);
-        let ns = |d: Duration| u32::try_from(d.as_nanos()).unwrap_or(u32::MAX).max(1);
+        let ns = |d: Duration| (d.as_nanos() as u64).clamp(1, 60_000_000_000);
         tape.latency[i].store(
             ns(done.saturating_duration_since(intended)),
             Ordering::Relaxed,
@@ -616,13 +617,13 @@ fn measure(
     let mut all = histogram();
     let mut service = histogram();
     for (i, kind) in kinds.iter().enumerate() {
-        let latency = u64::from(tape.latency[i].load(Ordering::Relaxed));
+        let latency = tape.latency[i].load(Ordering::Relaxed);
         by_kind[kind.index()]
             .record(latency)
             .expect("within bounds");
         all.record(latency).expect("within bounds");
         service
-            .record(u64::from(tape.service[i].load(Ordering::Relaxed)))
+            .record(tape.service[i].load(Ordering::Relaxed))
             .expect("within bounds");
     }
     Leg {
@@ -834,7 +835,18 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
         "  book (mean over the stream): {:.0} resting orders over {:.0} price levels",
         w.orders_mean, w.levels_mean
     );
-    let feeding = AtomicBool::new(!args.no_feed);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let feeding = AtomicBool::new(!args.no_feed && cpus > 1);
+    println!(
+        "  input: {}",
+        if feeding.load(Ordering::Relaxed) {
+            "kept mapped by a second thread"
+        } else if args.no_feed {
+            "not kept mapped (--no-feed)"
+        } else {
+            "not kept mapped (one CPU: the second thread would take the measured one's)"
+        }
+    );
     let passes = AtomicU64::new(0);
     std::thread::scope(|scope| {
         scope.spawn(|| feed(&w, &feeding, &passes));
@@ -866,7 +878,7 @@ fn feed(w: &Workload, feeding: &AtomicBool, passes: &AtomicU64) {
         touch(&w.kinds);
         touch(&w.lobster_bench);
         for figures in [&w.tape.latency, &w.tape.service] {
-            for figure in figures.iter().step_by(1024) {
+            for figure in figures.iter().step_by(512) {
                 black_box(figure.load(Ordering::Relaxed));
             }
         }
