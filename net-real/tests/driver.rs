@@ -182,12 +182,15 @@ fn pipelined_pings_cross_workers_in_order() {
 
 #[test]
 fn small_socket_buffers_force_partial_writes_without_loss() {
-    // 4 KiB buffers everywhere and 16 KiB of pings in flight per connection:
-    // writes hit WouldBlock and resume on WRITABLE, mid-frame.
+    // 4 KiB buffers everywhere and 64 KiB of pings in flight per connection:
+    // writes hit WouldBlock and resume on WRITABLE, mid-frame. The client
+    // writes its first window in one go, four times what the kernel's
+    // buffers on the way hold (16 KiB fitted, on a machine whose exchange
+    // drained it as fast as it came).
     let small = Some(4096);
     let ex = exchange(Config::new().send_buffer(small).recv_buffer(small));
     let client = ClientConfig {
-        load: Load::Pipelined { inflight: 16 },
+        load: Load::Pipelined { inflight: 64 },
         size: 1024,
         ..pings(2, 5_000)
     };
