@@ -94,16 +94,8 @@ where
 /// Appends a client's `PerfPing` (stamped `t1 = 1`) to `out`, for the
 /// raw-socket clients below.
 fn push_ping(out: &mut Vec<u8>, seq: u64, pad: &[u8]) {
-    fep_trading::msg::PerfPing {
-        seq,
-        route: 0,
-        t1: Nanos(1),
-        t2: Nanos::ZERO,
-        t3: Nanos::ZERO,
-        t4: Nanos::ZERO,
-        pad,
-    }
-    .encode(fep_trading::msg::OP_PERF_PING, out);
+    fep_trading::msg::PerfPing::from_client(seq, Nanos(1), pad)
+        .encode(fep_trading::msg::OP_PERF_PING, out);
 }
 
 /// Writes a client's hand-shake on a raw socket.

@@ -14,18 +14,8 @@ use fep_trading::msg::{PerfPing, RoleHelloReq, OP_PERF_PING};
 
 fn ping_frame(size: usize) -> Vec<u8> {
     let pad = vec![7u8; size - 54];
-    let z = Nanos::ZERO;
     let mut out = Vec::new();
-    PerfPing {
-        seq: 1,
-        route: 0,
-        t1: Nanos(1),
-        t2: z,
-        t3: z,
-        t4: z,
-        pad: &pad,
-    }
-    .encode(OP_PERF_PING, &mut out);
+    PerfPing::from_client(1, Nanos(1), &pad).encode(OP_PERF_PING, &mut out);
     out
 }
 

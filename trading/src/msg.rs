@@ -206,6 +206,20 @@ impl RoleHelloAck {
 }
 
 impl<'a> PerfPing<'a> {
+    /// A ping as a client sends it: its `seq`, its send time `t1`, and
+    /// `route = t2 = t3 = t4 = 0` (the gateway and the exchange fill them).
+    pub fn from_client(seq: u64, t1: Nanos, pad: &'a [u8]) -> PerfPing<'a> {
+        PerfPing {
+            seq,
+            route: 0,
+            t1,
+            t2: Nanos::ZERO,
+            t3: Nanos::ZERO,
+            t4: Nanos::ZERO,
+            pad,
+        }
+    }
+
     /// Decodes the payload of a `PerfPing` or `PerfPong` with `opcode`.
     pub fn decode(opcode: u16, payload: &'a [u8]) -> Result<PerfPing<'a>, Fault> {
         let Some((fixed, pad)) = payload.split_first_chunk::<PING_FIXED_LEN>() else {

@@ -117,16 +117,7 @@ fn flush(w: &mut Worker<Exchange>) -> Out {
 
 fn ping(seq: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    PerfPing {
-        seq,
-        route: 0,
-        t1: Nanos(1),
-        t2: Nanos::ZERO,
-        t3: Nanos::ZERO,
-        t4: Nanos::ZERO,
-        pad: &[],
-    }
-    .encode(fep_trading::msg::OP_PERF_PING, &mut out);
+    PerfPing::from_client(seq, Nanos(1), &[]).encode(fep_trading::msg::OP_PERF_PING, &mut out);
     out
 }
 

@@ -10,16 +10,7 @@ use fep_trading::msg::{offset, PerfPing, OP_PERF_PING, OP_PERF_PONG};
 
 fn ping(seq: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    PerfPing {
-        seq,
-        route: 0,
-        t1: Nanos(1),
-        t2: Nanos::ZERO,
-        t3: Nanos::ZERO,
-        t4: Nanos::ZERO,
-        pad: &[0; 10],
-    }
-    .encode(OP_PERF_PING, &mut out);
+    PerfPing::from_client(seq, Nanos(1), &[0; 10]).encode(OP_PERF_PING, &mut out);
     out
 }
 

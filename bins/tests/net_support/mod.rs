@@ -337,16 +337,7 @@ pub fn ping(seq: u64, pad: &[u8]) -> Vec<u8> {
 }
 
 pub fn push_ping(out: &mut Vec<u8>, seq: u64, pad: &[u8]) {
-    PerfPing {
-        seq,
-        route: 0,
-        t1: Nanos(1),
-        t2: Nanos::ZERO,
-        t3: Nanos::ZERO,
-        t4: Nanos::ZERO,
-        pad,
-    }
-    .encode(OP_PERF_PING, out);
+    PerfPing::from_client(seq, Nanos(1), pad).encode(OP_PERF_PING, out);
 }
 
 /// A frame with any opcode and payload.

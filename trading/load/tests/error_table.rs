@@ -49,17 +49,7 @@ fn hello(role: u8, version: u16, token: &str) -> Vec<u8> {
 fn ping(seq: u64, pad: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let pad = vec![0xAB; pad];
-    let z = Nanos::ZERO;
-    PerfPing {
-        seq,
-        route: 0,
-        t1: Nanos(1),
-        t2: z,
-        t3: z,
-        t4: z,
-        pad: &pad,
-    }
-    .encode(OP_PERF_PING, &mut out);
+    PerfPing::from_client(seq, Nanos(1), &pad).encode(OP_PERF_PING, &mut out);
     out
 }
 

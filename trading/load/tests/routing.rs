@@ -366,17 +366,7 @@ fn a_worker_pauses_only_the_clients_routed_through_a_spent_credit_and_resumes_th
     while w.poll_effect().is_some() {}
     let ping = |seq: u64| {
         let mut frame = Vec::new();
-        let z = Nanos::ZERO;
-        PerfPing {
-            seq,
-            route: 0,
-            t1: Nanos(5),
-            t2: z,
-            t3: z,
-            t4: z,
-            pad: &[],
-        }
-        .encode(OP_PERF_PING, &mut frame);
+        PerfPing::from_client(seq, Nanos(5), &[]).encode(OP_PERF_PING, &mut frame);
         assert_eq!(frame.len(), ping_len);
         frame
     };

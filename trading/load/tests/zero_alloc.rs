@@ -29,17 +29,7 @@ fn a_warm_gateway_worker_does_not_allocate_per_round_trip() {
     let mut rig = GatewayRig::new();
     let pad = [7u8; 10];
     let mut ping = Vec::new();
-    let z = Nanos::ZERO;
-    PerfPing {
-        seq: 1,
-        route: 0,
-        t1: Nanos(1),
-        t2: z,
-        t3: z,
-        t4: z,
-        pad: &pad,
-    }
-    .encode(OP_PERF_PING, &mut ping);
+    PerfPing::from_client(1, Nanos(1), &pad).encode(OP_PERF_PING, &mut ping);
     let mut pong = Vec::with_capacity(256);
     for _ in 0..100 {
         rig.round_trip(&ping, &mut pong);

@@ -69,17 +69,7 @@ pub fn hello(role: u8) -> Vec<u8> {
 /// A client's ping `seq` sent at `t1`, with a short pad.
 pub fn ping(seq: u64, t1: Nanos) -> Vec<u8> {
     let mut frame = Vec::new();
-    let z = Nanos::ZERO;
-    PerfPing {
-        seq,
-        route: 0,
-        t1,
-        t2: z,
-        t3: z,
-        t4: z,
-        pad: b"pad",
-    }
-    .encode(OP_PERF_PING, &mut frame);
+    PerfPing::from_client(seq, t1, b"pad").encode(OP_PERF_PING, &mut frame);
     frame
 }
 

@@ -207,15 +207,7 @@ impl Client {
         let seq = link.next_seq;
         link.next_seq += 1;
         let t1 = cx.now();
-        let ping = PerfPing {
-            seq,
-            route: 0,
-            t1,
-            t2: Nanos::ZERO,
-            t3: Nanos::ZERO,
-            t4: Nanos::ZERO,
-            pad: &self.pad,
-        };
+        let ping = PerfPing::from_client(seq, t1, &self.pad);
         self.in_flight += 1;
         link.window.push_back(InFlight {
             seq,
