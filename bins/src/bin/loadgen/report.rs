@@ -148,9 +148,11 @@ pub fn write_histograms(report: &Report, dir: &Path) -> io::Result<()> {
 
 /// The human-readable lines printed before (or instead of) the JSON.
 pub fn describe(summary: &LoadgenSummary) -> String {
+    let orders = summary.extra.get("workload").and_then(|w| w.as_str()) == Some("orders");
     let mut out = format!(
-        "{} pings over {} connections in {:.3} s ({:.0}/s): errors {} rejects {} lost {} drain_timeouts {} window_violations {}\n",
+        "{} {} over {} connections in {:.3} s ({:.0}/s): errors {} rejects {} lost {} drain_timeouts {} window_violations {}\n",
         summary.count,
+        if orders { "order requests" } else { "pings" },
         summary.connections,
         summary.elapsed_s,
         summary.throughput_msgs_per_s,
@@ -172,7 +174,33 @@ pub fn describe(summary: &LoadgenSummary) -> String {
                 .filter_map(|(n, h)| h.map(|h| (n, h))),
         );
     out.push_str(&latency_table(rows));
+    if orders {
+        out.push_str(&describe_flow(&summary.extra));
+    }
     out
+}
+
+/// `--workload orders`: the answers by kind, the rejects by code and the
+/// contract violations seen, in one line each (from the JSON's fields).
+fn describe_flow(extra: &Map<String, serde_json::Value>) -> String {
+    let pairs = |key: &str| -> String {
+        match extra.get(key).and_then(|v| v.as_object()) {
+            Some(map) if !map.is_empty() => map
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "none".to_string(),
+        }
+    };
+    let number = |key: &str| extra.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+    format!(
+        "answers: {}\nrejects by code: {}\norder violations {}, filled qty {}\n",
+        pairs("answers"),
+        pairs("rejects_by_code"),
+        number("order_violations"),
+        number("filled_qty"),
+    )
 }
 
 /// What loadgen prints while a run goes on: a line per finished live
@@ -228,5 +256,77 @@ impl LiveView {
             let _ = writeln!(out, "progress {phase} {}/{total}", done.min(total));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fep_bins::bench::summary::LatencySummary;
+
+    fn summary(extra: serde_json::Value) -> LoadgenSummary {
+        let rtt = LatencySummary {
+            p50_us: 12.0,
+            p90_us: 15.0,
+            p99_us: 20.0,
+            p999_us: 40.0,
+            max_us: 90.0,
+            mean_us: 13.0,
+        };
+        LoadgenSummary {
+            scenario: None,
+            connections: 10,
+            inflight: 1,
+            size: 64,
+            count: 2000,
+            errors: 0,
+            rejects: 1,
+            lost: 0,
+            drain_timeouts: 0,
+            window_violations: 0,
+            elapsed_s: 0.5,
+            throughput_msgs_per_s: 4000.0,
+            rtt,
+            hop1: None,
+            hop2: None,
+            hop3: None,
+            hop4: None,
+            send_lag: None,
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_ping_run_is_described_as_pings_without_order_lines() {
+        let text = describe(&summary(serde_json::json!({"sent": 2000})));
+        assert!(text.starts_with("2000 pings over 10 connections in 0.500 s (4000/s)"));
+        assert!(!text.contains("answers:"), "{text}");
+    }
+
+    #[test]
+    fn an_order_run_names_its_requests_and_counts_answers_and_rejects() {
+        let text = describe(&summary(serde_json::json!({
+            "workload": "orders",
+            "answers": {"accepted": 700, "replaced": 1200, "reject": 1},
+            "rejects_by_code": {"UNKNOWN_ORDER": 1},
+            "order_violations": 0,
+            "filled_qty": 5400,
+        })));
+        assert!(
+            text.starts_with("2000 order requests over 10 connections"),
+            "{text}"
+        );
+        assert!(
+            text.contains("answers: accepted 700, reject 1, replaced 1200\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rejects by code: UNKNOWN_ORDER 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("order violations 0, filled qty 5400\n"),
+            "{text}"
+        );
     }
 }
