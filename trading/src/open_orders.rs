@@ -142,6 +142,20 @@ impl OpenOrders {
         let (slot, before) = match self.ids.get(order_id) {
             Some(slot) => {
                 let before = self.slab[slot as usize];
+                if before.conn == conn {
+                    // Renamed by its own connection (the common replace):
+                    // it stays where it is in that connection's list, so
+                    // its neighbours' slots are not touched.
+                    let t = &mut self.slab[slot as usize];
+                    t.account = account;
+                    if instrument != 0 {
+                        t.instrument = instrument;
+                    }
+                    t.name = name;
+                    t.price = price;
+                    t.open = open;
+                    return Ok(Some(before));
+                }
                 self.unlink(slot);
                 (slot, Some(before))
             }
@@ -330,6 +344,26 @@ mod tests {
         assert_eq!(t.pop_conn(a), None);
         assert_eq!(t.pop_conn(b).map(|o| (o.name, o.price)), Some((12, 99)));
         assert_eq!(t.close(1), None);
+    }
+
+    #[test]
+    fn a_rename_by_its_own_connection_updates_in_place_and_keeps_the_list() {
+        let mut t = OpenOrders::new(4, 4);
+        let a = conn(1, 0);
+        for id in 1..=3 {
+            t.open(a, id, 7, id * 10, 2, 100, 5).unwrap();
+        }
+        // A replace (instrument 0: keep it) of the middle order.
+        let before = t.open(a, 2, 7, 21, 0, 103, 4).unwrap().unwrap();
+        assert_eq!((before.name, before.price, before.open), (20, 100, 5));
+        let now = t.get(2).unwrap();
+        assert_eq!((now.name, now.price, now.open, now.instrument), (21, 103, 4, 2));
+        assert_eq!(t.len(), 3);
+        let popped: Vec<(u64, u64)> = std::iter::from_fn(|| t.pop_conn(a))
+            .map(|o| (o.order_id, o.name))
+            .collect();
+        assert_eq!(popped, [(3, 30), (2, 21), (1, 10)], "newest first, in place");
+        assert!(t.is_empty());
     }
 
     #[test]
