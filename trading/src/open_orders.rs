@@ -357,12 +357,19 @@ mod tests {
         let before = t.open(a, 2, 7, 21, 0, 103, 4).unwrap().unwrap();
         assert_eq!((before.name, before.price, before.open), (20, 100, 5));
         let now = t.get(2).unwrap();
-        assert_eq!((now.name, now.price, now.open, now.instrument), (21, 103, 4, 2));
+        assert_eq!(
+            (now.name, now.price, now.open, now.instrument),
+            (21, 103, 4, 2)
+        );
         assert_eq!(t.len(), 3);
         let popped: Vec<(u64, u64)> = std::iter::from_fn(|| t.pop_conn(a))
             .map(|o| (o.order_id, o.name))
             .collect();
-        assert_eq!(popped, [(3, 30), (2, 21), (1, 10)], "newest first, in place");
+        assert_eq!(
+            popped,
+            [(3, 30), (2, 21), (1, 10)],
+            "newest first, in place"
+        );
         assert!(t.is_empty());
     }
 

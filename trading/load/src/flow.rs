@@ -558,18 +558,19 @@ impl OrderFlow {
                     ));
                 };
                 let l = &mut self.lanes[lane];
-                let Some(mut o) = l.remove(target) else {
+                let Some(o) = l.open.get(&target) else {
                     return Err(Violation(
                         "OrderReplaced for an order this client saw close",
                     ));
                 };
                 if o.order_id != m.order_id || m.price != price || m.qty != qty {
+                    l.remove(target);
                     return Err(Violation("OrderReplaced disagrees with its ReplaceOrder"));
                 }
+                let o = l.rename(target, name);
                 o.price = price;
                 o.open = qty;
                 o.busy = false;
-                l.insert(name, o);
                 Ok(Seen::First {
                     cl_ord_id: m.h.cl_ord_id,
                 })
@@ -693,6 +694,18 @@ impl Lane {
                 e.insert(o);
                 self.open_keys.push(key);
             }
+        }
+    }
+
+    /// The open order `old` now goes by `new` (a replace renamed it): it
+    /// keeps its place among the keys the draw picks from, so nothing else
+    /// moves. `new` is fresh: a lane's names come from its own counter.
+    fn rename(&mut self, old: Key, new: Key) -> &mut Open {
+        let o = self.open.remove(&old).expect("renaming an open order");
+        self.open_keys[o.at] = new;
+        match self.open.entry(new) {
+            hash_map::Entry::Vacant(e) => e.insert(o),
+            hash_map::Entry::Occupied(_) => unreachable!("a lane's names are fresh"),
         }
     }
 
