@@ -5,7 +5,11 @@
  * ("read, then write"), with TCP_NODELAY on both sides. No parsing, no
  * stamping, no routing: whatever a gateway adds on top of this is its cost.
  *
- *   epoll_relay LISTEN_HOST:PORT UPSTREAM_HOST:PORT
+ *   epoll_relay LISTEN_HOST:PORT UPSTREAM_HOST:PORT [CONGESTION]
+ *
+ * CONGESTION, if given, is the TCP congestion control of every socket
+ * (TCP_CONGESTION: cubic, reno, bbr, ...), as fepbench --tcp-congestion
+ * gives the other processes; without it the system's applies.
  *
  * Prints "ready <host:port>" once listening (port 0 picks one), runs until
  * SIGINT/SIGTERM, exits 0. With FEP_LIFELINE=stdin it also stops when stdin
@@ -60,9 +64,15 @@ static int parse(const char *text, struct sockaddr_in *addr) {
     return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
 }
 
+/* The congestion control every socket gets, or NULL for the system's. */
+static const char *congestion;
+
 static void tune(int fd) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (congestion &&
+        setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, congestion, strlen(congestion)) < 0)
+        die("TCP_CONGESTION");
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
@@ -157,14 +167,18 @@ static void pair(int client, const struct sockaddr_in *upstream) {
 
 int main(int argc, char **argv) {
     struct sockaddr_in listen_addr, upstream;
-    if (argc != 3 || parse(argv[1], &listen_addr) || parse(argv[2], &upstream)) {
-        fprintf(stderr, "usage: epoll_relay LISTEN_HOST:PORT UPSTREAM_HOST:PORT\n");
+    if (argc < 3 || argc > 4 || parse(argv[1], &listen_addr) || parse(argv[2], &upstream)) {
+        fprintf(stderr, "usage: epoll_relay LISTEN_HOST:PORT UPSTREAM_HOST:PORT [CONGESTION]\n");
         return 2;
     }
+    congestion = argc == 4 ? argv[3] : NULL;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (congestion &&
+        setsockopt(lfd, IPPROTO_TCP, TCP_CONGESTION, congestion, strlen(congestion)) < 0)
+        die("TCP_CONGESTION");
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(lfd, (struct sockaddr *)&listen_addr, sizeof listen_addr) < 0) die("bind");

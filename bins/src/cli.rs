@@ -194,6 +194,10 @@ pub struct DriverArgs {
     /// SO_RCVBUF of every socket in bytes.
     #[arg(long, env = "FEP_RCVBUF")]
     pub rcvbuf: Option<usize>,
+    /// TCP congestion control of every socket, by its kernel name (cubic,
+    /// reno, bbr, …); default: the system's (net.ipv4.tcp_congestion_control).
+    #[arg(long, env = "FEP_TCP_CONGESTION")]
+    pub tcp_congestion: Option<String>,
     /// Hand-shake deadline: an accepted connection without a valid
     /// RoleHelloReq this long is closed with Error{TIMEOUT}.
     #[arg(long, env = "FEP_HELLO_TIMEOUT", default_value = "5s",
@@ -234,6 +238,7 @@ impl DriverArgs {
             .busy_poll(self.busy_poll)
             .send_buffer(self.sndbuf)
             .recv_buffer(self.rcvbuf)
+            .tcp_congestion(self.tcp_congestion.clone())
             .handle_signals(true)
     }
 }

@@ -816,3 +816,61 @@ fn baseline_places_closed_loop_legs_together_and_pipelined_legs_nowhere_on_two_c
     assert!(md.contains("Placement colocate: auto: closed-loop"), "{md}");
     assert!(md.contains("Placement none: auto: pipelined"), "{md}");
 }
+
+#[test]
+fn a_chosen_congestion_control_reaches_every_process_and_the_record() {
+    let fakes = Fakes::new();
+    let mut args = BASELINE_ARGS.to_vec();
+    args.extend(["--runs", "1", "--tcp-congestion", "reno"]);
+    let out = fakes.run(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = fakes.args_log();
+    for name in [
+        "mock_exchange",
+        "fep_gateway",
+        "tokio_proxy",
+        "epoll_relay",
+        "loadgen",
+    ] {
+        let lines: Vec<&String> = log
+            .iter()
+            .filter(|l| l.starts_with(&format!("{name} ")))
+            .collect();
+        assert!(!lines.is_empty(), "{name} never started: {log:?}");
+        for line in lines {
+            let wanted = if name == "epoll_relay" {
+                line.ends_with(" reno")
+            } else {
+                line.contains("--tcp-congestion reno")
+            };
+            assert!(wanted, "{line}");
+        }
+    }
+    let dir = baseline_dir(&fakes);
+    for run in run_dirs(&dir) {
+        let settings = summary_in(&run).settings;
+        assert_eq!(settings.tcp_congestion.as_deref(), Some("reno"));
+    }
+    let md = std::fs::read_to_string(dir.join("baseline.md")).unwrap();
+    assert!(md.contains(", TCP congestion control reno."), "{md}");
+}
+
+#[test]
+fn without_a_choice_the_record_names_the_systems_congestion_control() {
+    let fakes = Fakes::new();
+    let out = fakes.run(&["run", "s1", "--count", "500"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    let summary = summary_in(&run_dirs(&fakes.results())[0]);
+    assert_eq!(
+        summary.settings.tcp_congestion.as_deref(),
+        Some(system.trim())
+    );
+    assert!(
+        fakes
+            .args_log()
+            .iter()
+            .all(|l| !l.contains("--tcp-congestion")),
+        "nothing is passed on"
+    );
+}

@@ -118,6 +118,7 @@ pub struct Config {
     pub(crate) handle_signals: bool,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,
+    pub(crate) tcp_congestion: Option<String>,
     pub(crate) observe_every: Duration,
     pub(crate) journal: Option<JournalSetup>,
 }
@@ -155,6 +156,7 @@ impl Config {
             handle_signals: false,
             send_buffer: None,
             recv_buffer: None,
+            tcp_congestion: None,
             observe_every: OBSERVE_EVERY_DEFAULT,
             journal: None,
         }
@@ -267,6 +269,16 @@ impl Config {
     /// `SO_RCVBUF` of every socket, in bytes (the kernel doubles it).
     pub fn recv_buffer(mut self, bytes: Option<usize>) -> Config {
         self.recv_buffer = bytes;
+        self
+    }
+
+    /// `TCP_CONGESTION` of every socket: the congestion control algorithm
+    /// by its kernel name (`cubic`, `reno`, `bbr`, …; see
+    /// `net.ipv4.tcp_available_congestion_control`). `None` (the default)
+    /// keeps the system's (`net.ipv4.tcp_congestion_control`). [`crate::start`]
+    /// refuses a name this kernel does not offer this process, in one line.
+    pub fn tcp_congestion(mut self, name: Option<String>) -> Config {
+        self.tcp_congestion = name;
         self
     }
 

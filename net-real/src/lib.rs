@@ -283,6 +283,15 @@ fn validate(config: &Config) -> Result<(), NetError> {
             config.worker.output_backlog_max
         ));
     }
+    if let Some(name) = &config.tcp_congestion {
+        if let Err(e) = socket::check_congestion(name) {
+            return invalid(format!(
+                "TCP congestion control {name:?} is not available here ({e}; \
+                 see net.ipv4.tcp_available_congestion_control and \
+                 tcp_allowed_congestion_control)"
+            ));
+        }
+    }
     if let Some(j) = &config.journal {
         if j.worker.index() >= config.workers {
             return invalid(format!(

@@ -45,7 +45,7 @@ pub(crate) fn bind_listeners(
         s.set_nonblocking(true).map_err(bind_error)?;
         // Accepted sockets inherit these; they are set again per socket.
         s.set_tcp_nodelay(true).map_err(bind_error)?;
-        set_buffers(&s, config).map_err(bind_error)?;
+        set_options(&s, config).map_err(bind_error)?;
         s.bind(&bound.into()).map_err(bind_error)?;
         s.listen(LISTEN_BACKLOG).map_err(bind_error)?;
         listeners.push(TcpListener::from_std(s.into()));
@@ -60,7 +60,7 @@ pub(crate) fn dial(addr: SocketAddr, config: &Config) -> io::Result<TcpStream> {
     s.set_nonblocking(true)?;
     s.set_tcp_nodelay(true)?;
     // Before connect, so the window scale matches a small receive buffer.
-    set_buffers(&s, config)?;
+    set_options(&s, config)?;
     match s.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -72,19 +72,64 @@ pub(crate) fn dial(addr: SocketAddr, config: &Config) -> io::Result<TcpStream> {
 /// Options of an accepted socket.
 pub(crate) fn configure_stream(stream: &TcpStream, config: &Config) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    set_buffers(&SockRef::from(stream), config)
+    set_options(&SockRef::from(stream), config)
 }
 
 fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
 }
 
-fn set_buffers(s: &Socket, config: &Config) -> io::Result<()> {
+/// The per-socket options of [`Config`]: buffer sizes and the congestion
+/// control algorithm.
+fn set_options(s: &Socket, config: &Config) -> io::Result<()> {
     if let Some(bytes) = config.send_buffer {
         s.set_send_buffer_size(bytes)?;
     }
     if let Some(bytes) = config.recv_buffer {
         s.set_recv_buffer_size(bytes)?;
     }
+    if let Some(name) = &config.tcp_congestion {
+        s.set_tcp_congestion(name.as_bytes())?;
+    }
     Ok(())
+}
+
+/// Whether this process may use congestion control `name` on its TCP
+/// sockets: sets it on a socket that is never connected. The kernel says
+/// `ENOENT` for a name it does not know and `EPERM` for one an
+/// unprivileged process may not choose.
+pub(crate) fn check_congestion(name: &str) -> io::Result<()> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_tcp_congestion(name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(s: &Socket) -> Vec<u8> {
+        let mut name = s.tcp_congestion().expect("TCP_CONGESTION reads back");
+        // The kernel pads the name with NULs to its buffer's size.
+        name.retain(|&b| b != 0);
+        name
+    }
+
+    #[test]
+    fn a_configured_congestion_control_is_set_on_the_socket() {
+        // `reno` is built into every Linux kernel and always allowed.
+        let config = Config::new().tcp_congestion(Some("reno".to_owned()));
+        let s = new_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        set_options(&s, &config).unwrap();
+        assert_eq!(name_of(&s), b"reno");
+        let plain = new_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        set_options(&plain, &Config::new()).unwrap();
+        assert_ne!(name_of(&plain), b"", "the system's default stays");
+    }
+
+    #[test]
+    fn an_unknown_congestion_control_is_refused() {
+        assert!(check_congestion("reno").is_ok());
+        let e = check_congestion("no-such-cc").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+    }
 }

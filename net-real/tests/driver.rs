@@ -249,6 +249,24 @@ fn zero_workers_is_a_config_error() {
 }
 
 #[test]
+fn an_unknown_congestion_control_is_a_config_error_naming_it() {
+    let config = Config::new().tcp_congestion(Some("no-such-cc".to_owned()));
+    let err = fep_net::start(config, |w| Exchange::new(w, ExchangeConfig::default())).unwrap_err();
+    assert!(matches!(err, NetError::Config { .. }), "{err}");
+    assert!(err.to_string().contains("\"no-such-cc\""), "{err}");
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
+
+#[test]
+fn workers_serve_with_a_chosen_congestion_control() {
+    let config = Config::new().tcp_congestion(Some("reno".to_owned()));
+    let ex = exchange(config);
+    let report = load(ex.local_addr().unwrap(), pings(2, 200));
+    assert_healthy(&report, 300, false);
+    stop(ex);
+}
+
+#[test]
 fn pinned_workers_serve() {
     let ex = exchange(Config::new().workers(2).cpus(Some(vec![0])));
     let report = load(ex.local_addr().unwrap(), pings(2, 200));

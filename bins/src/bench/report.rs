@@ -146,10 +146,11 @@ pub fn render_markdown(runs: &[FoundRun]) -> String {
         let m = &first.summary.machine;
         let _ = writeln!(
             md,
-            "Machine: {} × {}, kernel {}; pinning: {} ({}).\n",
+            "Machine: {} × {}, kernel {}{}; pinning: {} ({}).\n",
             m.cores,
             m.cpu_model,
             m.kernel,
+            first.summary.settings.congestion_clause(),
             first.summary.pinning.plan,
             first.summary.pinning.reason
         );
@@ -275,6 +276,7 @@ mod tests {
                 size: 64,
                 warmup: 10,
                 count: 100,
+                tcp_congestion: None,
                 commands: Vec::new(),
             },
             pinning: PinningReport {

@@ -211,6 +211,9 @@ pub struct Bench {
     /// fep_gateway `--metrics 127.0.0.1:0`: the gateway serves its metrics
     /// (nobody scrapes them), to measure what keeping them costs.
     pub gateway_metrics: bool,
+    /// `--tcp-congestion NAME` for every process of a leg (the exchange,
+    /// the gateway or proxy or relay, loadgen); `None` keeps the system's.
+    pub tcp_congestion: Option<String>,
     /// How long a server may take to print `ready`.
     pub ready_timeout: Duration,
     /// How long loadgen may run in all.
@@ -329,6 +332,11 @@ impl Bench {
             size: leg.load.size,
             warmup: leg.load.warmup,
             count: leg.load.count,
+            tcp_congestion: Some(
+                self.tcp_congestion
+                    .clone()
+                    .unwrap_or_else(system_congestion_control),
+            ),
             commands: Vec::new(),
         };
         let mut warnings = Vec::new();
@@ -379,6 +387,11 @@ impl Bench {
             "--workers".into(),
             self.exchange_workers.to_string(),
         ];
+        let congestion: Vec<String> = match &self.tcp_congestion {
+            Some(name) => vec!["--tcp-congestion".into(), name.clone()],
+            None => Vec::new(),
+        };
+        exchange_args.extend(congestion.iter().cloned());
         if let Some(sync) = &self.exchange_wal {
             // A fresh journal per leg, in the leg's own directory.
             exchange_args.extend([
@@ -432,6 +445,7 @@ impl Bench {
                             true => vec!["--metrics".into(), "127.0.0.1:0".into()],
                             false => Vec::new(),
                         },
+                        congestion.clone(),
                     ]
                     .concat(),
                     pinning.gateway_cpus.clone(),
@@ -441,19 +455,29 @@ impl Bench {
             Target::TokioProxy => Some(ProcSpec {
                 name: "tokio_proxy".into(),
                 program: self.bin_dir.join("tokio_proxy"),
-                args: vec![
-                    "--listen".into(),
-                    "127.0.0.1:0".into(),
-                    "--upstream".into(),
-                    target_addr.to_string(),
-                ],
+                args: [
+                    vec![
+                        "--listen".into(),
+                        "127.0.0.1:0".into(),
+                        "--upstream".into(),
+                        target_addr.to_string(),
+                    ],
+                    congestion.clone(),
+                ]
+                .concat(),
                 cpu: single_cpu(&pinning.gateway_cpus),
             }),
             // Same placement as the proxy: it inherits the gateway's CPU.
             Target::CRelay { program } => Some(ProcSpec {
                 name: "epoll_relay".into(),
                 program: program.clone(),
-                args: vec!["127.0.0.1:0".into(), target_addr.to_string()],
+                // The relay's optional third argument is the congestion
+                // control of its sockets.
+                args: [
+                    vec!["127.0.0.1:0".into(), target_addr.to_string()],
+                    self.tcp_congestion.iter().cloned().collect(),
+                ]
+                .concat(),
                 cpu: single_cpu(&pinning.gateway_cpus),
             }),
         };
@@ -481,6 +505,7 @@ impl Bench {
             dir.display().to_string(),
         ];
         args.extend(leg.load.extra_args.iter().cloned());
+        args.extend(congestion);
         let loadgen = ProcSpec {
             name: "loadgen".into(),
             program: self.bin_dir.join("loadgen"),
@@ -709,6 +734,15 @@ fn with_cpus(mut args: Vec<String>, cpus: Vec<usize>) -> Vec<String> {
 fn single_cpu(cpus: &[usize]) -> Option<usize> {
     let first = *cpus.first()?;
     cpus.iter().all(|&c| c == first).then_some(first)
+}
+
+/// The system's TCP congestion control
+/// (`/proc/sys/net/ipv4/tcp_congestion_control`): what a process that does
+/// not choose one gets. `unknown` where the file cannot be read.
+pub fn system_congestion_control() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

@@ -197,8 +197,24 @@ pub struct Settings {
     pub warmup: u64,
     /// loadgen `--count`.
     pub count: u64,
+    /// The TCP congestion control every process of the leg used: fepbench's
+    /// `--tcp-congestion`, else the system's (`null` in a result written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_congestion: Option<String>,
     /// The command lines the processes were started with, in order.
     pub commands: Vec<String>,
+}
+
+impl Settings {
+    /// `", TCP congestion control <name>"` when the result records it,
+    /// else nothing: for the line that describes the machine.
+    pub fn congestion_clause(&self) -> String {
+        self.tcp_congestion
+            .as_deref()
+            .map(|name| format!(", TCP congestion control {name}"))
+            .unwrap_or_default()
+    }
 }
 
 /// Where each process was allowed to run, and why.
@@ -317,6 +333,7 @@ mod tests {
                 size: 64,
                 warmup: 100,
                 count: 500,
+                tcp_congestion: None,
                 commands: vec!["mock_exchange --workers 1".into()],
             },
             pinning: PinningReport {

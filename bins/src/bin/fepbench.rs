@@ -318,6 +318,13 @@ struct CommonOpts {
     #[arg(long, default_value_t = 1, env = "FEP_UPSTREAM_CONNECTIONS",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(UPSTREAM_CONNECTIONS_MAX)))]
     upstream_connections: u16,
+    /// TCP congestion control of every process's sockets (`--tcp-congestion`
+    /// of mock_exchange, fep_gateway, loadgen and tokio_proxy; the C relay's
+    /// third argument), by its kernel name: cubic, reno, bbr, …; default:
+    /// the system's (net.ipv4.tcp_congestion_control), recorded in
+    /// settings.tcp_congestion.
+    #[arg(long, env = "FEP_TCP_CONGESTION")]
+    tcp_congestion: Option<String>,
     /// Where the binaries are (default: next to fepbench).
     #[arg(long, env = "FEP_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -399,6 +406,7 @@ impl CommonOpts {
             exchange_wal: self.wal.then(|| self.wal_sync.clone()),
             gateway_risk: self.risk.clone(),
             gateway_metrics: self.gateway_metrics,
+            tcp_congestion: self.tcp_congestion.clone(),
             ready_timeout: Duration::from_secs(self.ready_timeout),
             run_timeout: Duration::from_secs(self.timeout),
             stop_grace: Duration::from_secs(5),
@@ -945,8 +953,10 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
     if let Some(first) = done.first() {
         let _ = writeln!(
             md,
-            "Machine: {} × {}.\n",
-            first.machine.cores, first.machine.cpu_model
+            "Machine: {} × {}{}.\n",
+            first.machine.cores,
+            first.machine.cpu_model,
+            first.settings.congestion_clause()
         );
     }
     // Placement follows the load (closed loop vs pipelined), so it is

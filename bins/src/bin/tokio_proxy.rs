@@ -25,11 +25,23 @@ struct Cli {
     /// Address to relay each client connection to.
     #[arg(long, default_value = "127.0.0.1:10000", env = "FEP_UPSTREAM")]
     upstream: SocketAddr,
+    /// TCP congestion control of every socket, by its kernel name (cubic,
+    /// reno, bbr, …); default: the system's.
+    #[arg(long, env = "FEP_TCP_CONGESTION")]
+    tcp_congestion: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     watch_lifeline();
+    if let Some(name) = &cli.tcp_congestion {
+        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .and_then(|s| s.set_tcp_congestion(name.as_bytes()));
+        if let Err(e) = probe {
+            eprintln!("tokio_proxy: TCP congestion control {name:?} is not available here: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     // Two descriptors per client (its socket and its upstream's): as many
     // as the hard limit allows.
     let nofile = raise_nofile(NofileGoal::server(2));
@@ -72,16 +84,20 @@ fn main() -> ExitCode {
         tokio::select! {
             biased;
             _ = stop => ExitCode::SUCCESS,
-            code = accept_loop(listener, cli.upstream) => code,
+            code = accept_loop(listener, cli.upstream, cli.tcp_congestion) => code,
         }
     })
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr) -> ExitCode {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    congestion: Option<String>,
+) -> ExitCode {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
-                tokio::spawn(relay(client, upstream));
+                tokio::spawn(relay(client, upstream, congestion.clone()));
             }
             Err(e) => {
                 eprintln!("tokio_proxy: accept: {e}");
@@ -91,7 +107,11 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr) -> ExitCode {
     }
 }
 
-async fn relay(mut client: TcpStream, upstream: SocketAddr) {
+async fn relay(mut client: TcpStream, upstream: SocketAddr, congestion: Option<String>) {
+    if let Some(name) = &congestion {
+        // Checked at start: it cannot fail for want of the algorithm.
+        let _ = socket2::SockRef::from(&client).set_tcp_congestion(name.as_bytes());
+    }
     let mut server = match TcpStream::connect(upstream).await {
         Ok(server) => server,
         Err(e) => {
@@ -99,6 +119,9 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr) {
             return;
         }
     };
+    if let Some(name) = &congestion {
+        let _ = socket2::SockRef::from(&server).set_tcp_congestion(name.as_bytes());
+    }
     // Latency is the point: never wait to coalesce small frames.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);

@@ -220,6 +220,10 @@ struct Cli {
     /// address while the run goes; off by default. Prints `metrics <addr>`.
     #[arg(long, env = "FEP_METRICS")]
     metrics: Option<std::net::SocketAddr>,
+    /// TCP congestion control of every connection, by its kernel name
+    /// (cubic, reno, bbr, …); default: the system's.
+    #[arg(long, env = "FEP_TCP_CONGESTION")]
+    tcp_congestion: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -273,6 +277,7 @@ fn main() -> ExitCode {
         .peers(vec![cli.connect])
         .cpus(cli.cpus.clone().map(|c| c.0))
         .worker_config(worker)
+        .tcp_congestion(cli.tcp_congestion.clone())
         .handle_signals(true);
     let view = LiveView::new(cli.warmup, cli.count, cli.progress);
     let workers = config.worker_count();
