@@ -696,6 +696,16 @@ fn bad_flags_exit_non_zero_with_one_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sideways"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+    let fakes = Fakes::new();
+    let out = fakes.run(&["run", "s1", "--tcp-congestion", "no-such-cc"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("fepbench: --tcp-congestion no-such-cc: not available here"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(fakes.args_log().is_empty(), "nothing was started");
 }
 
 #[test]
