@@ -754,6 +754,11 @@ fn knee_probes_the_maximum_then_offers_fractions_of_it_in_open_loop() {
     }
     let md = std::fs::read_to_string(dir.join("knee.md")).unwrap();
     assert!(md.contains("Maximum rate (probe"), "{md}");
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    assert!(
+        md.contains(&format!(", TCP congestion control {}", system.trim())),
+        "{md}"
+    );
     // 2500/s achieved 5000 (200%), 5000/s 100%, 6000/s 83%: p99 is 48.1
     // µs throughout, so the 6000 step fails on the achieved rate alone.
     assert!(md.contains("| s2 | 5000 |"), "{md}");

@@ -68,7 +68,15 @@ pub fn run(
     }
     Ok(KneeReport {
         started_utc,
-        machine: format!("{} × {}", bench.machine.cores, bench.machine.cpu_model),
+        machine: format!(
+            "{} × {}, TCP congestion control {}",
+            bench.machine.cores,
+            bench.machine.cpu_model,
+            bench
+                .tcp_congestion
+                .clone()
+                .unwrap_or_else(super::run::system_congestion_control)
+        ),
         git_commit: bench.machine.git_commit.clone(),
         slos: plan.slos.clone(),
         achieved_min: plan.achieved_min,
