@@ -73,6 +73,7 @@ pub use clock::monotonic_now;
 pub use config::{Config, UnknownWriteMode, WriteMode};
 pub use control::Readiness;
 pub use error::NetError;
+pub use socket::check_congestion;
 pub use stats::IoStats;
 
 use control::{Control, Mailboxes};

@@ -94,11 +94,13 @@ fn set_options(s: &Socket, config: &Config) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether this process may use congestion control `name` on its TCP
+/// Whether this process may use TCP congestion control `name` on its
 /// sockets: sets it on a socket that is never connected. The kernel says
 /// `ENOENT` for a name it does not know and `EPERM` for one an
-/// unprivileged process may not choose.
-pub(crate) fn check_congestion(name: &str) -> io::Result<()> {
+/// unprivileged process may not choose. [`crate::start`] checks
+/// [`Config::tcp_congestion`] with it; other processes (fepbench, the tokio
+/// proxy) check theirs before they start anything.
+pub fn check_congestion(name: &str) -> io::Result<()> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     s.set_tcp_congestion(name.as_bytes())
 }

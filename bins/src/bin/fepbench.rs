@@ -388,9 +388,7 @@ impl CommonOpts {
     fn bench(&self, interrupted: Arc<AtomicBool>) -> Result<Bench, String> {
         if let Some(name) = &self.tcp_congestion {
             // Refused here in one line rather than by the first child.
-            let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .and_then(|s| s.set_tcp_congestion(name.as_bytes()));
-            if let Err(e) = probe {
+            if let Err(e) = fep_net::check_congestion(name) {
                 return Err(format!(
                     "--tcp-congestion {name}: not available here ({e}; see \
                      net.ipv4.tcp_available_congestion_control)"

@@ -35,9 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     watch_lifeline();
     if let Some(name) = &cli.tcp_congestion {
-        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .and_then(|s| s.set_tcp_congestion(name.as_bytes()));
-        if let Err(e) = probe {
+        if let Err(e) = fep_net::check_congestion(name) {
             eprintln!("tokio_proxy: TCP congestion control {name:?} is not available here: {e}");
             return ExitCode::FAILURE;
         }
