@@ -102,12 +102,7 @@ fn push_ping(out: &mut Vec<u8>, seq: u64, pad: &[u8]) {
 fn send_client_hello(sock: &mut std::net::TcpStream) {
     use std::io::Write;
     let mut bytes = Vec::new();
-    fep_trading::msg::RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    }
-    .encode(&mut bytes);
+    fep_trading::msg::RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut bytes);
     sock.write_all(&bytes).unwrap();
 }
 

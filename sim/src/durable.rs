@@ -321,12 +321,7 @@ impl Client {
             frames: Default::default(),
         };
         let mut hello = Vec::new();
-        RoleHelloReq {
-            role: 1,
-            version: 1,
-            token: "",
-        }
-        .encode(&mut hello);
+        RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut hello);
         let sent = tokio::time::timeout(
             Duration::from_millis(ANSWER_TIMEOUT_MS),
             c.stream.write_all(&hello),

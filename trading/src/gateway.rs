@@ -88,7 +88,7 @@ use crate::hello::{accept_ack, Admission};
 use crate::latency::LatencyHistogram;
 use crate::msg::{
     offset, patch_u64, read_u64, PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG,
-    OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ, PROTOCOL_VERSION,
+    OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
 };
 use crate::open_orders::OpenOrders;
 use crate::order::{self, OrderMsg};
@@ -1890,11 +1890,7 @@ impl Service for Gateway {
                 cx.set_input_group(conn, InputGroup(target.0));
             }
             Origin::Dialed { .. } => {
-                let hello = RoleHelloReq {
-                    role: Role::Gateway.to_u8(),
-                    version: PROTOCOL_VERSION,
-                    token: &self.config.upstream_token,
-                };
+                let hello = RoleHelloReq::new(Role::Gateway, &self.config.upstream_token);
                 cx.send(conn, 7 + hello.token.len(), |out| {
                     hello.encode(out);
                 });

@@ -48,12 +48,7 @@ impl GatewayRig {
         worker.handle_read(now, upstream, &ack);
         let client = worker.handle_accepted(now).expect("room");
         let mut hello = Vec::new();
-        crate::msg::RoleHelloReq {
-            role: crate::Role::Client.to_u8(),
-            version: 1,
-            token: "",
-        }
-        .encode(&mut hello);
+        crate::msg::RoleHelloReq::new(crate::Role::Client, "").encode(&mut hello);
         worker.handle_read(now, client, &hello);
         let mut rig = GatewayRig {
             worker,

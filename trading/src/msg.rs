@@ -149,6 +149,15 @@ fn malformed(opcode: u16, what: &'static str) -> Fault {
 }
 
 impl<'a> RoleHelloReq<'a> {
+    /// `role`'s hand-shake at this protocol's version, presenting `token`.
+    pub fn new(role: Role, token: &'a str) -> RoleHelloReq<'a> {
+        RoleHelloReq {
+            role: role.to_u8(),
+            version: PROTOCOL_VERSION,
+            token,
+        }
+    }
+
     /// Decodes the payload.
     pub fn decode(payload: &'a [u8]) -> Result<RoleHelloReq<'a>, Fault> {
         let Some((head, token)) = payload.split_first_chunk::<3>() else {

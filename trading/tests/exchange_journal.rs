@@ -64,12 +64,7 @@ fn exchange_with(config: ExchangeConfig) -> Worker<Exchange> {
 fn connect(w: &mut Worker<Exchange>) -> ConnId {
     let conn = w.handle_accepted(Nanos(2)).expect("room");
     let mut hello = Vec::new();
-    RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    }
-    .encode(&mut hello);
+    RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut hello);
     w.handle_read(Nanos(3), conn, &hello);
     flush(w);
     conn

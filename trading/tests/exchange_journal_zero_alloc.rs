@@ -55,12 +55,7 @@ fn drain(w: &mut Worker<Exchange>, now: Nanos, d: &mut Drained) {
 fn connect(w: &mut Worker<Exchange>, now: Nanos) -> ConnId {
     let conn = w.handle_accepted(now).expect("room");
     let mut hello = Vec::new();
-    RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    }
-    .encode(&mut hello);
+    RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut hello);
     w.handle_read(now, conn, &hello);
     drain(w, now, &mut Drained::default());
     conn
@@ -318,12 +313,7 @@ fn requests_handed_to_the_engines_worker_are_journaled_and_answered_without_allo
         let now = Nanos(2 + k as u64);
         *conn = p.workers[1].handle_accepted(now).expect("room");
         let mut hello = Vec::new();
-        RoleHelloReq {
-            role: 1,
-            version: 1,
-            token: "",
-        }
-        .encode(&mut hello);
+        RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut hello);
         p.workers[1].handle_read(now, *conn, &hello);
         p.settle(now, &mut Drained::default());
     }

@@ -298,12 +298,7 @@ mod two_workers {
         fn accept(&mut self, i: usize) -> ConnId {
             let conn = self.workers[i].handle_accepted(self.now).expect("room");
             let mut hello = Vec::new();
-            RoleHelloReq {
-                role: 1,
-                version: 1,
-                token: "",
-            }
-            .encode(&mut hello);
+            RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut hello);
             self.read(i, conn, &hello);
             self.take(i, conn);
             conn

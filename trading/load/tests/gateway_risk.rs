@@ -66,12 +66,7 @@ fn an_unknown_token_is_refused_at_the_hand_shake() {
     let (mut h, _) = harness();
     let mut r = Raw::from_id(h.open_raw(G));
     let mut hello = Vec::new();
-    fep_trading::msg::RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "nobody",
-    }
-    .encode(&mut hello);
+    fep_trading::msg::RoleHelloReq::new(fep_trading::Role::Client, "nobody").encode(&mut hello);
     r.send(&mut h, &hello);
     let frames = r.take(&h);
     assert_eq!(frames[0].0, OP_ERROR);

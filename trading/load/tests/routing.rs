@@ -355,12 +355,7 @@ fn a_worker_pauses_only_the_clients_routed_through_a_spent_credit_and_resumes_th
     let remote = w.handle_accepted(Nanos(3)).unwrap();
     let local = w.handle_accepted(Nanos(3)).unwrap();
     bytes.clear();
-    RoleHelloReq {
-        role: 1,
-        version: 1,
-        token: "",
-    }
-    .encode(&mut bytes);
+    RoleHelloReq::new(fep_trading::Role::Client, "").encode(&mut bytes);
     w.handle_read(Nanos(4), local, &bytes);
     w.handle_read(Nanos(4), remote, &bytes);
     while w.poll_effect().is_some() {}

@@ -30,7 +30,7 @@ use crate::schedule::Schedule;
 use fep_trading::hello::accept_ack;
 use fep_trading::msg::{
     PerfPing, RoleHelloReq, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK, OP_ROLE_HELLO_REQ,
-    PING_FRAME_LEN_MIN, PROTOCOL_VERSION,
+    PING_FRAME_LEN_MIN,
 };
 use fep_trading::order::{self, OrderMsg};
 use fep_trading::Role;
@@ -781,11 +781,7 @@ impl Service for Client {
         }
         link.state = LinkState::Hello;
         self.dial_next(cx);
-        let hello = RoleHelloReq {
-            role: Role::Client.to_u8(),
-            version: PROTOCOL_VERSION,
-            token: &self.config.token,
-        };
+        let hello = RoleHelloReq::new(Role::Client, &self.config.token);
         cx.send(conn, 7 + hello.token.len(), |out| {
             hello.encode(out);
         });
