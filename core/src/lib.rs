@@ -26,7 +26,7 @@ pub mod worker;
 
 pub use error::{ErrorCode, Fault, FrameError};
 pub use frame::{Decoder, Frame, FrameWriter};
-pub use session::{ConnId, Session, SessionId};
+pub use session::{Chunks, ConnId, Session, SessionId};
 pub use state::{ConnState, Phase, Side, StateSet};
 pub use time::Nanos;
 pub use worker::{

@@ -19,6 +19,16 @@ pub const REASON_LEN_MAX: usize = 256;
 /// is not reading: it gets `Error{OVERLOADED}` and is closed.
 pub const OUTPUT_BACKLOG_MAX_DEFAULT: usize = 4 * 1024 * 1024;
 
+/// Shortest frame forwarded straight from the input being handled (a
+/// splice, [`crate::Context::forward`]) instead of copied: a short frame
+/// costs little to copy, and the closed-loop path keeps its one slice.
+pub const SPLICE_LEN_MIN: usize = 256;
+/// Splices one session's output holds at once; past it frames are
+/// copied. Frames forwarded back to back to one connection share one.
+pub const SPLICES_MAX: usize = 512;
+/// Stamps one forwarded frame may have written over it.
+pub const STAMPS_PER_FORWARD_MAX: usize = 4;
+
 /// Default bound of the bytes one worker holds for another (one handoff
 /// lane) before the driver has moved them. Past it
 /// [`crate::Context::handoff`] refuses, and the service sheds.

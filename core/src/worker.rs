@@ -17,15 +17,16 @@ use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 
 use crate::error::{ErrorCode, Fault};
-use crate::frame::{Decoder, Frame};
+use crate::frame::{encode_frame, Decoder, Frame};
 use crate::limits::{
     DISPATCH_SLOTS, EFFECTS_PER_SESSION_MAX, FRAME_HEADER_LEN, FRAME_LENGTH_MAX_CEILING,
     FRAME_LENGTH_MAX_DEFAULT, FRAME_LENGTH_MIN, HANDLERS_MAX, HANDOFF_BACKLOG_MAX_DEFAULT,
     HEARTBEAT_MISSES_MAX, HELLO_DEADLINES_PER_SESSION_MAX, HELLO_TIMEOUT_NS_DEFAULT,
     INPUT_GROUPS_MAX, JOURNAL_BACKLOG_MAX, JOURNAL_RECORD_HEADER_LEN, OPCODE_LEN,
-    OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX, SESSIONS_PER_WORKER_MAX_DEFAULT, WORKERS_MAX,
+    OUTPUT_BACKLOG_MAX_DEFAULT, REASON_LEN_MAX, SESSIONS_PER_WORKER_MAX_DEFAULT, SPLICE_LEN_MIN,
+    STAMPS_PER_FORWARD_MAX, WORKERS_MAX,
 };
-use crate::session::{ConnId, OutBuf, Session, SessionId, Slab};
+use crate::session::{Chunks, ConnId, OutBuf, Session, SessionId, Slab};
 use crate::state::{ConnState, Phase, Side, StateSet};
 use crate::time::Nanos;
 use crate::wire::{ErrorMsg, RejectMsg, HEARTBEAT_FRAME, OP_HEARTBEAT};
@@ -369,6 +370,52 @@ struct Outbox {
     journal_queued: bool,
     /// The newest snapshot not taken by the driver: (record, state).
     snapshot: Option<(u64, Vec<u8>)>,
+    /// The input the driver lent ([`Worker::handle_read_lent`]) and has not
+    /// settled yet.
+    lent: Option<Lent>,
+    /// Sessions whose output refers to the lent input, each once: at most
+    /// every session, so bounded by [`WorkerConfig::sessions_max`].
+    spliced: Vec<ConnId>,
+    /// Stamps to write into the lent input once its frames are handled:
+    /// (offset, big-endian value). At most [`STAMPS_PER_FORWARD_MAX`] per
+    /// frame of at least [`SPLICE_LEN_MIN`] bytes, so bounded by the input.
+    patches: Vec<(usize, [u8; 8])>,
+}
+
+/// Where a lent input lies: its address and length, to tell whether a slice
+/// a service forwards is a piece of it (and where), and that the driver
+/// settles the same input it lent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lent {
+    addr: usize,
+    len: usize,
+}
+
+impl Lent {
+    fn of(input: &[u8]) -> Lent {
+        Lent {
+            addr: input.as_ptr().addr(),
+            len: input.len(),
+        }
+    }
+
+    /// Where `piece` starts in this input, if it lies wholly inside it.
+    fn offset_of(self, piece: &[u8]) -> Option<usize> {
+        let at = piece.as_ptr().addr().checked_sub(self.addr)?;
+        (at + piece.len() <= self.len).then_some(at)
+    }
+}
+
+/// Where the whole `opcode` frame whose payload is `payload` starts in
+/// `input`, if it lies there as read: its header just before the payload.
+fn frame_in(input: &[u8], opcode: u16, payload: &[u8]) -> Option<usize> {
+    let at = Lent::of(input).offset_of(payload)?;
+    let start = at.checked_sub(FRAME_HEADER_LEN + OPCODE_LEN)?;
+    let length = u32::try_from(OPCODE_LEN + payload.len()).ok()?;
+    let header = &input[start..at];
+    (header[..FRAME_HEADER_LEN] == length.to_be_bytes()
+        && header[FRAME_HEADER_LEN..] == opcode.to_be_bytes())
+    .then_some(start)
 }
 
 impl Outbox {
@@ -390,6 +437,9 @@ pub struct Context<'a, S: Service> {
     config: &'a WorkerConfig,
     sessions: &'a mut Slab<Session<S::Data>>,
     outbox: &'a mut Outbox,
+    /// The input being handled, when its driver lent it: forwarded frames
+    /// may be written from it ([`Context::forward`]).
+    input: Option<&'a [u8]>,
 }
 
 impl<S: Service> Context<'_, S> {
@@ -451,6 +501,73 @@ impl<S: Service> Context<'_, S> {
             return false;
         }
         write(session.out.tail(additional));
+        self.queued(conn)
+    }
+
+    /// Forwards a frame read on this worker to `conn`: the `opcode` frame
+    /// with `payload`, with `stamps` (frame offset, value) written over it
+    /// as big-endian `u64`s. When the frame lies whole in the input being
+    /// handled, lent by the driver, and is at least [`SPLICE_LEN_MIN`]
+    /// bytes, it is not copied: the stamps are written into the input and
+    /// the output refers to the frame there, so a forwarding service's
+    /// frames go from the read buffer to the socket as in a relay (frames
+    /// forwarded back to back to one connection are one piece). The bytes
+    /// on the wire are the same either way. Returns as [`Context::send`]
+    /// does.
+    ///
+    /// # Panics
+    ///
+    /// With more than [`STAMPS_PER_FORWARD_MAX`] stamps, or a stamp past
+    /// the frame's end.
+    pub fn forward(
+        &mut self,
+        conn: ConnId,
+        opcode: u16,
+        payload: &[u8],
+        stamps: &[(usize, u64)],
+    ) -> bool {
+        let frame_len = FRAME_HEADER_LEN + OPCODE_LEN + payload.len();
+        assert!(stamps.len() <= STAMPS_PER_FORWARD_MAX);
+        assert!(stamps.iter().all(|&(at, _)| at + 8 <= frame_len));
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return false;
+        };
+        if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
+            return false;
+        }
+        let start = self
+            .input
+            .filter(|_| frame_len >= SPLICE_LEN_MIN)
+            .and_then(|input| frame_in(input, opcode, payload));
+        let had_splices = session.out.has_splices();
+        match start {
+            Some(start) if session.out.splice(start, frame_len) => {
+                if !had_splices {
+                    self.outbox.spliced.push(conn);
+                }
+                for &(at, v) in stamps {
+                    self.outbox.patches.push((start + at, v.to_be_bytes()));
+                }
+            }
+            _ => {
+                let out = session.out.tail(frame_len);
+                let start = out.len();
+                encode_frame(out, opcode, payload);
+                for &(at, v) in stamps {
+                    out[start + at..start + at + 8].copy_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        self.queued(conn)
+    }
+
+    /// Bookkeeping after bytes were appended to live `conn`'s output: the
+    /// transmit, the heartbeat clock, the output's bounds.
+    fn queued(&mut self, conn: ConnId) -> bool {
+        let session = self
+            .sessions
+            .get_mut(conn)
+            .expect("bytes were just queued on a live session");
         session.sent_at = self.now;
         queue_transmit(self.outbox, session, conn);
         let backlog = session.out.len();
@@ -834,6 +951,9 @@ impl<S: Service> Worker<S> {
                 journal: OutBuf::default(),
                 journal_queued: false,
                 snapshot: None,
+                lent: None,
+                spliced: Vec::new(),
+                patches: Vec::new(),
             },
             dispatch: Box::new(DispatchTable::new::<S>()),
             next_session: 0,
@@ -886,8 +1006,39 @@ impl<S: Service> Worker<S> {
     }
 
     /// Bytes waiting to be written on `conn` (empty for a closed handle).
+    ///
+    /// # Panics
+    ///
+    /// Between [`Worker::handle_read_lent`] and [`Worker::settle_input`],
+    /// if `conn`'s output refers to the lent input: write it with
+    /// [`Worker::transmit_chunks`].
     pub fn transmit_buf(&self, conn: ConnId) -> &[u8] {
         self.sessions.get(conn).map_or(&[], |s| s.out.pending())
+    }
+
+    /// The bytes waiting to be written on `conn`, in order, as at most `max`
+    /// slices of the worker's buffers and of `input`, for a vectored write.
+    /// `input` is the input lent by [`Worker::handle_read_lent`] and not
+    /// settled yet; with none lent, any slice (e.g. empty) will do.
+    ///
+    /// # Panics
+    ///
+    /// If `conn`'s output refers to a lent input and `input` is not it.
+    pub fn transmit_chunks<'a>(
+        &'a self,
+        conn: ConnId,
+        input: &'a [u8],
+        max: usize,
+    ) -> Option<Chunks<'a>> {
+        let session = self.sessions.get(conn)?;
+        if session.out.has_splices() {
+            assert_eq!(
+                self.outbox.lent,
+                Some(Lent::of(input)),
+                "output refers to the lent input, and another was given"
+            );
+        }
+        Some(session.out.chunks(input, max))
     }
 
     /// Whole frames waiting for worker `target`.
@@ -1035,6 +1186,7 @@ impl<S: Service> Worker<S> {
             config: &self.config,
             sessions: &mut self.sessions,
             outbox: &mut self.outbox,
+            input: None,
         };
         f(&mut self.service, &mut cx)
     }
@@ -1098,13 +1250,42 @@ impl<S: Service> Worker<S> {
     }
 
     /// Bytes arrived on `conn`. Input on a closing or closed connection is
-    /// dropped.
+    /// dropped. The output copies what it needs of `bytes`.
     pub fn handle_read(&mut self, now: Nanos, conn: ConnId, bytes: &[u8]) {
+        self.read_frames(now, conn, bytes, false);
+    }
+
+    /// Bytes arrived on `conn`, lent: frames forwarded from `bytes` are
+    /// stamped in place and the output refers to them instead of copying
+    /// them ([`Context::forward`]). The driver writes with
+    /// [`Worker::transmit_chunks`] and must call [`Worker::settle_input`]
+    /// with the same `bytes` before it changes or frees them, or hands the
+    /// worker any other input.
+    ///
+    /// # Panics
+    ///
+    /// If an input lent before is not settled.
+    pub fn handle_read_lent(&mut self, now: Nanos, conn: ConnId, bytes: &mut [u8]) {
+        assert!(
+            self.outbox.lent.is_none(),
+            "an input was lent and not settled"
+        );
+        if self.read_frames(now, conn, bytes, true) {
+            self.outbox.lent = Some(Lent::of(bytes));
+        }
+        for (at, v) in self.outbox.patches.drain(..) {
+            bytes[at..at + 8].copy_from_slice(&v);
+        }
+    }
+
+    /// Feeds `conn`'s frames in `bytes` to the service; returns whether it
+    /// did (the connection is live).
+    fn read_frames(&mut self, now: Nanos, conn: ConnId, bytes: &[u8], lend: bool) -> bool {
         let Some(session) = self.sessions.get_mut(conn) else {
-            return;
+            return false;
         };
         if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
-            return;
+            return false;
         }
         session.read_at = now;
         let mut decoder = std::mem::take(&mut session.decoder);
@@ -1114,6 +1295,7 @@ impl<S: Service> Worker<S> {
             config: &self.config,
             sessions: &mut self.sessions,
             outbox: &mut self.outbox,
+            input: lend.then_some(bytes),
         };
         let mut frames = decoder.frames(bytes);
         while let Some(item) = frames.next() {
@@ -1130,6 +1312,31 @@ impl<S: Service> Worker<S> {
         }
         if let Some(session) = self.sessions.get_mut(conn) {
             session.decoder = decoder;
+        }
+        true
+    }
+
+    /// The driver is done with the input it lent
+    /// ([`Worker::handle_read_lent`]): output that still refers to it is
+    /// copied in, so `bytes` may change. Nothing happens when nothing was
+    /// lent.
+    ///
+    /// # Panics
+    ///
+    /// If `bytes` is not the input lent.
+    pub fn settle_input(&mut self, bytes: &[u8]) {
+        let Some(lent) = self.outbox.lent.take() else {
+            return;
+        };
+        assert_eq!(
+            lent,
+            Lent::of(bytes),
+            "settled another input than the one lent"
+        );
+        for conn in self.outbox.spliced.drain(..) {
+            if let Some(session) = self.sessions.get_mut(conn) {
+                session.out.settle(bytes);
+            }
         }
     }
 
@@ -1169,6 +1376,7 @@ impl<S: Service> Worker<S> {
             config: &self.config,
             sessions: &mut self.sessions,
             outbox: &mut self.outbox,
+            input: None,
         };
         let mut rest = bytes;
         while !rest.is_empty() {

@@ -6,10 +6,14 @@
 //! or the service resumed them); take the bytes other workers handed over;
 //! fire due deadlines; wake the workers this turn handed bytes to. The
 //! engine's output buffer is the only buffer of outgoing bytes: the driver
-//! writes from [`Worker::transmit_buf`] and reports what went out.
+//! writes from it and reports what went out. A read's input is lent to the
+//! engine ([`Worker::handle_read_lent`]), so a forwarded payload can go
+//! from the read buffer to the socket in the drain's vectored writes
+//! ([`Worker::transmit_chunks`]); the loan ends
+//! ([`Worker::settle_input`]) before the buffer is read into again.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +26,8 @@ use crate::clock::monotonic_now;
 use crate::config::{Config, WriteMode};
 use crate::control::{Control, Mailboxes, Pushed};
 use crate::limits::{
-    CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, READS_PER_TURN_MAX, READ_BUF_LEN,
+    CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, IOV_PER_WRITE_MAX, READS_PER_TURN_MAX,
+    READ_BUF_LEN,
 };
 use crate::socket;
 use crate::stats::IoStats;
@@ -129,6 +134,9 @@ pub(crate) struct Driver<S: Service> {
     deadlines: VecDeque<(Nanos, ConnId, Deadline)>,
     lingering: usize,
     read_buf: Box<[u8]>,
+    /// Bytes at the front of `read_buf` lent to the engine: its output may
+    /// refer to them until [`Driver::settle_input`] (0: none lent).
+    lent: usize,
     config: Arc<Config>,
     control: Arc<Control>,
     mailboxes: Arc<Mailboxes>,
@@ -209,6 +217,7 @@ impl<S: Service> Driver<S> {
             deadlines: VecDeque::new(),
             lingering: 0,
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
+            lent: 0,
             config,
             control,
             mailboxes,
@@ -672,8 +681,15 @@ impl<S: Service> Driver<S> {
                         // The one clock read of this input: the stamps it
                         // causes (t2, t4) must not be older than the bytes.
                         let now = monotonic_now();
-                        self.worker.handle_read(now, conn, &self.read_buf[..n]);
+                        // Lent: a frame forwarded from this input is
+                        // stamped in place and written from the read
+                        // buffer by the drain's speculative writes; what
+                        // they leave is copied when the input is settled.
+                        self.worker
+                            .handle_read_lent(now, conn, &mut self.read_buf[..n]);
+                        self.lent = n;
                         self.drain(now);
+                        self.settle_input();
                     }
                     // A short read emptied the socket; with edge-triggered
                     // readiness, newer bytes bring a new event. That saves
@@ -693,6 +709,14 @@ impl<S: Service> Driver<S> {
             }
         }
         self.queue_ready(conn);
+    }
+
+    /// Ends the loan of the read buffer's front to the engine, if any.
+    fn settle_input(&mut self) {
+        if self.lent > 0 {
+            self.worker.settle_input(&self.read_buf[..self.lent]);
+            self.lent = 0;
+        }
     }
 
     fn queue_ready(&mut self, conn: ConnId) {
@@ -1018,13 +1042,26 @@ impl<S: Service> Driver<S> {
             return Flush::Failed;
         };
         loop {
-            let pending = self.worker.transmit_buf(conn);
-            let pending_len = pending.len();
-            if pending.is_empty() {
+            let input = &self.read_buf[..self.lent];
+            let mut iov = [IoSlice::new(&[]); IOV_PER_WRITE_MAX];
+            let mut count = 0;
+            let mut pending_len = 0;
+            let chunks = self.worker.transmit_chunks(conn, input, IOV_PER_WRITE_MAX);
+            for (slot, chunk) in iov.iter_mut().zip(chunks.into_iter().flatten()) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+                pending_len += chunk.len();
+            }
+            if pending_len == 0 {
                 c.blocked = false;
                 return Flush::Done;
             }
-            match (&c.stream).write(pending) {
+            let written = if count == 1 {
+                (&c.stream).write(&iov[0])
+            } else {
+                (&c.stream).write_vectored(&iov[..count])
+            };
+            match written {
                 Ok(0) => return Flush::Failed,
                 Ok(n) => {
                     self.stats.writes += 1;
@@ -1103,6 +1140,9 @@ impl<S: Service> Driver<S> {
         }
         let _ = self.poll.registry().deregister(&mut c.stream);
         if !c.dialing {
+            // The discarded bytes land in the read buffer: output that
+            // refers to a lent input takes its copy first.
+            self.settle_input();
             discard_input(&c.stream, &mut self.read_buf);
         }
     }

@@ -8,6 +8,11 @@ use std::time::Duration;
 /// (100 clients × 30 × 1 KiB), 256 KiB gave 13–18% more round trips per
 /// second than 64 KiB (1 MiB no more than 256 KiB).
 pub const READ_BUF_LEN: usize = 256 * 1024;
+/// Slices of one vectored write: a connection's output is its own bytes
+/// and, during a read, payloads written straight from the read buffer (one
+/// slice each, between their stamped heads). What is past this many goes
+/// out in the next write.
+pub const IOV_PER_WRITE_MAX: usize = 64;
 /// Readiness events taken from the kernel per poll.
 pub const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Pending connections the kernel queues per listening socket.

@@ -978,13 +978,12 @@ impl Gateway {
         }
         let now = cx.now();
         let t2 = now.as_u64();
-        let sent = cx.send(upstream, len, |out| {
-            let start = out.len();
-            encode_frame(out, opcode, payload);
-            let frame = &mut out[start..];
-            patch_u64(frame, offset::ROUTE, route);
-            patch_u64(frame, offset::T2, t2);
-        });
+        let sent = cx.forward(
+            upstream,
+            opcode,
+            payload,
+            &[(offset::ROUTE, route), (offset::T2, t2)],
+        );
         if sent {
             self.stats.forwarded += 1;
             self.stats.request_leg.record((now - read_at).as_u64());
@@ -1122,12 +1121,7 @@ impl Gateway {
             self.stats.pongs += 1;
             let now = cx.now();
             self.stats.answer_leg.record((now - read_at).as_u64());
-            let t4 = now.as_u64();
-            cx.send(conn, 6 + payload.len(), |out| {
-                let start = out.len();
-                encode_frame(out, OP_PERF_PONG, payload);
-                patch_u64(&mut out[start..], offset::T4, t4);
-            });
+            cx.forward(conn, OP_PERF_PONG, payload, &[(offset::T4, now.as_u64())]);
         }
     }
 

@@ -19,6 +19,8 @@ pub struct GatewayRig {
     /// The upstream connection.
     pub upstream: ConnId,
     now: Nanos,
+    /// The "read buffer" an input is lent from ([`GatewayRig::read_into`]).
+    read_buf: Vec<u8>,
 }
 
 impl GatewayRig {
@@ -55,6 +57,7 @@ impl GatewayRig {
             client,
             upstream,
             now,
+            read_buf: Vec::new(),
         };
         rig.flush();
         now = now + Nanos::from_micros(1);
@@ -91,6 +94,75 @@ impl GatewayRig {
         self.now = self.now + Nanos(100);
         self.worker.handle_read(self.now, self.upstream, pong);
         forwarded + self.flush()
+    }
+
+    /// `input` read on `conn`, and the output it causes written to `sink`;
+    /// returns the bytes written. With `lend: Some(k)` the input is lent
+    /// as the real driver lends it: each transmit writes at most `k` bytes
+    /// from the output's chunks (payloads straight from `input`) while it
+    /// is lent, and the rest after it is settled. With `None` it is copied.
+    pub fn read_into(
+        &mut self,
+        conn: ConnId,
+        input: &[u8],
+        lend: Option<usize>,
+        sink: &mut Vec<u8>,
+    ) -> usize {
+        let mut written = 0;
+        if let Some(write_max) = lend {
+            self.read_buf.clear();
+            self.read_buf.extend_from_slice(input);
+            let input = &mut self.read_buf[..];
+            self.worker.handle_read_lent(self.now, conn, input);
+            while let Some(effect) = self.worker.poll_effect() {
+                let Effect::Transmit { conn } = effect else {
+                    continue;
+                };
+                let mut n = 0;
+                let chunks = self.worker.transmit_chunks(conn, input, 64);
+                for chunk in chunks.into_iter().flatten() {
+                    let take = chunk.len().min(write_max - n);
+                    sink.extend_from_slice(&chunk[..take]);
+                    n += take;
+                    if n == write_max {
+                        break;
+                    }
+                }
+                self.worker.handle_written(self.now, conn, n);
+                written += n;
+            }
+            self.worker.settle_input(input);
+        } else {
+            self.worker.handle_read(self.now, conn, input);
+        }
+        for conn in [self.client, self.upstream] {
+            let rest = self.worker.transmit_buf(conn);
+            let n = rest.len();
+            sink.extend_from_slice(rest);
+            self.worker.handle_written(self.now, conn, n);
+            written += n;
+        }
+        self.flush() + written
+    }
+
+    /// [`GatewayRig::round_trip`] through [`GatewayRig::read_into`]: `pong`
+    /// gets what went upstream (turned into a pong), `delivered` what the
+    /// client got back.
+    pub fn round_trip_into(
+        &mut self,
+        ping: &[u8],
+        lend: Option<usize>,
+        pong: &mut Vec<u8>,
+        delivered: &mut Vec<u8>,
+    ) -> usize {
+        self.now = self.now + Nanos(100);
+        pong.clear();
+        let forwarded = self.read_into(self.client, ping, lend, pong);
+        pong[crate::msg::offset::OPCODE..crate::msg::offset::OPCODE + 2]
+            .copy_from_slice(&crate::msg::OP_PERF_PONG.to_be_bytes());
+        self.now = self.now + Nanos(100);
+        delivered.clear();
+        forwarded + self.read_into(self.upstream, pong, lend, delivered)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The hot path does not allocate: a counting global allocator watches a
-//! warmed-up gateway through 10,000 round trips, alone and in the full
+//! warmed-up gateway through 10,000 round trips, alone (copying its input,
+//! and forwarding from a lent one as the real driver does) and in the full
 //! in-memory path (s1, and s3, where handoffs travel as bytes in reused
 //! lanes).
 
@@ -47,6 +48,35 @@ fn a_warm_gateway_worker_does_not_allocate_per_round_trip() {
     );
     assert_eq!(rig.worker.service().stats().pongs, 10_100);
     assert_eq!(n, 0, "allocations in 10,000 round trips");
+}
+
+#[test]
+fn forwarding_from_a_lent_input_does_not_allocate_per_round_trip() {
+    // The real driver's path: 1 KiB pads written from the read buffer, all
+    // of them, or part (the rest copied in when the input is settled).
+    for write_max in [usize::MAX, 100] {
+        let mut rig = GatewayRig::new();
+        let pad = [7u8; 1024];
+        let mut ping = Vec::new();
+        PerfPing::from_client(1, Nanos(1), &pad).encode(OP_PERF_PING, &mut ping);
+        let mut pong = Vec::with_capacity(4096);
+        let mut delivered = Vec::with_capacity(4096);
+        for _ in 0..100 {
+            rig.round_trip_into(&ping, Some(write_max), &mut pong, &mut delivered);
+        }
+        let mut bytes = 0;
+        let n = allocations_in(|| {
+            for _ in 0..10_000 {
+                bytes += rig.round_trip_into(&ping, Some(write_max), &mut pong, &mut delivered);
+            }
+        });
+        assert_eq!(bytes, 10_000 * 2 * ping.len(), "writes of {write_max}");
+        assert_eq!(delivered.len(), ping.len());
+        assert_eq!(
+            n, 0,
+            "allocations in 10,000 round trips, writes of {write_max}"
+        );
+    }
 }
 
 fn full_path_allocations(scenario: Scenario) -> u64 {
