@@ -501,7 +501,8 @@ impl<S: Service> Context<'_, S> {
             return false;
         }
         write(session.out.tail(additional));
-        self.queued(conn)
+        let queued = queued(self.now, self.config, self.outbox, conn, session);
+        self.overloaded(conn, queued)
     }
 
     /// Forwards a frame read on this worker to `conn`: the `opcode` frame
@@ -558,31 +559,20 @@ impl<S: Service> Context<'_, S> {
                 }
             }
         }
-        self.queued(conn)
+        let queued = queued(self.now, self.config, self.outbox, conn, session);
+        self.overloaded(conn, queued)
     }
 
-    /// Bookkeeping after bytes were appended to live `conn`'s output: the
-    /// transmit, the heartbeat clock, the output's bounds.
-    fn queued(&mut self, conn: ConnId) -> bool {
-        let session = self
-            .sessions
-            .get_mut(conn)
-            .expect("bytes were just queued on a live session");
-        session.sent_at = self.now;
-        queue_transmit(self.outbox, session, conn);
-        let backlog = session.out.len();
-        if backlog > self.config.output_high_water() {
-            session.output_high = true;
+    /// Fails `conn` if queueing on it passed its output bound; returns
+    /// whether it took the bytes.
+    fn overloaded(&mut self, conn: ConnId, queued: Result<(), Fault>) -> bool {
+        match queued {
+            Ok(()) => true,
+            Err(fault) => {
+                self.fail(conn, fault);
+                false
+            }
         }
-        if backlog > self.config.output_backlog_max {
-            let fault = Fault::Overloaded {
-                backlog,
-                max: self.config.output_backlog_max,
-            };
-            self.fail(conn, fault);
-            return false;
-        }
-        true
     }
 
     /// Answers request `seq` on `conn` with `Reject{code}`.
@@ -778,6 +768,31 @@ impl<S: Service> Context<'_, S> {
     pub fn handoff_backlog(&self, target: WorkerId) -> usize {
         self.outbox.lanes.get(target.index()).map_or(0, OutBuf::len)
     }
+}
+
+/// Bookkeeping after bytes were appended to live `conn`'s output
+/// (`session`): the transmit, the heartbeat clock, the output's bounds
+/// (past the bound: the fault to fail it with).
+fn queued<D>(
+    now: Nanos,
+    config: &WorkerConfig,
+    outbox: &mut Outbox,
+    conn: ConnId,
+    session: &mut Session<D>,
+) -> Result<(), Fault> {
+    session.sent_at = now;
+    queue_transmit(outbox, session, conn);
+    let backlog = session.out.len();
+    if backlog > config.output_high_water() {
+        session.output_high = true;
+    }
+    if backlog > config.output_backlog_max {
+        return Err(Fault::Overloaded {
+            backlog,
+            max: config.output_backlog_max,
+        });
+    }
+    Ok(())
 }
 
 fn queue_transmit<D>(outbox: &mut Outbox, session: &mut Session<D>, conn: ConnId) {
@@ -1014,6 +1029,13 @@ impl<S: Service> Worker<S> {
     /// [`Worker::transmit_chunks`].
     pub fn transmit_buf(&self, conn: ConnId) -> &[u8] {
         self.sessions.get(conn).map_or(&[], |s| s.out.pending())
+    }
+
+    /// Whether some of `conn`'s waiting bytes are still in the lent input:
+    /// then the driver writes with [`Worker::transmit_chunks`], else
+    /// [`Worker::transmit_buf`] is all of them.
+    pub fn transmit_is_spliced(&self, conn: ConnId) -> bool {
+        self.sessions.get(conn).is_some_and(|s| s.out.has_splices())
     }
 
     /// The bytes waiting to be written on `conn`, in order, as at most `max`

@@ -1042,24 +1042,27 @@ impl<S: Service> Driver<S> {
             return Flush::Failed;
         };
         loop {
-            let input = &self.read_buf[..self.lent];
-            let mut iov = [IoSlice::new(&[]); IOV_PER_WRITE_MAX];
-            let mut count = 0;
-            let mut pending_len = 0;
-            let chunks = self.worker.transmit_chunks(conn, input, IOV_PER_WRITE_MAX);
-            for (slot, chunk) in iov.iter_mut().zip(chunks.into_iter().flatten()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-                pending_len += chunk.len();
-            }
-            if pending_len == 0 {
-                c.blocked = false;
-                return Flush::Done;
-            }
-            let written = if count == 1 {
-                (&c.stream).write(&iov[0])
+            let (written, pending_len) = if self.worker.transmit_is_spliced(conn) {
+                // Part of it is still in the lent read buffer: one
+                // vectored write of the pieces, in order.
+                let input = &self.read_buf[..self.lent];
+                let mut iov = [IoSlice::new(&[]); IOV_PER_WRITE_MAX];
+                let mut count = 0;
+                let mut pending_len = 0;
+                let chunks = self.worker.transmit_chunks(conn, input, IOV_PER_WRITE_MAX);
+                for (slot, chunk) in iov.iter_mut().zip(chunks.into_iter().flatten()) {
+                    *slot = IoSlice::new(chunk);
+                    count += 1;
+                    pending_len += chunk.len();
+                }
+                ((&c.stream).write_vectored(&iov[..count]), pending_len)
             } else {
-                (&c.stream).write_vectored(&iov[..count])
+                let pending = self.worker.transmit_buf(conn);
+                if pending.is_empty() {
+                    c.blocked = false;
+                    return Flush::Done;
+                }
+                ((&c.stream).write(pending), pending.len())
             };
             match written {
                 Ok(0) => return Flush::Failed,
