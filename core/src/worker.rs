@@ -419,6 +419,13 @@ fn frame_in(input: &[u8], opcode: u16, payload: &[u8]) -> Option<usize> {
 }
 
 impl Outbox {
+    /// Writes the stamps of the frames forwarded from the lent `input`.
+    fn stamp(&mut self, input: &mut [u8]) {
+        for (at, v) in self.patches.drain(..) {
+            input[at..at + 8].copy_from_slice(&v);
+        }
+    }
+
     fn push(&mut self, effect: Queued) {
         assert!(
             self.effects.len() < self.effects_max,
@@ -1294,9 +1301,7 @@ impl<S: Service> Worker<S> {
         );
         if self.read_frames(now, conn, bytes, true) {
             self.outbox.lent = Some(Lent::of(bytes));
-        }
-        for (at, v) in self.outbox.patches.drain(..) {
-            bytes[at..at + 8].copy_from_slice(&v);
+            self.outbox.stamp(bytes);
         }
     }
 
@@ -1392,13 +1397,35 @@ impl<S: Service> Worker<S> {
     /// Bytes from worker `source`'s [`Worker::handoff_buf`]: whole frames,
     /// in the order they were handed off.
     pub fn handle_handoff(&mut self, now: Nanos, source: WorkerId, bytes: &[u8]) {
+        self.handoff_frames(now, source, bytes, false);
+    }
+
+    /// Whole frames from worker `source`, lent as a read is
+    /// ([`Worker::handle_read_lent`]): frames forwarded from them are
+    /// stamped in place and written from `bytes`, which the driver settles
+    /// ([`Worker::settle_input`]) before it changes or frees them.
+    ///
+    /// # Panics
+    ///
+    /// If an input lent before is not settled.
+    pub fn handle_handoff_lent(&mut self, now: Nanos, source: WorkerId, bytes: &mut [u8]) {
+        assert!(
+            self.outbox.lent.is_none(),
+            "an input was lent and not settled"
+        );
+        self.handoff_frames(now, source, bytes, true);
+        self.outbox.lent = Some(Lent::of(bytes));
+        self.outbox.stamp(bytes);
+    }
+
+    fn handoff_frames(&mut self, now: Nanos, source: WorkerId, bytes: &[u8], lend: bool) {
         let mut cx = Context {
             now,
             worker: self.id,
             config: &self.config,
             sessions: &mut self.sessions,
             outbox: &mut self.outbox,
-            input: None,
+            input: lend.then_some(bytes),
         };
         let mut rest = bytes;
         while !rest.is_empty() {

@@ -35,6 +35,16 @@ use crate::timer::Timer;
 use crate::wal::{AppendError, Wal, WalConfig};
 use crate::Observer;
 
+/// Which buffer of the driver's the engine's output may refer to.
+#[derive(Clone, Copy, Debug)]
+enum Loan {
+    None,
+    /// The front `n` bytes of the read buffer: one read.
+    Read(usize),
+    /// The bytes taken from a mailbox: one handoff batch.
+    Inbound,
+}
+
 /// The worker's listening socket.
 const LISTENER: Token = Token(0);
 /// The worker's waker: handed bytes arrived, room was made in a mailbox, or
@@ -134,9 +144,9 @@ pub(crate) struct Driver<S: Service> {
     deadlines: VecDeque<(Nanos, ConnId, Deadline)>,
     lingering: usize,
     read_buf: Box<[u8]>,
-    /// Bytes at the front of `read_buf` lent to the engine: its output may
-    /// refer to them until [`Driver::settle_input`] (0: none lent).
-    lent: usize,
+    /// The buffer lent to the engine: its output may refer to it until
+    /// [`Driver::settle_input`].
+    loan: Loan,
     config: Arc<Config>,
     control: Arc<Control>,
     mailboxes: Arc<Mailboxes>,
@@ -217,7 +227,7 @@ impl<S: Service> Driver<S> {
             deadlines: VecDeque::new(),
             lingering: 0,
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
-            lent: 0,
+            loan: Loan::None,
             config,
             control,
             mailboxes,
@@ -687,7 +697,7 @@ impl<S: Service> Driver<S> {
                         // they leave is copied when the input is settled.
                         self.worker
                             .handle_read_lent(now, conn, &mut self.read_buf[..n]);
-                        self.lent = n;
+                        self.loan = Loan::Read(n);
                         self.drain(now);
                         self.settle_input();
                     }
@@ -711,12 +721,15 @@ impl<S: Service> Driver<S> {
         self.queue_ready(conn);
     }
 
-    /// Ends the loan of the read buffer's front to the engine, if any.
+    /// Ends the loan of an input to the engine, if any.
     fn settle_input(&mut self) {
-        if self.lent > 0 {
-            self.worker.settle_input(&self.read_buf[..self.lent]);
-            self.lent = 0;
-        }
+        let input = match self.loan {
+            Loan::None => return,
+            Loan::Read(n) => &self.read_buf[..n],
+            Loan::Inbound => &self.inbound[..],
+        };
+        self.worker.settle_input(input);
+        self.loan = Loan::None;
     }
 
     fn queue_ready(&mut self, conn: ConnId) {
@@ -828,14 +841,16 @@ impl<S: Service> Driver<S> {
             if self.inbound.is_empty() {
                 continue;
             }
-            let inbound = std::mem::take(&mut self.inbound);
             let from = WorkerId(u16::try_from(source).expect("bounded by WORKERS_MAX"));
-            // A batch stamps what it forwards (t2) and returns (t4).
+            // A batch stamps what it forwards (t2) and returns (t4). Lent
+            // like a read: frames forwarded from it are written from it.
             let now = monotonic_now();
-            self.worker.handle_handoff(now, from, &inbound);
-            self.inbound = inbound;
-            self.inbound.clear();
+            self.worker
+                .handle_handoff_lent(now, from, &mut self.inbound);
+            self.loan = Loan::Inbound;
             self.drain(now);
+            self.settle_input();
+            self.inbound.clear();
             taken += 1;
             self.stats.handoffs_received += 1;
         }
@@ -1045,7 +1060,11 @@ impl<S: Service> Driver<S> {
             let (written, pending_len) = if self.worker.transmit_is_spliced(conn) {
                 // Part of it is still in the lent read buffer: one
                 // vectored write of the pieces, in order.
-                let input = &self.read_buf[..self.lent];
+                let input = match self.loan {
+                    Loan::None => &[][..],
+                    Loan::Read(n) => &self.read_buf[..n],
+                    Loan::Inbound => &self.inbound[..],
+                };
                 let mut iov = [IoSlice::new(&[]); IOV_PER_WRITE_MAX];
                 let mut count = 0;
                 let mut pending_len = 0;

@@ -48,6 +48,11 @@ pub struct HarnessConfig {
     pub read_chunk: usize,
     /// Virtual time per delivery.
     pub step: Nanos,
+    /// Lend every read and handoff to its worker, as the real driver does
+    /// (`Worker::handle_read_lent`): forwarded frames are stamped in the
+    /// delivered bytes, then settled before anything is written, so the
+    /// output must be what copying gives.
+    pub lend: bool,
 }
 
 impl Default for HarnessConfig {
@@ -59,6 +64,7 @@ impl Default for HarnessConfig {
             worker: WorkerConfig::default(),
             read_chunk: usize::MAX,
             step: Nanos::from_micros(1),
+            lend: false,
         }
     }
 }
@@ -453,10 +459,15 @@ impl Harness {
         match event {
             Event::Handoff(source, target) => {
                 let lane = self.lanes.get_mut(&(source, target)).expect("lane");
-                let bytes = std::mem::take(lane);
+                let mut bytes = std::mem::take(lane);
                 *self.handoff_count.entry((source, target)).or_default() += frame_count(&bytes);
                 let worker = &mut self.gateways[usize::from(target)];
-                worker.handle_handoff(now, WorkerId(source), &bytes);
+                if self.config.lend {
+                    worker.handle_handoff_lent(now, WorkerId(source), &mut bytes);
+                    worker.settle_input(&bytes);
+                } else {
+                    worker.handle_handoff(now, WorkerId(source), &bytes);
+                }
                 let lane = self.lanes.get_mut(&(source, target)).expect("lane");
                 // Bytes handed on while delivering went to a fresh lane (and
                 // have their event): keep the allocation only otherwise.
@@ -479,8 +490,16 @@ impl Harness {
             NodeRef::Raw(i) => self.raws[usize::from(i)].received.extend_from_slice(&bytes),
             _ => {
                 if let Some(conn) = conn {
-                    for chunk in bytes.chunks(self.config.read_chunk.max(1)) {
-                        on_node!(self, node, |w| w.handle_read(now, conn, chunk));
+                    let lend = self.config.lend;
+                    for chunk in bytes.chunks_mut(self.config.read_chunk.max(1)) {
+                        if lend {
+                            on_node!(self, node, |w| {
+                                w.handle_read_lent(now, conn, chunk);
+                                w.settle_input(chunk);
+                            });
+                        } else {
+                            on_node!(self, node, |w| w.handle_read(now, conn, chunk));
+                        }
                     }
                 }
             }
