@@ -376,6 +376,10 @@ struct Outbox {
     /// Sessions whose output refers to the lent input, each once: at most
     /// every session, so bounded by [`WorkerConfig::sessions_max`].
     spliced: Vec<ConnId>,
+    /// Where the last frame spliced from the lent input ends: a frame
+    /// forwarded again (or one before it) is copied, so the stamps of two
+    /// forwards never land on the same bytes.
+    spliced_end: usize,
     /// Stamps to write into the lent input once its frames are handled:
     /// (offset, big-endian value). At most [`STAMPS_PER_FORWARD_MAX`] per
     /// frame of at least [`SPLICE_LEN_MIN`] bytes, so bounded by the input.
@@ -421,6 +425,7 @@ fn frame_in(input: &[u8], opcode: u16, payload: &[u8]) -> Option<usize> {
 impl Outbox {
     /// Writes the stamps of the frames forwarded from the lent `input`.
     fn stamp(&mut self, input: &mut [u8]) {
+        self.spliced_end = 0;
         for (at, v) in self.patches.drain(..) {
             input[at..at + 8].copy_from_slice(&v);
         }
@@ -519,9 +524,10 @@ impl<S: Service> Context<'_, S> {
     /// bytes, it is not copied: the stamps are written into the input and
     /// the output refers to the frame there, so a forwarding service's
     /// frames go from the read buffer to the socket as in a relay (frames
-    /// forwarded back to back to one connection are one piece). The bytes
-    /// on the wire are the same either way. Returns as [`Context::send`]
-    /// does.
+    /// forwarded back to back to one connection are one piece). A frame
+    /// forwarded again from the same input (to a second connection, with
+    /// its own stamps) is copied. The bytes on the wire are the same either
+    /// way. Returns as [`Context::send`] does.
     ///
     /// # Panics
     ///
@@ -548,11 +554,13 @@ impl<S: Service> Context<'_, S> {
             .filter(|_| frame_len >= SPLICE_LEN_MIN)
             .and_then(|input| frame_in(input, opcode, payload));
         let had_splices = session.out.has_splices();
+        let start = start.filter(|&start| start >= self.outbox.spliced_end);
         match start {
             Some(start) if session.out.splice(start, frame_len) => {
                 if !had_splices {
                     self.outbox.spliced.push(conn);
                 }
+                self.outbox.spliced_end = start + frame_len;
                 for &(at, v) in stamps {
                     self.outbox.patches.push((start + at, v.to_be_bytes()));
                 }
@@ -975,6 +983,7 @@ impl<S: Service> Worker<S> {
                 snapshot: None,
                 lent: None,
                 spliced: Vec::new(),
+                spliced_end: 0,
                 patches: Vec::new(),
             },
             dispatch: Box::new(DispatchTable::new::<S>()),
