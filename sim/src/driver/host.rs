@@ -288,6 +288,8 @@ pub(super) async fn software<S: Service>(host: Rc<HostInner<S>>) -> turmoil::Res
             groups: Vec::new(),
             journal_seq: 0,
             sync_at: None,
+            lent: Vec::new(),
+            lending: false,
         };
         tokio::task::spawn_local(task.run(inbox));
     }

@@ -60,6 +60,11 @@ pub(super) struct WorkerTask<S: Service> {
     pub(super) journal_seq: u64,
     /// With a [`JournalLog`]: when the batch written last is synced.
     pub(super) sync_at: Option<Nanos>,
+    /// The input lent to the worker, as the real driver lends its read
+    /// buffer: forwarded frames are written from it until it is settled.
+    pub(super) lent: Vec<u8>,
+    /// Whether `lent` is on loan now.
+    pub(super) lending: bool,
 }
 
 impl<S: Service> WorkerTask<S> {
@@ -222,8 +227,12 @@ impl<S: Service> WorkerTask<S> {
                     .recorder
                     .borrow_mut()
                     .handled(Handled::Handoff, &seen);
-                self.worker.borrow_mut().handle_handoff(now, source, &task);
+                self.lend(&task);
+                self.worker
+                    .borrow_mut()
+                    .handle_handoff_lent(now, source, &mut self.lent);
                 self.drain(now);
+                self.settle();
             }
             Input::Flush { conn } => {
                 if let Some(io) = self.io_mut(conn) {
@@ -455,11 +464,30 @@ impl<S: Service> WorkerTask<S> {
             if i > 0 {
                 self.line(now, format_args!("buggify short-read {conn:?} at {start}"));
             }
+            self.lend(&bytes[start..end]);
             self.worker
                 .borrow_mut()
-                .handle_read(now, conn, &bytes[start..end]);
+                .handle_read_lent(now, conn, &mut self.lent);
             self.drain(now);
+            self.settle();
             start = end;
+        }
+    }
+
+    /// Puts `bytes` in the buffer the next input is lent from. An input
+    /// handed over while another is on loan (a resumed connection's held
+    /// bytes, fed from the drain) settles the other first.
+    fn lend(&mut self, bytes: &[u8]) {
+        self.settle();
+        self.lent.clear();
+        self.lent.extend_from_slice(bytes);
+        self.lending = true;
+    }
+
+    /// Ends the loan: what the writes left of the input is copied in.
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.lending) {
+            self.worker.borrow_mut().settle_input(&self.lent);
         }
     }
 
@@ -564,9 +592,24 @@ impl<S: Service> WorkerTask<S> {
 
     pub(super) fn write_up_to(&mut self, now: Nanos, conn: ConnId, room: usize) {
         let bytes = {
+            // The pending bytes in order, part of them perhaps still in
+            // the lent input: the same bytes the real driver's vectored
+            // write takes.
             let worker = self.worker.borrow();
-            let pending = worker.transmit_buf(conn);
-            pending[..pending.len().min(room)].to_vec()
+            let input: &[u8] = if self.lending { &self.lent } else { &[] };
+            let mut bytes = Vec::new();
+            for chunk in worker
+                .transmit_chunks(conn, input, usize::MAX)
+                .into_iter()
+                .flatten()
+            {
+                let take = chunk.len().min(room - bytes.len());
+                bytes.extend_from_slice(&chunk[..take]);
+                if bytes.len() == room {
+                    break;
+                }
+            }
+            bytes
         };
         let Some(io) = self.io_mut(conn) else {
             return;
