@@ -15,6 +15,19 @@ fn ping(seq: u64, pad_len: usize) -> Vec<u8> {
     out
 }
 
+/// `input` read lent on `rig`'s client: what its upstream would be
+/// written, as the vectored write's pieces.
+fn read_lent<'a>(rig: &'a mut GatewayRig, input: &'a mut [u8]) -> Vec<&'a [u8]> {
+    rig.worker
+        .handle_read_lent(Nanos::from_millis(1), rig.client, input);
+    let input: &'a [u8] = input;
+    let rig: &'a GatewayRig = rig;
+    rig.worker
+        .transmit_chunks(rig.upstream, input, 64)
+        .expect("the upstream is live")
+        .collect()
+}
+
 #[test]
 fn lent_and_copied_inputs_put_the_same_bytes_on_the_wire() {
     for pad_len in [0, 10, 255, 256, 1000, 4000] {
@@ -76,13 +89,7 @@ fn a_long_frame_is_written_from_the_input_and_a_short_one_copied() {
                 .handle_read(Nanos::from_millis(1), copied.client, &input);
             copied.worker.transmit_buf(copied.upstream).to_vec()
         };
-        rig.worker
-            .handle_read_lent(Nanos::from_millis(1), rig.client, &mut input);
-        let chunks: Vec<&[u8]> = rig
-            .worker
-            .transmit_chunks(rig.upstream, &input, 64)
-            .expect("the upstream is live")
-            .collect();
+        let chunks = read_lent(&mut rig, &mut input);
         assert_eq!(chunks.len(), 1, "pad {pad_len}");
         assert_eq!(chunks[0], want, "pad {pad_len}: stamped as a copy is");
         assert_eq!(
@@ -102,13 +109,7 @@ fn pings_forwarded_back_to_back_are_one_piece_of_the_input() {
         input.extend_from_slice(&ping(seq, 1000));
     }
     let mut rig = GatewayRig::new();
-    rig.worker
-        .handle_read_lent(Nanos::from_millis(1), rig.client, &mut input);
-    let chunks: Vec<&[u8]> = rig
-        .worker
-        .transmit_chunks(rig.upstream, &input, 64)
-        .expect("the upstream is live")
-        .collect();
+    let chunks = read_lent(&mut rig, &mut input);
     assert_eq!(chunks.len(), 1);
     assert_eq!(chunks[0].len(), input.len());
     rig.worker.settle_input(&input);

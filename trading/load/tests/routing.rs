@@ -8,10 +8,23 @@ use fep_load::scenario::{check, Expect, Scenario};
 use fep_trading::gateway::{GatewayConfig, RouteTag};
 
 fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
+    run_with(
+        scenario,
+        load,
+        read_chunk,
+        ClientConfig::default().size,
+        false,
+    )
+}
+
+/// As [`run`], with pings of `size` bytes, every read and handoff lent to
+/// its worker when `lend` (as the real driver lends them).
+fn run_with(scenario: Scenario, load: Load, read_chunk: usize, size: usize, lend: bool) -> Harness {
     let client = ClientConfig {
         connections: 4,
         warmup: 20,
         count: 400,
+        size,
         load,
         trace_max: 10_000,
         ..Default::default()
@@ -21,6 +34,7 @@ fn run(scenario: Scenario, load: Load, read_chunk: usize) -> Harness {
         gateway: Some(gateway),
         client,
         read_chunk,
+        lend,
         ..Default::default()
     });
     h.run();
@@ -481,4 +495,31 @@ fn connections_not_hand_shaked_by_the_deadline_are_given_up_and_the_run_goes_on(
     w.handle_connect_failed(Nanos::from_millis(6), late);
     assert_eq!(w.service().report().errors, 2);
     assert!(w.poll_effect().is_none());
+}
+
+/// With every read and handoff lent to its worker, as the real driver lends
+/// them, the gateway stamps the 1 KiB pings and pongs it forwards in the
+/// delivered bytes instead of copying them first. With the loans settled
+/// before anything is written, every round trip is what the copying path
+/// gives, stamp for stamp, in s1, s2 and s3 (handoffs lent too), whole and
+/// with frames split across reads.
+#[test]
+fn lent_reads_and_handoffs_give_the_round_trips_copying_gives() {
+    let load = || Load::Pipelined { inflight: 8 };
+    for scenario in [Scenario::S1, Scenario::S2, Scenario::S3] {
+        for read_chunk in [usize::MAX, 700] {
+            let copied = run_with(scenario, load(), read_chunk, 1024, false);
+            let lent = run_with(scenario, load(), read_chunk, 1024, true);
+            let want = copied.client().service().report();
+            let got = lent.client().service().report();
+            let case = format!("{scenario}, reads of {read_chunk}");
+            assert_eq!(got.trace.len(), 420, "{case}");
+            assert_eq!(got.trace, want.trace, "{case}");
+            assert_eq!(got.corrupt, 0, "{case}");
+            assert_eq!(lent.handoff_count, copied.handoff_count, "{case}");
+            if scenario == Scenario::S3 {
+                assert!(!lent.handoff_count.is_empty(), "{case}: handoffs were lent");
+            }
+        }
+    }
 }
