@@ -542,8 +542,27 @@ fn baseline_runs_every_leg_in_one_placement_and_writes_the_ratios() {
     let summary = summary_in(relay_run);
     assert_eq!(summary.settings.target, "c_relay");
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    // The kernel's TCP counters over the leg, where /proc has them.
+    let proc_net = Path::new("/proc/net/netstat").exists();
+    assert_eq!(summary.tcp.is_some(), proc_net, "{:?}", summary.tcp);
 
     let md = std::fs::read_to_string(base.join("baseline.md")).unwrap();
+    if proc_net {
+        for needle in [
+            "TCP during the pipelined legs (the kernel's counters, system-wide)",
+            "| leg | segments sent | retransmitted | SACK reorderings | DSACKs received | zero windows |",
+            "| c-relay-pipelined | ",
+            "| upstreams-pipelined | ",
+        ] {
+            assert!(md.contains(needle), "{needle} in\n{md}");
+        }
+        // Only the pipelined legs are in it.
+        let tcp = &md[md.find("TCP during").unwrap()..];
+        let tcp = &tcp[..tcp.find("\n\n| ").map_or(tcp.len(), |end| end)];
+        for closed in ["| direct |", "| gateway |", "| deferred |", "| c-relay |"] {
+            assert!(!tcp.contains(closed), "{closed} in\n{tcp}");
+        }
+    }
     for needle in [
         "| c-relay | 10 × 1 × 64 | 31.2 |",
         "| c-relay-pipelined | 100 × 30 × 1024 |",

@@ -16,4 +16,5 @@ pub mod report;
 pub mod run;
 pub mod simsweep;
 pub mod summary;
+pub mod tcpstat;
 pub mod wal;

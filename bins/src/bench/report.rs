@@ -292,6 +292,7 @@ mod tests {
                 cpu_model: "c".into(),
                 git_commit: Some("abc".into()),
             },
+            tcp: None,
             loadgen: Some(LoadgenSummary {
                 scenario: Some(scenario.into()),
                 connections: 10,

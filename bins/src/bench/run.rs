@@ -22,6 +22,7 @@ use super::pin::{self, PinMode};
 use super::plot::plot_percentiles;
 use super::procs::{LineEvent, Proc, ProcSpec, StartError};
 use super::summary::{LoadgenSummary, Machine, PinningReport, RunSummary, Settings};
+use super::tcpstat::TcpCounters;
 
 /// The histogram files loadgen writes into `--out DIR`, in plot order.
 pub const HGRM_FILES: [&str; 5] = ["rtt", "hop1", "hop2", "hop3", "hop4"];
@@ -342,7 +343,11 @@ impl Bench {
         let mut warnings = Vec::new();
         let started_utc = UtcTime::now().rfc3339();
         let mut running = Running { procs: Vec::new() };
+        let tcp_before = TcpCounters::read();
         let result = self.drive(leg, dir, label, &pinning, &mut settings, &mut running);
+        let tcp = tcp_before
+            .zip(TcpCounters::read())
+            .map(|(before, after)| before.since(after));
         running.stop_all(self.stop_grace, &mut warnings);
         let (loadgen, partial_reason) = match result {
             Ok(loadgen) => (Some(loadgen), None),
@@ -357,6 +362,7 @@ impl Bench {
             settings,
             pinning,
             machine: self.machine.clone(),
+            tcp,
             loadgen,
         };
         let path = dir.join("summary.json");

@@ -5,6 +5,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::tcpstat::TcpCounters;
+
 /// One latency distribution in microseconds, as loadgen prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
@@ -266,6 +268,10 @@ pub struct RunSummary {
     pub pinning: PinningReport,
     /// On what.
     pub machine: Machine,
+    /// The kernel's TCP counters over the leg (system-wide; absent where
+    /// `/proc/net` cannot be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCounters>,
     /// loadgen's summary; absent when loadgen printed none (a partial run).
     #[serde(flatten)]
     pub loadgen: Option<LoadgenSummary>,
@@ -349,6 +355,7 @@ mod tests {
                 cpu_model: "Some CPU".into(),
                 git_commit: None,
             },
+            tcp: None,
             loadgen,
         }
     }

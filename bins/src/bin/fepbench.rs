@@ -32,6 +32,7 @@ use fep_bins::bench::run::{
     fresh_run_dir, scenario_names, Bench, Leg, LoadFlags, RunOutcome, ScenarioRow, Target,
 };
 use fep_bins::bench::summary::{latency_table, Percentile, RunSummary};
+use fep_bins::bench::tcpstat::TcpCounters;
 use fep_net::WriteMode;
 use fep_trading::gateway::{Routing, UPSTREAM_CONNECTIONS_MAX};
 
@@ -1061,6 +1062,7 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
              opens one per client."
         );
     }
+    tcp_table(&mut md, legs, done);
     if let (Some(spec), Some(deferred)) = (
         leg_median(done, "gateway", &p99),
         leg_median(done, "deferred", &p99),
@@ -1072,6 +1074,49 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
         );
     }
     md
+}
+
+/// What the kernel's TCP did during the pipelined legs (medians over each
+/// leg's runs, per million messages of the leg, warm-up included): a leg
+/// that moved less than another with as much CPU to spare usually shows
+/// why here (a single stream held back by its congestion control
+/// retransmits and reorders; a hundred streams do not).
+fn tcp_table(md: &mut String, legs: &[Leg], done: &[RunSummary]) {
+    use std::fmt::Write as _;
+    let pipelined: Vec<&Leg> = legs.iter().filter(|l| l.load.inflight > 1).collect();
+    let per_million = |leg: &str, pick: fn(&TcpCounters) -> u64| {
+        leg_median(done, leg, |s| {
+            let tcp = s.tcp.as_ref()?;
+            let messages = (s.settings.warmup + s.settings.count) as f64;
+            (messages > 0.0).then(|| pick(tcp) as f64 * 1e6 / messages)
+        })
+    };
+    if pipelined.is_empty() || done.iter().all(|s| s.tcp.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "
+TCP during the pipelined legs (the kernel's counters, system-wide), \
+         per million messages, median of the runs:\n\n\
+         | leg | segments sent | retransmitted | SACK reorderings | DSACKs received | zero windows |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for leg in pipelined {
+        let cell = |pick: fn(&TcpCounters) -> u64| {
+            per_million(&leg.name, pick).map_or("–".to_string(), |v| format!("{v:.0}"))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            leg.name,
+            cell(|t| t.out_segs),
+            cell(|t| t.retrans_segs),
+            cell(|t| t.sack_reorder),
+            cell(|t| t.dsack_recv),
+            cell(|t| t.zero_window),
+        );
+    }
 }
 
 /// The short table at the end of `fepbench run`.
