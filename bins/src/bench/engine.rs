@@ -527,6 +527,9 @@ pub struct Leg {
     pub service: Histogram<u64>,
     /// Long gaps between clock reads.
     pub gaps: Gaps,
+    /// Page faults the measuring thread took during the leg (minor, major),
+    /// where `/proc/thread-self/stat` can be read.
+    pub faults: Option<(u64, u64)>,
     /// Commands run.
     pub ops: usize,
     /// Wall time of the measured commands.
@@ -584,6 +587,7 @@ fn measure(
         "a tape for every command"
     );
     let mut gaps = Gaps::default();
+    let faults_before = thread_faults();
     let start = Instant::now();
     let mut previous = start;
     for i in 0..kinds.len() {
@@ -613,6 +617,15 @@ fn measure(
         previous = done;
     }
     let elapsed = start.elapsed();
+    let faults =
+        faults_before
+            .zip(thread_faults())
+            .map(|((minor, major), (minor_after, major_after))| {
+                (
+                    minor_after.saturating_sub(minor),
+                    major_after.saturating_sub(major),
+                )
+            });
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| histogram()).collect();
     let mut all = histogram();
     let mut service = histogram();
@@ -633,9 +646,28 @@ fn measure(
         all,
         service,
         gaps,
+        faults,
         ops: kinds.len(),
         elapsed,
     }
+}
+
+/// The calling thread's page faults so far, (minor, major): fields 10 and
+/// 12 of `/proc/thread-self/stat`, counted after the command name (which
+/// may hold spaces and parentheses, so from the last `)`).
+fn thread_faults() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    parse_faults(&stat)
+}
+
+fn parse_faults(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state(3) ppid pgrp session tty_nr tpgid flags
+    // minflt(10) cminflt majflt(12).
+    let mut fields = rest.split_whitespace().skip(7);
+    let minor = fields.next()?.parse().ok()?;
+    let major = fields.nth(1)?.parse().ok()?;
+    Some((minor, major))
 }
 
 /// Gaps between consecutive clock reads of a leg longer than
@@ -805,6 +837,11 @@ fn print_leg(leg: &Leg, untimed_max: Option<Max>) {
         leg.gaps.total.as_secs_f64() * 1e3,
         leg.gaps.max.as_secs_f64() * 1e3,
     );
+    if let Some((minor, major)) = leg.faults {
+        println!(
+            "  page faults of the measuring thread during the leg: {minor} minor, {major} major"
+        );
+    }
 }
 
 /// Runs the whole benchmark and prints it.
@@ -980,6 +1017,22 @@ fn legs(args: &EngineArgs, w: &Workload) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_faults_are_read_after_the_thread_name() {
+        // A name with spaces and a parenthesis must not shift the fields.
+        let stat = "4242 (fep worker) 1) S 1 4242 4242 0 -1 4194560 1234 0 56 0 7 3";
+        assert_eq!(parse_faults(stat), Some((1234, 56)));
+        assert_eq!(parse_faults("4242 (x) S 1 2"), None);
+        if std::path::Path::new("/proc/thread-self/stat").exists() {
+            let (before, _) = thread_faults().expect("this thread's stat parses");
+            // Touching fresh pages faults them in.
+            let pages = vec![1u8; 8 << 20];
+            black_box(&pages);
+            let (after, _) = thread_faults().expect("this thread's stat parses");
+            assert!(after > before, "{before} -> {after}");
+        }
+    }
 
     fn args(seed: u64) -> EngineArgs {
         EngineArgs {
