@@ -381,8 +381,9 @@ struct Outbox {
     /// forwards never land on the same bytes.
     spliced_end: usize,
     /// Stamps to write into the lent input once its frames are handled:
-    /// (offset, big-endian value). At most [`STAMPS_PER_FORWARD_MAX`] per
-    /// frame of at least [`SPLICE_LEN_MIN`] bytes, so bounded by the input.
+    /// (offset, big-endian value). At most [`STAMPS_PER_FORWARD_MAX`] (and
+    /// a new opcode) per frame of at least [`SPLICE_LEN_MIN`] bytes, so
+    /// bounded by the input.
     patches: Vec<(usize, [u8; 8])>,
 }
 
@@ -410,16 +411,16 @@ impl Lent {
     }
 }
 
-/// Where the whole `opcode` frame whose payload is `payload` starts in
-/// `input`, if it lies there as read: its header just before the payload.
-fn frame_in(input: &[u8], opcode: u16, payload: &[u8]) -> Option<usize> {
+/// Where the whole frame whose payload is `payload` starts in `input`, if
+/// it lies there as read (its length field just before its opcode, just
+/// before the payload), and its opcode there.
+fn frame_in(input: &[u8], payload: &[u8]) -> Option<(usize, u16)> {
     let at = Lent::of(input).offset_of(payload)?;
     let start = at.checked_sub(FRAME_HEADER_LEN + OPCODE_LEN)?;
     let length = u32::try_from(OPCODE_LEN + payload.len()).ok()?;
     let header = &input[start..at];
-    (header[..FRAME_HEADER_LEN] == length.to_be_bytes()
-        && header[FRAME_HEADER_LEN..] == opcode.to_be_bytes())
-    .then_some(start)
+    let opcode = u16::from_be_bytes([header[FRAME_HEADER_LEN], header[FRAME_HEADER_LEN + 1]]);
+    (header[..FRAME_HEADER_LEN] == length.to_be_bytes()).then_some((start, opcode))
 }
 
 impl Outbox {
@@ -524,10 +525,12 @@ impl<S: Service> Context<'_, S> {
     /// bytes, it is not copied: the stamps are written into the input and
     /// the output refers to the frame there, so a forwarding service's
     /// frames go from the read buffer to the socket as in a relay (frames
-    /// forwarded back to back to one connection are one piece). A frame
-    /// forwarded again from the same input (to a second connection, with
-    /// its own stamps) is copied. The bytes on the wire are the same either
-    /// way. Returns as [`Context::send`] does.
+    /// forwarded back to back to one connection are one piece). `opcode`
+    /// may differ from the one read (an echo answers a ping with a pong):
+    /// it is written over the frame like a stamp. A frame forwarded again
+    /// from the same input (to a second connection, with its own stamps)
+    /// is copied. The bytes on the wire are the same either way. Returns as
+    /// [`Context::send`] does.
     ///
     /// # Panics
     ///
@@ -549,18 +552,33 @@ impl<S: Service> Context<'_, S> {
         if matches!(session.state.phase, Phase::Closing | Phase::Connecting) {
             return false;
         }
-        let start = self
+        let found = self
             .input
             .filter(|_| frame_len >= SPLICE_LEN_MIN)
-            .and_then(|input| frame_in(input, opcode, payload));
+            .and_then(|input| frame_in(input, payload))
+            .filter(|&(start, _)| start >= self.outbox.spliced_end);
         let had_splices = session.out.has_splices();
-        let start = start.filter(|&start| start >= self.outbox.spliced_end);
-        match start {
-            Some(start) if session.out.splice(start, frame_len) => {
+        match found {
+            Some((start, read_as)) if session.out.splice(start, frame_len) => {
                 if !had_splices {
                     self.outbox.spliced.push(conn);
                 }
                 self.outbox.spliced_end = start + frame_len;
+                if read_as != opcode {
+                    // The frame's first 8 bytes as they go out: its length,
+                    // the new opcode, the payload's first 2 bytes (a frame
+                    // this long has them).
+                    let mut head = [0u8; 8];
+                    head[..FRAME_HEADER_LEN].copy_from_slice(
+                        &u32::try_from(frame_len - FRAME_HEADER_LEN)
+                            .expect("a frame read fits its length field")
+                            .to_be_bytes(),
+                    );
+                    head[FRAME_HEADER_LEN..FRAME_HEADER_LEN + OPCODE_LEN]
+                        .copy_from_slice(&opcode.to_be_bytes());
+                    head[FRAME_HEADER_LEN + OPCODE_LEN..].copy_from_slice(&payload[..2]);
+                    self.outbox.patches.push((start, head));
+                }
                 for &(at, v) in stamps {
                     self.outbox.patches.push((start + at, v.to_be_bytes()));
                 }

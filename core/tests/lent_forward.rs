@@ -1,7 +1,7 @@
 //! `Context::forward` from a lent input, with a service that forwards each
-//! frame to two connections with different stamps: the bytes each
-//! connection gets are what copying gives, whether they go out while the
-//! input is lent (the vectored write's pieces) or after it is settled.
+//! frame to two connections with different stamps and opcodes: the bytes
+//! each connection gets are what copying gives, whether they go out while
+//! the input is lent (the vectored write's pieces) or after it is settled.
 
 use fep_core::{
     ConnId, Context, Fault, Handler, Nanos, Origin, Service, Session, StateSet, Worker,
@@ -13,7 +13,8 @@ const OP_DATA: u16 = 7;
 const STAMP_AT: usize = 6;
 
 /// Forwards every frame from the first connection to the others, each
-/// with its own stamp (the target's position, 1, 2, ...).
+/// with its own stamp (the target's position, 1, 2, ...) and its own
+/// opcode (`OP_DATA` plus the position: every forward rewrites it).
 #[derive(Default)]
 struct Tee {
     conns: Vec<ConnId>,
@@ -27,7 +28,8 @@ impl Tee {
         payload: &[u8],
     ) -> Result<(), Fault> {
         for (i, &to) in self.conns.iter().enumerate().filter(|&(_, &c)| c != conn) {
-            assert!(cx.forward(to, OP_DATA, payload, &[(STAMP_AT, i as u64)]));
+            let opcode = OP_DATA + i as u16;
+            assert!(cx.forward(to, opcode, payload, &[(STAMP_AT, i as u64)]));
         }
         Ok(())
     }
@@ -87,10 +89,11 @@ fn a_frame_forwarded_twice_from_a_lent_input_keeps_each_copy_s_stamps() {
             .copied()
             .collect();
         assert_eq!(got, want, "to connection {i}, while lent");
-        // Every frame carries this connection's stamp.
+        // Every frame carries this connection's opcode and stamp.
         let mut at = 0;
         while at < got.len() {
             let len = u32::from_be_bytes(got[at..at + 4].try_into().unwrap()) as usize;
+            assert_eq!(got[at + 4..at + 6], (OP_DATA + i as u16).to_be_bytes());
             assert_eq!(got[at + STAMP_AT..at + STAMP_AT + 8], i.to_be_bytes());
             at += 4 + len;
         }

@@ -392,11 +392,7 @@ impl Exchange {
         }
         let t3 = cx.now().as_u64();
         self.stats.pongs += 1;
-        self.emit(cx, to, 6 + payload.len(), |out| {
-            let start = out.len();
-            encode_frame(out, OP_PERF_PONG, payload);
-            patch_u64(&mut out[start..], offset::T3, t3);
-        });
+        self.emit_forward(cx, to, OP_PERF_PONG, payload, &[(offset::T3, t3)]);
     }
 
     fn on_order(
@@ -480,6 +476,35 @@ impl Exchange {
             return cx.send(to.conn, additional, write);
         }
         self.deliver(cx, to, 0, additional, write)
+    }
+
+    /// Sends the frame read on this worker with `payload` to `to` as an
+    /// `opcode` frame with `stamps` over it, routed as [`Exchange::emit`]
+    /// routes: when it goes straight out on this worker it is forwarded
+    /// ([`Context::forward`]: a 1 KiB pong leaves from the read buffer its
+    /// ping came in), otherwise encoded where `emit` puts it.
+    fn emit_forward(
+        &mut self,
+        cx: &mut Context<'_, Self>,
+        to: Owner,
+        opcode: u16,
+        payload: &[u8],
+        stamps: &[(usize, u64)],
+    ) -> bool {
+        let in_reply = self
+            .reply_to
+            .is_some_and(|r| r.worker == to.worker && r.conn == to.conn);
+        let held = self.journal.as_deref().is_some_and(Journaling::holds);
+        if !in_reply && !held && to.worker == self.worker {
+            return cx.forward(to.conn, opcode, payload, stamps);
+        }
+        self.emit(cx, to, 6 + payload.len(), |out| {
+            let start = out.len();
+            encode_frame(out, opcode, payload);
+            for &(at, v) in stamps {
+                patch_u64(&mut out[start..], at, v);
+            }
+        })
     }
 
     /// Sends what is held up to the durable record, in order.
