@@ -1026,8 +1026,11 @@ mod tests {
         assert_eq!(parse_faults("4242 (x) S 1 2"), None);
         if std::path::Path::new("/proc/thread-self/stat").exists() {
             let (before, _) = thread_faults().expect("this thread's stat parses");
-            // Touching fresh pages faults them in.
-            let pages = vec![1u8; 8 << 20];
+            // Touching fresh pages faults them in. 64 MiB is past the
+            // largest size glibc's malloc serves from a reused heap (its
+            // mmap threshold grows to at most 32 MiB), so the pages are
+            // new whatever other tests freed before.
+            let pages = vec![1u8; 64 << 20];
             black_box(&pages);
             let (after, _) = thread_faults().expect("this thread's stat parses");
             assert!(after > before, "{before} -> {after}");
