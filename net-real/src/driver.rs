@@ -45,6 +45,17 @@ enum Loan {
     Inbound,
 }
 
+impl Loan {
+    /// The bytes on loan, given the driver's two buffers.
+    fn input<'a>(self, read_buf: &'a [u8], inbound: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            Loan::None => None,
+            Loan::Read(n) => Some(&read_buf[..n]),
+            Loan::Inbound => Some(inbound),
+        }
+    }
+}
+
 /// The worker's listening socket.
 const LISTENER: Token = Token(0);
 /// The worker's waker: handed bytes arrived, room was made in a mailbox, or
@@ -723,13 +734,10 @@ impl<S: Service> Driver<S> {
 
     /// Ends the loan of an input to the engine, if any.
     fn settle_input(&mut self) {
-        let input = match self.loan {
-            Loan::None => return,
-            Loan::Read(n) => &self.read_buf[..n],
-            Loan::Inbound => &self.inbound[..],
-        };
-        self.worker.settle_input(input);
-        self.loan = Loan::None;
+        if let Some(input) = self.loan.input(&self.read_buf, &self.inbound) {
+            self.worker.settle_input(input);
+            self.loan = Loan::None;
+        }
     }
 
     fn queue_ready(&mut self, conn: ConnId) {
@@ -1060,11 +1068,10 @@ impl<S: Service> Driver<S> {
             let (written, pending_len) = if self.worker.transmit_is_spliced(conn) {
                 // Part of it is still in the lent read buffer: one
                 // vectored write of the pieces, in order.
-                let input = match self.loan {
-                    Loan::None => &[][..],
-                    Loan::Read(n) => &self.read_buf[..n],
-                    Loan::Inbound => &self.inbound[..],
-                };
+                let input = self
+                    .loan
+                    .input(&self.read_buf, &self.inbound)
+                    .unwrap_or_default();
                 let mut iov = [IoSlice::new(&[]); IOV_PER_WRITE_MAX];
                 let mut count = 0;
                 let mut pending_len = 0;

@@ -26,7 +26,7 @@ use fep_bins::bench::crelay;
 use fep_bins::bench::knee::{self, Schedule, Slo};
 use fep_bins::bench::kneerun::{self, KneePlan};
 use fep_bins::bench::machine::{describe_machine, UtcTime};
-use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, PinMode};
+use fep_bins::bench::pin::{allowed_cpus, parse_cpu_list, LoadKind, PinMode};
 use fep_bins::bench::report::{find_runs, render_markdown, Spread};
 use fep_bins::bench::run::{
     fresh_run_dir, scenario_names, Bench, Leg, LoadFlags, RunOutcome, ScenarioRow, Target,
@@ -1077,13 +1077,15 @@ fn baseline_markdown(legs: &[Leg], done: &[RunSummary], warnings: &[String]) -> 
 }
 
 /// What the kernel's TCP did during the pipelined legs (medians over each
-/// leg's runs, per million messages of the leg, warm-up included): a leg
-/// that moved less than another with as much CPU to spare usually shows
-/// why here (a single stream held back by its congestion control
-/// retransmits and reorders; a hundred streams do not).
+/// leg's runs, per million messages of the leg, warm-up included): where a
+/// single stream held back by its congestion control retransmits and
+/// reorders, and a hundred streams do not.
 fn tcp_table(md: &mut String, legs: &[Leg], done: &[RunSummary]) {
     use std::fmt::Write as _;
-    let pipelined: Vec<&Leg> = legs.iter().filter(|l| l.load.inflight > 1).collect();
+    let pipelined: Vec<&Leg> = legs
+        .iter()
+        .filter(|l| LoadKind::of(l.load.inflight, &l.load.extra_args) == LoadKind::Pipelined)
+        .collect();
     let per_million = |leg: &str, pick: fn(&TcpCounters) -> u64| {
         leg_median(done, leg, |s| {
             let tcp = s.tcp.as_ref()?;

@@ -461,10 +461,7 @@ impl Exchange {
         additional: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        if self
-            .reply_to
-            .is_some_and(|r| r.worker == to.worker && r.conn == to.conn)
-        {
+        if self.in_reply(to) {
             write(&mut self.reply);
             return true;
         }
@@ -491,11 +488,9 @@ impl Exchange {
         payload: &[u8],
         stamps: &[(usize, u64)],
     ) -> bool {
-        let in_reply = self
-            .reply_to
-            .is_some_and(|r| r.worker == to.worker && r.conn == to.conn);
         let held = self.journal.as_deref().is_some_and(Journaling::holds);
-        if !in_reply && !held && to.worker == self.worker {
+        // `emit`'s last-but-one case: straight out on this worker.
+        if !self.in_reply(to) && !held && to.worker == self.worker {
             return cx.forward(to.conn, opcode, payload, stamps);
         }
         self.emit(cx, to, 6 + payload.len(), |out| {
@@ -505,6 +500,13 @@ impl Exchange {
                 patch_u64(&mut out[start..], at, v);
             }
         })
+    }
+
+    /// Whether a frame for `to` joins the engine's reply being built for it
+    /// (see [`Exchange::emit`]).
+    fn in_reply(&self, to: Owner) -> bool {
+        self.reply_to
+            .is_some_and(|r| r.worker == to.worker && r.conn == to.conn)
     }
 
     /// Sends what is held up to the durable record, in order.
