@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use fep_core::Nanos;
 use fep_trading::order::{
-    BookQuery, Header, NewOrder, OrderMsg, OP_BOOK_SNAPSHOT, OP_ORDER_ACCEPTED, SIDE_SELL, TIF_DAY,
+    BalanceQuery, BookQuery, CancelOrder, Header, NewOrder, OrderMsg, OP_BOOK_SNAPSHOT,
+    OP_ORDER_ACCEPTED, SIDE_SELL, TIF_DAY,
 };
 use net_support::*;
 
@@ -177,6 +178,59 @@ fn a_draining_gateway_cancels_its_clients_resting_orders_before_it_exits() {
     assert!(gateway.terminate(GRACE).success());
     assert_eq!(asks(exchange.addr), [], "canceled by the drain");
     drop(c);
+    assert!(exchange.terminate(GRACE).success());
+}
+
+#[test]
+fn without_a_risk_file_the_gateway_leaves_an_unknown_account_to_the_exchange() {
+    // Account 0 is nobody's: the exchange answers INVALID_ORDER (a cancel:
+    // UNKNOWN_ORDER), through the gateway as straight to the exchange.
+    let exchange = Server::exchange(EXCHANGE_ARGS);
+    let gateway = Server::gateway(exchange.addr, &[]);
+    for server in [exchange.addr, gateway.addr] {
+        let mut c = RawClient::connect(server);
+        c.send(&hello(1, 1, ""));
+        assert!(matches!(
+            c.next(),
+            Some(Frame::Other { opcode, .. }) if opcode == fep_trading::msg::OP_ROLE_HELLO_ACK
+        ));
+        let requests = [
+            OrderMsg::NewOrder(NewOrder {
+                h: header(1),
+                account: 0,
+                instrument: 1,
+                side: SIDE_SELL,
+                tif: TIF_DAY,
+                price: 100,
+                qty: 1,
+            }),
+            OrderMsg::CancelOrder(CancelOrder {
+                h: header(2),
+                account: 0,
+                orig_cl_ord_id: 1,
+            }),
+            OrderMsg::BalanceQuery(BalanceQuery {
+                h: header(3),
+                account: 0,
+                asset: 0,
+            }),
+        ];
+        let want = [
+            fep_core::ErrorCode::InvalidOrder,
+            fep_core::ErrorCode::UnknownOrder,
+            fep_core::ErrorCode::InvalidOrder,
+        ];
+        for (seq, (msg, code)) in (1..).zip(requests.into_iter().zip(want)) {
+            c.send(&order_frame(msg));
+            match c.next() {
+                Some(Frame::Reject { code: got, seq: s }) => {
+                    assert_eq!((got, s), (code, seq), "via {server}");
+                }
+                other => panic!("expected Reject{{{code:?}}} via {server}, got {other:?}"),
+            }
+        }
+    }
+    assert!(gateway.terminate(GRACE).success());
     assert!(exchange.terminate(GRACE).success());
 }
 

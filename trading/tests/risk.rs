@@ -77,6 +77,10 @@ fn the_open_configuration_admits_every_account_with_no_limits() {
     assert_eq!(any.client_by_token(""), Some(c));
     let big = buy(u32::MAX, 7, i64::MAX, 1);
     assert!(any.check_new(T0, c, &big).is_ok());
+    // Account 0 is no exchange's, and that is the exchange's to say.
+    assert!(any.check_new(T0, c, &buy(0, 7, 100, 1)).is_ok());
+    assert!(any.check_cancel(c, 0).is_ok());
+    assert!(any.check_balance_query(c, 0).is_ok());
     let mut one = RiskHandle::new(RiskConfig::open(Some("s".into()))).risk();
     assert!(one.client_by_token("s").is_some());
     assert_eq!(one.client_by_token("x"), None);

@@ -131,10 +131,12 @@ pub struct IdSet {
 }
 
 impl IdSet {
-    /// Every id from 1 up.
+    /// Every id, 0 included: without a configuration the gateway decides
+    /// nothing about accounts, so an id no exchange knows (0 among them)
+    /// gets the exchange's `INVALID_ORDER`, not a risk refusal.
     pub fn all() -> IdSet {
         IdSet {
-            ranges: vec![1..=u32::MAX],
+            ranges: vec![0..=u32::MAX],
         }
     }
 
