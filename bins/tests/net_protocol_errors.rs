@@ -348,3 +348,93 @@ fn a_draining_gateway_rejects_new_pings_shutting_down_and_answers_old_ones() {
     exchange.join().unwrap();
     let _ = OP_REJECT;
 }
+
+/// A client with a tiny receive buffer that sends pings without reading
+/// until TCP holds it back, then reads to the end.
+fn flood_then_read(server: SocketAddr) -> Vec<u8> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.into()).unwrap();
+    let mut sock = TcpStream::from(sock);
+    sock.set_nodelay(true).unwrap();
+    sock.write_all(&hello(1, 1, "")).unwrap();
+    let (opcode, _) = read_frame(&mut sock);
+    assert_eq!(opcode, OP_ROLE_HELLO_ACK);
+    sock.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut seq = 0;
+    let started = std::time::Instant::now();
+    // Until a write is held back for half a second (or fails): the server
+    // may still be dropping input of a connection it has failed.
+    'flood: while started.elapsed() < Duration::from_secs(20) {
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            seq += 1;
+            batch.extend_from_slice(&ping(seq, &[0; 100]));
+        }
+        if sock.write_all(&batch).is_err() {
+            break 'flood;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    // A reset here (rather than the end) is the failure under test.
+    sock.read_to_end(&mut bytes)
+        .expect("the stream ends with FIN, not RST");
+    bytes
+}
+
+#[test]
+fn a_client_that_stops_reading_gets_its_answers_and_then_error_overloaded() {
+    // The bound is below what one read of input answers, so a client that
+    // never reads passes it. The answers already written stay deliverable
+    // after the close: the client reads every one, whole, and then the
+    // Error, from the exchange and through the gateway alike.
+    let bound = ["--output-backlog-max", "200000"];
+    let exchange = Server::exchange(&bound);
+    let gateway = Server::gateway(exchange.addr, &bound);
+    for server in [exchange.addr, gateway.addr] {
+        let bytes = flood_then_read(server);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let head = bytes.get(at..at + 6).expect("a whole frame header");
+            let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+            let opcode = u16::from_be_bytes([head[4], head[5]]);
+            let payload = bytes.get(at + 6..at + 4 + len).expect("a whole frame");
+            frames.push((opcode, payload.to_vec()));
+            at += 4 + len;
+        }
+        let (last, answers) = frames.split_last().expect("frames before the end");
+        assert_eq!(last.0, fep_core::wire::OP_ERROR, "via {server}");
+        assert_eq!(u16::from_be_bytes([last.1[0], last.1[1]]), 7, "OVERLOADED");
+        // Pongs come in the pings' order, and so do the gateway's sheds
+        // (a shed may overtake an older ping's pong).
+        for kind in [OP_PERF_PONG, OP_REJECT] {
+            let seqs: Vec<u64> = answers
+                .iter()
+                .filter(|(opcode, _)| *opcode == kind)
+                .map(|(_, p)| {
+                    let at = if kind == OP_REJECT { 2 } else { 0 };
+                    u64::from_be_bytes(p[at..at + 8].try_into().unwrap())
+                })
+                .collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "via {server}");
+        }
+        assert!(
+            answers
+                .iter()
+                .all(|(opcode, _)| [OP_PERF_PONG, OP_REJECT].contains(opcode)),
+            "via {server}"
+        );
+        assert!(
+            answers.len() > 100,
+            "via {server}: {} answers",
+            answers.len()
+        );
+    }
+    assert!(gateway.terminate(GRACE).success());
+    assert!(exchange.terminate(GRACE).success());
+}

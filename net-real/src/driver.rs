@@ -26,9 +26,10 @@ use crate::clock::monotonic_now;
 use crate::config::{Config, WriteMode};
 use crate::control::{Control, Mailboxes, Pushed};
 use crate::limits::{
-    CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, IOV_PER_WRITE_MAX, READS_PER_TURN_MAX,
-    READ_BUF_LEN,
+    CLOSE_DISCARD_BYTES_MAX, CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, IOV_PER_WRITE_MAX,
+    READS_PER_TURN_MAX, READ_BUF_LEN,
 };
+use crate::orphan::{Orphans, ORPHAN_TAG};
 use crate::socket;
 use crate::stats::IoStats;
 use crate::timer::Timer;
@@ -76,6 +77,7 @@ enum Target {
     Waker,
     Timer,
     Conn(ConnId),
+    Orphan(Token),
 }
 
 fn target(token: Token) -> Option<Target> {
@@ -86,6 +88,7 @@ fn target(token: Token) -> Option<Target> {
         Token(t) if t & CONN_TAG != 0 => {
             Some(Target::Conn(ConnId::from_bits((t & !CONN_TAG) as u64)))
         }
+        Token(t) if t & ORPHAN_TAG != 0 => Some(Target::Orphan(token)),
         Token(_) => None,
     }
 }
@@ -107,6 +110,9 @@ struct Conn {
     blocked: bool,
     /// The engine asked to close it; it flushes its last bytes until then.
     closing_until: Option<Nanos>,
+    /// Input read and dropped since it began closing (at most
+    /// [`CLOSE_DISCARD_BYTES_MAX`] before its output is written).
+    discarded: usize,
     /// The service asked for its input to stay in the kernel.
     paused: bool,
     /// In [`Driver::ready`]: input may wait that no event will announce.
@@ -154,6 +160,8 @@ pub(crate) struct Driver<S: Service> {
     /// next, and no deadline costs a scan of the connections.
     deadlines: VecDeque<(Nanos, ConnId, Deadline)>,
     lingering: usize,
+    /// Sockets of ended sessions whose peers have not closed yet.
+    orphans: Orphans,
     read_buf: Box<[u8]>,
     /// The buffer lent to the engine: its output may refer to it until
     /// [`Driver::settle_input`].
@@ -237,6 +245,7 @@ impl<S: Service> Driver<S> {
             conns: Vec::new(),
             deadlines: VecDeque::new(),
             lingering: 0,
+            orphans: Orphans::default(),
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             loan: Loan::None,
             config,
@@ -535,6 +544,7 @@ impl<S: Service> Driver<S> {
             self.observer.as_ref().map(|_| self.next_observe),
             stop_at,
             self.deadlines.front().map(|d| d.0),
+            self.orphans.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -564,6 +574,13 @@ impl<S: Service> Driver<S> {
                 }
             }
             Some(Target::Waker) | None => {}
+            Some(Target::Orphan(token)) => {
+                // The read buffer takes the dropped bytes: no output may
+                // refer to it any more.
+                self.settle_input();
+                self.orphans
+                    .readable(self.poll.registry(), token, &mut self.read_buf);
+            }
             Some(Target::Conn(conn)) => {
                 if self.conn_mut(conn).is_some_and(|c| c.dialing) {
                     return self.finish_dial(conn, now);
@@ -654,6 +671,7 @@ impl<S: Service> Driver<S> {
             dialing,
             blocked: false,
             closing_until: None,
+            discarded: 0,
             paused: false,
             queued_ready: false,
             queued_group: false,
@@ -671,6 +689,14 @@ impl<S: Service> Driver<S> {
                 return;
             };
             let closing = c.closing_until.is_some();
+            // A closing connection's input is dropped, up to a bound: a
+            // peer that sends on without reading then meets TCP's
+            // backpressure, stops, and can read its last answers and the
+            // `Error` before the linger runs out (dropped for good, it would
+            // send until the close, whose RST would destroy them).
+            if closing && c.discarded >= CLOSE_DISCARD_BYTES_MAX && !hangup {
+                return;
+            }
             // Backpressure: the bytes stay in the kernel until the service
             // resumes the input. After a hang-up it is read to the end.
             if !closing && !hangup {
@@ -698,7 +724,9 @@ impl<S: Service> Driver<S> {
                     // Input of a closing connection is dropped; it is read
                     // only so that the close sends FIN, not RST.
                     self.stats.reads += 1;
-                    if !closing {
+                    if closing {
+                        c.discarded += n;
+                    } else {
                         // The one clock read of this input: the stamps it
                         // causes (t2, t4) must not be older than the bytes.
                         let now = monotonic_now();
@@ -779,7 +807,7 @@ impl<S: Service> Driver<S> {
                     .conn_mut(conn)
                     .is_some_and(|c| c.closing_until.is_some())
                 {
-                    self.finalize(conn, now);
+                    self.retire(conn, now);
                 }
             }
             Flush::Failed => self.finalize(conn, now),
@@ -885,6 +913,7 @@ impl<S: Service> Driver<S> {
             self.worker.handle_timeout(now);
             self.drain(now);
         }
+        self.stats.lingers_expired += self.orphans.expire(self.poll.registry(), now);
         while let Some(&(at, conn, kind)) = self.deadlines.front() {
             if at > now {
                 break;
@@ -1125,7 +1154,8 @@ impl<S: Service> Driver<S> {
             return;
         }
         match self.flush(conn, now) {
-            Flush::Done | Flush::Failed => self.finalize(conn, now),
+            Flush::Done => self.retire(conn, now),
+            Flush::Failed => self.finalize(conn, now),
             Flush::Blocked => {
                 let c = find(&mut self.conns, conn).expect("flush keeps the conn");
                 c.closing_until = Some(now + linger);
@@ -1147,6 +1177,27 @@ impl<S: Service> Driver<S> {
                 }
             }
         }
+    }
+
+    /// `conn` is closing and its output is all with the kernel: the session
+    /// ends, and the socket lingers as an orphan until the peer has read
+    /// the last bytes and closed (see [`crate::orphan`]).
+    fn retire(&mut self, conn: ConnId, now: Nanos) {
+        let Some(slot) = self.conns.get_mut(conn.index()) else {
+            return;
+        };
+        if slot.as_ref().is_none_or(|c| c.id != conn) {
+            return;
+        }
+        let mut c = slot.take().expect("checked above");
+        if c.closing_until.is_some() {
+            self.lingering -= 1;
+        }
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut c.stream);
+        let until = now + nanos(self.config.close_linger);
+        self.orphans.adopt(registry, c.stream, c.discarded, until);
+        self.worker.handle_closed(now, conn);
     }
 
     /// Closes `conn`'s socket (if it has one) and tells the engine.

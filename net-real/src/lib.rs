@@ -52,6 +52,7 @@ mod control;
 mod driver;
 mod error;
 pub mod limits;
+mod orphan;
 mod socket;
 mod stats;
 mod timer;

@@ -30,10 +30,22 @@ pub const HANDOFF_MAILBOX_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 /// Default time a worker drains after a shutdown before it closes the rest.
 pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Default time a closing connection gets to flush its last bytes (an
-/// `Error` frame queued behind a backlog) before it is cut.
-pub const CLOSE_LINGER_DEFAULT: Duration = Duration::from_secs(2);
+/// `Error` frame queued behind a backlog) before it is cut: long enough for
+/// a peer that stopped reading for a few seconds (the one `OVERLOADED` is
+/// about) to come back for them.
+pub const CLOSE_LINGER_DEFAULT: Duration = Duration::from_secs(5);
 /// Default time a dial may take before it is reported failed.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+/// Input bytes a closing connection's peer may still send and have dropped
+/// while its last output waits (16 MiB). Past it its input stays in the
+/// kernel: a peer that sends without reading is held back by TCP, rather
+/// than sending on until the linger runs out and the close's RST destroys
+/// the answers and the `Error` it has not read yet.
+pub const CLOSE_DISCARD_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Sockets one worker keeps after their sessions ended, their write side
+/// shut, until their peers have read the last bytes and closed (4,096).
+/// Past it a finished connection is closed at once.
+pub const ORPHANS_MAX: usize = 4096;
 /// Reads of input discarded before a close, so the kernel sends FIN rather
 /// than RST (which could destroy our last frame at the peer).
 pub const CLOSE_DISCARD_READS_MAX: usize = 16;
