@@ -121,14 +121,14 @@ fn every_error_row_is_answered_as_documented_while_a_healthy_client_is_served() 
     };
     let short_ping = raw_frame(OP_PERF_PING, &[0; 10]);
     handshaked(&short_ping, ErrorCode::Malformed, "short PerfPing");
-    // UNKNOWN_OPCODE: an opcode the gateway does not handle (before and
-    // after the hand-shake).
+    // UNKNOWN_OPCODE: an opcode the gateway does not handle, once
+    // hand-shaked; before, it is anything but RoleHelloReq: UNEXPECTED.
     let unknown = raw_frame(999, b"?");
     expect_error(
         gw,
         false,
         &unknown,
-        ErrorCode::UnknownOpcode,
+        ErrorCode::Unexpected,
         "unknown before hello",
     );
     handshaked(&unknown, ErrorCode::UnknownOpcode, "unknown opcode");

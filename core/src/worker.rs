@@ -1616,11 +1616,16 @@ fn dispatch<S: Service>(
         let state = cx.state(conn).expect("dispatch runs on a live session");
         return heartbeat(cx, conn, state, frame.payload);
     }
+    let state = cx.state(conn).expect("dispatch runs on a live session");
     let Some(index) = table.find(opcode) else {
+        // Before the hand-shake nothing but the hello is allowed, whether
+        // or not the opcode means something here.
+        if state.phase == Phase::Connected {
+            return Err(Fault::Unexpected { opcode, state });
+        }
         return Err(Fault::UnknownOpcode { opcode });
     };
     let handler = &S::HANDLERS[index];
-    let state = cx.state(conn).expect("dispatch runs on a live session");
     if !handler.allowed.contains(state) {
         return Err(Fault::Unexpected { opcode, state });
     }

@@ -188,9 +188,13 @@ fn unknown_opcodes_include_the_reserved_ranges() {
         expect_error(
             &mut h,
             NodeRef::Exchange,
-            &[&frame],
+            &[&hello(2, 1, ""), &frame],
             ErrorCode::UnknownOpcode,
         );
+        // Before the hand-shake anything but the hello is UNEXPECTED,
+        // an unknown opcode too.
+        expect_error(&mut h, GATEWAY, &[&frame], ErrorCode::Unexpected);
+        expect_error(&mut h, NodeRef::Exchange, &[&frame], ErrorCode::Unexpected);
     }
 }
 
