@@ -16,6 +16,10 @@ use hdrhistogram::Histogram;
 const FAKE: &str = r#"#!/bin/sh
 name=$(basename "$0")
 echo "$name $*" >> "$FAKE_ARGS_LOG"
+if [ -n "$FAKE_ENV_LOG" ]; then
+  env | grep '^FEP_' | sort | tr '\n' ' ' | sed "s/^/$name: /" >> "$FAKE_ENV_LOG"
+  echo >> "$FAKE_ENV_LOG"
+fi
 case "$name" in
   cc)
     # The C compiler: "compiles" the relay into a copy of this script.
@@ -694,6 +698,33 @@ fn baseline_with_the_real_cc_compiles_and_runs_the_relay() {
     }
     let md = std::fs::read_to_string(base.join("baseline.md")).unwrap();
     assert!(md.contains("| gateway/c-relay | 1.00 | 1.00 |"), "{md}");
+}
+
+#[test]
+fn a_leg_runs_with_its_flags_alone_whatever_fep_variables_fepbench_sees() {
+    // Every process takes its flags from FEP_* variables too: these would
+    // turn s1 into an order flow at a fixed rate with a token the gateway
+    // does not know, behind settings that say otherwise.
+    let fakes = Fakes::new();
+    let env_log = fakes.root.path().join("env.log");
+    let out = fakes.run(
+        &["run", "s1", "--count", "500", "--warmup", "100"],
+        &[
+            ("FAKE_ENV_LOG", env_log.to_str().unwrap()),
+            ("FEP_WORKLOAD", "orders"),
+            ("FEP_RATE", "500"),
+            ("FEP_TOKEN", "xyz"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = std::fs::read_to_string(&env_log).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 3, "{seen}");
+    for line in lines {
+        // The lifeline is fepbench's own, and the only one.
+        let (_, vars) = line.split_once(": ").unwrap();
+        assert_eq!(vars.trim(), "FEP_LIFELINE=stdin", "{line}");
+    }
 }
 
 #[test]

@@ -198,6 +198,15 @@ impl Proc {
             .map_err(spawn_err)?;
         let stderr = file.try_clone().map_err(spawn_err)?;
         let mut command = Command::new(&spec.program);
+        // Our processes take any flag from a FEP_* variable: one left in
+        // fepbench's environment (FEP_WORKLOAD, FEP_RATE, FEP_TOKEN …)
+        // would change the leg behind its recorded settings. A leg runs
+        // with its flags alone.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(|n| n.starts_with("FEP_")) {
+                command.env_remove(name);
+            }
+        }
         command
             .args(&spec.args)
             .env(crate::cli::LIFELINE_ENV, "stdin")
