@@ -23,11 +23,30 @@ pub fn parse_or_exit<T: Parser>() -> T {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{}: {first}", program());
+            eprintln!("{}: {}", program(), one_line(&e));
             std::process::exit(2);
         }
+    }
+}
+
+/// Clap's error as one line: its first paragraph, whose later lines name
+/// what was missing or the values allowed, joined; without the usage and
+/// the pointer to `--help`.
+fn one_line(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "error: a subcommand is required (see --help)".to_owned();
+    }
+    let rendered = e.render().to_string();
+    let line = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        "error: bad arguments (see --help)".to_owned()
+    } else {
+        line
     }
 }
 

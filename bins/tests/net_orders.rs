@@ -66,6 +66,25 @@ fn an_order_flow_straight_to_the_exchange_is_answered_in_order() {
 }
 
 #[test]
+fn a_second_order_flow_against_the_same_exchange_is_not_refused_as_duplicates() {
+    // The exchange keeps each account's highest cl_ord_id: a rerun that
+    // numbered its requests from 1 again would be refused DUPLICATE_ID.
+    let exchange = Server::exchange(EXCHANGE_ARGS);
+    for run in 0..2 {
+        let s = flow(exchange.addr);
+        let rejects = &s.extra["rejects_by_code"];
+        assert!(
+            rejects.get("DUPLICATE_ID").is_none(),
+            "run {run}: {rejects}"
+        );
+        assert_eq!(s.extra["order_violations"], 0, "run {run}");
+        let accepted = s.extra["answers"]["accepted"].as_u64().unwrap();
+        assert!(accepted > 1000, "run {run}: {}", s.extra["answers"]);
+    }
+    assert!(exchange.terminate(GRACE).success());
+}
+
+#[test]
 fn an_order_flow_through_every_gateway_routing_is_answered_in_order() {
     for args in [
         &["--workers", "1"][..],
@@ -306,8 +325,10 @@ fn settings_that_could_overflow_a_balance_or_a_bad_risk_file_stop_the_start() {
         gateway_bin(),
         &["--listen", "127.0.0.1:0", "--risk", risk.to_str().unwrap()],
     );
-    // A misspelt key, a zero limit, and no client at all: one line each.
-    assert_eq!(err.lines().count(), 3, "one line per mistake: {err}");
+    // A misspelt key, a zero limit, and no client at all: one line that
+    // names each.
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert_eq!(err.matches("; ").count(), 2, "three mistakes: {err}");
     assert!(err.contains("max_qyt"), "{err}");
     assert!(err.contains("max_notional"), "{err}");
 }

@@ -98,19 +98,17 @@ fn main() -> ExitCode {
         Some(path) => match read_risk(path) {
             Ok(config) => config,
             Err(lines) => {
-                for line in lines {
-                    eprintln!("fep_gateway: {}: {line}", path.display());
-                }
+                // One line, every mistake in it.
+                eprintln!("fep_gateway: {}: {}", path.display(), lines.join("; "));
                 return ExitCode::FAILURE;
             }
         },
         None => RiskConfig::open(cli.token.clone()),
     };
-    if cli.risk.is_some() && cli.token.is_some() {
-        eprintln!("fep_gateway: --token is ignored: the --risk file names each client's token");
-    }
+    let token_ignored = cli.risk.is_some() && cli.token.is_some();
     let risk = RiskHandle::new(risk_config);
-    eprintln!("fep_gateway: {}", risk.describe());
+    // Said once the gateway has started: a start that fails prints one line.
+    let described = risk.describe();
     if let Some(path) = cli.risk.clone() {
         reload_on_sighup(path, risk.clone());
     }
@@ -135,7 +133,15 @@ fn main() -> ExitCode {
         fep_bins::metrics::gateway::publish,
     );
     match started {
-        Ok(running) => serve(running, &nofile),
+        Ok(running) => {
+            if token_ignored {
+                eprintln!(
+                    "fep_gateway: --token is ignored: the --risk file names each client's token"
+                );
+            }
+            eprintln!("fep_gateway: {described}");
+            serve(running, &nofile)
+        }
         Err(e) => fail(e),
     }
 }

@@ -34,7 +34,11 @@ macro_rules! out {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "fepsim", about = "Deterministic simulation of the FEP gateway")]
+#[command(
+    name = "fepsim",
+    version,
+    about = "Deterministic simulation of the FEP gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -32,7 +32,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = fep_bins::cli::parse_or_exit();
     watch_lifeline();
     if let Some(name) = &cli.tcp_congestion {
         if let Err(e) = fep_net::check_congestion(name) {

@@ -99,6 +99,11 @@ pub struct FlowConfig {
     pub qty_max: u64,
     /// The request mix.
     pub mix: Mix,
+    /// Every lane's first `cl_ord_id` (then one more per request). An
+    /// exchange refuses ids at or below an account's mark, so a flow run
+    /// again against the same exchange must start above the last run's:
+    /// `loadgen` starts at the wall clock in nanoseconds.
+    pub first_id: u64,
 }
 
 impl Default for FlowConfig {
@@ -115,6 +120,7 @@ impl Default for FlowConfig {
             band: 375,
             qty_max: 100,
             mix: Mix::default(),
+            first_id: 1,
         }
     }
 }
@@ -412,7 +418,7 @@ impl OrderFlow {
             .map(|i| Lane {
                 rng: ChaCha8Rng::seed_from_u64(config.seed ^ (u64::from(i) << 32) ^ 0x0f10),
                 accounts: (i + 1..=config.accounts).step_by(lanes as usize).collect(),
-                next_id: 1,
+                next_id: config.first_id.max(1),
                 pending: VecDeque::new(),
                 open: KeyMap::with_capacity_and_hasher(2 * per_lane, Default::default()),
                 open_keys: Vec::new(),

@@ -37,6 +37,20 @@ fn parse_nanos(text: &str) -> Result<Nanos, String> {
         .map_err(|e: fep_core::time::BadDuration| e.to_string())
 }
 
+/// The shortest `--interval`: one line of live stats each, and one entry
+/// in the JSON's `intervals`, so shorter would flood both.
+const INTERVAL_MIN: Nanos = Nanos(10_000_000);
+
+fn parse_interval(text: &str) -> Result<Nanos, String> {
+    let d = parse_nanos(text)?;
+    if d < INTERVAL_MIN {
+        return Err(format!(
+            "{text:?} is shorter than the shortest interval, 10ms"
+        ));
+    }
+    Ok(d)
+}
+
 /// Starts the metrics endpoint on `addr` for `workers` workers and prints
 /// `metrics <addr>`.
 fn serve_metrics(
@@ -116,11 +130,19 @@ fn workload(cli: &Cli) -> Result<Workload, String> {
     if cli.workload == WorkloadArg::Ping {
         return Ok(Workload::Ping);
     }
+    let first_id = cli.first_cl_ord_id.unwrap_or_else(|| {
+        // Later runs start later: above the ids of any run before this
+        // one, which used fewer than one per nanosecond.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2))
+    });
     let flow = FlowConfig {
         instruments: cli.instruments,
         accounts: cli.accounts,
         connections: cli.connections,
         seed: cli.seed,
+        first_id,
         ..FlowConfig::default()
     };
     OrderFlow::new(flow).map_err(|e| e.to_string())?;
@@ -172,8 +194,9 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
     /// Print live stats (rate, p50, p99, errors) every interval of this
-    /// length while running, e.g. 1s, and keep the series in the summary.
-    #[arg(long, env = "FEP_INTERVAL", value_parser = parse_nanos)]
+    /// length while running, e.g. 1s (at least 10ms), and keep the series
+    /// in the summary.
+    #[arg(long, env = "FEP_INTERVAL", value_parser = parse_interval)]
     interval: Option<Nanos>,
     /// Whole PerfPing frame size in bytes (at least 54; the rest is pad).
     #[arg(long, env = "FEP_SIZE", default_value_t = 64)]
@@ -206,6 +229,13 @@ struct Cli {
     #[arg(long, env = "FEP_ACCOUNTS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     accounts: u32,
+    /// Orders: each connection's first cl_ord_id (then one more per
+    /// request). Default: the wall clock in nanoseconds, so a run against
+    /// an exchange that served an earlier one stays above every account's
+    /// mark (an id at or below it is refused DUPLICATE_ID).
+    #[arg(long, env = "FEP_FIRST_CL_ORD_ID",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    first_cl_ord_id: Option<u64>,
     /// Write rtt.hgrm and hop1.hgrm … hop4.hgrm into this directory.
     #[arg(long, env = "FEP_OUT")]
     out: Option<PathBuf>,
