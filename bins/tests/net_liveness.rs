@@ -181,3 +181,52 @@ fn heartbeat_errors_are_answered_as_documented() {
     assert!(gateway.terminate(GRACE).success());
     assert!(exchange.terminate(GRACE).success());
 }
+
+#[test]
+fn a_gateway_started_before_its_exchange_says_so_once_then_becomes_ready() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // A free port, with nothing on it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream = format!("127.0.0.1:{port}");
+    let mut gateway = Command::new(net_support::gateway_bin())
+        .args(["--listen", "127.0.0.1:0", "--upstream", &upstream])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(gateway.stderr.take().unwrap()).lines();
+    let mut stdout = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let said = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("cannot connect"))
+        .expect("a line about the unreachable upstream");
+    assert!(said.contains(&upstream), "{said}");
+    // Retries go on without another line until the exchange answers.
+    std::thread::sleep(Duration::from_millis(500));
+    let exchange = Server::start(
+        "mock_exchange",
+        net_support::exchange_bin(),
+        &["--listen", &upstream],
+    );
+    let ready = stdout.next().expect("a line").unwrap();
+    assert!(ready.starts_with("ready "), "{ready}");
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    let again = rest.iter().filter(|l| l.contains("cannot connect")).count();
+    assert_eq!(again, 0, "said once: {rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains(&format!("connected to {upstream}"))),
+        "{rest:?}"
+    );
+    drop(exchange);
+}

@@ -116,6 +116,7 @@ pub struct Config {
     pub(crate) close_linger: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) handle_signals: bool,
+    pub(crate) report_unreachable: bool,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,
     pub(crate) tcp_congestion: Option<String>,
@@ -154,6 +155,7 @@ impl Config {
             close_linger: CLOSE_LINGER_DEFAULT,
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             handle_signals: false,
+            report_unreachable: false,
             send_buffer: None,
             recv_buffer: None,
             tcp_congestion: None,
@@ -250,6 +252,15 @@ impl Config {
     /// How long a dial may take before it is reported failed.
     pub fn connect_timeout(mut self, timeout: Duration) -> Config {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Print one stderr line when a dial to a peer fails, and then no more
+    /// for that peer until a dial to it succeeds (said too): a gateway
+    /// started before its exchange says what it is waiting for rather
+    /// than retrying in silence. Off by default.
+    pub fn report_unreachable(mut self, on: bool) -> Config {
+        self.report_unreachable = on;
         self
     }
 

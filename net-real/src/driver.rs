@@ -108,6 +108,8 @@ struct Conn {
     /// Output is waiting for a `WRITABLE` event (after `WouldBlock`, or
     /// always in deferred mode).
     blocked: bool,
+    /// The peer it dials or dialled, for a connection we opened.
+    peer: Option<PeerId>,
     /// The engine asked to close it; it flushes its last bytes until then.
     closing_until: Option<Nanos>,
     /// Input read and dropped since it began closing (at most
@@ -160,6 +162,9 @@ pub(crate) struct Driver<S: Service> {
     /// next, and no deadline costs a scan of the connections.
     deadlines: VecDeque<(Nanos, ConnId, Deadline)>,
     lingering: usize,
+    /// `unreachable[p]`: a failed dial to peer `p` was reported and no dial
+    /// to it has succeeded since (with `Config::report_unreachable`).
+    unreachable: Vec<bool>,
     /// Sockets of ended sessions whose peers have not closed yet.
     orphans: Orphans,
     read_buf: Box<[u8]>,
@@ -245,6 +250,7 @@ impl<S: Service> Driver<S> {
             conns: Vec::new(),
             deadlines: VecDeque::new(),
             lingering: 0,
+            unreachable: Vec::new(),
             orphans: Orphans::default(),
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             loan: Loan::None,
@@ -670,6 +676,7 @@ impl<S: Service> Driver<S> {
             stream,
             dialing,
             blocked: false,
+            peer: None,
             closing_until: None,
             discarded: 0,
             paused: false,
@@ -821,16 +828,18 @@ impl<S: Service> Driver<S> {
         let Some(c) = self.conn_mut(conn) else {
             return;
         };
-        let connected = match c.stream.take_error() {
+        let peer = c.peer;
+        let failed = match c.stream.take_error() {
             Ok(None) => match c.stream.peer_addr() {
-                Ok(_) => true,
+                Ok(_) => None,
                 // Still connecting: a spurious event.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(_) => false,
+                Err(e) => Some(e),
             },
-            Ok(Some(_)) | Err(_) => false,
+            Ok(Some(e)) | Err(e) => Some(e),
         };
-        if !connected {
+        if let Some(e) = failed {
+            self.say_unreachable(peer, &e);
             self.stats.dial_failures += 1;
             self.drop_socket(conn);
             self.worker.handle_connect_failed(now, conn);
@@ -838,6 +847,7 @@ impl<S: Service> Driver<S> {
             return;
         }
         self.stats.dialed += 1;
+        self.say_reached(peer);
         let deferred = self.config.write_mode == WriteMode::Deferred;
         let c = find(&mut self.conns, conn).expect("checked above");
         c.dialing = false;
@@ -924,6 +934,9 @@ impl<S: Service> Driver<S> {
             };
             match kind {
                 Deadline::Dial if c.dialing => {
+                    let peer = c.peer;
+                    let why = io::Error::from(io::ErrorKind::TimedOut);
+                    self.say_unreachable(peer, &why);
                     self.stats.dial_failures += 1;
                     self.drop_socket(conn);
                     self.worker.handle_connect_failed(now, conn);
@@ -1235,15 +1248,52 @@ impl<S: Service> Driver<S> {
         };
         let stream = match socket::dial(addr, &self.config) {
             Ok(stream) => stream,
-            Err(_) => {
+            Err(e) => {
                 self.stats.dial_failures += 1;
+                self.say_unreachable(Some(peer), &e);
                 self.worker.handle_connect_failed(now, conn);
                 return;
             }
         };
         if self.register(conn, stream, true, now) {
+            if let Some(c) = find(&mut self.conns, conn) {
+                c.peer = Some(peer);
+            }
             let deadline = now + nanos(self.config.connect_timeout);
             self.deadlines.push_back((deadline, conn, Deadline::Dial));
+        }
+    }
+
+    /// A dial to `peer` failed with `why`: one line the first time since
+    /// it was last reached (with `Config::report_unreachable`).
+    fn say_unreachable(&mut self, peer: Option<PeerId>, why: &io::Error) {
+        let Some(peer) = peer.filter(|_| self.config.report_unreachable) else {
+            return;
+        };
+        let p = usize::from(peer.0);
+        if self.unreachable.len() <= p {
+            self.unreachable.resize(p + 1, false);
+        }
+        if !std::mem::replace(&mut self.unreachable[p], true) {
+            let addr = self.config.peers[p];
+            eprintln!(
+                "worker {}: cannot connect to {addr} ({why}); retrying, said again once it answers",
+                self.id.0
+            );
+        }
+    }
+
+    /// A dial to `peer` succeeded: said if its failure was.
+    fn say_reached(&mut self, peer: Option<PeerId>) {
+        let Some(p) = peer.map(|p| usize::from(p.0)) else {
+            return;
+        };
+        if self.unreachable.get(p).copied().unwrap_or(false) {
+            self.unreachable[p] = false;
+            eprintln!(
+                "worker {}: connected to {}",
+                self.id.0, self.config.peers[p]
+            );
         }
     }
 

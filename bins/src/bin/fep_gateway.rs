@@ -93,7 +93,9 @@ fn main() -> ExitCode {
         .driver
         .config_with(worker)
         .listen(cli.listen)
-        .peers(vec![cli.upstream]);
+        .peers(vec![cli.upstream])
+        // Started before its exchange, it says what it is waiting for.
+        .report_unreachable(true);
     let risk_config = match &cli.risk {
         Some(path) => match read_risk(path) {
             Ok(config) => config,
