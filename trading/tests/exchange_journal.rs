@@ -5,7 +5,9 @@
 use fep_core::frame::Decoder;
 use fep_core::{ConnId, Effect, Nanos, Worker, WorkerConfig, WorkerId};
 use fep_engine::Command;
-use fep_trading::exchange::{Exchange, ExchangeConfig, ENGINE_WORKER};
+use fep_trading::exchange::{
+    Exchange, ExchangeConfig, AT_ENGINE_PAUSE, ENGINE_WORKER, HELD_BYTES_MAX,
+};
 use fep_trading::msg::{PerfPing, RoleHelloReq};
 use fep_trading::order::{self, OrderMsg, SIDE_BUY, SIDE_SELL, TIF_DAY};
 
@@ -306,4 +308,102 @@ fn a_snapshot_is_offered_every_n_journaled_requests_and_restores_the_engine() {
     assert_eq!(restored.next_order_id(), live.next_order_id());
     assert_eq!(restored.balance(1, 0), live.balance(1, 0));
     assert_eq!(restored.balance(2, 1), live.balance(2, 1));
+}
+
+/// One read's worth of pings (64 of them, 1 KiB each).
+fn pings(first: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seq in first..first + 64 {
+        PerfPing::from_client(seq, Nanos(1), &[0; 970])
+            .encode(fep_trading::msg::OP_PERF_PING, &mut out);
+    }
+    out
+}
+
+fn paused(w: &Worker<Exchange>, conn: ConnId) -> bool {
+    w.session(conn).is_some_and(|s| s.input_paused())
+}
+
+#[test]
+fn pings_behind_a_stalled_journal_pause_their_connection_like_orders() {
+    // A journal that never becomes durable holds every answer: a client
+    // that pings on must be held back by TCP, not grow the held answers
+    // without end.
+    let mut w = exchange(Some(0));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    flush(&mut w);
+    let mut reads = 0;
+    while !paused(&w, a) {
+        assert!(
+            reads < 1_000,
+            "never paused; held {}",
+            w.service().held_len()
+        );
+        w.handle_read(Nanos(20), a, &pings(reads * 64));
+        flush(&mut w);
+        reads += 1;
+    }
+    let held = w.service().held_len();
+    assert!(held > HELD_BYTES_MAX / 2, "{held}");
+    assert!(held <= HELD_BYTES_MAX / 2 + 64 * 1024, "{held}");
+    assert_eq!(w.service().stats().held_pauses, 1);
+    // Durable at last: everything goes out and the connection is read again.
+    w.handle_durable(Nanos(30), 1);
+    flush(&mut w);
+    assert_eq!(w.service().held_len(), 0);
+    assert!(!paused(&w, a));
+}
+
+#[test]
+fn a_connection_with_many_requests_at_a_stalled_engine_worker_is_paused_then_resumed() {
+    // The connection lives on worker 1; the engine on worker 0 answers
+    // only once its journal is durable. Worker 1 stops reading the
+    // connection at AT_ENGINE_PAUSE requests in the engine's hands.
+    let config = ExchangeConfig {
+        journal: Some(0),
+        ..ExchangeConfig::default()
+    };
+    let mut engine = exchange_with(config.clone());
+    let other = WorkerId(1);
+    let mut w = Worker::new(other, WorkerConfig::default(), Exchange::new(other, config));
+    w.start(Nanos(1));
+    let a = connect(&mut w);
+    w.handle_read(
+        Nanos(10),
+        a,
+        &new_order(1, 0, 1, SIDE_SELL, TIF_DAY, 100, 5),
+    );
+    let shuttle = |from: &mut Worker<Exchange>, to: &mut Worker<Exchange>| {
+        let target = to.id();
+        let bytes = from.handoff_buf(target).to_vec();
+        from.handle_handed_off(target);
+        if !bytes.is_empty() {
+            to.handle_handoff(Nanos(20), from.id(), &bytes);
+        }
+        flush(from);
+        flush(to);
+    };
+    shuttle(&mut w, &mut engine);
+    let mut reads = 0;
+    while !paused(&w, a) {
+        assert!(reads < 1_000, "never paused");
+        w.handle_read(Nanos(20), a, &pings(reads * 64));
+        shuttle(&mut w, &mut engine);
+        reads += 1;
+    }
+    let sent = reads * 64;
+    assert!(sent >= u64::from(AT_ENGINE_PAUSE), "{sent}");
+    assert!(sent < u64::from(AT_ENGINE_PAUSE) + 64, "{sent}");
+    assert_eq!(w.service().stats().engine_pauses, 1);
+    // The journal catches up: the answers come back and the connection is
+    // read again.
+    engine.handle_durable(Nanos(30), 1);
+    flush(&mut engine);
+    shuttle(&mut engine, &mut w);
+    assert!(!paused(&w, a));
 }

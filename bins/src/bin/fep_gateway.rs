@@ -150,7 +150,15 @@ fn main() -> ExitCode {
 
 /// The risk file parsed, or one line per mistake.
 fn read_risk(path: &Path) -> Result<RiskConfig, Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read: {e}")])?;
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| vec![format!("cannot read: {e}")];
+    // Never more than the parser takes (and one byte to see it is more),
+    // whatever the file is.
+    let limit = fep_trading::risk::CONFIG_TEXT_LEN_MAX as u64 + 1;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit).read_to_string(&mut text))
+        .map_err(cannot)?;
     RiskConfig::parse(&text).map_err(|errors| errors.lines().to_vec())
 }
 

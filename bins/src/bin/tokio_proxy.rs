@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     let nofile = raise_nofile(NofileGoal::server(2));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
     {
         Ok(rt) => rt,
@@ -92,28 +93,56 @@ async fn accept_loop(
     upstream: SocketAddr,
     congestion: Option<String>,
 ) -> ExitCode {
+    // Past the bound a new client waits in the kernel's backlog until one
+    // leaves (each holds two sockets and two copy buffers).
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROXY_CONNECTIONS_MAX));
+    let mut said = false;
     loop {
+        let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else {
+            return ExitCode::FAILURE;
+        };
         match listener.accept().await {
             Ok((client, _)) => {
-                tokio::spawn(relay(client, upstream, congestion.clone()));
+                said = false;
+                let congestion = congestion.clone();
+                tokio::spawn(async move {
+                    relay(client, upstream, congestion).await;
+                    drop(slot);
+                });
             }
+            // Out of descriptors or memory for a moment: say it once, wait
+            // for clients to leave, and go on serving the ones it has.
             Err(e) => {
-                eprintln!("tokio_proxy: accept: {e}");
-                return ExitCode::FAILURE;
+                if !std::mem::replace(&mut said, true) {
+                    eprintln!("tokio_proxy: accept: {e}; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     }
 }
+
+/// Clients relayed at once (each holds two sockets and two copy buffers).
+const PROXY_CONNECTIONS_MAX: usize = 65_536;
+/// How long the dial to the upstream may take for one client.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn relay(mut client: TcpStream, upstream: SocketAddr, congestion: Option<String>) {
     if let Some(name) = &congestion {
         // Checked at start: it cannot fail for want of the algorithm.
         let _ = socket2::SockRef::from(&client).set_tcp_congestion(name.as_bytes());
     }
-    let mut server = match TcpStream::connect(upstream).await {
-        Ok(server) => server,
-        Err(e) => {
+    let dial = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream));
+    let mut server = match dial.await {
+        Ok(Ok(server)) => server,
+        Ok(Err(e)) => {
             eprintln!("tokio_proxy: cannot connect to {upstream}: {e}");
+            return;
+        }
+        Err(_) => {
+            eprintln!(
+                "tokio_proxy: cannot connect to {upstream}: no answer in {CONNECT_TIMEOUT:?}"
+            );
             return;
         }
     };

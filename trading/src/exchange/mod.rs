@@ -102,6 +102,12 @@ pub const SNAPSHOT_EVERY_DEFAULT: u64 = 1_000_000;
 /// Bytes of answers the engine's worker holds for durability; past half of
 /// it the connection adding to it is paused.
 pub const HELD_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Requests of one connection handed to the engine's worker and not yet
+/// answered, past which the connection is not read; it is read again at
+/// half. While the journal stalls, answers wait on the engine's worker: this
+/// keeps what a connection of another worker adds to them to about this
+/// many answers and one read.
+pub const AT_ENGINE_PAUSE: u32 = 4096;
 /// Journaled requests not yet durable; at it a new journaled request is
 /// refused `OVERLOADED` (it keeps the log's pending buffer, 4 MiB by
 /// default, from ever filling: a record is at most ~60 bytes).
@@ -154,6 +160,9 @@ pub struct ExchangeStats {
     pub journal_rejects: u64,
     /// Times the held answers passed half their bound (a connection paused).
     pub held_pauses: u64,
+    /// Times a connection had [`AT_ENGINE_PAUSE`] requests at the engine's
+    /// worker (it was paused).
+    pub engine_pauses: u64,
 }
 
 /// Where the messages about an open order go: the connection of the
@@ -186,6 +195,9 @@ pub struct Peer {
     at_engine: u32,
     /// Paused until the held answers drain (on the engine's worker).
     paused_for_held: bool,
+    /// Paused until its requests at the engine fall to half of
+    /// [`AT_ENGINE_PAUSE`] (on other workers).
+    paused_for_engine: bool,
 }
 
 /// A run of held frames: for whom, behind which journal record.
@@ -374,6 +386,8 @@ impl Exchange {
         };
         self.pong(cx, to, ping.seq, payload);
         hold_back(cx, conn);
+        // A pong waits behind the journal too.
+        self.hold_back_for_journal(cx, conn);
         Ok(())
     }
 
@@ -447,8 +461,17 @@ impl Exchange {
             );
             return Ok(());
         }
+        let mut pause = false;
         if let Some(peer) = cx.data_mut(conn) {
             peer.at_engine += 1;
+            if peer.at_engine >= AT_ENGINE_PAUSE && !peer.paused_for_engine {
+                peer.paused_for_engine = true;
+                pause = true;
+            }
+        }
+        if pause {
+            self.stats.engine_pauses += 1;
+            cx.pause_input(conn);
         }
         Ok(())
     }
@@ -1043,8 +1066,16 @@ impl Service for Exchange {
             OP_XCH_DELIVER => {
                 let conn = ConnId::from_bits(read_u64(p, 0));
                 let finished = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+                let mut resume = false;
                 if let Some(peer) = cx.data_mut(conn) {
                     peer.at_engine = peer.at_engine.saturating_sub(finished);
+                    if peer.paused_for_engine && peer.at_engine <= AT_ENGINE_PAUSE / 2 {
+                        peer.paused_for_engine = false;
+                        resume = true;
+                    }
+                }
+                if resume {
+                    cx.resume_input(conn);
                 }
                 let frames = &p[DELIVER_HEAD_LEN..];
                 if !frames.is_empty() {

@@ -120,6 +120,10 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
             })
             .collect();
         extra.insert("intervals".into(), serde_json::Value::Array(intervals));
+        let dropped = report.intervals_taken - report.intervals.len() as u64;
+        if dropped > 0 {
+            extra.insert("intervals_dropped".into(), dropped.into());
+        }
     }
     extra
 }
@@ -233,8 +237,12 @@ impl LiveView {
         use std::fmt::Write as _;
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = String::new();
-        let printed = self.intervals_printed.swap(report.intervals.len(), Relaxed);
-        for s in report.intervals.iter().skip(printed) {
+        // Counted over every sample taken: the report keeps only the last
+        // ones, and prints the new among them.
+        let taken = usize::try_from(report.intervals_taken).unwrap_or(usize::MAX);
+        let printed = self.intervals_printed.swap(taken, Relaxed);
+        let new = taken.saturating_sub(printed).min(report.intervals.len());
+        for s in &report.intervals[report.intervals.len() - new..] {
             let _ = writeln!(
                 out,
                 "interval t={:.3}s rate={:.0}/s p50={:.1}us p99={:.1}us answers={} errors={}",

@@ -95,8 +95,11 @@ pub struct Report {
     pub run_start: Nanos,
     /// The first round trips, up to `trace_max`.
     pub trace: Vec<RoundTrip>,
-    /// Live intervals, when configured.
+    /// Live intervals, when configured: the last [`INTERVALS_KEPT_MAX`]
+    /// at most (the run's first ones go once it has more).
     pub intervals: Vec<IntervalSample>,
+    /// Intervals sampled in all, kept or not.
+    pub intervals_taken: u64,
     /// Intended send time of the first and the last ping (open loop).
     pub intended: Option<(Nanos, Nanos)>,
     /// With an order flow: messages by kind, rejects by code, and messages
@@ -104,7 +107,20 @@ pub struct Report {
     pub flow: Option<crate::flow::FlowStats>,
 }
 
+/// Interval samples a report keeps (480 KB; at `--interval 1s`, the last
+/// 2.8 hours). A long run at a short interval would otherwise grow them,
+/// and every live look at the report, without end.
+pub const INTERVALS_KEPT_MAX: usize = 10_000;
+
 impl Report {
+    /// Adds a sample, dropping the oldest tenth when full (amortised O(1)).
+    pub(super) fn keep_interval(&mut self, sample: IntervalSample) {
+        if self.intervals.len() >= INTERVALS_KEPT_MAX {
+            self.intervals.drain(..INTERVALS_KEPT_MAX / 10);
+        }
+        self.intervals.push(sample);
+    }
+
     pub(super) fn new(trace_max: usize) -> Report {
         let histogram =
             || Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static bounds are valid");
@@ -129,6 +145,7 @@ impl Report {
             connections_lost: 0,
             trace: Vec::with_capacity(trace_max),
             intervals: Vec::new(),
+            intervals_taken: 0,
             intended: None,
             flow: None,
         }
@@ -161,7 +178,10 @@ impl Report {
             self.run_start = other.run_start;
         }
         self.trace.extend_from_slice(&other.trace);
-        self.intervals.extend_from_slice(&other.intervals);
+        self.intervals_taken += other.intervals_taken;
+        for &sample in &other.intervals {
+            self.keep_interval(sample);
+        }
         self.intended = match (self.intended, other.intended) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
@@ -199,5 +219,34 @@ impl Report {
         } else {
             0.0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_run_keeps_its_last_intervals_only() {
+        let mut r = Report::new(0);
+        let sample = |i: u64| IntervalSample {
+            at: Nanos(i),
+            answers: i,
+            rate_per_s: 0.0,
+            p50_ns: 0,
+            p99_ns: 0,
+            errors: 0,
+        };
+        for i in 0..25_000 {
+            r.keep_interval(sample(i));
+            assert!(r.intervals.len() <= INTERVALS_KEPT_MAX);
+        }
+        assert!(r.intervals.len() >= INTERVALS_KEPT_MAX * 9 / 10);
+        assert_eq!(r.intervals.last().unwrap().answers, 24_999);
+        // In order, no gap: the oldest went first.
+        assert!(r
+            .intervals
+            .windows(2)
+            .all(|w| w[1].answers == w[0].answers + 1));
     }
 }
