@@ -1196,20 +1196,12 @@ impl<S: Service> Driver<S> {
     /// ends, and the socket lingers as an orphan until the peer has read
     /// the last bytes and closed (see [`crate::orphan`]).
     fn retire(&mut self, conn: ConnId, now: Nanos) {
-        let Some(slot) = self.conns.get_mut(conn.index()) else {
+        let Some(c) = self.take_socket(conn) else {
             return;
         };
-        if slot.as_ref().is_none_or(|c| c.id != conn) {
-            return;
-        }
-        let mut c = slot.take().expect("checked above");
-        if c.closing_until.is_some() {
-            self.lingering -= 1;
-        }
-        let registry = self.poll.registry();
-        let _ = registry.deregister(&mut c.stream);
         let until = now + nanos(self.config.close_linger);
-        self.orphans.adopt(registry, c.stream, c.discarded, until);
+        self.orphans
+            .adopt(self.poll.registry(), c.stream, c.discarded, until);
         self.worker.handle_closed(now, conn);
     }
 
@@ -1221,23 +1213,30 @@ impl<S: Service> Driver<S> {
 
     /// Closes `conn`'s socket, if it still has one.
     fn drop_socket(&mut self, conn: ConnId) {
-        let Some(slot) = self.conns.get_mut(conn.index()) else {
+        let Some(c) = self.take_socket(conn) else {
             return;
         };
-        if slot.as_ref().is_none_or(|c| c.id != conn) {
-            return;
-        }
-        let mut c = slot.take().expect("checked above");
-        if c.closing_until.is_some() {
-            self.lingering -= 1;
-        }
-        let _ = self.poll.registry().deregister(&mut c.stream);
         if !c.dialing {
             // The discarded bytes land in the read buffer: output that
             // refers to a lent input takes its copy first.
             self.settle_input();
             discard_input(&c.stream, &mut self.read_buf);
         }
+    }
+
+    /// Takes `conn`'s socket out of its slot and out of the poll, if it
+    /// still has one.
+    fn take_socket(&mut self, conn: ConnId) -> Option<Conn> {
+        let slot = self.conns.get_mut(conn.index())?;
+        if slot.as_ref().is_none_or(|c| c.id != conn) {
+            return None;
+        }
+        let mut c = slot.take().expect("checked above");
+        if c.closing_until.is_some() {
+            self.lingering -= 1;
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        Some(c)
     }
 
     fn dial(&mut self, conn: ConnId, peer: PeerId, now: Nanos) {
