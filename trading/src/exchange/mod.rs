@@ -464,14 +464,14 @@ impl Exchange {
         let mut pause = false;
         if let Some(peer) = cx.data_mut(conn) {
             peer.at_engine += 1;
-            if peer.at_engine >= AT_ENGINE_PAUSE && !peer.paused_for_engine {
+            if peer.at_engine >= AT_ENGINE_PAUSE {
                 peer.paused_for_engine = true;
                 pause = true;
             }
         }
-        if pause {
+        // Again if something else resumed it meanwhile.
+        if pause && cx.pause_input(conn) {
             self.stats.engine_pauses += 1;
-            cx.pause_input(conn);
         }
         Ok(())
     }
@@ -561,7 +561,7 @@ impl Exchange {
                 if let Some(peer) = cx.data_mut(conn) {
                     peer.paused_for_held = false;
                 }
-                cx.resume_input(conn);
+                resume_unless_held_back(cx, conn);
             }
         }
         self.journal = Some(j);
@@ -580,9 +580,11 @@ impl Exchange {
             if !peer.paused_for_held {
                 peer.paused_for_held = true;
                 j.paused.push(conn);
-                self.stats.held_pauses += 1;
-                cx.pause_input(conn);
             }
+        }
+        // Again if something else resumed it meanwhile.
+        if cx.pause_input(conn) {
+            self.stats.held_pauses += 1;
         }
     }
 
@@ -911,6 +913,23 @@ fn hold_back(cx: &mut Context<'_, Exchange>, conn: ConnId) {
     }
 }
 
+/// Reads `conn` again, unless another reason to hold it back still holds:
+/// its own output above the high-water mark, the held answers, or its
+/// requests at the engine's worker. (Each reason re-pauses it on its next
+/// request anyway; this keeps one from lifting another's pause at all.)
+fn resume_unless_held_back(cx: &mut Context<'_, Exchange>, conn: ConnId) {
+    if cx.session(conn).is_some_and(|s| s.output_high()) {
+        return;
+    }
+    if cx
+        .data_mut(conn)
+        .is_some_and(|p| p.paused_for_held || p.paused_for_engine)
+    {
+        return;
+    }
+    cx.resume_input(conn);
+}
+
 /// The header of a maker's message: the naming request's `cl_ord_id` and
 /// `route`, the event's time as `t3`, no other stamps.
 fn maker_header(cl_ord_id: u64, owner: Option<Owner>, t3: fep_core::Nanos) -> Header {
@@ -1075,7 +1094,7 @@ impl Service for Exchange {
                     }
                 }
                 if resume {
-                    cx.resume_input(conn);
+                    resume_unless_held_back(cx, conn);
                 }
                 let frames = &p[DELIVER_HEAD_LEN..];
                 if !frames.is_empty() {
@@ -1112,7 +1131,7 @@ impl Service for Exchange {
     }
 
     fn on_drained(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
-        cx.resume_input(conn);
+        resume_unless_held_back(cx, conn);
     }
 
     fn is_done(&self) -> bool {
