@@ -59,9 +59,9 @@ fn clap_errors_keep_what_is_missing_and_what_is_allowed_on_their_line() {
 
 #[test]
 fn a_stats_interval_too_short_to_print_is_refused() {
-    for interval in ["0s", "1us", "9ms"] {
+    for interval in ["0s", "1us", "999us"] {
         let err = refused(loadgen_bin(), &["--interval", interval, "--count", "1"]);
-        assert!(err.contains("10ms"), "{interval}: {err}");
+        assert!(err.contains("1ms"), "{interval}: {err}");
     }
 }
 

@@ -37,15 +37,15 @@ fn parse_nanos(text: &str) -> Result<Nanos, String> {
         .map_err(|e: fep_core::time::BadDuration| e.to_string())
 }
 
-/// The shortest `--interval`: one line of live stats each, and one entry
-/// in the JSON's `intervals`, so shorter would flood both.
-const INTERVAL_MIN: Nanos = Nanos(10_000_000);
+/// The shortest `--interval`: one line of live stats each (a thousand
+/// lines a second at most; the JSON keeps the last INTERVALS_KEPT_MAX).
+const INTERVAL_MIN: Nanos = Nanos(1_000_000);
 
 fn parse_interval(text: &str) -> Result<Nanos, String> {
     let d = parse_nanos(text)?;
     if d < INTERVAL_MIN {
         return Err(format!(
-            "{text:?} is shorter than the shortest interval, 10ms"
+            "{text:?} is shorter than the shortest interval, 1ms"
         ));
     }
     Ok(d)
@@ -194,7 +194,7 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
     /// Print live stats (rate, p50, p99, errors) every interval of this
-    /// length while running, e.g. 1s (at least 10ms), and keep the series
+    /// length while running, e.g. 1s (at least 1ms), and keep the series
     /// in the summary.
     #[arg(long, env = "FEP_INTERVAL", value_parser = parse_interval)]
     interval: Option<Nanos>,
