@@ -250,7 +250,7 @@ impl<S: Service> Driver<S> {
             conns: Vec::new(),
             deadlines: VecDeque::new(),
             lingering: 0,
-            unreachable: Vec::new(),
+            unreachable: vec![false; config.peers.len()],
             orphans: Orphans::default(),
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             loan: Loan::None,
@@ -1270,9 +1270,6 @@ impl<S: Service> Driver<S> {
             return;
         };
         let p = usize::from(peer.0);
-        if self.unreachable.len() <= p {
-            self.unreachable.resize(p + 1, false);
-        }
         if !std::mem::replace(&mut self.unreachable[p], true) {
             let addr = self.config.peers[p];
             eprintln!(
@@ -1287,8 +1284,7 @@ impl<S: Service> Driver<S> {
         let Some(p) = peer.map(|p| usize::from(p.0)) else {
             return;
         };
-        if self.unreachable.get(p).copied().unwrap_or(false) {
-            self.unreachable[p] = false;
+        if std::mem::replace(&mut self.unreachable[p], false) {
             eprintln!(
                 "worker {}: connected to {}",
                 self.id.0, self.config.peers[p]

@@ -50,15 +50,6 @@ pub(crate) struct Orphans {
     deadlines: VecDeque<(Nanos, u32, u32)>,
 }
 
-/// What became of an orphan's input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Gone {
-    /// Still open.
-    No,
-    /// Closed (the peer closed, or the socket failed).
-    Yes,
-}
-
 impl Orphans {
     pub(crate) fn len(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -104,27 +95,26 @@ impl Orphans {
 
     /// Reads and drops `token`'s input while the bound allows; closes it at
     /// its end. `buf`: scratch space.
-    pub(crate) fn readable(&mut self, registry: &Registry, token: Token, buf: &mut [u8]) -> Gone {
+    pub(crate) fn readable(&mut self, registry: &Registry, token: Token, buf: &mut [u8]) {
         let (slot, generation) = parts(token);
         let Some(o) = self.get_mut(slot, generation) else {
-            return Gone::Yes;
+            return;
         };
-        let gone = loop {
+        let ended = loop {
             if o.discarded >= CLOSE_DISCARD_BYTES_MAX {
-                break Gone::No;
+                break false;
             }
             match (&o.stream).read(buf) {
-                Ok(0) => break Gone::Yes,
+                Ok(0) => break true,
                 Ok(n) => o.discarded += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Gone::No,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break Gone::Yes,
+                Err(_) => break true,
             }
         };
-        if gone == Gone::Yes {
+        if ended {
             self.remove(registry, slot);
         }
-        gone
     }
 
     /// The next deadline, if any.

@@ -645,8 +645,7 @@ impl Client {
         };
         while now >= iv.next {
             let sample = iv.take(iv.next - self.origin, iv.every);
-            self.report.intervals_taken += 1;
-            self.report.keep_interval(sample);
+            self.report.record_interval(sample);
             iv.next = iv.next + iv.every;
         }
     }
@@ -662,8 +661,7 @@ impl Client {
             return;
         }
         let sample = iv.take(now - self.origin, now - start);
-        self.report.intervals_taken += 1;
-        self.report.keep_interval(sample);
+        self.report.record_interval(sample);
     }
 
     /// The hand-shake deadline passed: every connection still dialling or

@@ -113,6 +113,12 @@ pub struct Report {
 pub const INTERVALS_KEPT_MAX: usize = 10_000;
 
 impl Report {
+    /// A sample just taken: counted, and kept.
+    pub(super) fn record_interval(&mut self, sample: IntervalSample) {
+        self.intervals_taken += 1;
+        self.keep_interval(sample);
+    }
+
     /// Adds a sample, dropping the oldest tenth when full (amortised O(1)).
     pub(super) fn keep_interval(&mut self, sample: IntervalSample) {
         if self.intervals.len() >= INTERVALS_KEPT_MAX {
