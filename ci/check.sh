@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole CI gate: formatting, lints, and the README's test command.
+# The whole CI gate: formatting, lints, docs, and the README's test command.
 # Needs only the Rust toolchain (rustfmt and clippy components).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo doc -D warnings (intra-doc links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 echo "== tests (the README's test command)"
 cargo test --workspace

@@ -60,7 +60,7 @@ pub struct SessionId(pub u64);
 /// ping's pad) straight from that input instead of copying it: a *splice*
 /// stands in the byte stream for those input bytes. The driver writes the
 /// spliced stream with the input in hand ([`OutBuf::chunks`]), and before
-/// the input buffer is reused, [`OutBuf::settle`] copies in whatever was not
+/// the input buffer is reused, `OutBuf::settle` copies in whatever was not
 /// written. Outside a borrowed read there are no splices and the output is
 /// one slice ([`OutBuf::pending`]).
 #[derive(Debug, Default)]

@@ -4,7 +4,7 @@
 //! connection's orders; the risk checks read their exposure.
 //!
 //! Everything is sized at start: a slab of [`Tracked`] orders, an
-//! [`IdTable`] from `order_id` to slab slot, and one list head per
+//! `IdTable` from `order_id` to slab slot, and one list head per
 //! connection slot, the orders of a connection linked through the slab. No
 //! operation allocates or scans.
 //!

@@ -26,7 +26,7 @@
 //! buffer. On a virtual machine whose host unmaps guest pages left idle
 //! (this project's VM does, at about a tenth of idle pages per second, and
 //! re-touching one costs about 125 µs), reading that stream would measure
-//! the host's page faults, not the engine. So a second thread ([`feed`])
+//! the host's page faults, not the engine. So a second thread (`feed`)
 //! walks the input's pages in a loop, keeping them mapped; the engine's own
 //! memory gets no such help. `--no-feed` turns it off, to see the effect.
 
@@ -67,7 +67,7 @@ pub struct EngineArgs {
     #[arg(long)]
     pub no_compare: bool,
     /// Do not keep the pre-generated input stream mapped from a second
-    /// thread (see [`feed`]): every leg then also pays for the host's page
+    /// thread (see `feed`): every leg then also pays for the host's page
     /// faults on its input. A machine with one CPU never runs that thread
     /// (it would take the measured thread's CPU).
     #[arg(long)]
@@ -548,7 +548,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Where a leg writes each command's figures while it runs: written once,
-/// up front, and kept mapped by [`feed`] like the input, so recording costs
+/// up front, and kept mapped by `feed` like the input, so recording costs
 /// a store to a page that is there. The histograms are built after the leg.
 ///
 /// It starts filled with distinct values, not zeros: this VM's host shares

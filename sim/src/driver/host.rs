@@ -196,7 +196,7 @@ impl<S: Service> Host<S> {
     ///
     /// # Panics
     ///
-    /// If [`CONTROL_MAX`] commands wait untaken: a fault plan issues a
+    /// If `CONTROL_MAX` commands wait untaken: a fault plan issues a
     /// handful per run, so that is a harness bug.
     pub fn control(&self, control: Control) {
         if let Some(tx) = self.inner.control.borrow().as_ref() {

@@ -15,7 +15,7 @@
 //! - [`snapshot`]: snapshot files (sequence number covered, state, checksum);
 //! - [`plan`]: a directory listing and which files may be deleted once a
 //!   durable snapshot covers them;
-//! - [`recover`]: recovery of a whole directory through a `load` callback;
+//! - [`recover`](mod@recover): recovery of a whole directory through a `load` callback;
 //! - [`limits`]: every bound.
 //!
 //! The contract this serves is the "Durability" section of the protocol: a

@@ -245,8 +245,8 @@ fn hops_sum_to_rtt(report: &Report, expect: &Expect, fail: &mut impl FnMut(Strin
 }
 
 /// Scenario bodies written once and run by every driver: the in-memory
-/// harness, the simulator and the real backend each provide an [`Arm`]
-/// that turns a [`Spec`] into a run and its client [`Report`].
+/// harness, the simulator and the real backend each provide an [`Arm`](conformance::Arm)
+/// that turns a [`Spec`](conformance::Spec) into a run and its client [`Report`].
 pub mod conformance {
     use super::{check, Expect, Scenario};
     use crate::client::{Answer, Report};
