@@ -55,6 +55,15 @@ fn clap_errors_keep_what_is_missing_and_what_is_allowed_on_their_line() {
     );
     let err = refused(exchange_bin(), &["--no-such-flag"]);
     assert!(err.contains("--no-such-flag"), "{err}");
+    // The gateway's bounds say their range.
+    for (flag, bad, range) in [
+        ("--upstream-inflight-max", "0", "1..=4194304"),
+        ("--handoff-bytes-max", "4096", "65536..=268435456"),
+        ("--in-doubt-max", "2000000", "0..=1048576"),
+    ] {
+        let err = refused(gateway_bin(), &[flag, bad]);
+        assert!(err.contains(flag) && err.contains(range), "{err}");
+    }
 }
 
 #[test]

@@ -349,6 +349,68 @@ fn a_draining_gateway_rejects_new_pings_shutting_down_and_answers_old_ones() {
     let _ = OP_REJECT;
 }
 
+/// `--upstream-inflight-max` bounds the requests one upstream connection
+/// has in flight: past it a request is shed `Reject{OVERLOADED}` at once,
+/// and the bound frees as answers come back.
+#[test]
+fn an_upstream_at_its_in_flight_bound_sheds_with_reject_overloaded() {
+    let held = HeldExchange {
+        listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+    };
+    let upstream = held.listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let exchange = std::thread::spawn(move || {
+        let mut sock = held.accept();
+        tx.send(0).unwrap();
+        // Two pings come up and are held; no third follows them.
+        let first = read_frame(&mut sock);
+        let second = read_frame(&mut sock);
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let third = sock.read(&mut byte);
+        assert!(third.is_err(), "a third request came up: {third:?}");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        tx.send(2).unwrap();
+        go_rx.recv().unwrap();
+        for (opcode, payload) in [first, second] {
+            assert_eq!(opcode, OP_PERF_PING);
+            sock.write_all(&raw_frame(OP_PERF_PONG, &payload)).unwrap();
+        }
+        // Room again: the next ping is forwarded and answered.
+        let (opcode, payload) = read_frame(&mut sock);
+        assert_eq!(opcode, OP_PERF_PING);
+        sock.write_all(&raw_frame(OP_PERF_PONG, &payload)).unwrap();
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest);
+    });
+    let gateway = Server::gateway(upstream, &["--upstream-inflight-max", "2"]);
+    assert_eq!(rx.recv().unwrap(), 0);
+    let mut client = RawClient::connect(gateway.addr);
+    client.handshake("");
+    let mut three = ping(1, b"");
+    three.extend_from_slice(&ping(2, b""));
+    three.extend_from_slice(&ping(3, b""));
+    client.send(&three);
+    assert_eq!(
+        client.next(),
+        Some(Frame::Reject {
+            code: ErrorCode::Overloaded,
+            seq: 3
+        })
+    );
+    assert_eq!(rx.recv().unwrap(), 2);
+    go_tx.send(()).unwrap();
+    assert!(matches!(client.next(), Some(Frame::Pong { seq: 1, .. })));
+    assert!(matches!(client.next(), Some(Frame::Pong { seq: 2, .. })));
+    client.send(&ping(4, b""));
+    assert!(matches!(client.next(), Some(Frame::Pong { seq: 4, .. })));
+    assert!(gateway.terminate(GRACE).success());
+    exchange.join().unwrap();
+}
+
 /// A client with a tiny receive buffer that sends pings without reading
 /// until TCP holds it back, then reads to the end.
 fn flood_then_read(server: SocketAddr) -> Vec<u8> {

@@ -20,8 +20,12 @@ use fep_bins::cli::{
     DriverArgs,
 };
 use fep_bins::limits::{raise_nofile, NofileGoal};
+use fep_core::limits::IN_DOUBT_MAX_DEFAULT;
 use fep_core::Nanos;
-use fep_trading::gateway::{Gateway, GatewayConfig, Routing, UPSTREAM_CONNECTIONS_MAX};
+use fep_trading::gateway::{
+    Gateway, GatewayConfig, Routing, HANDOFF_INFLIGHT_BYTES_MAX_DEFAULT, UPSTREAM_CONNECTIONS_MAX,
+    UPSTREAM_INFLIGHT_MAX_DEFAULT,
+};
 use fep_trading::risk::{RiskConfig, RiskHandle};
 
 /// The FEP gateway.
@@ -76,6 +80,25 @@ struct Cli {
     #[arg(long, env = "FEP_UPSTREAM_CONNECTIONS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=i64::from(UPSTREAM_CONNECTIONS_MAX)))]
     upstream_connections: u16,
+    /// Requests one upstream connection may have in flight (1 to
+    /// 4,194,304); past it a request is refused Reject{OVERLOADED}.
+    #[arg(long, env = "FEP_UPSTREAM_INFLIGHT_MAX", default_value_t = UPSTREAM_INFLIGHT_MAX_DEFAULT as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1 << 22))]
+    upstream_inflight_max: u32,
+    /// Bytes of one worker's client requests in flight through another
+    /// worker's upstream (handoff routing; 65,536 to 268,435,456, and at
+    /// least --max-frame): at half of it those clients are paused, past
+    /// it a request is refused Reject{OVERLOADED}.
+    #[arg(long, env = "FEP_HANDOFF_BYTES_MAX", default_value_t = HANDOFF_INFLIGHT_BYTES_MAX_DEFAULT as u32,
+          value_parser = clap::value_parser!(u32).range(1 << 16..=1 << 28))]
+    handoff_bytes_max: u32,
+    /// Orders left in doubt by a lost upstream (and cancels on disconnect
+    /// waiting for one) a worker remembers until its upstream is back, to
+    /// cancel them (0 to 1,048,576); past it an order's exposure is
+    /// released at once and the cancel is dropped.
+    #[arg(long, env = "FEP_IN_DOUBT_MAX", default_value_t = IN_DOUBT_MAX_DEFAULT as u32,
+          value_parser = clap::value_parser!(u32).range(0..=1 << 20))]
+    in_doubt_max: u32,
     #[command(flatten)]
     driver: DriverArgs,
 }
@@ -85,17 +108,10 @@ fn main() -> ExitCode {
     watch_lifeline();
     // A descriptor per client: as many as the hard limit allows.
     let nofile = raise_nofile(NofileGoal::server(1));
-    let worker = fep_core::WorkerConfig {
+    let mut worker = fep_core::WorkerConfig {
         heartbeat_interval: Some(cli.heartbeat),
         ..cli.driver.worker_config()
     };
-    let config = cli
-        .driver
-        .config_with(worker)
-        .listen(cli.listen)
-        .peers(vec![cli.upstream])
-        // Started before its exchange, it says what it is waiting for.
-        .report_unreachable(true);
     let risk_config = match &cli.risk {
         Some(path) => match read_risk(path) {
             Ok(config) => config,
@@ -123,9 +139,22 @@ fn main() -> ExitCode {
         cancel_on_disconnect: cli.cancel_on_disconnect,
         open_orders_max: cli.open_orders_max.max(1),
         upstream_connections: cli.upstream_connections,
+        upstream_inflight_max: cli.upstream_inflight_max as usize,
+        // At least one whole request fits.
+        handoff_inflight_bytes_max: (cli.handoff_bytes_max as usize)
+            .max(cli.driver.max_frame as usize),
+        in_doubt_max: cli.in_doubt_max as usize,
         risk: Some(risk),
         ..GatewayConfig::default()
     };
+    worker.handoff_backlog_max = worker.handoff_backlog_max.max(gateway.handoff_lane_need());
+    let config = cli
+        .driver
+        .config_with(worker)
+        .listen(cli.listen)
+        .peers(vec![cli.upstream])
+        // Started before its exchange, it says what it is waiting for.
+        .report_unreachable(true);
     let started = start_with_metrics(
         config,
         move |id| Gateway::new(id, gateway.clone()),

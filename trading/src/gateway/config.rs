@@ -9,6 +9,8 @@ use fep_core::{ConnId, Nanos, WorkerId};
 
 use crate::risk::RiskHandle;
 
+use super::CONTROL_BYTES_MAX;
+
 /// Which upstream a client's pings take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Routing {
@@ -125,6 +127,16 @@ pub struct GatewayConfig {
     pub in_doubt_max: usize,
 }
 
+impl GatewayConfig {
+    /// Bytes each handoff lane must be able to hold
+    /// ([`fep_core::WorkerConfig::handoff_backlog_max`]): one worker's
+    /// credit of requests one way, the other's answers the other way, and
+    /// control frames. Only multi-worker gateways use lanes.
+    pub fn handoff_lane_need(&self) -> usize {
+        2 * self.handoff_inflight_bytes_max + CONTROL_BYTES_MAX
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
@@ -133,11 +145,11 @@ impl Default for GatewayConfig {
             token: None,
             upstream_token: String::new(),
             inflight_per_session_max: 1024,
-            upstream_inflight_max: 1 << 19,
+            upstream_inflight_max: UPSTREAM_INFLIGHT_MAX_DEFAULT,
             upstream_connections: 1,
             reconnect_backoff_min: Nanos::from_millis(1),
             reconnect_backoff_max: Nanos::from_millis(500),
-            handoff_inflight_bytes_max: 2 * 1024 * 1024,
+            handoff_inflight_bytes_max: HANDOFF_INFLIGHT_BYTES_MAX_DEFAULT,
             cancel_on_disconnect: true,
             open_orders_max: 1 << 16,
             risk: None,
@@ -174,6 +186,12 @@ impl RouteTag {
         }
     }
 }
+
+/// Default of [`GatewayConfig::upstream_inflight_max`]: 10,000 clients with
+/// 30 requests in flight each, and room to spare (524,288).
+pub const UPSTREAM_INFLIGHT_MAX_DEFAULT: usize = 1 << 19;
+/// Default of [`GatewayConfig::handoff_inflight_bytes_max`] (2 MiB).
+pub const HANDOFF_INFLIGHT_BYTES_MAX_DEFAULT: usize = 2 * 1024 * 1024;
 
 /// Upstream sessions one gateway worker may keep
 /// ([`GatewayConfig::upstream_connections`]).

@@ -98,7 +98,10 @@ mod forward;
 mod stats;
 mod upstream;
 
-pub use config::{GatewayConfig, RouteTag, Routing, UnknownRouting, UPSTREAM_CONNECTIONS_MAX};
+pub use config::{
+    GatewayConfig, RouteTag, Routing, UnknownRouting, HANDOFF_INFLIGHT_BYTES_MAX_DEFAULT,
+    UPSTREAM_CONNECTIONS_MAX, UPSTREAM_INFLIGHT_MAX_DEFAULT,
+};
 pub use stats::{GatewayStats, REJECT_CODES};
 
 /// Handed between gateway workers only (the engine's reserved range): a
@@ -484,11 +487,9 @@ impl Service for Gateway {
     ];
 
     fn on_start(&mut self, cx: &mut Context<'_, Self>) {
-        // The lanes hold at most the pings of one worker's credit one way
-        // and the answers of the other's the other way, plus control.
-        let lane_need = 2 * self.config.handoff_inflight_bytes_max + CONTROL_BYTES_MAX;
         assert!(
-            self.config.workers == 1 || lane_need <= cx.config().handoff_backlog_max,
+            self.config.workers == 1
+                || self.config.handoff_lane_need() <= cx.config().handoff_backlog_max,
             "handoff lanes of {} bytes cannot hold a credit of {}",
             cx.config().handoff_backlog_max,
             self.config.handoff_inflight_bytes_max
