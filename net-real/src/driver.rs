@@ -135,7 +135,9 @@ enum Deadline {
 #[derive(Debug, Default)]
 struct GroupIo {
     paused: bool,
-    /// Connections found readable while the group was paused, in order.
+    /// Connections found readable while the group was paused, in order: at
+    /// most one entry per connection slot (a closed connection's is swept
+    /// when the list would pass that).
     waiting: VecDeque<ConnId>,
     /// In [`Driver::resumed`]: its waiting connections are read this turn.
     scheduled: bool,
@@ -373,7 +375,7 @@ impl<S: Service> Driver<S> {
                 timeout = Some(Duration::ZERO);
             }
             self.flush_dirty(now);
-            if !self.ready.is_empty() || !self.resumed.is_empty() {
+            if !self.ready.is_empty() || !self.resumed.is_empty() || self.orphans.has_ready() {
                 // Input waits that no event will announce (a resume may
                 // come from the last handoff of the turn).
                 timeout = Some(Duration::ZERO);
@@ -394,12 +396,14 @@ impl<S: Service> Driver<S> {
             quiet = timeout == Some(Duration::ZERO)
                 && events.is_empty()
                 && self.ready.is_empty()
-                && self.resumed.is_empty();
+                && self.resumed.is_empty()
+                && !self.orphans.has_ready();
             for event in events.iter() {
                 self.handle_event(event, now);
             }
             self.read_ready(now);
             self.read_resumed(now);
+            self.read_orphans();
             if self.take_handoffs() > 0 {
                 quiet = false;
             }
@@ -715,7 +719,17 @@ impl<S: Service> Driver<S> {
                     if self.groups.get(g).is_some_and(|g| g.paused) {
                         if !c.queued_group {
                             c.queued_group = true;
-                            self.groups[g].waiting.push_back(conn);
+                            let waiting = &mut self.groups[g].waiting;
+                            waiting.push_back(conn);
+                            // Entries of connections that closed while the
+                            // group stayed paused wait for its resume; past
+                            // one per slot they are swept out, so the list
+                            // never holds more than the worker's slots.
+                            if waiting.len() > self.conns.len() {
+                                let conns = &mut self.conns;
+                                waiting
+                                    .retain(|&id| find(conns, id).is_some_and(|c| c.queued_group));
+                            }
                         }
                         return;
                     }
@@ -765,6 +779,16 @@ impl<S: Service> Driver<S> {
             }
         }
         self.queue_ready(conn);
+    }
+
+    /// Reads the orphans whose read budget ran out last turn into the read
+    /// buffer (no output may refer to it any more).
+    fn read_orphans(&mut self) {
+        if self.orphans.has_ready() {
+            self.settle_input();
+            self.orphans
+                .read_ready(self.poll.registry(), &mut self.read_buf);
+        }
     }
 
     /// Ends the loan of an input to the engine, if any.

@@ -20,7 +20,7 @@ use fep_core::Nanos;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::limits::{CLOSE_DISCARD_BYTES_MAX, ORPHANS_MAX};
+use crate::limits::{CLOSE_DISCARD_BYTES_MAX, ORPHANS_MAX, READS_PER_TURN_MAX};
 
 /// Tag of an orphan's token: `ORPHAN_TAG | generation << SLOT_BITS | slot`
 /// (the generation makes an event for a closed orphan miss its successor).
@@ -37,6 +37,8 @@ struct Orphan {
     generation: u32,
     /// Input dropped since its connection began closing.
     discarded: usize,
+    /// In [`Orphans::ready`]: its read budget ran out with input left.
+    queued: bool,
 }
 
 /// A worker's orphans: at most [`ORPHANS_MAX`], each until its peer closes
@@ -48,6 +50,9 @@ pub(crate) struct Orphans {
     next_generation: u32,
     /// Deadlines, oldest first (one linger for all, so set in due order).
     deadlines: VecDeque<(Nanos, u32, u32)>,
+    /// Orphans to read on the next turn without a new event, each once:
+    /// their read budget ran out (slot, generation).
+    ready: VecDeque<(u32, u32)>,
 }
 
 impl Orphans {
@@ -89,21 +94,55 @@ impl Orphans {
             stream,
             generation,
             discarded,
+            queued: false,
         });
         self.deadlines.push_back((until, slot, generation));
     }
 
-    /// Reads and drops `token`'s input while the bound allows; closes it at
-    /// its end. `buf`: scratch space.
+    /// Reads and drops `token`'s input while the bound allows, at most
+    /// [`READS_PER_TURN_MAX`] reads a turn like any connection (the rest on
+    /// the next turn, see [`Orphans::read_ready`]); closes it at its end.
+    /// `buf`: scratch space.
     pub(crate) fn readable(&mut self, registry: &Registry, token: Token, buf: &mut [u8]) {
         let (slot, generation) = parts(token);
+        self.read(registry, slot, generation, buf);
+    }
+
+    /// Whether an orphan's input waits that no event will announce.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Reads, once each, the orphans whose budget ran out last turn.
+    pub(crate) fn read_ready(&mut self, registry: &Registry, buf: &mut [u8]) {
+        for _ in 0..self.ready.len() {
+            let Some((slot, generation)) = self.ready.pop_front() else {
+                return;
+            };
+            if let Some(o) = self.get_mut(slot, generation) {
+                o.queued = false;
+                self.read(registry, slot, generation, buf);
+            }
+        }
+    }
+
+    fn read(&mut self, registry: &Registry, slot: u32, generation: u32, buf: &mut [u8]) {
         let Some(o) = self.get_mut(slot, generation) else {
             return;
         };
+        let mut reads = 0;
         let ended = loop {
             if o.discarded >= CLOSE_DISCARD_BYTES_MAX {
                 break false;
             }
+            if reads == READS_PER_TURN_MAX {
+                if !o.queued {
+                    o.queued = true;
+                    self.ready.push_back((slot, generation));
+                }
+                break false;
+            }
+            reads += 1;
             match (&o.stream).read(buf) {
                 Ok(0) => break true,
                 Ok(n) => o.discarded += n,
