@@ -1,6 +1,7 @@
 //! The measurement side of the binaries: `.hgrm` files, result summaries,
 //! plots and the orchestration `fepbench` does.
 
+pub mod baseline;
 pub mod compare;
 pub mod crelay;
 pub mod engine;
