@@ -19,7 +19,7 @@ echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo doc -D warnings (intra-doc links resolve)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 
 echo "== tests (the README's test command)"
 cargo test --workspace

@@ -44,31 +44,31 @@ pub(super) struct Outbox {
     /// Input groups, by index, grown on first use.
     pub(super) groups: Vec<GroupGate>,
     /// Dialled connections under the heartbeat watch (only when
-    /// [`WorkerConfig::heartbeat_interval`] is set): a gateway's upstreams,
+    /// [`WorkerConfig::heartbeat_interval`](super::WorkerConfig::heartbeat_interval) is set): a gateway's upstreams,
     /// a handful, so the deadline is a scan of them.
     pub(super) watched: Vec<ConnId>,
-    /// Sessions in [`Phase::Connecting`]: dials the driver has not
+    /// Sessions in [`Phase::Connecting`](crate::state::Phase::Connecting): dials the driver has not
     /// reported yet.
     pub(super) dialing: usize,
-    /// Journal records for the driver's log (see [`Effect::Journal`]).
+    /// Journal records for the driver's log (see [`Effect::Journal`](super::Effect::Journal)).
     pub(super) journal: OutBuf,
     /// A `Journal` effect is queued, not polled.
     pub(super) journal_queued: bool,
     /// The newest snapshot not taken by the driver: (record, state).
     pub(super) snapshot: Option<(u64, Vec<u8>)>,
-    /// The input the driver lent ([`Worker::handle_read_lent`]) and has not
+    /// The input the driver lent ([`Worker::handle_read_lent`](super::Worker::handle_read_lent)) and has not
     /// settled yet.
     pub(super) lent: Option<Lent>,
     /// Sessions whose output refers to the lent input, each once: at most
-    /// every session, so bounded by [`WorkerConfig::sessions_max`].
+    /// every session, so bounded by [`WorkerConfig::sessions_max`](super::WorkerConfig::sessions_max).
     pub(super) spliced: Vec<ConnId>,
     /// Where the last frame spliced from the lent input ends: a frame
     /// forwarded again (or one before it) is copied, so the stamps of two
     /// forwards never land on the same bytes.
     pub(super) spliced_end: usize,
     /// Stamps to write into the lent input once its frames are handled:
-    /// (offset, big-endian value). At most [`STAMPS_PER_FORWARD_MAX`] (and
-    /// a new opcode) per frame of at least [`SPLICE_LEN_MIN`] bytes, so
+    /// (offset, big-endian value). At most [`STAMPS_PER_FORWARD_MAX`](crate::limits::STAMPS_PER_FORWARD_MAX) (and
+    /// a new opcode) per frame of at least [`SPLICE_LEN_MIN`](crate::limits::SPLICE_LEN_MIN) bytes, so
     /// bounded by the input.
     pub(super) patches: Vec<(usize, [u8; 8])>,
 }

@@ -76,9 +76,9 @@ pub(super) struct ConnIo {
     pub(super) observer: ConnObserver,
     /// A delayed write is scheduled: transmits wait for its flush.
     pub(super) flush_pending: bool,
-    /// Closed while the service refuses this connection's input (the
-    /// connection is in [`WorkerTask::paused`]): its reader stops before
-    /// the next read.
+    /// Closed while the service refuses this connection's input (paused on
+    /// its own or with its input group): its reader stops before the next
+    /// read.
     pub(super) gate: Rc<ReadGate>,
     /// Input read before the reader stopped, held for the service.
     pub(super) held: Vec<u8>,

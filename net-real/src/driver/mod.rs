@@ -13,7 +13,7 @@
 //! ([`Worker::settle_input`]) before the buffer is read into again.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,15 +26,21 @@ use crate::clock::monotonic_now;
 use crate::config::{Config, WriteMode};
 use crate::control::{Control, Mailboxes, Pushed};
 use crate::limits::{
-    CLOSE_DISCARD_BYTES_MAX, CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, IOV_PER_WRITE_MAX,
-    READS_PER_TURN_MAX, READ_BUF_LEN,
+    CLOSE_DISCARD_BYTES_MAX, CLOSE_DISCARD_READS_MAX, EVENTS_PER_POLL_MAX, READS_PER_TURN_MAX,
+    READ_BUF_LEN,
 };
 use crate::orphan::{Orphans, ORPHAN_TAG};
 use crate::socket;
 use crate::stats::IoStats;
 use crate::timer::Timer;
-use crate::wal::{AppendError, Wal, WalConfig};
+
+mod dial;
+mod journal;
+mod write;
+
 use crate::Observer;
+use journal::JournalIo;
+use write::Flush;
 
 /// Which buffer of the driver's the engine's output may refer to.
 #[derive(Clone, Copy, Debug)]
@@ -143,12 +149,6 @@ struct GroupIo {
     scheduled: bool,
 }
 
-enum Flush {
-    Done,
-    Blocked,
-    Failed,
-}
-
 /// Everything one worker thread owns.
 pub(crate) struct Driver<S: Service> {
     id: WorkerId,
@@ -199,23 +199,6 @@ pub(crate) struct Driver<S: Service> {
     next_observe: Nanos,
     /// This worker's write-ahead log, if it journals.
     journal: Option<JournalIo>,
-}
-
-/// The driver's side of a worker's write-ahead log.
-struct JournalIo {
-    wal: Wal,
-    /// The number the next appended record gets (the service numbers its
-    /// records the same way; a mismatch is a bug, reported as a failure).
-    seq_next: u64,
-    /// The last durable number told to the worker.
-    durable_told: u64,
-    /// The worker was told the log failed.
-    failed: bool,
-    /// Snapshots for the snapshot thread: (record, state). Bounded to one
-    /// waiting: a snapshot offered while one is being written is dropped
-    /// (the next one comes `snapshot_every` records later).
-    snapshots: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
-    config: WalConfig,
 }
 
 impl<S: Service> Driver<S> {
@@ -273,50 +256,6 @@ impl<S: Service> Driver<S> {
             next_observe: Nanos::ZERO,
             journal: None,
         })
-    }
-
-    /// Gives this worker its write-ahead log (see [`Config::journal`]).
-    pub(crate) fn with_journal(mut self, wal: Option<(Wal, WalConfig)>) -> Driver<S> {
-        self.journal = wal.map(|(wal, config)| {
-            let durable = wal.durable_seq();
-            JournalIo {
-                wal,
-                seq_next: durable + 1,
-                durable_told: durable,
-                failed: false,
-                snapshots: None,
-                config,
-            }
-        });
-        self
-    }
-
-    /// Hands the worker's snapshot to the snapshot thread (started on
-    /// first use), which waits until its record is durable, writes it and
-    /// deletes the segments it covers: the worker's thread does no I/O.
-    fn take_snapshot(&mut self) {
-        let Some(snapshot) = self.worker.take_snapshot() else {
-            return;
-        };
-        let Some(j) = self.journal.as_mut() else {
-            return;
-        };
-        if j.snapshots.is_none() {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
-            let durable = j.wal.durable_counter();
-            let config = j.config.clone();
-            let spawned = std::thread::Builder::new()
-                .name("fep-snapshot".into())
-                .spawn(move || write_snapshots(&rx, &durable, &config));
-            if let Err(e) = spawned {
-                eprintln!("wal: no snapshot thread ({e}); the journal is not compacted");
-                return;
-            }
-            j.snapshots = Some(tx);
-        }
-        if let Some(tx) = &j.snapshots {
-            let _ = tx.try_send(snapshot);
-        }
     }
 
     /// Runs until the service is done, or a shutdown drained (or timed out),
@@ -427,79 +366,6 @@ impl<S: Service> Driver<S> {
             }
         }
         (self.worker, self.stats)
-    }
-
-    /// Hands the worker's journal records to the log, in order; a full
-    /// log keeps the rest for the next turn (the WAL thread wakes us).
-    fn append_journal(&mut self, now: Nanos) {
-        let Some(j) = self.journal.as_mut() else {
-            return;
-        };
-        let buf = self.worker.journal_buf();
-        let mut at = 0;
-        let mut failed = None;
-        while let Some(head) = buf[at..].first_chunk::<4>() {
-            let len = u32::from_be_bytes(*head) as usize;
-            let record = &buf[at + 4..at + 4 + len];
-            match j.wal.try_append(record) {
-                Ok(seq) if seq == j.seq_next => {
-                    j.seq_next += 1;
-                    at += 4 + len;
-                }
-                Ok(seq) => {
-                    failed = Some(format!("record numbered {seq}, expected {}", j.seq_next));
-                    break;
-                }
-                Err(AppendError::Full { .. }) => break,
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        if let Some(why) = failed {
-            // Nothing past this can become durable: drop the rest.
-            at = buf.len();
-            self.journal_failed(now, &why);
-        }
-        self.worker.handle_journaled(at);
-    }
-
-    /// Tells the worker what became durable, or that the log failed, and
-    /// retries records a full log refused.
-    fn poll_journal(&mut self, now: Nanos) {
-        let Some(j) = self.journal.as_mut() else {
-            return;
-        };
-        if j.failed {
-            return;
-        }
-        let durable = j.wal.durable_seq();
-        if durable > j.durable_told {
-            j.durable_told = durable;
-            self.worker.handle_durable(now, durable);
-        } else if j.durable_told + 1 < j.seq_next && j.wal.is_stopped() {
-            self.journal_failed(now, "the WAL thread stopped on an I/O error");
-        }
-        if !self.worker.journal_buf().is_empty() {
-            self.append_journal(now);
-        }
-        self.drain(now);
-    }
-
-    fn journal_failed(&mut self, now: Nanos, why: &str) {
-        let Some(j) = self.journal.as_mut() else {
-            return;
-        };
-        if !j.failed {
-            j.failed = true;
-            eprintln!(
-                "worker {}: journal failed ({why}); durable up to record {}, \
-                 acknowledging nothing more",
-                self.id.0, j.durable_told
-            );
-            self.worker.handle_journal_failed(now);
-        }
     }
 
     fn begin_drain(&mut self, now: Nanos) {
@@ -848,53 +714,6 @@ impl<S: Service> Driver<S> {
         self.drain(now);
     }
 
-    fn finish_dial(&mut self, conn: ConnId, now: Nanos) {
-        let Some(c) = self.conn_mut(conn) else {
-            return;
-        };
-        let peer = c.peer;
-        let failed = match c.stream.take_error() {
-            Ok(None) => match c.stream.peer_addr() {
-                Ok(_) => None,
-                // Still connecting: a spurious event.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => Some(e),
-            },
-            Ok(Some(e)) | Err(e) => Some(e),
-        };
-        if let Some(e) = failed {
-            self.say_unreachable(peer, &e);
-            self.stats.dial_failures += 1;
-            self.drop_socket(conn);
-            self.worker.handle_connect_failed(now, conn);
-            self.drain(now);
-            return;
-        }
-        self.stats.dialed += 1;
-        self.say_reached(peer);
-        let deferred = self.config.write_mode == WriteMode::Deferred;
-        let c = find(&mut self.conns, conn).expect("checked above");
-        c.dialing = false;
-        if deferred {
-            let token = conn_token(conn);
-            if self
-                .poll
-                .registry()
-                .reregister(&mut c.stream, token, Interest::READABLE)
-                .is_err()
-            {
-                self.drop_socket(conn);
-                self.worker.handle_connect_failed(now, conn);
-                self.drain(now);
-                return;
-            }
-        }
-        self.worker.handle_connected(now, conn);
-        self.drain(now);
-        // The peer may have spoken already; its event came with the dial's.
-        self.queue_ready(conn);
-    }
-
     /// Delivers the bytes other workers left for this one; returns how
     /// many mailboxes had some.
     fn take_handoffs(&mut self) -> usize {
@@ -1058,124 +877,6 @@ impl<S: Service> Driver<S> {
         }
     }
 
-    fn transmit(&mut self, conn: ConnId, now: Nanos) {
-        let mode = self.config.write_mode;
-        let Some(c) = find(&mut self.conns, conn) else {
-            return;
-        };
-        if c.blocked {
-            // The WRITABLE event will write these bytes behind the others.
-            return;
-        }
-        match mode {
-            WriteMode::Speculative => {
-                if let Flush::Failed = self.flush(conn, now) {
-                    self.finalize(conn, now);
-                }
-            }
-            WriteMode::Batched => {
-                if !c.queued_dirty {
-                    c.queued_dirty = true;
-                    self.dirty.push(conn);
-                }
-            }
-            WriteMode::Deferred => {
-                c.blocked = true;
-                self.stats.deferred_waits += 1;
-                // Re-arming an edge-triggered registration reports the
-                // socket's current readiness: the event comes next poll.
-                let token = conn_token(conn);
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                if self
-                    .poll
-                    .registry()
-                    .reregister(&mut c.stream, token, interest)
-                    .is_err()
-                {
-                    self.finalize(conn, now);
-                }
-            }
-        }
-    }
-
-    /// Batched writes: every connection that got bytes since the last
-    /// poll writes them now, once.
-    fn flush_dirty(&mut self, now: Nanos) {
-        while !self.dirty.is_empty() {
-            let mut batch = std::mem::take(&mut self.dirty);
-            for conn in batch.drain(..) {
-                let Some(c) = find(&mut self.conns, conn) else {
-                    continue;
-                };
-                c.queued_dirty = false;
-                if c.blocked || c.closing_until.is_some() {
-                    continue;
-                }
-                if let Flush::Failed = self.flush(conn, now) {
-                    self.finalize(conn, now);
-                }
-            }
-            // Writes may have drained a backlog and let the service resume
-            // input, or a close may have queued more.
-            self.drain(now);
-            if self.dirty.is_empty() {
-                self.dirty = batch;
-            }
-        }
-    }
-
-    /// Writes what the engine has for `conn` until it is all out or the
-    /// socket is full.
-    fn flush(&mut self, conn: ConnId, now: Nanos) -> Flush {
-        let Some(c) = find(&mut self.conns, conn) else {
-            return Flush::Failed;
-        };
-        loop {
-            let (written, pending_len) = if self.worker.transmit_is_spliced(conn) {
-                // Part of it is still in the lent read buffer: one
-                // vectored write of the pieces, in order.
-                let input = self
-                    .loan
-                    .input(&self.read_buf, &self.inbound)
-                    .unwrap_or_default();
-                let mut iov = [IoSlice::new(&[]); IOV_PER_WRITE_MAX];
-                let mut count = 0;
-                let mut pending_len = 0;
-                let chunks = self.worker.transmit_chunks(conn, input, IOV_PER_WRITE_MAX);
-                for (slot, chunk) in iov.iter_mut().zip(chunks.into_iter().flatten()) {
-                    *slot = IoSlice::new(chunk);
-                    count += 1;
-                    pending_len += chunk.len();
-                }
-                ((&c.stream).write_vectored(&iov[..count]), pending_len)
-            } else {
-                let pending = self.worker.transmit_buf(conn);
-                if pending.is_empty() {
-                    c.blocked = false;
-                    return Flush::Done;
-                }
-                ((&c.stream).write(pending), pending.len())
-            };
-            match written {
-                Ok(0) => return Flush::Failed,
-                Ok(n) => {
-                    self.stats.writes += 1;
-                    if n < pending_len {
-                        self.stats.partial_writes += 1;
-                    }
-                    self.worker.handle_written(now, conn, n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stats.would_blocks += 1;
-                    c.blocked = true;
-                    return Flush::Blocked;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Flush::Failed,
-            }
-        }
-    }
-
     fn close(&mut self, conn: ConnId, now: Nanos) {
         let linger = nanos(self.config.close_linger);
         let Some(c) = self.conn_mut(conn) else {
@@ -1263,59 +964,6 @@ impl<S: Service> Driver<S> {
         Some(c)
     }
 
-    fn dial(&mut self, conn: ConnId, peer: PeerId, now: Nanos) {
-        let Some(&addr) = self.config.peers.get(usize::from(peer.0)) else {
-            eprintln!("worker {}: no address for {peer:?}", self.id.0);
-            self.worker.handle_connect_failed(now, conn);
-            return;
-        };
-        let stream = match socket::dial(addr, &self.config) {
-            Ok(stream) => stream,
-            Err(e) => {
-                self.stats.dial_failures += 1;
-                self.say_unreachable(Some(peer), &e);
-                self.worker.handle_connect_failed(now, conn);
-                return;
-            }
-        };
-        if self.register(conn, stream, true, now) {
-            if let Some(c) = find(&mut self.conns, conn) {
-                c.peer = Some(peer);
-            }
-            let deadline = now + nanos(self.config.connect_timeout);
-            self.deadlines.push_back((deadline, conn, Deadline::Dial));
-        }
-    }
-
-    /// A dial to `peer` failed with `why`: one line the first time since
-    /// it was last reached (with `Config::report_unreachable`).
-    fn say_unreachable(&mut self, peer: Option<PeerId>, why: &io::Error) {
-        let Some(peer) = peer.filter(|_| self.config.report_unreachable) else {
-            return;
-        };
-        let p = usize::from(peer.0);
-        if !std::mem::replace(&mut self.unreachable[p], true) {
-            let addr = self.config.peers[p];
-            eprintln!(
-                "worker {}: cannot connect to {addr} ({why}); retrying, said again once it answers",
-                self.id.0
-            );
-        }
-    }
-
-    /// A dial to `peer` succeeded: said if its failure was.
-    fn say_reached(&mut self, peer: Option<PeerId>) {
-        let Some(p) = peer.map(|p| usize::from(p.0)) else {
-            return;
-        };
-        if std::mem::replace(&mut self.unreachable[p], false) {
-            eprintln!(
-                "worker {}: connected to {}",
-                self.id.0, self.config.peers[p]
-            );
-        }
-    }
-
     /// Moves the bytes the engine holds for `target` into their mailbox,
     /// all or none; when the mailbox is full they wait for the target's
     /// wake-up.
@@ -1388,40 +1036,6 @@ impl<S: Service> Driver<S> {
                 Effect::Handoff { target } => self.worker.handle_handed_off(target),
                 _ => {}
             }
-        }
-    }
-}
-
-/// The snapshot thread: each snapshot is written once its record is
-/// durable (a snapshot of state the journal does not hold yet could
-/// recover a state that never was), then the segments it covers go.
-fn write_snapshots(
-    rx: &std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
-    durable: &std::sync::atomic::AtomicU64,
-    config: &WalConfig,
-) {
-    use std::sync::atomic::Ordering;
-    for (seq, state) in rx {
-        let waited = std::time::Instant::now();
-        while durable.load(Ordering::Acquire) < seq {
-            if waited.elapsed() > crate::limits::SNAPSHOT_DURABLE_WAIT_MAX {
-                eprintln!("wal: snapshot at record {seq} dropped: the record never became durable");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if durable.load(Ordering::Acquire) < seq {
-            continue;
-        }
-        let written = crate::wal::write_snapshot(&config.dir, seq, &config.settings, &state)
-            .and_then(|()| crate::wal::prune(&config.dir, seq));
-        match written {
-            Ok(deleted) => eprintln!(
-                "wal: snapshot at record {seq} ({} bytes), {} files deleted",
-                state.len(),
-                deleted.len()
-            ),
-            Err(e) => eprintln!("wal: snapshot at record {seq} failed: {e}"),
         }
     }
 }
