@@ -32,7 +32,7 @@
 //!
 //! With a journal ([`ExchangeConfig::journal`]) every request the engine
 //! says must be journaled ([`Engine::must_journal`]) is encoded
-//! ([`Command::encode`]) and handed to the driver's log
+//! ([`Command::encode`](fep_engine::Command::encode)) and handed to the driver's log
 //! ([`Context::journal`]) before it is matched, numbered in order. Every
 //! frame the engine's worker emits while any journaled request is not yet
 //! durable is held, tagged with the number of the last journaled request,
@@ -49,30 +49,28 @@
 //! (`SHUTTING_DOWN`, "journal failed"): nothing not durable is ever
 //! acknowledged.
 
-use fep_core::frame::{encode_frame, FrameWriter};
+use fep_core::frame::encode_frame;
 use fep_core::wire::{RejectMsg, OP_ERROR, OP_REJECT};
 use fep_core::{
     ConnId, Context, ErrorCode, Fault, Frame, Handler, Service, Session, StateSet, WorkerId,
 };
-use std::collections::VecDeque;
 
-use fep_engine::{
-    BalanceQuery, BookQuery, Cancel, CancelReason, Command, Engine, Event, Liquidity, NewOrder,
-    Replace, Side, Tif, COMMAND_ENCODED_LEN_MAX,
-};
+use fep_engine::{Engine, Event, COMMAND_ENCODED_LEN_MAX};
 
 use crate::hello::Admission;
 use crate::msg::{
     offset, patch_u64, read_u64, PerfPing, OP_PERF_PING, OP_PERF_PONG, OP_ROLE_HELLO_ACK,
     OP_ROLE_HELLO_REQ,
 };
-use crate::order::{
-    self, Balance, BookSnapshot, Header, Level, OrderAccepted, OrderCanceled, OrderExecuted,
-    OrderMsg, OrderReplaced, BOOK_DEPTH_MAX,
-};
+use crate::order::{self, Level, OrderMsg, BOOK_DEPTH_MAX};
 use crate::Role;
 
 use crate::id_table::IdTable;
+
+mod entry;
+mod journal;
+
+use journal::{hold, hold_back, resume_unless_held_back, Journaling};
 
 /// The worker whose service owns the matching engine.
 pub const ENGINE_WORKER: WorkerId = WorkerId(0);
@@ -198,62 +196,6 @@ pub struct Peer {
     /// Paused until its requests at the engine fall to half of
     /// [`AT_ENGINE_PAUSE`] (on other workers).
     paused_for_engine: bool,
-}
-
-/// A run of held frames: for whom, behind which journal record.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    /// Released once this record is durable.
-    seq: u64,
-    to: Owner,
-    /// Requests of `to.conn` these frames finish (a handed-off request).
-    finished: u32,
-    len: usize,
-}
-
-/// The journal's side of the engine's worker.
-#[derive(Debug)]
-struct Journaling {
-    /// The number of the last record journaled.
-    seq_last: u64,
-    /// Every record up to this is durable.
-    durable: u64,
-    /// The log failed: nothing more becomes durable.
-    failed: bool,
-    /// The record the last snapshot was offered at.
-    snapshot_at: u64,
-    snapshot_every: u64,
-    /// Bytes of the last snapshot: the next one's buffer is sized from it,
-    /// so a snapshot costs one allocation, not one per doubling.
-    snapshot_len_last: usize,
-    /// Held frames, back to back, in emission order.
-    held: Vec<u8>,
-    entries: VecDeque<Held>,
-    /// Connections paused for the held bytes, to resume when they drain.
-    paused: Vec<ConnId>,
-}
-
-impl Journaling {
-    fn new(seq_last: u64, snapshot_every: u64) -> Journaling {
-        Journaling {
-            seq_last,
-            durable: seq_last,
-            failed: false,
-            snapshot_at: seq_last,
-            snapshot_every,
-            snapshot_len_last: 0,
-            held: Vec::with_capacity(1 << 20),
-            entries: VecDeque::with_capacity(4096),
-            paused: Vec::new(),
-        }
-    }
-
-    /// Whether frames emitted now must wait. After a failure nothing is
-    /// held: every later request is refused unapplied, and that refusal
-    /// claims nothing durable.
-    fn holds(&self) -> bool {
-        !self.failed && self.seq_last > self.durable
-    }
 }
 
 /// The engine and what the exchange keeps beside it.
@@ -409,73 +351,6 @@ impl Exchange {
         self.emit_forward(cx, to, OP_PERF_PONG, payload, &[(offset::T3, t3)]);
     }
 
-    fn on_order(
-        &mut self,
-        cx: &mut Context<'_, Self>,
-        conn: ConnId,
-        opcode: u16,
-        payload: &[u8],
-    ) -> Result<(), Fault> {
-        // A payload of the wrong length is the connection's MALFORMED,
-        // wherever the engine lives.
-        let msg = OrderMsg::decode(opcode, payload)?;
-        if self.matching.is_none() {
-            return self.hand_to_engine(cx, conn, opcode, payload);
-        }
-        let header = msg.header();
-        let from = Owner {
-            worker: self.worker,
-            conn,
-            route: header.route,
-        };
-        self.order(cx, from, &msg);
-        hold_back(cx, conn);
-        self.hold_back_for_journal(cx, conn);
-        Ok(())
-    }
-
-    fn hand_to_engine(
-        &mut self,
-        cx: &mut Context<'_, Self>,
-        conn: ConnId,
-        opcode: u16,
-        payload: &[u8],
-    ) -> Result<(), Fault> {
-        let lane_max = cx.config().handoff_backlog_max;
-        let room = cx.handoff_backlog(ENGINE_WORKER) + 16 + payload.len() <= lane_max / 2;
-        let handed = room
-            && cx.handoff(ENGINE_WORKER, 16 + payload.len(), |out| {
-                let mut w = FrameWriter::new(out, OP_XCH_REQUEST);
-                w.put_u64(conn.to_bits()).put_u16(opcode).put_slice(payload);
-                w.finish();
-            });
-        if !handed {
-            // Shed: the request never reached the engine.
-            self.stats.rejects += 1;
-            let seq = read_u64(payload, 0);
-            cx.reject(
-                conn,
-                ErrorCode::Overloaded,
-                seq,
-                "exchange engine queue is full",
-            );
-            return Ok(());
-        }
-        let mut pause = false;
-        if let Some(peer) = cx.data_mut(conn) {
-            peer.at_engine += 1;
-            if peer.at_engine >= AT_ENGINE_PAUSE {
-                peer.paused_for_engine = true;
-                pause = true;
-            }
-        }
-        // Again if something else resumed it meanwhile.
-        if pause && cx.pause_input(conn) {
-            self.stats.engine_pauses += 1;
-        }
-        Ok(())
-    }
-
     /// Appends frames for `to`, on this worker or handed to its own.
     fn emit(
         &mut self,
@@ -532,62 +407,6 @@ impl Exchange {
             .is_some_and(|r| r.worker == to.worker && r.conn == to.conn)
     }
 
-    /// Sends what is held up to the durable record, in order.
-    fn release(&mut self, cx: &mut Context<'_, Self>) {
-        let Some(mut j) = self.journal.take() else {
-            return;
-        };
-        let mut at = 0;
-        while let Some(&e) = j.entries.front() {
-            if j.failed || e.seq > j.durable {
-                break;
-            }
-            j.entries.pop_front();
-            let bytes = &j.held[at..at + e.len];
-            at += e.len;
-            if e.to.worker == self.worker {
-                if !bytes.is_empty() {
-                    cx.send(e.to.conn, bytes.len(), |out| out.extend_from_slice(bytes));
-                }
-            } else if !self.deliver(cx, e.to, e.finished, bytes.len(), |out| {
-                out.extend_from_slice(bytes)
-            }) {
-                self.stats.unowned += 1;
-            }
-        }
-        j.held.drain(..at);
-        if j.held.len() <= HELD_BYTES_MAX / 4 {
-            for conn in j.paused.drain(..) {
-                if let Some(peer) = cx.data_mut(conn) {
-                    peer.paused_for_held = false;
-                }
-                resume_unless_held_back(cx, conn);
-            }
-        }
-        self.journal = Some(j);
-    }
-
-    /// Backpressure from the held answers: past half their bound, `conn`
-    /// is not read until they drain.
-    fn hold_back_for_journal(&mut self, cx: &mut Context<'_, Self>, conn: ConnId) {
-        let Some(j) = self.journal.as_deref_mut() else {
-            return;
-        };
-        if j.held.len() <= HELD_BYTES_MAX / 2 {
-            return;
-        }
-        if let Some(peer) = cx.data_mut(conn) {
-            if !peer.paused_for_held {
-                peer.paused_for_held = true;
-                j.paused.push(conn);
-            }
-        }
-        // Again if something else resumed it meanwhile.
-        if cx.pause_input(conn) {
-            self.stats.held_pauses += 1;
-        }
-    }
-
     /// Hands frames for `to` (on another worker) back to its worker, with
     /// the count of its requests they finish. `false` when the lane is past
     /// half its bound: the frames are not sent.
@@ -617,261 +436,6 @@ impl Exchange {
         })
     }
 
-    /// Runs one decoded order-entry request from `from` through the engine
-    /// and sends what it decided.
-    fn order(&mut self, cx: &mut Context<'_, Self>, from: Owner, msg: &OrderMsg<'_>) {
-        let mut h = msg.header();
-        h.t3 = cx.now();
-        if self.draining {
-            self.stats.rejects += 1;
-            return self.reject(
-                cx,
-                from,
-                ErrorCode::ShuttingDown,
-                h.cl_ord_id,
-                "exchange is draining",
-            );
-        }
-        let command = match command_of(msg) {
-            Ok(c) => c,
-            Err(why) => {
-                self.stats.engine_rejects += 1;
-                return self.reject(cx, from, ErrorCode::InvalidOrder, h.cl_ord_id, why);
-            }
-        };
-        if let Some(j) = self.journal.as_deref_mut() {
-            let m = self
-                .matching
-                .as_deref()
-                .expect("orders are matched on the engine's worker");
-            if j.failed {
-                self.stats.journal_rejects += 1;
-                return self.reject(
-                    cx,
-                    from,
-                    ErrorCode::ShuttingDown,
-                    h.cl_ord_id,
-                    "exchange journal failed",
-                );
-            }
-            if m.engine.must_journal(&command) {
-                let full = j.seq_last - j.durable >= NOT_DURABLE_RECORDS_MAX
-                    || j.held.len() >= HELD_BYTES_MAX;
-                if full || !cx.journal(COMMAND_ENCODED_LEN_MAX, |out| command.encode(out)) {
-                    self.stats.journal_rejects += 1;
-                    return self.reject(
-                        cx,
-                        from,
-                        ErrorCode::Overloaded,
-                        h.cl_ord_id,
-                        "exchange journal is full",
-                    );
-                }
-                j.seq_last += 1;
-                self.stats.journaled += 1;
-            }
-        }
-        self.stats.requests += 1;
-        let mut m = self
-            .matching
-            .take()
-            .expect("orders are matched on the engine's worker");
-        m.events.clear();
-        m.engine.handle(&command, &mut m.events);
-        self.answer(cx, from, &h, &mut m);
-        if let Some(j) = self.journal.as_deref_mut() {
-            if j.snapshot_every > 0 && j.seq_last - j.snapshot_at >= j.snapshot_every {
-                // Rare (every `snapshot_every` records): the one allocation
-                // and copy of the state (sized from the last one, with room
-                // for growth); the file work is the driver's.
-                j.snapshot_at = j.seq_last;
-                let mut state = Vec::with_capacity(j.snapshot_len_last + j.snapshot_len_last / 4);
-                m.engine.snapshot(&mut state);
-                j.snapshot_len_last = state.len();
-                cx.journal_snapshot(j.seq_last, state);
-            }
-        }
-        self.matching = Some(m);
-    }
-
-    fn reject(
-        &mut self,
-        cx: &mut Context<'_, Self>,
-        to: Owner,
-        code: ErrorCode,
-        seq: u64,
-        why: &str,
-    ) {
-        let msg = RejectMsg {
-            code,
-            seq,
-            reason: why,
-        };
-        self.emit(cx, to, 16 + why.len(), |out| {
-            msg.encode(out);
-        });
-    }
-
-    /// Turns the engine's events for one request into frames, in order.
-    fn answer(&mut self, cx: &mut Context<'_, Self>, from: Owner, h: &Header, m: &mut Matching) {
-        let mut i = 0;
-        while i < m.events.len() {
-            let event = m.events[i];
-            i += 1;
-            match event {
-                Event::Accepted {
-                    account,
-                    order_id,
-                    instrument,
-                    side,
-                    tif,
-                    price,
-                    qty,
-                    ..
-                } => {
-                    self.stats.accepted += 1;
-                    m.owners.set(order_id, Some(from));
-                    let msg = OrderMsg::OrderAccepted(OrderAccepted {
-                        h: *h,
-                        account,
-                        order_id,
-                        instrument,
-                        side: side.wire(),
-                        tif: tif.wire(),
-                        price,
-                        qty,
-                    });
-                    self.send_msg(cx, from, &msg);
-                }
-                Event::Executed {
-                    account,
-                    order_id,
-                    cl_ord_id,
-                    exec_id,
-                    price,
-                    qty,
-                    leaves,
-                    liquidity,
-                } => {
-                    let owner = m.owners.get(order_id).flatten();
-                    if leaves == 0 {
-                        m.owners.remove(order_id);
-                    }
-                    let (to, header) = match liquidity {
-                        Liquidity::Taker => (Some(from), *h),
-                        Liquidity::Maker => {
-                            self.stats.fills += 1;
-                            (owner, maker_header(cl_ord_id, owner, h.t3))
-                        }
-                    };
-                    let Some(to) = to else {
-                        self.stats.unowned += 1;
-                        continue;
-                    };
-                    let msg = OrderMsg::OrderExecuted(OrderExecuted {
-                        h: header,
-                        account,
-                        order_id,
-                        exec_id,
-                        price,
-                        qty,
-                        leaves,
-                        liquidity: liquidity.wire(),
-                    });
-                    if !self.send_msg(cx, to, &msg) {
-                        self.stats.unowned += 1;
-                    }
-                }
-                Event::Canceled {
-                    account,
-                    order_id,
-                    canceled_qty,
-                    reason,
-                    ..
-                } => {
-                    m.owners.remove(order_id);
-                    let reason = match reason {
-                        CancelReason::Requested => order::CANCEL_REASON_REQUESTED,
-                        CancelReason::IocRest => order::CANCEL_REASON_IOC,
-                    };
-                    let msg = OrderMsg::OrderCanceled(OrderCanceled {
-                        h: *h,
-                        account,
-                        order_id,
-                        canceled_qty,
-                        reason,
-                    });
-                    self.send_msg(cx, from, &msg);
-                }
-                Event::Replaced {
-                    account,
-                    order_id,
-                    price,
-                    qty,
-                    ..
-                } => {
-                    m.owners.set(order_id, Some(from));
-                    let msg = OrderMsg::OrderReplaced(OrderReplaced {
-                        h: *h,
-                        account,
-                        order_id,
-                        price,
-                        qty,
-                    });
-                    self.send_msg(cx, from, &msg);
-                }
-                Event::Rejected { code, reason } => {
-                    self.stats.engine_rejects += 1;
-                    let code = ErrorCode::from_u16(code.wire());
-                    self.reject(cx, from, code, h.cl_ord_id, reason);
-                }
-                Event::Book {
-                    instrument,
-                    bids,
-                    asks,
-                } => {
-                    m.levels.clear();
-                    let n = usize::from(bids) + usize::from(asks);
-                    for e in &m.events[i..i + n] {
-                        let Event::Level { price, qty, orders } = *e else {
-                            unreachable!("a book is followed by its levels");
-                        };
-                        m.levels.push(Level { price, qty, orders });
-                    }
-                    i += n;
-                    let (b, a) = m.levels.split_at(usize::from(bids));
-                    let size = order::len::BOOK_SNAPSHOT_MIN + 6 + n * order::LEVEL_LEN;
-                    self.emit(cx, from, size, |out| {
-                        BookSnapshot::encode_with(out, h, instrument, b, a);
-                    });
-                }
-                Event::Level { .. } => unreachable!("levels are read with their book"),
-                Event::Balance {
-                    account,
-                    asset,
-                    total,
-                    locked,
-                } => {
-                    let msg = OrderMsg::Balance(Balance {
-                        h: *h,
-                        account,
-                        asset,
-                        total,
-                        locked,
-                    });
-                    self.send_msg(cx, from, &msg);
-                }
-            }
-        }
-    }
-
-    fn send_msg(&mut self, cx: &mut Context<'_, Self>, to: Owner, msg: &OrderMsg<'_>) -> bool {
-        // Room for the largest fixed-size answer (an execution).
-        self.emit(cx, to, 6 + order::len::ORDER_EXECUTED, |out| {
-            msg.encode(out);
-        })
-    }
-
     fn on_error(
         &mut self,
         cx: &mut Context<'_, Self>,
@@ -881,101 +445,6 @@ impl Exchange {
         cx.close(conn);
         Ok(())
     }
-}
-
-/// Appends frames written by `write` to the held queue, behind the last
-/// journaled record; merges with the previous run for the same recipient.
-fn hold(j: &mut Journaling, to: Owner, finished: u32, write: impl FnOnce(&mut Vec<u8>)) {
-    let before = j.held.len();
-    write(&mut j.held);
-    let len = j.held.len() - before;
-    if let Some(last) = j.entries.back_mut() {
-        if last.seq == j.seq_last && last.to == to && finished == 0 {
-            last.len += len;
-            return;
-        }
-    }
-    j.entries.push_back(Held {
-        seq: j.seq_last,
-        to,
-        finished,
-        len,
-    });
-}
-
-/// Backpressure: a peer whose answers pile up unsent (past the high-water
-/// mark) is not read until they drain ([`Service::on_drained`]), so a
-/// gateway that reads slowly for a moment is slowed down by TCP rather than
-/// cut.
-fn hold_back(cx: &mut Context<'_, Exchange>, conn: ConnId) {
-    if cx.session(conn).is_some_and(|s| s.output_high()) {
-        cx.pause_input(conn);
-    }
-}
-
-/// Reads `conn` again, unless another reason to hold it back still holds:
-/// its own output above the high-water mark, the held answers, or its
-/// requests at the engine's worker. (Each reason re-pauses it on its next
-/// request anyway; this keeps one from lifting another's pause at all.)
-fn resume_unless_held_back(cx: &mut Context<'_, Exchange>, conn: ConnId) {
-    if cx.session(conn).is_some_and(|s| s.output_high()) {
-        return;
-    }
-    if cx
-        .data_mut(conn)
-        .is_some_and(|p| p.paused_for_held || p.paused_for_engine)
-    {
-        return;
-    }
-    cx.resume_input(conn);
-}
-
-/// The header of a maker's message: the naming request's `cl_ord_id` and
-/// `route`, the event's time as `t3`, no other stamps.
-fn maker_header(cl_ord_id: u64, owner: Option<Owner>, t3: fep_core::Nanos) -> Header {
-    Header {
-        cl_ord_id,
-        route: owner.map_or(0, |o| o.route),
-        t3,
-        ..Header::default()
-    }
-}
-
-/// The engine command of a request; `Err` with the reason for a side or
-/// time in force the engine's types cannot hold (`INVALID_ORDER`).
-fn command_of(msg: &OrderMsg<'_>) -> Result<Command, &'static str> {
-    Ok(match *msg {
-        OrderMsg::NewOrder(m) => Command::NewOrder(NewOrder {
-            account: m.account,
-            cl_ord_id: m.h.cl_ord_id,
-            instrument: m.instrument,
-            side: Side::from_wire(m.side).ok_or("side must be 1 (buy) or 2 (sell)")?,
-            tif: Tif::from_wire(m.tif).ok_or("tif must be 1 (day) or 2 (IOC)")?,
-            price: m.price,
-            qty: m.qty,
-        }),
-        OrderMsg::CancelOrder(m) => Command::Cancel(Cancel {
-            account: m.account,
-            cl_ord_id: m.h.cl_ord_id,
-            orig_cl_ord_id: m.orig_cl_ord_id,
-        }),
-        OrderMsg::ReplaceOrder(m) => Command::Replace(Replace {
-            account: m.account,
-            cl_ord_id: m.h.cl_ord_id,
-            orig_cl_ord_id: m.orig_cl_ord_id,
-            price: m.price,
-            qty: m.qty,
-        }),
-        OrderMsg::BookQuery(m) => Command::BookQuery(BookQuery {
-            instrument: m.instrument,
-            depth: m.depth,
-        }),
-        OrderMsg::BalanceQuery(m) => Command::BalanceQuery(BalanceQuery {
-            account: m.account,
-            asset: m.asset,
-        }),
-        _ => unreachable!("only requests are dispatched here"),
-    })
 }
 
 macro_rules! order_handler {
