@@ -887,15 +887,26 @@ pub fn run(args: &EngineArgs) -> Result<(), String> {
     let passes = AtomicU64::new(0);
     std::thread::scope(|scope| {
         scope.spawn(|| feed(&w, &feeding, &passes));
+        // The feeder stops however the legs end: a panic in them (a closed
+        // stdout, say) would otherwise leave the scope waiting for it for
+        // good.
+        let _stop = StopOnDrop(&feeding);
         // The first pass maps back every page the host took while the
         // stream was generated; no leg starts before it is done.
         while feeding.load(Ordering::Relaxed) && passes.load(Ordering::Relaxed) == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let result = legs(args, &w);
-        feeding.store(false, Ordering::Relaxed);
-        result
+        legs(args, &w)
     })
+}
+
+/// Lowers its flag when dropped, on return or on unwinding.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Reads one element per page of the input stream, over and over, until

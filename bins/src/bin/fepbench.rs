@@ -428,11 +428,24 @@ impl CommonOpts {
 fn main() -> ExitCode {
     let cli: Cli = fep_bins::cli::parse_or_exit();
     let interrupted = Arc::new(AtomicBool::new(false));
+    // Only the commands that start processes watch the flag; the others
+    // (the engine, the journal, summaries) keep the default: Ctrl-C ends
+    // them at once.
+    let starts_processes = matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Sweep { .. }
+            | Command::Knee { .. }
+            | Command::Baseline { .. }
+    );
     for signal in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| starts_processes)
+    {
         // Ctrl-C only raises the flag: fepbench then stops its children
         // itself (they are in their own process groups and never see it),
         // each within its grace period, so none is left running.
