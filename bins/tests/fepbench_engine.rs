@@ -63,7 +63,10 @@ fn a_closed_stdout_ends_fepbench_engine() {
     let mut line = String::new();
     while !line.starts_with("  input:") {
         line.clear();
-        assert!(out.read_line(&mut line).expect("reads") > 0, "no input line");
+        assert!(
+            out.read_line(&mut line).expect("reads") > 0,
+            "no input line"
+        );
     }
     drop(out);
     assert!(
