@@ -54,6 +54,21 @@ fn assert_orders_clean(s: &fep_bins::bench::summary::LoadgenSummary) {
     let taker = answers["executed_taker"].as_u64().unwrap();
     assert!(taker > 0, "{answers}");
     assert!(maker.abs_diff(taker) <= 16, "{answers}");
+    // The rtt of each kind of request the flow sent, each within the
+    // whole run's range (to its two significant figures).
+    let by_request = &s.extra["rtt_by_request"];
+    let max = s.rtt.max_us * 1.01;
+    for kind in ["new_day", "new_ioc", "cancel", "replace", "query"] {
+        let p50 = by_request[kind]["p50_us"].as_f64();
+        let p50 = p50.unwrap_or_else(|| panic!("no {kind} in {by_request}"));
+        assert!(p50 > 0.0 && p50 <= max, "{kind}: {by_request}");
+        let kind_max = by_request[kind]["max_us"].as_f64().unwrap();
+        assert!(
+            kind_max <= max,
+            "{kind}: {by_request}, rtt max {}",
+            s.rtt.max_us
+        );
+    }
 }
 
 #[test]

@@ -53,9 +53,9 @@ impl LatencySummary {
 
     /// One row of [`latency_table`]: `name` right-aligned in six columns,
     /// then p50, p90, p99, p99.9, max and mean in µs.
-    fn row(&self, name: &str) -> String {
+    fn row(&self, name: &str, width: usize) -> String {
         format!(
-            "{name:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            "{name:>width$} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
             self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us, self.mean_us
         )
     }
@@ -300,12 +300,15 @@ impl RunSummary {
 /// The latency table every binary prints (loadgen, `fepbench run`,
 /// `fepsim run`): a header, then one row per series, in µs.
 pub fn latency_table<'a>(rows: impl IntoIterator<Item = (&'a str, &'a LatencySummary)>) -> String {
+    let rows: Vec<_> = rows.into_iter().collect();
+    // Six characters, or the longest name.
+    let width = rows.iter().map(|(name, _)| name.len()).fold(6, usize::max);
     let mut out = format!(
-        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   (µs)\n",
+        "{:>width$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   (µs)\n",
         "", "p50", "p90", "p99", "p99.9", "max", "mean"
     );
     for (name, summary) in rows {
-        out.push_str(&summary.row(name));
+        out.push_str(&summary.row(name, width));
     }
     out
 }

@@ -305,6 +305,60 @@ impl Kind {
     }
 }
 
+/// What a request of the flow is, for latency by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Request {
+    /// A day `NewOrder`.
+    NewDay,
+    /// An IOC `NewOrder`.
+    NewIoc,
+    /// A `CancelOrder`.
+    Cancel,
+    /// A `ReplaceOrder`.
+    Replace,
+    /// A `BookQuery` or `BalanceQuery`.
+    Query,
+}
+
+impl Request {
+    /// Every kind, in the order of [`Request::index`].
+    pub const ALL: [Request; 5] = [
+        Request::NewDay,
+        Request::NewIoc,
+        Request::Cancel,
+        Request::Replace,
+        Request::Query,
+    ];
+
+    /// The name used in reports (`snake_case`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Request::NewDay => "new_day",
+            Request::NewIoc => "new_ioc",
+            Request::Cancel => "cancel",
+            Request::Replace => "replace",
+            Request::Query => "query",
+        }
+    }
+
+    /// Its place in [`Request::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Asked {
+    fn request(&self) -> Request {
+        match self {
+            Asked::New { tif, .. } if *tif == TIF_IOC => Request::NewIoc,
+            Asked::New { .. } => Request::NewDay,
+            Asked::Cancel { .. } => Request::Cancel,
+            Asked::Replace { .. } => Request::Replace,
+            Asked::Query => Request::Query,
+        }
+    }
+}
+
 /// How a received message relates to this connection's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seen {
@@ -450,7 +504,7 @@ impl OrderFlow {
 
     /// Appends lane `lane`'s next request, stamped `t1`, to `out`; returns
     /// its `cl_ord_id`.
-    pub fn next_request(&mut self, lane: usize, t1: Nanos, out: &mut Vec<u8>) -> u64 {
+    pub fn next_request(&mut self, lane: usize, t1: Nanos, out: &mut Vec<u8>) -> (u64, Request) {
         let config = self.config;
         let l = &mut self.lanes[lane];
         let cl_ord_id = l.next_id;
@@ -464,7 +518,7 @@ impl OrderFlow {
         msg.encode(out);
         l.pending.push_back(Pending { cl_ord_id, asked });
         self.stats.sent += 1;
-        cl_ord_id
+        (cl_ord_id, asked.request())
     }
 
     /// A `Reject` of request `cl_ord_id` arrived on lane `lane`.

@@ -5,6 +5,7 @@ use std::io::{self, BufWriter};
 use std::path::Path;
 
 use fep_load::client::Report;
+use fep_load::flow::Request;
 use serde_json::Map;
 
 use fep_bins::bench::hgrm::write_hgrm;
@@ -103,6 +104,18 @@ fn extra(report: &Report) -> Map<String, serde_json::Value> {
         extra.insert("rejects_by_code".into(), rejects.into());
         extra.insert("order_violations".into(), flow.violations.into());
         extra.insert("filled_qty".into(), flow.filled_qty.into());
+        // The rtt of each kind of request: which one a slow tail is.
+        let by_request: Map<String, serde_json::Value> = Request::ALL
+            .iter()
+            .zip(&report.rtt_by_request)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(request, h)| {
+                let summary = serde_json::to_value(LatencySummary::from_histogram(h))
+                    .expect("a latency summary is plain numbers");
+                (request.name().to_string(), summary)
+            })
+            .collect();
+        extra.insert("rtt_by_request".into(), by_request.into());
     }
     if !report.intervals.is_empty() {
         let intervals = report
@@ -179,9 +192,29 @@ pub fn describe(summary: &LoadgenSummary) -> String {
         );
     out.push_str(&latency_table(rows));
     if orders {
+        out.push_str(&describe_by_request(&summary.extra));
         out.push_str(&describe_flow(&summary.extra));
     }
     out
+}
+
+/// `--workload orders`: the rtt of each kind of request, one table (from
+/// the JSON's `rtt_by_request`).
+fn describe_by_request(extra: &Map<String, serde_json::Value>) -> String {
+    let Some(map) = extra.get("rtt_by_request").and_then(|v| v.as_object()) else {
+        return String::new();
+    };
+    let rows: Vec<(&str, LatencySummary)> = map
+        .iter()
+        .filter_map(|(name, v)| Some((name.as_str(), serde_json::from_value(v.clone()).ok()?)))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "rtt by request kind:\n{}",
+        latency_table(rows.iter().map(|(name, s)| (*name, s)))
+    )
 }
 
 /// `--workload orders`: the answers by kind, the rejects by code and the

@@ -28,6 +28,8 @@ pub(super) struct InFlight {
     pub(super) t1: Nanos,
     /// When the ping was due: t1 in closed loop, the schedule's time in open.
     pub(super) intended: Nanos,
+    /// What an order-flow request is (`None`: a ping).
+    pub(super) request: Option<Request>,
 }
 
 /// Live-interval bookkeeping.

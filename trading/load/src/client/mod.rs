@@ -25,7 +25,7 @@ use fep_core::{
 };
 use hdrhistogram::Histogram;
 
-use crate::flow::{FlowConfig, OrderFlow, Seen};
+use crate::flow::{FlowConfig, OrderFlow, Request, Seen};
 use crate::schedule::Schedule;
 use fep_trading::hello::accept_ack;
 use fep_trading::msg::{
@@ -129,8 +129,13 @@ impl Client {
         let pad = (0..config.size - PING_FRAME_LEN_MIN)
             .map(|i| (i % 251) as u8)
             .collect();
+        let report = Report::new(config.trace_max);
+        let report = match flow {
+            Some(_) => report.by_request(),
+            None => report,
+        };
         Client {
-            report: Report::new(config.trace_max),
+            report,
             config,
             links,
             pad,
@@ -213,6 +218,7 @@ impl Client {
             seq,
             t1,
             intended: intended.unwrap_or(t1),
+            request: None,
         });
         self.report.sent += 1;
         cx.send(conn, ping.wire_len(), |out| {
@@ -227,16 +233,18 @@ impl Client {
         let link = &mut self.links[i];
         let conn = link.conn.expect("a ready link has a connection");
         let t1 = cx.now();
-        let mut cl_ord_id = 0;
+        let mut sent = (0, Request::Query);
         // The largest request (a replace) with its frame header.
         cx.send(conn, 6 + order::len::REPLACE_ORDER, |out| {
-            cl_ord_id = flow.next_request(i, t1, out);
+            sent = flow.next_request(i, t1, out);
         });
+        let (cl_ord_id, request) = sent;
         self.in_flight += 1;
         link.window.push_back(InFlight {
             seq: cl_ord_id,
             t1,
             intended: intended.unwrap_or(t1),
+            request: Some(request),
         });
         self.report.sent += 1;
     }
@@ -498,6 +506,12 @@ impl Client {
         let t1 = ping.t1;
         let rtt = (t5 - ping.intended).as_u64();
         self.report.rtt.saturating_record(rtt.max(1));
+        if let Some(h) = ping
+            .request
+            .and_then(|r| self.report.rtt_by_request.get_mut(r.index()))
+        {
+            h.saturating_record(rtt.max(1));
+        }
         if matches!(self.config.load, Load::Open { .. }) {
             // Sent on time is 0 ns late; the histogram's floor is 1.
             let lag = t1.checked_since(ping.intended).unwrap_or(Nanos::ZERO);
