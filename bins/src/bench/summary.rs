@@ -51,8 +51,8 @@ impl LatencySummary {
         }
     }
 
-    /// One row of [`latency_table`]: `name` right-aligned in six columns,
-    /// then p50, p90, p99, p99.9, max and mean in µs.
+    /// One row of [`latency_table`]: `name` right-aligned in `width`
+    /// columns, then p50, p90, p99, p99.9, max and mean in µs.
     fn row(&self, name: &str, width: usize) -> String {
         format!(
             "{name:>width$} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
