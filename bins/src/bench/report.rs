@@ -209,6 +209,8 @@ pub fn render_markdown(runs: &[FoundRun]) -> String {
         }
     }
 
+    by_request_section(&mut md, &groups);
+
     let ratios = ratio_rows(&groups);
     if !ratios.is_empty() {
         let _ = writeln!(md, "\n## Costs relative to s1 (ratio of medians, rtt)\n");
@@ -225,8 +227,50 @@ pub fn render_markdown(runs: &[FoundRun]) -> String {
     md
 }
 
-/// `s2/s1` ("scale") and `s3/s1` ("handoff") on the rtt medians, for the
-/// scenarios present.
+/// The order scenarios' rtt p50 by request kind (loadgen's
+/// `rtt_by_request`), median across runs; nothing without one.
+fn by_request_section(md: &mut String, groups: &BTreeMap<String, Vec<&RunSummary>>) {
+    const KINDS: [&str; 5] = ["new_day", "new_ioc", "cancel", "replace", "query"];
+    let p50 = |run: &RunSummary, kind: &str| {
+        run.loadgen.as_ref()?.extra.get("rtt_by_request")?[kind]["p50_us"].as_f64()
+    };
+    let rows: Vec<(&String, Vec<Option<Spread>>)> = groups
+        .iter()
+        .map(|(scenario, group)| {
+            let cells = KINDS
+                .iter()
+                .map(|kind| {
+                    let values: Vec<f64> = group.iter().filter_map(|r| p50(r, kind)).collect();
+                    Spread::of(&values)
+                })
+                .collect();
+            (scenario, cells)
+        })
+        .filter(|(_, cells): &(_, Vec<Option<Spread>>)| cells.iter().any(Option::is_some))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Order rtt p50 by request kind (median across runs, µs)\n"
+    );
+    let _ = writeln!(md, "| scenario | {} |", KINDS.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(KINDS.len()));
+    for (scenario, cells) in rows {
+        let _ = write!(md, "| {scenario} |");
+        for cell in cells {
+            let _ = match cell {
+                Some(s) => write!(md, " {:.1} |", s.median),
+                None => write!(md, " – |"),
+            };
+        }
+        let _ = writeln!(md);
+    }
+}
+
+/// `s2/s1` ("scale"), `s3/s1` ("handoff") and `o1/s1` … `o3/s1` (an order
+/// against a ping) on the rtt medians, for the scenarios present.
 pub fn ratio_rows(groups: &BTreeMap<String, Vec<&RunSummary>>) -> Vec<(String, [f64; 3])> {
     let Some(base) = groups.get("s1") else {
         return Vec::new();
@@ -235,7 +279,7 @@ pub fn ratio_rows(groups: &BTreeMap<String, Vec<&RunSummary>>) -> Vec<(String, [
         TABLE_PERCENTILES.map(|p| spread_of(g, 0, p).map_or(f64::NAN, |s| s.median))
     };
     let base = medians(base);
-    ["s2", "s3"]
+    ["s2", "s3", "o1", "o2", "o3"]
         .iter()
         .filter_map(|name| groups.get(*name).map(|g| (name, medians(g))))
         .map(|(name, m)| (format!("{name}/s1"), [0, 1, 2].map(|i| m[i] / base[i])))
@@ -357,6 +401,34 @@ mod tests {
         assert!((ratios[0].1[0] - 33.0 / 32.0).abs() < 1e-9);
         assert_eq!(ratios[1].0, "s3/s1");
         assert!((ratios[1].1[2] - 160.0 / 128.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn orders_are_set_against_pings_and_split_by_request_kind() {
+        let mut o1 = run("o1", 33.0, false);
+        let mut o1b = run("o1", 35.0, false);
+        for (r, replace) in [(&mut o1, 31.0), (&mut o1b, 33.0)] {
+            r.loadgen.as_mut().unwrap().extra.insert(
+                "rtt_by_request".into(),
+                serde_json::json!({
+                    "new_ioc": {"p50_us": 40.0, "p90_us": 0.0, "p99_us": 0.0,
+                                "p999_us": 0.0, "max_us": 0.0, "mean_us": 0.0},
+                    "replace": {"p50_us": replace, "p90_us": 0.0, "p99_us": 0.0,
+                                "p999_us": 0.0, "max_us": 0.0, "mean_us": 0.0},
+                }),
+            );
+        }
+        let runs = found(vec![run("s1", 30.0, false), o1, o1b]);
+        let md = render_markdown(&runs);
+        assert!(md.contains("| o1/s1 | 1.13 | 1.13 | 1.13 |"), "{md}");
+        assert!(
+            md.contains("| o1 | – | 40.0 | – | 32.0 | – |"),
+            "the medians by kind: {md}"
+        );
+        assert!(!md.contains("| s1 | –"), "pings have no kinds: {md}");
+        // Without order scenarios there is no such section.
+        let md = render_markdown(&found(vec![run("s1", 30.0, false)]));
+        assert!(!md.contains("by request kind"), "{md}");
     }
 
     #[test]
