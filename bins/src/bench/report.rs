@@ -230,6 +230,8 @@ pub fn render_markdown(runs: &[FoundRun]) -> String {
 /// The order scenarios' rtt p50 by request kind (loadgen's
 /// `rtt_by_request`), median across runs; nothing without one.
 fn by_request_section(md: &mut String, groups: &BTreeMap<String, Vec<&RunSummary>>) {
+    // loadgen's names (`fep_load::flow::Request`), which the servers'
+    // library does not link.
     const KINDS: [&str; 5] = ["new_day", "new_ioc", "cancel", "replace", "query"];
     let p50 = |run: &RunSummary, kind: &str| {
         run.loadgen.as_ref()?.extra.get("rtt_by_request")?[kind]["p50_us"].as_f64()
@@ -243,10 +245,10 @@ fn by_request_section(md: &mut String, groups: &BTreeMap<String, Vec<&RunSummary
                     let values: Vec<f64> = group.iter().filter_map(|r| p50(r, kind)).collect();
                     Spread::of(&values)
                 })
-                .collect();
+                .collect::<Vec<_>>();
             (scenario, cells)
         })
-        .filter(|(_, cells): &(_, Vec<Option<Spread>>)| cells.iter().any(Option::is_some))
+        .filter(|(_, cells)| cells.iter().any(Option::is_some))
         .collect();
     if rows.is_empty() {
         return;
