@@ -29,7 +29,7 @@ pub(super) struct InFlight {
     /// When the ping was due: t1 in closed loop, the schedule's time in open.
     pub(super) intended: Nanos,
     /// What an order-flow request is (`None`: a ping).
-    pub(super) request: Option<Request>,
+    pub(super) request: Option<crate::flow::Request>,
 }
 
 /// Live-interval bookkeeping.

@@ -25,7 +25,7 @@ use fep_core::{
 };
 use hdrhistogram::Histogram;
 
-use crate::flow::{FlowConfig, OrderFlow, Request, Seen};
+use crate::flow::{FlowConfig, OrderFlow, Seen};
 use crate::schedule::Schedule;
 use fep_trading::hello::accept_ack;
 use fep_trading::msg::{
@@ -233,18 +233,17 @@ impl Client {
         let link = &mut self.links[i];
         let conn = link.conn.expect("a ready link has a connection");
         let t1 = cx.now();
-        let mut sent = (0, Request::Query);
+        let mut sent = None;
         // The largest request (a replace) with its frame header.
         cx.send(conn, 6 + order::len::REPLACE_ORDER, |out| {
-            sent = flow.next_request(i, t1, out);
+            sent = Some(flow.next_request(i, t1, out));
         });
-        let (cl_ord_id, request) = sent;
         self.in_flight += 1;
         link.window.push_back(InFlight {
-            seq: cl_ord_id,
+            seq: sent.map_or(0, |(cl_ord_id, _)| cl_ord_id),
             t1,
             intended: intended.unwrap_or(t1),
-            request: Some(request),
+            request: sent.map(|(_, request)| request),
         });
         self.report.sent += 1;
     }
