@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use fep_engine::{Cancel, Command, Config, Engine, Event, NewOrder, Replace, Side, Tif};
+use fep_net::monotonic_now;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -523,7 +524,10 @@ pub struct Leg {
     pub by_kind: Vec<Histogram<u64>>,
     /// Every command.
     pub all: Histogram<u64>,
-    /// Every command's own time, from its start to its end (no queueing).
+    /// Every command's own time, from its start to its end (no queueing):
+    /// from the clock read that found it due, or from the previous
+    /// command's end when it was due by then, so it includes the loop's own
+    /// bookkeeping (two stores) but only one clock read.
     pub service: Histogram<u64>,
     /// Long gaps between clock reads.
     pub gaps: Gaps,
@@ -588,35 +592,37 @@ fn measure(
     );
     let mut gaps = Gaps::default();
     let faults_before = thread_faults();
-    let start = Instant::now();
-    let mut previous = start;
+    let period = rate.map(|rate| 1e9 / rate as f64);
+    let start = monotonic_now().0;
+    // The last clock read. A command that is due starts where the previous
+    // one ended: reading the clock again there would time the harness, not
+    // the engine, and slow every backlog's drain by a clock read a command.
+    // Only a loop ahead of its schedule reads the clock before a command
+    // (spinning until it is due), so each command costs one read.
+    let mut last = start;
     for i in 0..kinds.len() {
         // Open loop: wait for the intended start; the closed loop starts
         // each command as the last one ends.
-        let intended = match rate {
-            Some(rate) => start + Duration::from_nanos((i as f64 * 1e9 / rate as f64) as u64),
-            None => previous,
+        let intended = match period {
+            Some(period) => start + (i as f64 * period) as u64,
+            None => last,
         };
-        let mut began = Instant::now();
-        gaps.see(began - previous);
+        let mut began = last;
         while began < intended {
             std::hint::spin_loop();
-            let now = Instant::now();
+            let now = monotonic_now().0;
             gaps.see(now - began);
             began = now;
         }
         op(i);
-        let done = Instant::now();
+        let done = monotonic_now().0;
         gaps.see(done - began);
-        let ns = |d: Duration| (d.as_nanos() as u64).clamp(1, 60_000_000_000);
-        tape.latency[i].store(
-            ns(done.saturating_duration_since(intended)),
-            Ordering::Relaxed,
-        );
+        let ns = |d: u64| d.clamp(1, 60_000_000_000);
+        tape.latency[i].store(ns(done.saturating_sub(intended)), Ordering::Relaxed);
         tape.service[i].store(ns(done - began), Ordering::Relaxed);
-        previous = done;
+        last = done;
     }
-    let elapsed = start.elapsed();
+    let elapsed = Duration::from_nanos(last - start);
     let faults =
         faults_before
             .zip(thread_faults())
@@ -705,10 +711,11 @@ impl Gaps {
         Duration::from_micros(50),
     ];
 
-    fn see(&mut self, gap: Duration) {
-        if gap < Self::STEPS[0] {
+    fn see(&mut self, gap_ns: u64) {
+        if gap_ns < Self::STEPS[0].as_nanos() as u64 {
             return;
         }
+        let gap = Duration::from_nanos(gap_ns);
         for (step, n) in Self::STEPS.iter().zip(&mut self.at_least) {
             *n += u64::from(gap >= *step);
         }
@@ -1126,5 +1133,54 @@ mod tests {
         assert_eq!(leg.by_kind[Kind::Move.index()].len(), moves);
         let lobster = lobster_leg(&w, Some(10_000_000));
         assert_eq!(lobster.all.len(), w.bench.len() as u64);
+    }
+
+    /// Spins for `ns` nanoseconds of the clock the harness reads.
+    fn busy(ns: u64) {
+        let until = monotonic_now().0 + ns;
+        while monotonic_now().0 < until {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn an_open_loop_counts_the_backlog_and_the_service_time_does_not() {
+        // Each command takes 20 µs against a schedule of one every 10 µs:
+        // command i starts about 10·i µs late. Its latency (from the
+        // intended start) must show that backlog; its service time (from
+        // its actual start, the previous command's end) must not.
+        let n = 50;
+        let kinds = vec![Kind::Move; n];
+        let tape = Tape::new(n);
+        let leg = measure("busy", &kinds, &tape, Some(100_000), |_| busy(20_000));
+        let latency = |i: usize| tape.latency[i].load(Ordering::Relaxed);
+        let service = |i: usize| tape.service[i].load(Ordering::Relaxed);
+        for i in 0..n {
+            assert!(service(i) >= 20_000, "command {i}: service {}", service(i));
+            assert!(latency(i) >= service(i), "command {i}");
+            // The i commands before it each ran ≥ 20 µs, due 10 µs apart.
+            let backlog = 10_000 * i as u64;
+            assert!(
+                latency(i) >= backlog + 20_000,
+                "command {i}: {}",
+                latency(i)
+            );
+        }
+        assert!(
+            leg.service.value_at_quantile(0.5) < 40_000,
+            "no backlog in service"
+        );
+        assert!(leg.elapsed >= Duration::from_micros(20 * n as u64));
+
+        // Closed loop: each command starts as the last ends, so its latency
+        // is its service time.
+        let tape = Tape::new(n);
+        measure("busy", &kinds, &tape, None, |_| busy(1_000));
+        for i in 0..n {
+            assert_eq!(
+                tape.latency[i].load(Ordering::Relaxed),
+                tape.service[i].load(Ordering::Relaxed)
+            );
+        }
     }
 }
