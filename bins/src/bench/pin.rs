@@ -13,7 +13,10 @@
 //!   would leave every other CPU idle and measure a third of the machine.
 //!   On fewer than four CPUs `auto` leaves placement to the scheduler, which
 //!   keeps every CPU busy; pinning three busy processes to two CPUs would
-//!   pair two of them on one CPU whatever their load.
+//!   pair two of them on one CPU whatever their load. At low open-loop
+//!   rates the processes mostly sleep, and each hop may then wake a halted
+//!   CPU (tens of µs on a VM); the reason says so, and `--pin colocate`
+//!   measures that part of a knee without it.
 //!
 //! At four CPUs and more `auto` spreads the processes over distinct CPUs.
 
@@ -74,7 +77,8 @@ pub enum LoadKind {
     Closed,
     /// Many pings in flight per connection: every process busy.
     Pipelined,
-    /// Pings at a set rate: every process busy at high rates.
+    /// Pings at a set rate: every process busy at high rates, mostly idle
+    /// at low ones.
     Open,
 }
 
@@ -115,10 +119,18 @@ pub fn plan(mode: PinMode, cpus: &[usize], gateway_workers: u32, load: LoadKind)
                 cpus.len()
             ),
         ),
-        PinMode::Auto if cpus.len() < SPREAD_CPUS_MIN => (
+        PinMode::Auto if cpus.len() < SPREAD_CPUS_MIN && load == LoadKind::Pipelined => (
             PinMode::None,
             format!(
                 "auto: {} load on {} CPU(s) < {SPREAD_CPUS_MIN}: every process is busy, so the scheduler places them and no CPU is left idle",
+                load.name(),
+                cpus.len()
+            ),
+        ),
+        PinMode::Auto if cpus.len() < SPREAD_CPUS_MIN => (
+            PinMode::None,
+            format!(
+                "auto: {} load on {} CPU(s) < {SPREAD_CPUS_MIN}: the scheduler places the processes, so no CPU is left idle at high rates; at low rates a hop may wake an idle CPU, which --pin colocate avoids",
                 load.name(),
                 cpus.len()
             ),
@@ -212,6 +224,12 @@ mod tests {
             assert!(p.gateway_cpus.is_empty());
             assert!(p.reason.contains("no CPU is left idle"), "{}", p.reason);
             assert!(p.reason.contains(load.name()), "{}", p.reason);
+            assert_eq!(
+                p.reason.contains("--pin colocate"),
+                load == LoadKind::Open,
+                "only an open loop idles between sends: {}",
+                p.reason
+            );
         }
         // An explicit choice still wins.
         let p = plan(PinMode::Colocate, &[0, 1], 1, LoadKind::Pipelined);
