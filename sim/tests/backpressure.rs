@@ -58,6 +58,36 @@ fn a_client_that_stops_reading_gets_every_pong_once_it_reads_again() {
     );
 }
 
+/// Seed 840563 of o2 (a long run): a client sent its last requests just
+/// as a stall of 1,495 ms began, and gave up on their answers at its
+/// 1-second drain deadline while they waited in its socket. A client now
+/// waits out the longest fault of its run before its drain deadline runs.
+#[test]
+fn a_client_that_stops_reading_past_its_drain_deadline_still_gets_every_pong() {
+    // One connection, two rounds of eight. The stall begins while the
+    // reader waits for the first round's pongs, so it takes them and then
+    // stops; the second round, the last pings, are sent from them, and
+    // their pongs wait out the stall, well past the one-second deadline.
+    let outcome = run(&RunConfig {
+        pings: 16,
+        clients: 1,
+        connections: 1,
+        inflight: 8,
+        faults: "stall@3+2500/0".parse().unwrap(),
+        ..RunConfig::new(Scenario::S1, 5)
+    });
+    for v in &outcome.verdicts {
+        assert!(v.passed(), "{}: {:?}", v.name, v.violations);
+    }
+    let report = outcome.report.unwrap();
+    assert_eq!((report.pongs, report.lost, report.drain_timeouts), (16, 0, 0));
+    assert!(
+        report.hops[3].max() >= 2_400_000_000,
+        "the pongs waited out the stall: hop4 max {} ns",
+        report.hops[3].max()
+    );
+}
+
 /// Seeds 202811 and 203010 of the long sweeps: the exchange paused the
 /// gateway's connection while its pongs passed the output's high-water
 /// mark, and the write that drained them queued the resume

@@ -24,7 +24,8 @@ pub const STARTUP_MS_MAX: u64 = 1_000;
 
 /// Simulated time without an answer, once every fault healed, that fails
 /// liveness (longer than a client's drain deadline, so a client that gives
-/// up on lost pings still finishes inside it).
+/// up on lost pings still finishes inside it), plus the longest fault that
+/// can hold answers back, which the drain deadline also waits out.
 pub const LIVENESS_GRACE_MS: u64 = 3_000;
 
 /// A run longer than this many [`RunConfig::horizon_ms`] (after its last
@@ -38,7 +39,8 @@ pub const QUIESCE_MS: u64 = 30;
 /// is open on one side only (its peer closed, its input not all taken).
 pub const QUIESCE_MS_MAX: u64 = 1_000;
 
-/// How long a client waits for the last answers.
+/// How long a client waits for the last answers, beyond the longest fault
+/// of its run that can hold them back.
 pub const CLIENT_DRAIN_MS: u64 = 1_000;
 
 /// A dial that has not completed by then has failed.

@@ -17,8 +17,8 @@ use crate::driver::{Buggify, Host, HostSpec, JournalLog, Knobs, Sabotage};
 use crate::trace::SharedRecorder;
 
 use super::{
-    pings_of, Hosts, RunConfig, CLIENT_DRAIN_MS, CONNECT_TIMEOUT_MS, EXCHANGE_PORT,
-    GATEWAY_HEARTBEAT_MS, GATEWAY_PORT,
+    pings_of, Hosts, RunConfig, CONNECT_TIMEOUT_MS, EXCHANGE_PORT, GATEWAY_HEARTBEAT_MS,
+    GATEWAY_PORT,
 };
 
 pub(super) fn base_knobs(sabotage: Sabotage, short_reads: bool) -> Knobs {
@@ -213,7 +213,13 @@ pub(super) fn exchange_config(config: &RunConfig) -> ExchangeConfig {
     }
 }
 
-pub(super) fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Hosts {
+/// Every host of a run; each client waits `client_drain_ms` for its last
+/// answers.
+pub(super) fn build_hosts(
+    config: &RunConfig,
+    recorder: &SharedRecorder,
+    client_drain_ms: u64,
+) -> Hosts {
     let seed = config.seed;
     let knobs = base_knobs(Sabotage::None, config.short_reads);
     let exchange_config = exchange_config(config);
@@ -275,7 +281,7 @@ pub(super) fn build_hosts(config: &RunConfig, recorder: &SharedRecorder) -> Host
                 },
                 size: config.size,
                 token: String::new(),
-                drain_timeout: Nanos::from_millis(CLIENT_DRAIN_MS),
+                drain_timeout: Nanos::from_millis(client_drain_ms),
                 trace_max: if k == 0 { config.round_trips } else { 0 },
                 workload: if config.scenario.orders() {
                     Workload::Orders(order_flow(config, k))
