@@ -80,7 +80,10 @@ fn a_client_that_stops_reading_past_its_drain_deadline_still_gets_every_pong() {
         assert!(v.passed(), "{}: {:?}", v.name, v.violations);
     }
     let report = outcome.report.unwrap();
-    assert_eq!((report.pongs, report.lost, report.drain_timeouts), (16, 0, 0));
+    assert_eq!(
+        (report.pongs, report.lost, report.drain_timeouts),
+        (16, 0, 0)
+    );
     assert!(
         report.hops[3].max() >= 2_400_000_000,
         "the pongs waited out the stall: hop4 max {} ns",
