@@ -64,8 +64,19 @@ enum Read {
         seq: u64,
         command: Command,
     },
-    /// A request the journal may hold: (account, `cl_ord_id`).
-    Request { account: u32, cl_ord_id: u64 },
+    /// A request the journal may hold: its opcode, account and
+    /// `cl_ord_id`. The opcode matters: a `CancelOrder`'s `cl_ord_id` is
+    /// only echoed, so the gateway's cancel of an order can carry the
+    /// order's own id, and a client that rejoined can send that id again
+    /// in a `NewOrder` the exchange refuses as a duplicate (seed 861110 of
+    /// o3: the journaled cancel matched the refused order's read, and a
+    /// balance query read between them was answered from the model after
+    /// the cancel, where the exchange had answered it before).
+    Request {
+        opcode: u16,
+        account: u32,
+        cl_ord_id: u64,
+    },
 }
 
 /// Reads queued at most; past it the oldest is dropped (a run reads far
@@ -457,14 +468,14 @@ impl OrderCheck {
     /// One command in the engine's order.
     pub fn command(&mut self, command: &Command) {
         let named = match command {
-            Command::NewOrder(o) => Some((o.account, o.cl_ord_id)),
-            Command::Cancel(c) => Some((c.account, c.cl_ord_id)),
-            Command::Replace(r) => Some((r.account, r.cl_ord_id)),
+            Command::NewOrder(o) => Some((op::NEW_ORDER, o.account, o.cl_ord_id)),
+            Command::Cancel(c) => Some((op::CANCEL_ORDER, c.account, c.cl_ord_id)),
+            Command::Replace(r) => Some((op::REPLACE_ORDER, r.account, r.cl_ord_id)),
             Command::BookQuery(_) | Command::BalanceQuery(_) => None,
         };
-        let at = named.and_then(|(a, c)| {
+        let at = named.and_then(|key| {
             self.reads.iter().position(|r| {
-                matches!(*r, Read::Request { account, cl_ord_id } if (account, cl_ord_id) == (a, c))
+                matches!(*r, Read::Request { opcode, account, cl_ord_id } if (opcode, account, cl_ord_id) == key)
             })
         });
         if let Some(at) = at {
@@ -661,6 +672,7 @@ impl OrderCheck {
             }),
             (Dir::In, op::NEW_ORDER | op::CANCEL_ORDER | op::REPLACE_ORDER) => {
                 self.read(Read::Request {
+                    opcode: e.opcode,
                     account: o.account,
                     cl_ord_id: e.seq,
                 })

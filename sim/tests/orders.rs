@@ -437,6 +437,74 @@ fn a_cancel_answer_must_echo_the_cancel_requests_id() {
     assert_eq!(failed(&verdicts, "reference model").count, 1);
 }
 
+/// A frame the exchange read.
+fn read(opcode: u16, seq: u64, order: OrderFields) -> WireEvent {
+    WireEvent {
+        dir: Dir::In,
+        ..out(opcode, seq, order)
+    }
+}
+
+/// Seed 861110 of o3: a client that rejoined sent its first `NewOrder`
+/// again (refused as a duplicate, never journaled), then a balance query;
+/// then the gateway canceled the order with a `CancelOrder` that reuses
+/// the order's id as its own. The journaled cancel must place the reads
+/// before it at its own read, not at the refused order's: the query was
+/// answered with the order still open.
+#[test]
+fn a_journaled_cancel_is_placed_at_its_own_read_not_at_an_order_with_its_id() {
+    let mut check = OrderCheck::new(EXCHANGE, order_engine(), false);
+    check.command(&new_order(1, 5, Side::Sell, 10));
+    check.event(&out(op::ORDER_ACCEPTED, 5, accepted(1, 1, Side::Sell, 10)));
+    let account = OrderFields {
+        account: 1,
+        ..OrderFields::default()
+    };
+    let units = OrderFields {
+        asset: 1,
+        ..account
+    };
+    check.event(&read(op::NEW_ORDER, 5, account));
+    check.event(&read(op::BALANCE_QUERY, 9, units));
+    check.event(&read(
+        op::CANCEL_ORDER,
+        5,
+        OrderFields { orig: 5, ..account },
+    ));
+    check.event(&WireEvent {
+        code: 12,
+        ..out(op::REJECT, 5, OrderFields::default())
+    });
+    check.command(&Command::Cancel(fep_engine::Cancel {
+        account: 1,
+        cl_ord_id: 5,
+        orig_cl_ord_id: 5,
+    }));
+    // Answered before the cancel: the order's 10 units still locked.
+    check.event(&out(
+        op::BALANCE,
+        9,
+        OrderFields {
+            total: order_engine().units,
+            locked: 10,
+            ..units
+        },
+    ));
+    check.event(&out(
+        op::ORDER_CANCELED,
+        5,
+        OrderFields {
+            order_id: 1,
+            qty: 10,
+            reason: CANCEL_REASON_REQUESTED,
+            ..account
+        },
+    ));
+    let verdicts = check.finish(None);
+    let v = failed(&verdicts, "reference model");
+    assert!(v.passed(), "{v}");
+}
+
 /// Records as the exchange hands them to its log: `len:u32`, then the
 /// command's journal encoding.
 fn records(commands: &[Command]) -> Vec<u8> {
